@@ -1,0 +1,90 @@
+"""Activation functions by name, and their closed-form derivatives for plots and diagnostics."""
+
+from collections.abc import Callable
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ACTIVATIONS: tuple[str, ...] = ('sigmoid', 'tanh', 'relu', 'leaky_relu')
+
+
+def _check_name(name: str) -> None:
+    if name not in ACTIVATIONS:
+        raise ValueError(f'unknown activation {name!r}; allowed: {", ".join(ACTIVATIONS)}')
+
+
+def _check_negative_slope(negative_slope: float | jax.Array) -> None:
+    # A traced slope (a vmapped or jitted sweep) has no value yet, so only concrete slopes can be checked.
+    if isinstance(negative_slope, jax.core.Tracer):
+        return
+    slope = np.asarray(negative_slope, dtype=np.float64)
+    if not np.all(np.isfinite(slope)):
+        raise ValueError(f'leaky_relu negative_slope must be finite, got {negative_slope!r}')
+    if np.any(slope == 1.0):
+        raise ValueError('leaky_relu negative_slope=1 makes the activation the identity, so the net would be linear')
+
+
+def _as_float(z: jax.Array) -> jax.Array:
+    z = jnp.asarray(z)
+    return z if jnp.issubdtype(z.dtype, jnp.floating) else z.astype(jnp.float32)
+
+
+def _leaky_relu(z: jax.Array, negative_slope: float | jax.Array) -> jax.Array:
+    """max(z, 0) + negative_slope * min(z, 0), with the slope cast to z's dtype so bf16 nets stay bf16."""
+    z = _as_float(z)
+    return jnp.where(z >= 0, z, jnp.asarray(negative_slope, z.dtype) * z)
+
+
+def _sigmoid_derivative(z: jax.Array) -> jax.Array:
+    """sigmoid'(z) = s (1 - s); at most 1/4, which is why deep sigmoid nets see vanishing gradients."""
+    s = jax.nn.sigmoid(_as_float(z))
+    return s * (1 - s)
+
+
+def _tanh_derivative(z: jax.Array) -> jax.Array:
+    """tanh'(z) = 1 - tanh(z)^2."""
+    t = jnp.tanh(_as_float(z))
+    return 1 - t * t
+
+
+def _relu_derivative(z: jax.Array) -> jax.Array:
+    """relu'(z) = 1 for z > 0, else 0 (including z = 0, as jax.grad(jax.nn.relu) does)."""
+    z = _as_float(z)
+    return (z > 0).astype(z.dtype)
+
+
+def _leaky_relu_derivative(z: jax.Array, negative_slope: float | jax.Array) -> jax.Array:
+    """leaky_relu'(z) = 1 for z > 0, else negative_slope (including z = 0, matching relu's convention)."""
+    z = _as_float(z)
+    return jnp.where(z > 0, jnp.ones_like(z), jnp.asarray(negative_slope, z.dtype))
+
+
+def get_activation(name: str, negative_slope: float | jax.Array = 0.01) -> Callable[[jax.Array], jax.Array]:
+    """The activation function called `name`; leaky_relu uses `negative_slope` (ignored by the others)."""
+    _check_name(name)
+    if name == 'sigmoid':
+        return jax.nn.sigmoid
+    if name == 'tanh':
+        return jnp.tanh
+    if name == 'relu':
+        return jax.nn.relu
+    _check_negative_slope(negative_slope)
+    return functools.partial(_leaky_relu, negative_slope=negative_slope)
+
+
+def activation_derivative(name: str, negative_slope: float | jax.Array = 0.01) -> Callable[[jax.Array], jax.Array]:
+    """Closed-form derivative f'(z) of the activation, for plots and vanishing-gradient diagnostics.
+
+    At the kink z = 0, relu' is 0 and leaky_relu' is `negative_slope` (the left derivative).
+    """
+    _check_name(name)
+    if name == 'sigmoid':
+        return _sigmoid_derivative
+    if name == 'tanh':
+        return _tanh_derivative
+    if name == 'relu':
+        return _relu_derivative
+    _check_negative_slope(negative_slope)
+    return functools.partial(_leaky_relu_derivative, negative_slope=negative_slope)

@@ -1,0 +1,38 @@
+"""Orbax save and restore of a whole run: the TrainState (stacked for a sweep) plus JSON metadata (history, epoch)."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+    """Saves the state and metadata after every epoch into `directory`, keeping the newest `max_to_keep`."""
+
+    def __init__(self, directory: str, max_to_keep: int = 2):
+        # Synchronous saves: the state is small, and a run killed right after an epoch must find it on disk.
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False)
+        self._manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+    def save(self, epoch: int, state: Any, metadata: dict) -> None:
+        """Writes `state` and the JSON-serialisable `metadata` as the checkpoint of `epoch`."""
+        self._manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                          metadata=ocp.args.JsonSave(metadata)))
+        self._manager.wait_until_finished()
+
+    def latest_epoch(self) -> int | None:
+        """The newest saved epoch, or None when there is no checkpoint."""
+        return self._manager.latest_step()
+
+    def restore(self, like_state: Any, epoch: int | None = None) -> tuple[Any, dict]:
+        """The state (with the structure, shapes and dtypes of `like_state`) and metadata of `epoch` (default newest)."""
+        epoch = self.latest_epoch() if epoch is None else epoch
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state)
+        restored = self._manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                                        metadata=ocp.args.JsonRestore()))
+        return restored['state'], restored['metadata']
+
+    def close(self) -> None:
+        self._manager.close()

@@ -1,0 +1,253 @@
+"""TFDS data_source -> cached uint8 arrays -> normalized device arrays; splits; few-label subsets.
+
+A split is decoded once with `tfds.data_source` (random access, no TensorFlow) and cached as an uncompressed
+`.npz` next to the prepared data, or in a cache directory when the data directory is read-only.
+"""
+
+import dataclasses
+import hashlib
+import logging
+import os
+import re
+import tempfile
+
+import jax
+import numpy as np
+import tensorflow_datasets as tfds
+
+DEFAULT_CACHE_DIR = os.path.join('~', '.cache', 'nets', 'tfds')
+_DATA_DIR_HINT = 'Pass --data_dir=<a TFDS data directory> or set TFDS_DATA_DIR.'
+
+_logger = logging.getLogger(__name__)
+
+
+class DataError(Exception):
+    """Dataset missing or unusable; its message is one line meant for the user."""
+
+
+def resolve_data_dir(data_dir: str | None) -> str | None:
+    """--data_dir if given, else $TFDS_DATA_DIR, else None (TFDS default)."""
+    # An empty string counts as absent: that is what an unset string flag holds.
+    chosen = data_dir or os.environ.get('TFDS_DATA_DIR') or None
+    return os.path.expanduser(chosen) if chosen else None
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    # TFDS errors span several lines; the user gets one, so collapse and shorten the reason.
+    words = ' '.join(str(text).split())
+    return words if len(words) <= limit else words[: limit - 3] + '...'
+
+
+def _is_remote(path: str) -> bool:
+    # TFDS also reads gs:// and similar; those cannot be checked or written with os.
+    return '://' in path
+
+
+def _is_writable_directory(path: str) -> bool:
+    """Whether a cache file may be written into `path`."""
+    if _is_remote(path) or not os.path.isdir(path):
+        return False
+    # Root passes os.access on any local directory, so also honour the write bits: a tree laid out without
+    # them (like ../shared in CI) is meant to stay read-only.
+    return os.access(path, os.W_OK) and bool(os.stat(path).st_mode & 0o222)
+
+
+def _cache_file_name(name: str, version: str, split: str) -> str:
+    # Splits like 'train[:10%]' hold characters that do not belong in file names; the hash keeps two such
+    # splits apart after the characters are replaced.
+    safe = re.sub(r'[^A-Za-z0-9._-]+', '_', f'{name}-{version}-{split}')
+    if safe != f'{name}-{version}-{split}':
+        safe += '-' + hashlib.sha1(f'{name}/{split}'.encode()).hexdigest()[:8]
+    return safe + '.npz'
+
+
+def _read_cache(path: str, num_examples: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Arrays stored at `path`, or None when the file is absent, unreadable or stale."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as cache:
+            images, labels = cache['images'], cache['labels']
+    except (OSError, ValueError, KeyError) as error:
+        _logger.warning('Ignoring unreadable cache %s: %s', path, _one_line(error))
+        return None
+    # A length that differs from the data source means the data were prepared again since the cache was made.
+    if (
+        images.dtype != np.uint8
+        or labels.dtype != np.int32
+        or images.ndim != 4
+        or len(images) != num_examples
+        or len(labels) != num_examples
+    ):
+        _logger.warning('Ignoring stale cache %s (%d examples, the data have %d).', path, len(images), num_examples)
+        return None
+    return images, labels
+
+
+def _write_cache(path: str, images: np.ndarray, labels: np.ndarray) -> None:
+    """Writes the arrays to `path` atomically: readers see the old file or the whole new one, never a part."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path), suffix='.tmp')
+    try:
+        with os.fdopen(descriptor, 'wb') as file:
+            np.savez(file, images=images, labels=labels)
+            file.flush()
+            os.fsync(file.fileno())
+        # mkstemp makes the file private; the cache of shared data should be readable by everyone who reads the data.
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _decode_split(data_source) -> tuple[np.ndarray, np.ndarray]:
+    """All records of a TFDS data source, decoded and stacked into uint8 images [N, H, W, C] and int32 labels."""
+    image_key, label_key = data_source.dataset_info.supervised_keys or ('image', 'label')
+    # One batched read lets TFDS decode with its fastest path instead of one Python call per record.
+    records = data_source.__getitems__(range(len(data_source)))
+    images = np.stack([np.asarray(record[image_key], dtype=np.uint8) for record in records])
+    if images.ndim == 3:
+        images = images[..., np.newaxis]
+    labels = np.asarray([record[label_key] for record in records], dtype=np.int32)
+    return images, labels
+
+
+def _open_data_source(name: str, split: str, data_dir: str | None, download: bool):
+    """The TFDS data source of one split, or DataError with one line that says what to do."""
+    where = data_dir if data_dir is not None else f'the TFDS default directory {tfds.core.constants.DATA_DIR}'
+    if data_dir is not None and not _is_remote(data_dir):
+        # A typo'd path must fail at once, not after TFDS creates it and tries to download into it.
+        if not os.path.isdir(data_dir):
+            raise DataError(
+                f"Data directory {data_dir} does not exist, so dataset '{name}' cannot be loaded. {_DATA_DIR_HINT}"
+            )
+        dataset_folder = os.path.join(data_dir, name.split(':')[0].split('/')[0])
+        if not download and not os.path.isdir(dataset_folder):
+            raise DataError(f"Dataset '{name}' is not in {data_dir} and download is off. {_DATA_DIR_HINT}")
+    try:
+        return tfds.data_source(name, split=split, data_dir=data_dir, download=download)
+    except Exception as error:  # TFDS raises many kinds: not found, network, missing TensorFlow for preparation.
+        attempt = 'could not be downloaded' if download else 'download is off'
+        raise DataError(
+            f"Dataset '{name}' (split '{split}') is not usable in {where} and {attempt} "
+            f'({type(error).__name__}: {_one_line(error)}). {_DATA_DIR_HINT}'
+        ) from error
+
+
+def load_split_arrays(
+    name: str, split: str, data_dir: str | None = None, cache_dir: str | None = None, download: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images [N, H, W, C] and int32 labels [N] of one TFDS split, decoded once and cached.
+
+    The cache sits next to the data when that directory is writable, else in `cache_dir` (default ~/.cache/nets/tfds).
+    """
+    resolved = resolve_data_dir(data_dir)
+    # Opening the source costs milliseconds and tells the version, the directory and the length that a cache must have.
+    data_source = _open_data_source(name, split, resolved, download)
+    num_examples = len(data_source)
+    file_name = _cache_file_name(name, str(data_source.dataset_info.version), split)
+    version_dir = str(data_source.dataset_info.data_dir)
+    fallback_dir = os.path.expanduser(cache_dir or DEFAULT_CACHE_DIR)
+    for directory in (version_dir, fallback_dir):
+        cached = _read_cache(os.path.join(directory, file_name), num_examples)
+        if cached is not None:
+            return cached
+
+    _logger.info("Decoding %d examples of '%s' split '%s' once; later loads read the cache.", num_examples, name, split)
+    images, labels = _decode_split(data_source)
+    target = version_dir if _is_writable_directory(version_dir) else fallback_dir
+    try:
+        _write_cache(os.path.join(target, file_name), images, labels)
+    except OSError as error:
+        # A missing cache only costs time on the next load; it is no reason to stop this run.
+        _logger.warning('Could not write the cache in %s: %s', target, _one_line(error))
+    return images, labels
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Splits:
+    """Host arrays of the train, validation and test splits: uint8 images [N, H, W, C] and int32 labels [N]."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    validation_images: np.ndarray
+    validation_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    num_classes: int
+
+
+def _check_limit(limit: int | None, argument: str) -> None:
+    if limit is not None and limit < 1:
+        raise ValueError(f'{argument} must be None or at least 1, got {limit}.')
+
+
+def load_splits(
+    name: str = 'mnist',
+    data_dir: str | None = None,
+    cache_dir: str | None = None,
+    validation_size: int = 10_000,
+    split_seed: int = 0,
+    train_limit: int | None = None,
+    test_limit: int | None = None,
+) -> Splits:
+    """Train, a validation split held out from train, and test.
+
+    Validation = last `validation_size` examples after a fixed permutation (np.random.default_rng(split_seed)) of TFDS
+    train; validation_size=0 gives an empty validation split and trains on all of train. A limit keeps the first n.
+    """
+    if validation_size < 0:
+        raise ValueError(f'validation_size must be at least 0, got {validation_size}.')
+    _check_limit(train_limit, 'train_limit')
+    _check_limit(test_limit, 'test_limit')
+    all_train_images, all_train_labels = load_split_arrays(name, 'train', data_dir, cache_dir)
+    test_images, test_labels = load_split_arrays(name, 'test', data_dir, cache_dir)
+    num_train = len(all_train_labels)
+    if validation_size >= num_train:
+        raise ValueError(
+            f"validation_size must be smaller than the {num_train} training examples of '{name}', "
+            f'got {validation_size}.'
+        )
+
+    permutation = np.random.default_rng(split_seed).permutation(num_train)
+    # Sorting keeps TFDS order inside each part, so validation_size=0 gives exactly the TFDS train split.
+    train_indices = np.sort(permutation[: num_train - validation_size])[:train_limit]
+    validation_indices = np.sort(permutation[num_train - validation_size :])
+    # Counted on the full splits so that a small limit cannot hide a class.
+    num_classes = int(max(all_train_labels.max(), test_labels.max())) + 1
+    return Splits(
+        train_images=all_train_images[train_indices],
+        train_labels=all_train_labels[train_indices],
+        validation_images=all_train_images[validation_indices],
+        validation_labels=all_train_labels[validation_indices],
+        test_images=test_images[:test_limit],
+        test_labels=test_labels[:test_limit],
+        num_classes=num_classes,
+    )
+
+
+def few_label_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Indices of a class-balanced subset: `per_class` examples of every class, chosen with `seed`, sorted."""
+    if per_class < 0:
+        raise ValueError(f'per_class must be at least 0, got {per_class}.')
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) and counts.min() < per_class:
+        short = classes[counts < per_class].tolist()
+        raise ValueError(f'per_class={per_class} is more than classes {short} have (fewest: {counts.min()}).')
+    rng = np.random.default_rng(seed)
+    # Classes are visited in sorted order so that one seed always draws the same subset.
+    chosen = [rng.choice(np.flatnonzero(labels == label), size=per_class, replace=False) for label in classes]
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def to_device(images: np.ndarray, labels: np.ndarray, sharding=None) -> tuple[jax.Array, jax.Array]:
+    """float32 images in [0, 1] flattened to [N, H*W*C] and int32 labels, placed on the device (or with `sharding`)."""
+    num_examples = len(images)
+    # Normalizing on the host in one fixed expression gives the same bits on every run; the explicit feature count
+    # lets an empty split (N = 0) reshape too.
+    features = int(np.prod(images.shape[1:]))
+    normalized = np.asarray(images).reshape(num_examples, features).astype(np.float32) / 255
+    return (jax.device_put(normalized, sharding), jax.device_put(np.asarray(labels, dtype=np.int32), sharding))

@@ -1,0 +1,86 @@
+"""Kernel initializers by name, as jax.nn.initializers functions, and the variance each one draws with."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+INITIALIZERS: tuple[str, ...] = (
+    'glorot_uniform',
+    'glorot_normal',
+    'he_uniform',
+    'he_normal',
+    'lecun_normal',
+    'lecun_uniform',
+    'uniform',
+    'normal',
+)
+
+# Keras 1's default kernel initializer: U(-0.05, 0.05).
+KERAS_UNIFORM_LIMIT = 0.05
+
+_VARIANCE_SCALING = {
+    'glorot_uniform': jax.nn.initializers.glorot_uniform,
+    'glorot_normal': jax.nn.initializers.glorot_normal,
+    'he_uniform': jax.nn.initializers.he_uniform,
+    'he_normal': jax.nn.initializers.he_normal,
+    'lecun_normal': jax.nn.initializers.lecun_normal,
+    'lecun_uniform': jax.nn.initializers.lecun_uniform,
+}
+
+
+def _check_name_and_std(name: str, std: float | None) -> None:
+    if name not in INITIALIZERS:
+        raise ValueError(f'unknown initializer {name!r}; allowed: {", ".join(INITIALIZERS)}')
+    if name == 'normal':
+        if std is None:
+            raise ValueError("initializer 'normal' needs std, the standard deviation of N(0, std^2)")
+        if not (math.isfinite(float(std)) and float(std) > 0):
+            raise ValueError(f"initializer 'normal' needs a finite std > 0, got {std!r}")
+    elif std is not None:
+        raise ValueError(f"std is only for initializer 'normal', not {name!r}; the others set their own variance")
+
+
+def _keras_uniform(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+    return jax.random.uniform(key, shape, dtype, -KERAS_UNIFORM_LIMIT, KERAS_UNIFORM_LIMIT)
+
+
+def get_initializer(
+    name: str, std: float | None = None, scale: float | jax.Array = 1.0
+) -> jax.nn.initializers.Initializer:
+    """Kernel initializer `name` as a jax.nn.initializers function (key, shape, dtype) -> array.
+
+    `scale` multiplies the draw (so the variance by scale^2); it may be a traced scalar in a vmapped sweep.
+    """
+    _check_name_and_std(name, std)
+    if name == 'uniform':
+        base = _keras_uniform
+    elif name == 'normal':
+        base = jax.nn.initializers.normal(stddev=float(std))
+    else:
+        base = _VARIANCE_SCALING[name]()
+
+    def init(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+        # Multiply even when scale is 1: a traced scale cannot be branched on, and x * 1 is exact.
+        return base(key, shape, dtype) * jnp.asarray(scale, dtype)
+
+    return init
+
+
+def expected_variance(name: str, fan_in: int, fan_out: int, std: float | None = None) -> float:
+    """The variance the initializer draws with, by its formula, for tests and reports.
+
+    jax's *_normal initializers draw from a normal truncated at 2 sigma and rescaled so that this variance is exact.
+    """
+    _check_name_and_std(name, std)
+    if fan_in <= 0 or fan_out <= 0:
+        raise ValueError(f'fan_in and fan_out must be positive, got fan_in={fan_in}, fan_out={fan_out}')
+    if name.startswith('glorot_'):
+        return 2.0 / (fan_in + fan_out)
+    if name.startswith('he_'):
+        return 2.0 / fan_in
+    if name.startswith('lecun_'):
+        return 1.0 / fan_in
+    if name == 'uniform':
+        return KERAS_UNIFORM_LIMIT**2 / 3.0
+    return float(std) ** 2

@@ -1,0 +1,85 @@
+"""Flax linen models: a configurable MLP (and LeNet-300-100 as one of its configs).
+
+Every hyper-parameter that a sweep may vary (dropout rates, init scale, leaky slope) may be a traced jax scalar,
+so that `jax.vmap` can train many differently configured copies of the same shapes in one program.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from nets.activations import get_activation
+from nets.initializers import get_initializer
+
+BATCH_NORM_PLACEMENTS = (None, 'before', 'after')
+
+
+def _is_concrete_zero(value) -> bool:
+    """True when `value` is a Python or NumPy number equal to 0 (never for tracers)."""
+    return not isinstance(value, jax.core.Tracer) and float(value) == 0.0
+
+
+def dropout(module: nn.Module, inputs: jax.Array, rate, train: bool) -> jax.Array:
+    """Inverted dropout with the module's explicit 'dropout' rng; `rate` may be a traced scalar."""
+    if not isinstance(rate, jax.core.Tracer) and not 0.0 <= float(rate) < 1.0:
+        raise ValueError(f'dropout rate must be in [0, 1), got {rate}')
+    if not train or _is_concrete_zero(rate):
+        return inputs
+    keep_probability = 1.0 - rate
+    keep = jax.random.bernoulli(module.make_rng('dropout'), keep_probability, inputs.shape)
+    return jnp.where(keep, inputs / keep_probability, jnp.zeros_like(inputs))
+
+
+class MLP(nn.Module):
+    """Fully connected classifier with per-layer activation, initializer, dropout and optional batch norm.
+
+    Each hidden layer sows into the 'intermediates' collection its `preactivation_i` (what enters the activation
+    function, after batch norm when batch norm is placed before it) and its `activation_i` (the layer's output
+    before dropout), so regularizers and diagnostics read them without a second model.
+    """
+    hidden_widths: Sequence[int] = (512, 512)
+    num_classes: int = 10
+    activation: str = 'relu'
+    negative_slope: float | jax.Array = 0.01
+    kernel_init: str = 'glorot_uniform'
+    init_std: float | None = None
+    init_scale: float | jax.Array = 1.0
+    input_dropout: float | jax.Array = 0.0
+    hidden_dropout: float | jax.Array = 0.0
+    batch_norm: str | None = None
+    # Keras defaults, so that numbers compare with the lecture's Keras experiments.
+    batch_norm_momentum: float = 0.99
+    batch_norm_epsilon: float = 1e-3
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array, train: bool) -> jax.Array:
+        if self.batch_norm not in BATCH_NORM_PLACEMENTS:
+            raise ValueError(f"unknown batch_norm placement {self.batch_norm!r}; allowed: None, 'before', 'after'")
+        activation = get_activation(self.activation, self.negative_slope)
+        kernel_init = get_initializer(self.kernel_init, std=self.init_std, scale=self.init_scale)
+        x = inputs.reshape((inputs.shape[0], -1))
+        x = dropout(self, x, self.input_dropout, train)
+        for layer, width in enumerate(self.hidden_widths):
+            z = nn.Dense(width, kernel_init=kernel_init, bias_init=nn.initializers.zeros, name=f'dense_{layer}')(x)
+            if self.batch_norm == 'before':
+                z = self._batch_norm(layer, train)(z)
+            self.sow('intermediates', f'preactivation_{layer}', z)
+            a = activation(z)
+            if self.batch_norm == 'after':
+                a = self._batch_norm(layer, train)(a)
+            self.sow('intermediates', f'activation_{layer}', a)
+            x = dropout(self, a, self.hidden_dropout, train)
+        return nn.Dense(self.num_classes, kernel_init=kernel_init, bias_init=nn.initializers.zeros,
+                        name='output')(x)
+
+    def _batch_norm(self, layer: int, train: bool) -> nn.BatchNorm:
+        return nn.BatchNorm(use_running_average=not train, momentum=self.batch_norm_momentum,
+                            epsilon=self.batch_norm_epsilon, name=f'batch_norm_{layer}')
+
+
+def lenet_300_100(**overrides) -> MLP:
+    """LeNet-300-100 (LeCun et al. 1998; the pruning papers' MNIST net): 784-300-100-10 with ReLU."""
+    return MLP(**{'hidden_widths': (300, 100), 'activation': 'relu', **overrides})
