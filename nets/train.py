@@ -213,7 +213,7 @@ def train_run(task: Task, hparams: Hparams, key: jax.Array, data: Data, epochs: 
 
 def _signature(tree: Any) -> tuple:
     leaves, structure = jax.tree.flatten(tree)
-    return structure, tuple((np.shape(leaf), np.result_type(leaf)) for leaf in leaves)
+    return structure, tuple((np.shape(leaf), getattr(leaf, "dtype", type(leaf))) for leaf in leaves)
 
 
 def _to_python(value):

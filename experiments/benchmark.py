@@ -1,0 +1,236 @@
+"""Benchmark: GEMM limit, the baseline network's epoch in our core and in its peers, and vmapped-sweep throughput.
+
+Everything is timed on whatever backend is present. The baseline network trains on all 60,000 MNIST training
+images (validation_size 0), so that one epoch is the ~240 GFLOP the issue's reference figures count.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from nets import data as data_lib, report, runner, train
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The full benchmark, or with 'quick' a seconds-scale version on a subset."""
+    config = ml_collections.ConfigDict()
+    config.dataset = 'mnist'
+    config.train_limit = ml_collections.FieldReference(None, field_type=int)
+    config.gemm_size = 2048
+    config.repeats = 10
+    config.network = dict(model=dict(hidden_widths=(512, 512), activation='relu', hidden_dropout=0.2),
+                          optimizer='adam', learning_rate=0.001, batch_size=128)
+    config.epochs = 4  # timed epochs of each variant; the first call after compiling is timed too
+    config.python_loop_epochs = 2
+    # The init-comparison sweep of the initialization issue: 784-4x100 tanh-10, SGD lr 0.01, batch 64.
+    config.sweep = dict(model=dict(hidden_widths=(100, 100, 100, 100), activation='tanh'),
+                        optimizer='sgd', learning_rate=0.01, batch_size=64)
+    config.sweep_members = (1, 2, 5, 10, 20)
+    config.naive_members = (1, 10)
+    config.sweep_epochs = 2
+    if arg == 'quick':
+        config.train_limit, config.gemm_size, config.repeats = 4096, 256, 3
+        config.epochs, config.python_loop_epochs, config.sweep_epochs = 2, 1, 2
+        config.sweep_members, config.naive_members = (1, 4), (4,)
+    elif arg not in (None, ''):
+        raise ValueError(f"unknown benchmark config argument {arg!r}; allowed: '' or 'quick'")
+    return config
+
+
+def _median_seconds(function, repeats: int) -> float:
+    jax.block_until_ready(function())
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        jax.block_until_ready(function())
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def gemm_gflops(size: int, repeats: int) -> float:
+    """fp32 GEMM throughput of XLA on a square matrix product, in GFLOP/s: the limit for dense training."""
+    a, b = jax.random.normal(jax.random.PRNGKey(0), (2, size, size), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    return 2 * size ** 3 / _median_seconds(lambda: matmul(a, b), repeats) / 1e9
+
+
+def analytic_flops(widths: list[int], examples: int) -> float:
+    """Training FLOPs per epoch: forward 2·MAC, backward 4·MAC, except the first layer needs no input gradient."""
+    macs = [n_in * n_out for n_in, n_out in zip(widths[:-1], widths[1:])]
+    return float(examples * (6 * sum(macs) - 2 * macs[0]))
+
+
+def _steady(history: list[dict]) -> float:
+    seconds = [row['seconds'] for row in history]
+    return float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
+
+
+def time_core(task, hparams, data, epochs, **fit_options) -> dict:
+    state = train.init_state(task, hparams, jax.random.PRNGKey(0), data.train_images.shape[1:])
+    _, history = train.fit(task, state, data, epochs=epochs, data_key=jax.random.PRNGKey(1), **fit_options)
+    return {'epoch_seconds': _steady(history), 'compile_seconds': history[0]['compile_seconds'],
+            'epoch_times': [row['seconds'] for row in history]}
+
+
+def time_contiguous_slices(task, hparams, data, epochs) -> dict:
+    """Variant: shuffle the whole training set once per epoch, then scan over contiguous batch slices."""
+    steps = data.train_images.shape[0] // task.batch_size
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def epoch(state, images, labels, key):
+        order = jax.random.permutation(key, images.shape[0])[:steps * task.batch_size]
+        batches = (images[order].reshape(steps, task.batch_size, -1), labels[order].reshape(steps, -1))
+        return jax.lax.scan(lambda s, batch: train.train_step(task, s, *batch), state, batches)
+
+    state = train.init_state(task, hparams, jax.random.PRNGKey(0), data.train_images.shape[1:])
+    started = time.perf_counter()
+    compiled = epoch.lower(state, data.train_images, data.train_labels, jax.random.PRNGKey(0)).compile()
+    compile_seconds = time.perf_counter() - started
+    times = []
+    for index in range(epochs):
+        started = time.perf_counter()
+        state, metrics = compiled(state, data.train_images, data.train_labels, jax.random.PRNGKey(index))
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - started)
+    return {'epoch_seconds': float(np.median(times[1:] or times)), 'compile_seconds': compile_seconds,
+            'epoch_times': times}
+
+
+def time_python_loop(task, hparams, images: np.ndarray, labels: np.ndarray, epochs) -> dict:
+    """The flax-example style: a jitted step fed host batches from a Python loop."""
+    step = jax.jit(functools.partial(train.train_step, task))
+    state = train.init_state(task, hparams, jax.random.PRNGKey(0), images.shape[1:])
+    steps = images.shape[0] // task.batch_size
+    rng = np.random.default_rng(0)
+    started = time.perf_counter()
+    step.lower(state, images[:task.batch_size], labels[:task.batch_size]).compile()
+    compile_seconds = time.perf_counter() - started
+    times = []
+    for _ in range(epochs):
+        started = time.perf_counter()
+        order = rng.permutation(images.shape[0])
+        for index in range(steps):
+            batch = order[index * task.batch_size:(index + 1) * task.batch_size]
+            state, metrics = step(state, images[batch], labels[batch])
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - started)
+    return {'epoch_seconds': float(np.median(times)), 'compile_seconds': compile_seconds, 'epoch_times': times}
+
+
+def time_sweep(task, hparams, data, members: int, epochs: int, shuffle: str) -> dict:
+    keys = train.stack([jax.random.PRNGKey(seed) for seed in range(members)])
+    state = train.init_members(task, [hparams] * members, keys, data.train_images.shape[1:])
+    data_key = jax.random.PRNGKey(0) if shuffle == 'shared' else train.stack(
+        [jax.random.PRNGKey(100 + seed) for seed in range(members)])
+    _, history = train.fit(task, state, data, epochs=epochs, data_key=data_key, members=True, shuffle=shuffle)
+    epoch_seconds = _steady(history)
+    return {'members': members, 'shuffle': shuffle, 'epoch_seconds': epoch_seconds,
+            'seconds_per_run_epoch': epoch_seconds / members, 'compile_seconds': history[0]['compile_seconds']}
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, *, data_dir: str | None = None,
+        cache_dir: str | None = None, resume: bool = False) -> dict:
+    """Measures everything, writes results.json and report.md; returns the summary."""
+    del resume  # a benchmark is re-run, not resumed
+    splits = data_lib.load_splits(config.dataset, data_dir=data_dir, cache_dir=cache_dir, validation_size=0,
+                                  train_limit=config.train_limit, test_limit=1)
+    data, _ = runner.device_data(splits)
+    host_images = splits.train_images.reshape(len(splits.train_images), -1).astype(np.float32) / 255
+    examples = data.train_images.shape[0] // config.network.batch_size * config.network.batch_size
+    print(f'backend {jax.default_backend()} ({jax.devices()[0].device_kind}), {examples} examples an epoch')
+
+    limit = gemm_gflops(config.gemm_size, config.repeats)
+    print(f'GEMM {config.gemm_size}^3 fp32: {limit:.1f} GFLOP/s')
+    network = config.network
+    task, hparams = runner.mlp_task(network.model, network.optimizer, network.learning_rate, network.batch_size)
+    widths = [784, *network.model.hidden_widths, 10]
+    flops = analytic_flops(widths, examples)
+    step = jax.jit(functools.partial(train.train_step, task))
+    state = train.init_state(task, hparams, jax.random.PRNGKey(0), (784,))
+    cost = step.lower(state, data.train_images[:network.batch_size],
+                      data.train_labels[:network.batch_size]).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    xla_flops = float(cost.get('flops', float('nan'))) * (examples // network.batch_size)
+
+    variants = {
+        'core: scan, gather by index, donated state': lambda: time_core(task, hparams, data, config.epochs),
+        'scan over pre-shuffled contiguous slices': lambda: time_contiguous_slices(task, hparams, data,
+                                                                                   config.epochs),
+        'flax-example style: jitted step + Python loop': lambda: time_python_loop(
+            task, hparams, host_images, splits.train_labels, config.python_loop_epochs),
+    }
+    network_results = {}
+    for name, measure in variants.items():
+        network_results[name] = measure()
+        print(f'{name}: {network_results[name]["epoch_seconds"]:.3f} s/epoch, '
+              f'compile {network_results[name]["compile_seconds"]:.2f} s')
+    core = network_results['core: scan, gather by index, donated state']
+
+    sweep = config.sweep
+    sweep_task, sweep_hparams = runner.mlp_task(sweep.model, sweep.optimizer, sweep.learning_rate,
+                                                sweep.batch_size)
+    sweeps = []
+    for shuffle, member_counts in (('shared', config.sweep_members), ('per_member', config.naive_members)):
+        for members in member_counts:
+            sweeps.append(time_sweep(sweep_task, sweep_hparams, data, members, config.sweep_epochs, shuffle))
+            print(f'sweep {shuffle} x{members}: {sweeps[-1]["seconds_per_run_epoch"]:.3f} s per run-epoch')
+    shared = {row['members']: row for row in sweeps if row['shuffle'] == 'shared'}
+    widest = max(shared)
+
+    summary = {'gemm_gflops': limit, 'epoch_seconds': core['epoch_seconds'],
+               'compile_seconds': core['compile_seconds'], 'flops_per_epoch': flops,
+               'xla_flops_per_epoch': xla_flops, 'achieved_gflops': flops / core['epoch_seconds'] / 1e9,
+               'fraction_of_gemm_limit': flops / core['epoch_seconds'] / 1e9 / limit,
+               'gemm_limit_epoch_seconds': flops / limit / 1e9,
+               'python_loop_epoch_seconds':
+                   network_results['flax-example style: jitted step + Python loop']['epoch_seconds'],
+               'contiguous_slices_epoch_seconds':
+                   network_results['scan over pre-shuffled contiguous slices']['epoch_seconds'],
+               f'sweep_seconds_per_run_epoch_{widest}': shared[widest]['seconds_per_run_epoch'],
+               'sweep_seconds_per_run_epoch_1': shared[min(shared)]['seconds_per_run_epoch'],
+               'examples_per_epoch': examples}
+    config_dict = config.to_dict()
+    report.write_results(workdir, summary, config_dict, [0], runs={}, network=network_results, sweeps=sweeps,
+                         device=jax.devices()[0].device_kind, backend=jax.default_backend())
+    figure = _plot_sweeps(os.path.join(workdir, 'sweep_scaling.png'), sweeps)
+    device = f'{jax.default_backend()} ({jax.devices()[0].device_kind}, {jax.device_count()} device(s))'
+    report.write_report(workdir, 'Benchmark', [
+        f'Backend: {device}. Baseline network 784-512-512-10 (ReLU, dropout 0.2), Adam, batch 128, '
+        f'{examples} examples an epoch: {flops / 1e9:.1f} GFLOP by count, {xla_flops / 1e9:.1f} GFLOP by XLA.',
+        report.markdown_table(['system', 'seconds per epoch', 'compile seconds'],
+                              [[name, r['epoch_seconds'], r['compile_seconds']]
+                               for name, r in network_results.items()]
+                              + [[f'GEMM limit ({limit:.1f} GFLOP/s)', flops / limit / 1e9, '']]),
+        f'The core reaches {summary["achieved_gflops"]:.1f} GFLOP/s, {summary["fraction_of_gemm_limit"]:.0%} '
+        'of the GEMM limit.',
+        '## vmapped sweeps: 784-4x100 tanh-10, SGD lr 0.01, batch 64',
+        report.markdown_table(['batch order', 'members', 'epoch seconds', 'seconds per run-epoch'],
+                              [[r['shuffle'], r['members'], r['epoch_seconds'], r['seconds_per_run_epoch']]
+                               for r in sweeps]),
+        f'![sweep scaling]({os.path.basename(figure)})'])
+    return summary
+
+
+def _plot_sweeps(path: str, sweeps: list[dict]) -> str:
+    import matplotlib.pyplot as plt
+    figure, axis = plt.subplots(figsize=(5, 3.6))
+    for shuffle in ('shared', 'per_member'):
+        rows = [r for r in sweeps if r['shuffle'] == shuffle]
+        if rows:
+            axis.plot([r['members'] for r in rows], [r['seconds_per_run_epoch'] for r in rows], 'o-',
+                      label=f'batch order: {shuffle}')
+    axis.set_xlabel('members in one program')
+    axis.set_ylabel('seconds per run-epoch')
+    axis.set_xscale('log')
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

@@ -1,0 +1,129 @@
+"""launch.py end to end with :quick: results.json, refusals with one clear line, and bit-identical resume."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from nets import checkpoint, runner, train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICK = 'experiments/baseline.py:quick'
+
+
+@pytest.fixture(scope='module')
+def compilation_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp('compilation_cache')
+
+
+@pytest.fixture(scope='module')
+def launch(data_dir, compilation_cache):
+    def run(*flags, expect_success=True):
+        command = [sys.executable, 'launch.py', f'--data_dir={data_dir}',
+                   f'--compilation_cache_dir={compilation_cache}', *flags]
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+        if expect_success:
+            assert result.returncode == 0, result.stderr[-3000:]
+        return result
+
+    return run
+
+
+@pytest.fixture(scope='module')
+def quick_run(launch, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp('quick') / 'run'
+    result = launch(f'--config={QUICK}', f'--workdir={workdir}')
+    return workdir, result
+
+
+def test_quick_run_writes_valid_results(quick_run):
+    workdir, result = quick_run
+    results = json.loads((workdir / 'results.json').read_text())
+    assert set(results) >= {'summary', 'config', 'seeds', 'versions', 'runs'}
+    summary = results['summary']
+    for key in ('test_accuracy', 'best_val_accuracy'):
+        assert 0.5 < summary[key] <= 1.0, (key, summary[key])  # one epoch on 2,000 images is well above chance
+    assert summary['epoch_seconds'] > 0 and summary['compile_seconds'] > 0
+    assert set(results['versions']) >= {'jax', 'flax', 'optax'}
+    assert results['config']['epochs'] == 1 and results['seeds'] == [0]
+    history = results['runs']['baseline']['0']['history']
+    assert [row['epoch'] for row in history] == [1]
+    assert math.isclose(results['runs']['baseline']['0']['test']['accuracy'], summary['test_accuracy'])
+    for name in ('history.csv', 'report.md', 'curves.png'):
+        assert (workdir / name).stat().st_size > 0
+    assert 'report.md' in result.stdout and 'epoch   1' in result.stdout
+
+
+def test_second_run_reads_every_program_from_the_compilation_cache(launch, quick_run, compilation_cache,
+                                                                  tmp_path):
+    entries = lambda: sorted(path.name for path in compilation_cache.rglob('*') if path.is_file())
+    first = entries()
+    assert first, 'the first run wrote nothing to the persistent compilation cache'
+    launch(f'--config={QUICK}', f'--workdir={tmp_path / "again"}')
+    assert entries() == first  # a cache miss would have added an entry
+
+
+def _one_error_line(result) -> str:
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if 'error' in line.lower()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_existing_workdir_is_not_overwritten(launch, quick_run):
+    workdir, _ = quick_run
+    before = (workdir / 'results.json').read_bytes()
+    line = _one_error_line(launch(f'--config={QUICK}', f'--workdir={workdir}', expect_success=False))
+    assert '--resume' in line and str(workdir) in line
+    assert (workdir / 'results.json').read_bytes() == before
+
+
+def test_unknown_activation_exits_with_one_clear_line(launch, tmp_path):
+    result = launch(f'--config={QUICK}', f'--workdir={tmp_path / "run"}', '--config.model.activation=swish',
+                    expect_success=False)
+    line = _one_error_line(result)
+    assert "unknown activation 'swish'" in line and 'relu' in line
+    assert not (tmp_path / 'run' / 'results.json').exists()
+
+
+def test_missing_data_dir_exits_with_one_clear_line(launch, tmp_path):
+    result = launch(f'--config={QUICK}', f'--workdir={tmp_path / "run"}', '--data_dir=/no/such/tfds',
+                    expect_success=False)
+    line = _one_error_line(result)
+    assert '/no/such/tfds' in line and '--data_dir' in line
+
+
+def _final_state(workdir, like_state):
+    saver = checkpoint.Checkpointer(str(workdir / 'checkpoints' / 'baseline'))
+    try:
+        return saver.restore(like_state)
+    finally:
+        saver.close()
+
+
+def test_resume_after_interruption_gives_bit_identical_params(launch, tmp_path):
+    """A run stopped after epoch 1 and resumed to epoch 3 equals a run that went to epoch 3 at once."""
+    seeds = '--config.seeds=(0,1)'  # a two-member sweep, so resume is checked on stacked states too
+    interrupted, straight = tmp_path / 'interrupted', tmp_path / 'straight'
+    launch(f'--config={QUICK}', f'--workdir={interrupted}', '--config.epochs=1', seeds)
+    resumed = launch(f'--config={QUICK}', f'--workdir={interrupted}', '--config.epochs=3', seeds, '--resume')
+    assert 'resumed after epoch 1' in resumed.stdout
+    launch(f'--config={QUICK}', f'--workdir={straight}', '--config.epochs=3', seeds)
+
+    task, hparams = runner.mlp_task({'hidden_widths': (64,), 'hidden_dropout': 0.2, 'input_dropout': 0.0},
+                                    'rmsprop', 0.001, 128)
+    like = train.init_members(task, [hparams] * 2, train.stack([jax.random.PRNGKey(0)] * 2), (784,))
+    state_a, meta_a = _final_state(interrupted, like)
+    state_b, meta_b = _final_state(straight, like)
+    assert meta_a['epoch'] == meta_b['epoch'] == 3
+    jax.tree.map(np.testing.assert_array_equal, state_a, state_b)
+    results_a = json.loads((interrupted / 'results.json').read_text())
+    results_b = json.loads((straight / 'results.json').read_text())
+    assert results_a['summary']['test_accuracy'] == results_b['summary']['test_accuracy']
+    strip = lambda runs: [{k: v for k, v in row.items() if 'seconds' not in k}
+                          for row in runs['baseline']['1']['history']]
+    assert strip(results_a['runs']) == strip(results_b['runs'])
