@@ -49,8 +49,16 @@ def epoch_line(label: str, row: Mapping[str, Any]) -> str:
     return '  '.join(parts)
 
 
+def is_primary() -> bool:
+    """Whether this process writes reports: the only one, or process 0 of a multi-host run."""
+    import jax
+    return jax.process_index() == 0
+
+
 def write_json(path: str, content: Any) -> None:
     """Writes JSON atomically, so that an interrupted run never leaves half a file."""
+    if not is_primary():
+        return
     temporary = f'{path}.tmp'
     with open(temporary, 'w') as f:
         json.dump(content, f, indent=2, sort_keys=False, default=_json_default)
@@ -80,6 +88,8 @@ def write_history_csv(workdir: str, runs: Mapping[str, Any]) -> str:
             for variant, by_seed in runs.items() for seed, run in by_seed.items() for row in run['history']]
     columns = list(dict.fromkeys(key for row in rows for key in row))
     path = os.path.join(workdir, 'history.csv')
+    if not is_primary():
+        return path
     with open(path, 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
@@ -90,6 +100,8 @@ def write_history_csv(workdir: str, runs: Mapping[str, Any]) -> str:
 def plot_curves(path: str, runs: Mapping[str, Any], metrics: Sequence[str] = ('train_loss', 'val_loss'),
                 title: str = '') -> str:
     """One panel per metric: the mean over seeds of every variant against the epoch, with the seed range shaded."""
+    if not is_primary():
+        return path
     figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
     for axis, metric in zip(axes[0], metrics):
         for variant, by_seed in runs.items():
@@ -123,6 +135,8 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def write_report(workdir: str, title: str, sections: Sequence[str]) -> str:
     """Writes DIR/report.md from a title and markdown sections."""
     path = os.path.join(workdir, 'report.md')
+    if not is_primary():
+        return path
     with open(path, 'w') as f:
         f.write(f'# {title}\n\n' + '\n\n'.join(sections) + '\n')
     return path

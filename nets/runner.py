@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import numpy as np
 
-from nets import checkpoint, data as data_lib, models, report, train
+from nets import checkpoint, data as data_lib, models, parallel, report, train
 
 # MLP fields and optimizer settings that may differ between the members of one compiled sweep.
 SWEEPABLE = ('learning_rate', 'input_dropout', 'hidden_dropout', 'init_scale', 'negative_slope')
@@ -49,7 +49,8 @@ def train_members(task: train.Task, seeds: Sequence[int], hparams: Sequence[Mapp
 
     A seed sets the weights and the dropout stream. The batch order comes from `data_seed`, shared by all members
     ('shared'), or from each member's seed ('per_member'). With `checkpoint_dir`, every epoch is saved there, and
-    `resume` continues from the newest checkpoint with the same bits as an uninterrupted run.
+    `resume` continues from the newest checkpoint with the same bits as an uninterrupted run. With more than one
+    device (or host), every batch is split over all of them and the rest is replicated (data parallelism).
     Runs are {seed: {'history': rows, 'test': {'loss', 'accuracy'}}}.
     """
     if len(seeds) != len(hparams):
@@ -74,6 +75,14 @@ def train_members(task: train.Task, seeds: Sequence[int], hparams: Sequence[Mapp
         start_epoch, history = metadata['epoch'], metadata['history']
         log(f'{label}: resumed after epoch {start_epoch}')
 
+    constrain_batch = None
+    if jax.device_count() > 1:
+        mesh = parallel.data_mesh()
+        parallel.check_batch_size(task.batch_size, mesh)
+        state, data, test, data_key = parallel.replicate((state, data, test, data_key), mesh)
+        # A per-member batch order gathers [members, batch, ...]; otherwise the batch axis leads.
+        constrain_batch = parallel.batch_constraint(mesh, 1 if members and shuffle == 'per_member' else 0)
+
     def on_epoch_end(epoch, state, history):
         log(report.epoch_line(label, history[-1]))
         if saver is not None:
@@ -81,7 +90,7 @@ def train_members(task: train.Task, seeds: Sequence[int], hparams: Sequence[Mapp
 
     state, history = train.fit(task, state, data, epochs=epochs, data_key=data_key, members=members,
                                shuffle=shuffle, start_epoch=start_epoch, history=history,
-                               on_epoch_end=on_epoch_end)
+                               on_epoch_end=on_epoch_end, constrain_batch=constrain_batch)
     if saver is not None:
         saver.close()
     test_metrics = train.evaluate_members(task, state, *test, members=members)

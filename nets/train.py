@@ -212,8 +212,10 @@ def train_run(task: Task, hparams: Hparams, key: jax.Array, data: Data, epochs: 
 
 
 def _signature(tree: Any) -> tuple:
+    """What a compiled epoch program is specialised to: structure, shapes, dtypes and placement of the state."""
     leaves, structure = jax.tree.flatten(tree)
-    return structure, tuple((np.shape(leaf), getattr(leaf, "dtype", type(leaf))) for leaf in leaves)
+    return structure, tuple((np.shape(leaf), getattr(leaf, 'dtype', type(leaf)), getattr(leaf, 'sharding', None))
+                       for leaf in leaves)
 
 
 def _to_python(value):

@@ -51,8 +51,12 @@ def test_quick_run_writes_valid_results(quick_run):
     assert set(results['versions']) >= {'jax', 'flax', 'optax'}
     assert results['config']['epochs'] == 1 and results['seeds'] == [0]
     history = results['runs']['baseline']['0']['history']
-    assert [row['epoch'] for row in history] == [1]
-    assert math.isclose(results['runs']['baseline']['0']['test']['accuracy'], summary['test_accuracy'])
+    assert [row['epoch'] for row in history] == [1] and 'val_accuracy' in history[0]
+    # The headline is the refit on train + validation; the validation run's test accuracy is kept beside it.
+    assert math.isclose(results['runs']['refit']['0']['test']['accuracy'], summary['test_accuracy'])
+    assert math.isclose(results['runs']['baseline']['0']['test']['accuracy'],
+                        summary['test_accuracy_without_refit'])
+    assert math.isclose(max(row['val_accuracy'] for row in history), summary['best_val_accuracy'])
     for name in ('history.csv', 'report.md', 'curves.png'):
         assert (workdir / name).stat().st_size > 0
     assert 'report.md' in result.stdout and 'epoch   1' in result.stdout
