@@ -38,7 +38,7 @@ def member_history(history: Sequence[Mapping[str, Any]], index: int) -> list[dic
 
 def epoch_line(label: str, row: Mapping[str, Any]) -> str:
     """One progress line: epoch, losses, accuracies (member means for a sweep) and seconds."""
-    mean = lambda value: float(np.mean(value))
+    mean = lambda value: float(np.nanmean(value))  # stopped members report NaN
     parts = [f'{label} epoch {row["epoch"]:3d}']
     for key in METRICS:
         if key in row:

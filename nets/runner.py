@@ -9,15 +9,18 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import numpy as np
 
-from nets import checkpoint, data as data_lib, models, parallel, report, train
+from nets import checkpoint, data as data_lib, early_stopping as early_stopping_lib, models, parallel, report, train
 
 # MLP fields and optimizer settings that may differ between the members of one compiled sweep.
 SWEEPABLE = ('learning_rate', 'input_dropout', 'hidden_dropout', 'init_scale', 'negative_slope')
 
 
-def mlp_task(model: Mapping[str, Any], optimizer: str, learning_rate: float,
-             batch_size: int) -> tuple[train.Task, dict[str, jax.Array]]:
-    """A Task for `models.MLP(**model)` and the hparams it reads; raises ValueError on a bad setting, at once."""
+def mlp_task(model: Mapping[str, Any], optimizer: str, learning_rate: float, batch_size: int,
+             early_stopping: Mapping[str, Any] | None = None) -> tuple[train.Task, dict[str, jax.Array]]:
+    """A Task for `models.MLP(**model)` and the hparams it reads; raises ValueError on a bad setting, at once.
+
+    `early_stopping` holds keras.callbacks.EarlyStopping's arguments (monitor, patience, ...), or None.
+    """
     model = dict(model)
     hparams = {'learning_rate': learning_rate, **{k: model.pop(k) for k in SWEEPABLE if k in model}}
     # Build once with concrete numbers so that names and ranges are checked before any data is loaded.
@@ -29,7 +32,8 @@ def mlp_task(model: Mapping[str, Any], optimizer: str, learning_rate: float,
     task = train.Task(
         make_model=lambda hp: models.MLP(**model, **{k: v for k, v in hp.items() if k != 'learning_rate'}),
         make_optimizer=lambda hp: train.make_optimizer(optimizer, hp['learning_rate']),
-        batch_size=batch_size)
+        batch_size=batch_size,
+        early_stopping=early_stopping_lib.EarlyStopping(**early_stopping) if early_stopping else None)
     return task, train.as_hparams(hparams)
 
 

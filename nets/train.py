@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from nets import early_stopping as early_stopping_lib
+
 Hparams = Mapping[str, jax.Array]
 OPTIMIZERS = ('sgd', 'momentum', 'nesterov', 'rmsprop', 'adam')
 SHUFFLES = ('shared', 'per_member')
@@ -32,6 +34,8 @@ class TrainState:
     step: jax.Array
     rng: jax.Array  # dropout key of step t is fold_in(rng, t)
     hparams: Any  # float32 scalars that may differ between the members of a sweep
+    early_stopping: Any = None  # EarlyStoppingState when the task stops early
+    best: Any = None  # params and batch_stats of the best epoch, when the task restores them
 
 
 @flax.struct.dataclass
@@ -48,11 +52,13 @@ class Task:
     """The static half of a run: how to build the model and optimizer from (possibly traced) hyper-parameters.
 
     `penalty(params, intermediates, hparams)` is added to the loss; intermediates are what the model sowed.
+    With `early_stopping`, each run (each member of a sweep) stops on its own and its weights freeze.
     """
     make_model: Callable[[Hparams], nn.Module]
     make_optimizer: Callable[[Hparams], optax.GradientTransformation]
     batch_size: int
     penalty: Callable[[Any, Any, Hparams], jax.Array] | None = None
+    early_stopping: early_stopping_lib.EarlyStopping | None = None
 
 
 def make_optimizer(name: str, learning_rate, momentum: float = 0.9) -> optax.GradientTransformation:
@@ -98,12 +104,17 @@ def init_state(task: Task, hparams: Hparams, key: jax.Array, input_shape: Sequen
     init_key, dropout_key = jax.random.split(key)
     model = task.make_model(hparams)
     variables = model.init({'params': init_key}, jnp.zeros((1, *input_shape), jnp.float32), train=False)
-    params = variables['params']
-    return TrainState(params=params, batch_stats=variables.get('batch_stats', {}),
+    params, batch_stats = variables['params'], variables.get('batch_stats', {})
+    rule = task.early_stopping
+    return TrainState(params=params, batch_stats=batch_stats,
                       opt_state=task.make_optimizer(hparams).init(params), step=jnp.zeros((), jnp.int32),
                       rng=dropout_key,
                       # A copy: fit() donates the state, which must not delete the caller's arrays.
-                      hparams={name: jnp.array(value) for name, value in hparams.items()})
+                      hparams={name: jnp.array(value) for name, value in hparams.items()},
+                      early_stopping=early_stopping_lib.init() if rule else None,
+                      # Copies, never aliases of params: fit() donates the state buffer by buffer.
+                      best=jax.tree.map(jnp.copy, {'params': params, 'batch_stats': batch_stats})
+                      if rule and rule.restore_best_weights else None)
 
 
 def init_members(task: Task, hparams: Sequence[Hparams], keys: jax.Array, input_shape: Sequence[int]) -> TrainState:
@@ -189,12 +200,41 @@ def run_epoch(task: Task, state: TrainState, data: Data, order_key: jax.Array, *
     def body(state, indices):
         return step(state, constrain_batch(data.train_images[indices]), constrain_batch(data.train_labels[indices]))
 
+    start = state
     state, metrics = jax.lax.scan(body, state, order)
     summary = {'train_loss': metrics['loss'].mean(0), 'train_accuracy': metrics['accuracy'].mean(0)}
     if data.validation_images.shape[0]:
         validation = check(state, data.validation_images, data.validation_labels)
         summary |= {'val_loss': validation['loss'], 'val_accuracy': validation['accuracy']}
+    if task.early_stopping is not None:
+        state, summary = _stop_early(task.early_stopping, start, state, summary, members)
     return state, summary
+
+
+def where_members(mask: jax.Array, if_true: Any, if_false: Any) -> Any:
+    """Per-member select between two stacked pytrees (mask [members]) or two plain ones (scalar mask)."""
+    def pick(a, b):
+        return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim)), a, b)
+    return jax.tree.map(pick, if_true, if_false)
+
+
+def _stop_early(rule, start: TrainState, state: TrainState, summary: dict, members: bool):
+    """Freezes runs that had stopped before this epoch, then takes this epoch's early-stopping decision."""
+    if rule.monitor not in summary:
+        raise ValueError(f'early stopping monitors {rule.monitor!r}, which this run does not measure '
+                         '(val_* needs a validation split)')
+    active = ~start.early_stopping.stopped
+    # A stopped run trained this epoch inside the vmapped program too; keep its weights from before.
+    state = where_members(active, state, start)
+    summary = {name: jnp.where(active, value, jnp.nan) for name, value in summary.items()}
+    update = lambda es, value: early_stopping_lib.update(rule, es, value)
+    decided, improved = (jax.vmap(update) if members else update)(state.early_stopping,
+                                                                 summary[rule.monitor])
+    state = state.replace(early_stopping=decided)
+    if rule.restore_best_weights:
+        state = state.replace(best=where_members(improved, {'params': state.params,
+                                                            'batch_stats': state.batch_stats}, state.best))
+    return state, summary | {'stopped': decided.stopped}
 
 
 def train_run(task: Task, hparams: Hparams, key: jax.Array, data: Data, epochs: int):
@@ -256,7 +296,18 @@ def fit(task: Task, state: TrainState, data: Data, *, epochs: int, data_key: jax
                         'seconds': seconds, 'compile_seconds': compile_seconds})
         if on_epoch_end is not None:
             state = on_epoch_end(epoch + 1, state, history) or state
+        if task.early_stopping is not None and np.all(metrics['stopped']):
+            break
+    if task.early_stopping is not None and task.early_stopping.restore_best_weights:
+        state = jax.jit(restore_best)(state)
     return state, history
+
+
+def restore_best(state: TrainState) -> TrainState:
+    """Keras's restore_best_weights at the end of training: each run's params and batch_stats of its best epoch."""
+    best = where_members(state.early_stopping.has_best, state.best,
+                         {'params': state.params, 'batch_stats': state.batch_stats})
+    return state.replace(params=best['params'], batch_stats=best['batch_stats'])
 
 
 def evaluate_members(task: Task, state: TrainState, images: jax.Array, labels: jax.Array,
