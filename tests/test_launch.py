@@ -131,3 +131,15 @@ def test_resume_after_interruption_gives_bit_identical_params(launch, tmp_path):
     strip = lambda runs: [{k: v for k, v in row.items() if 'seconds' not in k}
                           for row in runs['baseline']['1']['history']]
     assert strip(results_a['runs']) == strip(results_b['runs'])
+
+
+def test_benchmark_quick_writes_its_headline_numbers(launch, tmp_path):
+    launch('--config=experiments/benchmark.py:quick', f'--workdir={tmp_path / "bench"}')
+    results = json.loads((tmp_path / 'bench' / 'results.json').read_text())
+    summary = results['summary']
+    for key in ('gemm_gflops', 'epoch_seconds', 'compile_seconds', 'flops_per_epoch', 'fraction_of_gemm_limit',
+                'python_loop_epoch_seconds', 'network_gemm_epoch_seconds'):
+        assert summary[key] > 0, key
+    # The analytic FLOP count and XLA's own count of the same step agree to within the small non-matmul work.
+    assert 0.9 < summary['xla_flops_per_epoch'] / summary['flops_per_epoch'] < 1.2
+    assert {row['shuffle'] for row in results['sweeps']} == {'shared', 'per_member'}
