@@ -11,8 +11,11 @@ import os
 import sys
 import time
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from nets import data as data_lib, parallel
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 
@@ -60,7 +63,6 @@ def check_workdir(workdir: str, resume: bool) -> None:
 
 def enable_compilation_cache(directory: str) -> None:
     """Persists compiled programs so that a re-run of the same config skips XLA compilation."""
-    import jax
     os.makedirs(directory, exist_ok=True)
     jax.config.update('jax_compilation_cache_dir', directory)
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
@@ -75,10 +77,6 @@ def main(argv):
     config_path = config_flags.get_config_filename(FLAGS['config'])
     workdir = os.path.abspath(FLAGS.workdir or default_workdir(config_path))
     try:
-        from nets import data as data_lib, parallel
-        if FLAGS.data_dir and not os.path.isdir(FLAGS.data_dir):
-            raise data_lib.DataError(f'--data_dir={FLAGS.data_dir} does not exist; '
-                                     'pass a TFDS data directory (one that holds mnist/3.0.1)')
         check_workdir(workdir, FLAGS.resume)
         parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
         if FLAGS.compilation_cache_dir:

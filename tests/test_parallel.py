@@ -113,3 +113,38 @@ def test_initialize_distributed_joins_a_cluster_it_detects(initialize_calls, mon
 def test_initialize_distributed_passes_explicit_flags_on(initialize_calls):
     assert parallel.initialize_distributed('10.0.0.1:1234', 2, 1) is True
     assert initialize_calls == [{'coordinator_address': '10.0.0.1:1234', 'num_processes': 2, 'process_id': 1}]
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as probe:
+        probe.bind(('localhost', 0))
+        return probe.getsockname()[1]
+
+
+def test_two_hosts_give_the_numbers_of_one(data_dir, tmp_path):
+    """launch.py as two processes (two CPU devices each) joined by jax.distributed equals one process on one device."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    flags = ['--config=experiments/baseline.py:quick', '--config.seeds=(0,1)', f'--data_dir={data_dir}',
+             '--compilation_cache_dir=']
+    environment = dict(os.environ, JAX_PLATFORMS='cpu')
+    port = _free_port()
+    hosts = [subprocess.Popen(
+        [sys.executable, 'launch.py', *flags, f'--workdir={tmp_path / "two_hosts"}',
+         f'--coordinator_address=localhost:{port}', '--num_processes=2', f'--process_id={index}'],
+        cwd=repo, env=dict(environment, XLA_FLAGS='--xla_force_host_platform_device_count=2'),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for index in range(2)]
+    outputs = [host.communicate(timeout=300)[0] for host in hosts]
+    assert all(host.returncode == 0 for host in hosts), outputs[0][-2000:] + outputs[1][-2000:]
+    single = subprocess.run([sys.executable, 'launch.py', *flags, f'--workdir={tmp_path / "one"}'], cwd=repo,
+                            env=environment, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-2000:]
+    two = json.loads((tmp_path / 'two_hosts' / 'results.json').read_text())
+    one = json.loads((tmp_path / 'one' / 'results.json').read_text())
+    assert two['versions']['device_count'] == '4' and one['versions']['device_count'] == '1'
+    for variant in ('baseline', 'refit'):
+        for seed in ('0', '1'):
+            for a, b in zip(two['runs'][variant][seed]['history'], one['runs'][variant][seed]['history']):
+                np.testing.assert_allclose(a['train_loss'], b['train_loss'], rtol=1e-4)
+            np.testing.assert_allclose(two['runs'][variant][seed]['test']['loss'],
+                                       one['runs'][variant][seed]['test']['loss'], rtol=1e-4)
