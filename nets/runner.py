@@ -65,10 +65,12 @@ def train_members(task: train.Task, seeds: Sequence[int], hparams: Sequence[Mapp
     input_shape = data.train_images.shape[1:]
     if members:
         state = train.init_members(task, hparams, train.stack(init_keys), input_shape)
-        data_key = jax.random.PRNGKey(data_seed) if shuffle == 'shared' else train.stack(order_keys)
     else:
         state = jax.jit(lambda hp, key: train.init_state(task, hp, key, input_shape))(hparams[0], init_keys[0])
-        data_key = jax.random.PRNGKey(data_seed) if shuffle == 'shared' else order_keys[0]
+    if shuffle == 'shared':
+        data_key = jax.random.PRNGKey(data_seed)
+    else:
+        data_key = train.stack(order_keys) if members else order_keys[0]
 
     saver = checkpoint.Checkpointer(checkpoint_dir) if checkpoint_dir else None
     start_epoch, history = 0, []
