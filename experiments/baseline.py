@@ -72,11 +72,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, data_dir: str | None
     histories = [run['history'] for run in runs['baseline'].values()]
     has_validation = 'val_accuracy' in histories[0][0]
     best_val = [max(row['val_accuracy'] for row in h) for h in histories] if has_validation else [float('nan')]
-    # The first epoch carries the compile; a later one may follow a recompile, so take the median steady epoch.
-    steady = [row['seconds'] for row in histories[0][1:]] or [histories[0][0]['seconds']]
     summary = {'test_accuracy': float(np.mean(test_accuracy)), 'test_accuracy_min': float(np.min(test_accuracy)),
                'test_accuracy_max': float(np.max(test_accuracy)), 'best_val_accuracy': float(np.mean(best_val)),
-               'epoch_seconds': float(np.median(steady)),
+               'epoch_seconds': report.steady_epoch_seconds(histories[0]),
                'compile_seconds': float(sum(row['compile_seconds'] for row in histories[0])),
                'examples_per_epoch': int(splits.train_images.shape[0] // config.batch_size * config.batch_size)}
     if config.refit:

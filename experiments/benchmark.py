@@ -90,15 +90,10 @@ def analytic_flops(widths: list[int], examples: int) -> float:
     return float(examples * (6 * sum(macs) - 2 * macs[0]))
 
 
-def _steady(history: list[dict]) -> float:
-    seconds = [row['seconds'] for row in history]
-    return float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
-
-
 def time_core(task, hparams, data, epochs, **fit_options) -> dict:
     state = train.init_state(task, hparams, jax.random.PRNGKey(0), data.train_images.shape[1:])
     _, history = train.fit(task, state, data, epochs=epochs, data_key=jax.random.PRNGKey(1), **fit_options)
-    return {'epoch_seconds': _steady(history), 'compile_seconds': history[0]['compile_seconds'],
+    return {'epoch_seconds': report.steady_epoch_seconds(history), 'compile_seconds': history[0]['compile_seconds'],
             'epoch_times': [row['seconds'] for row in history]}
 
 
@@ -153,7 +148,7 @@ def time_sweep(task, hparams, data, members: int, epochs: int, shuffle: str) -> 
     data_key = jax.random.PRNGKey(0) if shuffle == 'shared' else train.stack(
         [jax.random.PRNGKey(100 + seed) for seed in range(members)])
     _, history = train.fit(task, state, data, epochs=epochs, data_key=data_key, members=True, shuffle=shuffle)
-    epoch_seconds = _steady(history)
+    epoch_seconds = report.steady_epoch_seconds(history)
     return {'members': members, 'shuffle': shuffle, 'epoch_seconds': epoch_seconds,
             'seconds_per_run_epoch': epoch_seconds / members, 'compile_seconds': history[0]['compile_seconds']}
 
@@ -167,7 +162,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, data_dir: str | None
     splits = data_lib.load_splits(config.dataset, data_dir=data_dir, cache_dir=cache_dir, validation_size=0,
                                   train_limit=config.train_limit, test_limit=1)
     data, _ = runner.device_data(splits)
-    host_images = splits.train_images.reshape(len(splits.train_images), -1).astype(np.float32) / 255
+    host_images = data_lib.normalize(splits.train_images)
     examples = data.train_images.shape[0] // config.network.batch_size * config.network.batch_size
     print(f'backend {jax.default_backend()} ({jax.devices()[0].device_kind}), {examples} examples an epoch')
 

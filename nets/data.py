@@ -243,11 +243,15 @@ def few_label_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarra
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
 
 
+def normalize(images: np.ndarray) -> np.ndarray:
+    """uint8 images as float32 in [0, 1], flattened to [N, H*W*C], on the host."""
+    # One fixed expression gives the same bits on every run; the explicit feature count lets an empty split
+    # (N = 0) reshape too.
+    features = int(np.prod(images.shape[1:]))
+    return np.asarray(images).reshape(len(images), features).astype(np.float32) / 255
+
+
 def to_device(images: np.ndarray, labels: np.ndarray, sharding=None) -> tuple[jax.Array, jax.Array]:
     """float32 images in [0, 1] flattened to [N, H*W*C] and int32 labels, placed on the device (or with `sharding`)."""
-    num_examples = len(images)
-    # Normalizing on the host in one fixed expression gives the same bits on every run; the explicit feature count
-    # lets an empty split (N = 0) reshape too.
-    features = int(np.prod(images.shape[1:]))
-    normalized = np.asarray(images).reshape(num_examples, features).astype(np.float32) / 255
-    return (jax.device_put(normalized, sharding), jax.device_put(np.asarray(labels, dtype=np.int32), sharding))
+    return (jax.device_put(normalize(images), sharding),
+            jax.device_put(np.asarray(labels, dtype=np.int32), sharding))

@@ -36,6 +36,12 @@ def member_history(history: Sequence[Mapping[str, Any]], index: int) -> list[dic
             for row in history]
 
 
+def steady_epoch_seconds(history: Sequence[Mapping[str, Any]]) -> float:
+    """Median epoch seconds after the first (which follows the compile), or the only epoch's."""
+    seconds = [row['seconds'] for row in history]
+    return float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
+
+
 def epoch_line(label: str, row: Mapping[str, Any]) -> str:
     """One progress line: epoch, losses, accuracies (member means for a sweep) and seconds."""
     mean = lambda value: float(np.nanmean(value))  # stopped members report NaN

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from conftest import mnist_data_dir
 from nets import data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -21,14 +22,9 @@ TEST_SPLIT_FILES = ('dataset_info.json', 'features.json', 'mnist-test.array_reco
 MNIST_TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-def _real_data_dir() -> Path:
-    # CI lays out ../shared beside the clone; TFDS_DATA_DIR wins where a user keeps MNIST elsewhere.
-    return Path(os.environ.get('TFDS_DATA_DIR') or REPO_ROOT.parent / 'shared' / 'data' / 'tensorflow_datasets')
-
-
 def _copy_test_split(destination: Path) -> Path:
     """A TFDS data directory at `destination` that holds the MNIST test split; returns its version directory."""
-    source = _real_data_dir() / 'mnist' / VERSION
+    source = Path(mnist_data_dir()) / 'mnist' / VERSION
     if not (source / TEST_SPLIT_FILES[-1]).is_file():
         pytest.skip(f'MNIST {VERSION} is not prepared in {source.parent.parent}; set TFDS_DATA_DIR.')
     version_dir = destination / 'mnist' / VERSION

@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import teacher_data
 from nets import early_stopping, runner, train
 
 
@@ -80,10 +81,7 @@ def test_bad_rules_are_refused():
 
 @pytest.fixture(scope='module')
 def data():
-    key_x, key_teacher = jax.random.split(jax.random.PRNGKey(1))
-    images = jax.random.normal(key_x, (640, 784))
-    labels = (images @ jax.random.normal(key_teacher, (784, 10))).argmax(-1).astype(np.int32)
-    return train.Data(images[:512], labels[:512], images[512:], labels[512:])
+    return teacher_data(1, 512, 128)
 
 
 def _task(rule):

@@ -5,18 +5,15 @@ import numpy as np
 import optax
 import pytest
 
-from nets import models, runner, train
+from conftest import teacher_data
+from nets import runner, train
 
 NUM_TRAIN, NUM_VALIDATION, BATCH = 512, 128, 64
 
 
 @pytest.fixture(scope='module')
 def data():
-    """A small learnable problem: labels from a fixed random linear teacher on Gaussian inputs."""
-    key_x, key_teacher = jax.random.split(jax.random.PRNGKey(42))
-    images = jax.random.normal(key_x, (NUM_TRAIN + NUM_VALIDATION, 784))
-    labels = jnp.argmax(images @ jax.random.normal(key_teacher, (784, 10)), -1).astype(jnp.int32)
-    return train.Data(images[:NUM_TRAIN], labels[:NUM_TRAIN], images[NUM_TRAIN:], labels[NUM_TRAIN:])
+    return teacher_data(42, NUM_TRAIN, NUM_VALIDATION)
 
 
 def make_task(batch_norm=None, penalty=None):
