@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, report, runner, train
+from nets import data as data_lib, report, runner, tasks, train
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -24,13 +24,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train_limit = ml_collections.FieldReference(None, field_type=int)
     config.gemm_size = 2048
     config.repeats = 10
-    config.network = dict(model=dict(hidden_widths=(512, 512), activation='relu', hidden_dropout=0.2),
-                          optimizer='adam', learning_rate=0.001, batch_size=128)
+    # Each a task in the schema of nets.tasks.
+    config.network = dict(model=dict(name='mlp', hidden_widths=(512, 512), activation='relu', hidden_dropout=0.2),
+                          optimizer=dict(name='adam', learning_rate=0.001), batch_size=128)
     config.epochs = 6  # timed epochs of each variant; the median and the minimum are reported
     config.python_loop_epochs = 4
     # The init-comparison sweep of the initialization issue: 784-4x100 tanh-10, SGD lr 0.01, batch 64.
-    config.sweep = dict(model=dict(hidden_widths=(100, 100, 100, 100), activation='tanh'),
-                        optimizer='sgd', learning_rate=0.01, batch_size=64)
+    config.sweep = dict(model=dict(name='mlp', hidden_widths=(100, 100, 100, 100), activation='tanh'),
+                        optimizer=dict(name='sgd', learning_rate=0.01), batch_size=64)
     config.sweep_members = (1, 2, 5, 10, 20)
     config.naive_members = (1, 10)
     config.sweep_epochs = 2
@@ -164,18 +165,18 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, data_dir: str | None
     data, _ = runner.device_data(splits)
     host_images = data_lib.normalize(splits.train_images)
     examples = data.train_images.shape[0] // config.network.batch_size * config.network.batch_size
-    print(f'backend {jax.default_backend()} ({jax.devices()[0].device_kind}), {examples} examples an epoch')
+    report.log(f'backend {jax.default_backend()} ({jax.devices()[0].device_kind}), {examples} examples an epoch')
 
     limit = gemm_gflops(config.gemm_size, config.repeats)
     limit_bf16 = gemm_gflops(config.gemm_size, config.repeats, jnp.bfloat16)
-    print(f'GEMM {config.gemm_size}^3: fp32 {limit:.1f} GFLOP/s, bf16 {limit_bf16:.1f} GFLOP/s')
+    report.log(f'GEMM {config.gemm_size}^3: fp32 {limit:.1f} GFLOP/s, bf16 {limit_bf16:.1f} GFLOP/s')
     network = config.network
-    task, hparams = runner.mlp_task(network.model, network.optimizer, network.learning_rate, network.batch_size)
+    task, hparams = tasks.build(network, data.train_images.shape[1:])
     widths = [784, *network.model.hidden_widths, 10]
     flops = analytic_flops(widths, examples)
     gemm_epoch = network_gemm_epoch_seconds(widths, network.batch_size, examples // network.batch_size,
                                             max(2, config.repeats // 3))
-    print(f'the network\'s matmuls alone: {gemm_epoch:.3f} s/epoch')
+    report.log(f'the network\'s matmuls alone: {gemm_epoch:.3f} s/epoch')
     step = jax.jit(functools.partial(train.train_step, task))
     state = train.init_state(task, hparams, jax.random.PRNGKey(0), (784,))
     cost = step.lower(state, data.train_images[:network.batch_size],
@@ -193,18 +194,17 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, data_dir: str | None
     network_results = {}
     for name, measure in variants.items():
         network_results[name] = measure()
-        print(f'{name}: {network_results[name]["epoch_seconds"]:.3f} s/epoch, '
+        report.log(f'{name}: {network_results[name]["epoch_seconds"]:.3f} s/epoch, '
               f'compile {network_results[name]["compile_seconds"]:.2f} s')
     core = network_results['core: scan, gather by index, donated state']
 
     sweep = config.sweep
-    sweep_task, sweep_hparams = runner.mlp_task(sweep.model, sweep.optimizer, sweep.learning_rate,
-                                                sweep.batch_size)
+    sweep_task, sweep_hparams = tasks.build(sweep, data.train_images.shape[1:])
     sweeps = []
     for shuffle, member_counts in (('shared', config.sweep_members), ('per_member', config.naive_members)):
         for members in member_counts:
             sweeps.append(time_sweep(sweep_task, sweep_hparams, data, members, config.sweep_epochs, shuffle))
-            print(f'sweep {shuffle} x{members}: {sweeps[-1]["seconds_per_run_epoch"]:.3f} s per run-epoch')
+            report.log(f'sweep {shuffle} x{members}: {sweeps[-1]["seconds_per_run_epoch"]:.3f} s per run-epoch')
     shared = {row['members']: row for row in sweeps if row['shuffle'] == 'shared'}
     widest = max(shared)
 

@@ -1,18 +1,13 @@
 """Activation functions by name, and their closed-form derivatives for plots and diagnostics."""
 
-from collections.abc import Callable
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-ACTIVATIONS: tuple[str, ...] = ('sigmoid', 'tanh', 'relu', 'leaky_relu')
-
-
-def _check_name(name: str) -> None:
-    if name not in ACTIVATIONS:
-        raise ValueError(f'unknown activation {name!r}; allowed: {", ".join(ACTIVATIONS)}')
+from nets.registry import lookup
 
 
 def _check_negative_slope(negative_slope: float | jax.Array) -> None:
@@ -61,17 +56,26 @@ def _leaky_relu_derivative(z: jax.Array, negative_slope: float | jax.Array) -> j
     return jnp.where(z > 0, jnp.ones_like(z), jnp.asarray(negative_slope, z.dtype))
 
 
+# name -> (function, closed-form derivative); leaky_relu's take the negative slope as a second argument.
+ACTIVATIONS: dict[str, tuple[Callable, Callable]] = {
+    'sigmoid': (jax.nn.sigmoid, _sigmoid_derivative),
+    'tanh': (jnp.tanh, _tanh_derivative),
+    'relu': (jax.nn.relu, _relu_derivative),
+    'leaky_relu': (_leaky_relu, _leaky_relu_derivative),
+}
+
+
+def _pick(name: str, negative_slope: float | jax.Array, which: int) -> Callable[[jax.Array], jax.Array]:
+    function = lookup(ACTIVATIONS, name, 'activation')[which]
+    if name != 'leaky_relu':
+        return function
+    _check_negative_slope(negative_slope)
+    return functools.partial(function, negative_slope=negative_slope)
+
+
 def get_activation(name: str, negative_slope: float | jax.Array = 0.01) -> Callable[[jax.Array], jax.Array]:
     """The activation function called `name`; leaky_relu uses `negative_slope` (ignored by the others)."""
-    _check_name(name)
-    if name == 'sigmoid':
-        return jax.nn.sigmoid
-    if name == 'tanh':
-        return jnp.tanh
-    if name == 'relu':
-        return jax.nn.relu
-    _check_negative_slope(negative_slope)
-    return functools.partial(_leaky_relu, negative_slope=negative_slope)
+    return _pick(name, negative_slope, 0)
 
 
 def activation_derivative(name: str, negative_slope: float | jax.Array = 0.01) -> Callable[[jax.Array], jax.Array]:
@@ -79,12 +83,4 @@ def activation_derivative(name: str, negative_slope: float | jax.Array = 0.01) -
 
     At the kink z = 0, relu' is 0 and leaky_relu' is `negative_slope` (the left derivative).
     """
-    _check_name(name)
-    if name == 'sigmoid':
-        return _sigmoid_derivative
-    if name == 'tanh':
-        return _tanh_derivative
-    if name == 'relu':
-        return _relu_derivative
-    _check_negative_slope(negative_slope)
-    return functools.partial(_leaky_relu_derivative, negative_slope=negative_slope)
+    return _pick(name, negative_slope, 1)

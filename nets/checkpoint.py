@@ -1,4 +1,5 @@
-"""Orbax save and restore of a whole run: the TrainState (stacked for a sweep) plus JSON metadata (history, epoch)."""
+"""Orbax save and restore of a whole run: the TrainState (stacked for a sweep) plus JSON metadata (epoch, history,
+architecture)."""
 from __future__ import annotations
 
 import os
@@ -26,8 +27,15 @@ class Checkpointer:
         """The newest saved epoch, or None when there is no checkpoint."""
         return self._manager.latest_step()
 
+    def metadata(self, epoch: int | None = None) -> dict:
+        """The JSON metadata of `epoch` (default newest) alone: the epoch, the history and the architecture, from
+        which the caller builds the like-state that `restore` needs."""
+        epoch = self.latest_epoch() if epoch is None else epoch
+        return self._manager.restore(epoch, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))['metadata']
+
     def restore(self, like_state: Any, epoch: int | None = None) -> tuple[Any, dict]:
-        """The state (with the structure, shapes and dtypes of `like_state`) and metadata of `epoch` (default newest)."""
+        """The state (with the structure, shapes and dtypes of `like_state`) and metadata of `epoch` (default
+        newest)."""
         epoch = self.latest_epoch() if epoch is None else epoch
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state)
         restored = self._manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),

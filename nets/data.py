@@ -15,10 +15,21 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
+from nets.registry import lookup
+
 DEFAULT_CACHE_DIR = os.path.join('~', '.cache', 'nets', 'tfds')
 _DATA_DIR_HINT = 'Pass --data_dir=<a TFDS data directory> or set TFDS_DATA_DIR.'
 
 _logger = logging.getLogger(__name__)
+
+
+# name -> the shape of one image; the task is checked against it before any data loads.
+DATASETS: dict[str, tuple[int, ...]] = {'mnist': (28, 28, 1), 'fashion_mnist': (28, 28, 1)}
+
+
+def image_shape(name: str) -> tuple[int, ...]:
+    """The shape of one image of dataset `name` (ValueError for a dataset this codebase does not know)."""
+    return lookup(DATASETS, name, 'dataset')
 
 
 class DataError(Exception):

@@ -12,13 +12,15 @@ import flax
 import jax
 import jax.numpy as jnp
 
-MONITORS = ('val_loss', 'val_accuracy', 'train_loss', 'train_accuracy')
-_KERAS_NAMES = {'loss': 'train_loss', 'accuracy': 'train_accuracy'}
+PREFIXES = ('train_', 'val_')
 
 
 @dataclasses.dataclass(frozen=True)
 class EarlyStopping:
-    """Keras's arguments: stop after `patience` epochs without an improvement of at least `min_delta`."""
+    """Keras's arguments: stop after `patience` epochs without an improvement of at least `min_delta`.
+
+    `monitor` is any metric the task reports, as train_<name> or val_<name> (the Task checks that it exists).
+    """
     monitor: str = 'val_loss'
     min_delta: float = 0.0
     patience: int = 0
@@ -28,9 +30,10 @@ class EarlyStopping:
     start_from_epoch: int = 0
 
     def __post_init__(self):
-        monitor = _KERAS_NAMES.get(self.monitor, self.monitor)
-        if monitor not in MONITORS:
-            raise ValueError(f"unknown early-stopping monitor {self.monitor!r}; allowed: {', '.join(MONITORS)}")
+        if not isinstance(self.monitor, str) or not self.monitor:
+            raise ValueError(f'early-stopping monitor must be a metric name such as val_loss, got {self.monitor!r}')
+        # Keras names training metrics without a prefix ('loss', 'accuracy'); the history calls them train_*.
+        monitor = self.monitor if self.monitor.startswith(PREFIXES) else f'train_{self.monitor}'
         if self.mode not in ('auto', 'min', 'max'):
             raise ValueError(f"unknown early-stopping mode {self.mode!r}; allowed: auto, min, max")
         if self.patience < 0 or self.start_from_epoch < 0:

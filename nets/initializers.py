@@ -1,37 +1,36 @@
 """Kernel initializers by name, as jax.nn.initializers functions, and the variance each one draws with."""
 
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
-INITIALIZERS: tuple[str, ...] = (
-    'glorot_uniform',
-    'glorot_normal',
-    'he_uniform',
-    'he_normal',
-    'lecun_normal',
-    'lecun_uniform',
-    'uniform',
-    'normal',
-)
+from nets.registry import lookup
 
 # Keras 1's default kernel initializer: U(-0.05, 0.05).
 KERAS_UNIFORM_LIMIT = 0.05
 
-_VARIANCE_SCALING = {
-    'glorot_uniform': jax.nn.initializers.glorot_uniform,
-    'glorot_normal': jax.nn.initializers.glorot_normal,
-    'he_uniform': jax.nn.initializers.he_uniform,
-    'he_normal': jax.nn.initializers.he_normal,
-    'lecun_normal': jax.nn.initializers.lecun_normal,
-    'lecun_uniform': jax.nn.initializers.lecun_uniform,
+
+def _keras_uniform(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+    return jax.random.uniform(key, shape, dtype, -KERAS_UNIFORM_LIMIT, KERAS_UNIFORM_LIMIT)
+
+
+# name -> factory(std) of a jax.nn.initializers function; only 'normal' takes a std.
+INITIALIZERS: dict[str, Callable[[float | None], jax.nn.initializers.Initializer]] = {
+    'glorot_uniform': lambda std: jax.nn.initializers.glorot_uniform(),
+    'glorot_normal': lambda std: jax.nn.initializers.glorot_normal(),
+    'he_uniform': lambda std: jax.nn.initializers.he_uniform(),
+    'he_normal': lambda std: jax.nn.initializers.he_normal(),
+    'lecun_normal': lambda std: jax.nn.initializers.lecun_normal(),
+    'lecun_uniform': lambda std: jax.nn.initializers.lecun_uniform(),
+    'uniform': lambda std: _keras_uniform,
+    'normal': lambda std: jax.nn.initializers.normal(stddev=float(std)),
 }
 
 
 def _check_name_and_std(name: str, std: float | None) -> None:
-    if name not in INITIALIZERS:
-        raise ValueError(f'unknown initializer {name!r}; allowed: {", ".join(INITIALIZERS)}')
+    lookup(INITIALIZERS, name, 'initializer')
     if name == 'normal':
         if std is None:
             raise ValueError("initializer 'normal' needs std, the standard deviation of N(0, std^2)")
@@ -39,10 +38,6 @@ def _check_name_and_std(name: str, std: float | None) -> None:
             raise ValueError(f"initializer 'normal' needs a finite std > 0, got {std!r}")
     elif std is not None:
         raise ValueError(f"std is only for initializer 'normal', not {name!r}; the others set their own variance")
-
-
-def _keras_uniform(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
-    return jax.random.uniform(key, shape, dtype, -KERAS_UNIFORM_LIMIT, KERAS_UNIFORM_LIMIT)
 
 
 def get_initializer(
@@ -53,12 +48,7 @@ def get_initializer(
     `scale` multiplies the draw (so the variance by scale^2); it may be a traced scalar in a vmapped sweep.
     """
     _check_name_and_std(name, std)
-    if name == 'uniform':
-        base = _keras_uniform
-    elif name == 'normal':
-        base = jax.nn.initializers.normal(stddev=float(std))
-    else:
-        base = _VARIANCE_SCALING[name]()
+    base = INITIALIZERS[name](std)
 
     def init(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
         # Multiply even when scale is 1: a traced scale cannot be branched on, and x * 1 is exact.

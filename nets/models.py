@@ -1,18 +1,21 @@
-"""Flax linen models: a configurable MLP (and LeNet-300-100 as one of its configs).
+"""Flax linen models by name: a configurable MLP (LeNet-300-100 is one of its configs) and an MLP autoencoder.
 
 Every hyper-parameter that a sweep may vary (dropout rates, init scale, leaky slope) may be a traced jax scalar,
 so that `jax.vmap` can train many differently configured copies of the same shapes in one program.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nets.activations import get_activation
 from nets.initializers import get_initializer
+from nets.registry import lookup
 
 BATCH_NORM_PLACEMENTS = (None, 'before', 'after')
 
@@ -56,13 +59,21 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, inputs: jax.Array, train: bool) -> jax.Array:
+        x = self.hidden_layers(inputs, train)
+        return nn.Dense(self.num_classes, kernel_init=self._kernel_init(), bias_init=nn.initializers.zeros,
+                        name='output')(x)
+
+    def hidden_layers(self, inputs: jax.Array, train: bool) -> jax.Array:
+        """Input dropout, then each hidden layer: dense_i, [batch_norm_i], activation, [batch_norm_i], dropout."""
         if self.batch_norm not in BATCH_NORM_PLACEMENTS:
             raise ValueError(f"unknown batch_norm placement {self.batch_norm!r}; allowed: None, 'before', 'after'")
         activation = get_activation(self.activation, self.negative_slope)
-        kernel_init = get_initializer(self.kernel_init, std=self.init_std, scale=self.init_scale)
+        kernel_init = self._kernel_init()
         x = inputs.reshape((inputs.shape[0], -1))
         x = dropout(self, x, self.input_dropout, train)
         for layer, width in enumerate(self.hidden_widths):
+            if width < 1:
+                raise ValueError(f'hidden widths must be positive integers, got {tuple(self.hidden_widths)}')
             z = nn.Dense(width, kernel_init=kernel_init, bias_init=nn.initializers.zeros, name=f'dense_{layer}')(x)
             if self.batch_norm == 'before':
                 z = self._batch_norm(layer, train)(z)
@@ -72,12 +83,60 @@ class MLP(nn.Module):
                 a = self._batch_norm(layer, train)(a)
             self.sow('intermediates', f'activation_{layer}', a)
             x = dropout(self, a, self.hidden_dropout, train)
-        return nn.Dense(self.num_classes, kernel_init=kernel_init, bias_init=nn.initializers.zeros,
-                        name='output')(x)
+        return x
+
+    def _kernel_init(self):
+        return get_initializer(self.kernel_init, std=self.init_std, scale=self.init_scale)
 
     def _batch_norm(self, layer: int, train: bool) -> nn.BatchNorm:
         return nn.BatchNorm(use_running_average=not train, momentum=self.batch_norm_momentum,
                             epsilon=self.batch_norm_epsilon, name=f'batch_norm_{layer}')
+
+
+class Autoencoder(MLP):
+    """An MLP encoder (the hidden layers of MLP, named as in MLP so that they transplant into a classifier) and a
+    mirrored decoder back to the input's size. The output is linear: the image itself for an MSE loss, or its
+    logits for binary cross-entropy. `num_classes` is unused.
+    """
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array, train: bool) -> jax.Array:
+        activation = get_activation(self.activation, self.negative_slope)
+        x = self.hidden_layers(inputs, train)
+        for layer, width in enumerate(tuple(self.hidden_widths)[-2::-1]):
+            x = activation(nn.Dense(width, kernel_init=self._kernel_init(), bias_init=nn.initializers.zeros,
+                                    name=f'decoder_{layer}')(x))
+        features = int(np.prod(inputs.shape[1:]))
+        return nn.Dense(features, kernel_init=self._kernel_init(), bias_init=nn.initializers.zeros,
+                        name='reconstruction')(x)
+
+
+def hidden_widths(params) -> tuple[int, ...]:
+    """The hidden widths of an MLP or an Autoencoder's encoder, read from its params (of one member or stacked)."""
+    widths = []
+    while f'dense_{len(widths)}' in params:
+        widths.append(int(params[f'dense_{len(widths)}']['kernel'].shape[-1]))
+    return tuple(widths)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: its linen class, the fields a sweep may trace, and how to read its shapes from params."""
+    module: type[nn.Module]
+    sweepable: tuple[str, ...]
+    architecture: Callable[[Any], dict[str, Any]]
+
+
+_MLP_SWEEPABLE = ('input_dropout', 'hidden_dropout', 'init_scale', 'negative_slope')
+MODELS: dict[str, ModelSpec] = {
+    'mlp': ModelSpec(MLP, _MLP_SWEEPABLE, lambda params: {'hidden_widths': hidden_widths(params)}),
+    'autoencoder': ModelSpec(Autoencoder, _MLP_SWEEPABLE, lambda params: {'hidden_widths': hidden_widths(params)}),
+}
+
+
+def get_model(name: str) -> ModelSpec:
+    """The model registered as `name`."""
+    return lookup(MODELS, name, 'model')
 
 
 def lenet_300_100(**overrides) -> MLP:

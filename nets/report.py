@@ -1,13 +1,18 @@
-"""Run outputs: results.json, history.csv, report.md, matplotlib figures, and the per-epoch progress line.
+"""Run outputs: results.json, history.csv, report.md, matplotlib figures, TensorBoard rows and progress lines.
 
-`runs` everywhere is {variant: {seed: {'history': [rows], 'test': {metric: value}}}}, one history row per epoch.
+`runs` everywhere is {variant: {label: {'seed', 'hparams', 'history': [rows], 'test': {metric: value}}}}, one history
+row per epoch, where a label names the member's seed and swept values ('seed=0,optimizer.learning_rate=0.01').
+`write_run` is the one report path: from the runs and the experiment's headline summary it writes every standard
+file, so that an experiment adds only its own prose and figures.
 """
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import platform
+import warnings
 from typing import Any, Mapping, Sequence
 
 import matplotlib
@@ -16,7 +21,7 @@ matplotlib.use('Agg')  # files only; never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-METRICS = ('train_loss', 'train_accuracy', 'val_loss', 'val_accuracy')
+SPLIT_PREFIXES = ('train_', 'val_')
 
 
 def versions() -> dict[str, str]:
@@ -42,13 +47,24 @@ def steady_epoch_seconds(history: Sequence[Mapping[str, Any]]) -> float:
     return float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
 
 
+def log(message: str) -> None:
+    """The one way to print progress: a line on standard output, from process 0 only, flushed at once."""
+    if is_primary():
+        print(message, flush=True)
+
+
+def _nanmean(value) -> float:
+    """The mean over members, ignoring stopped members' NaN (NaN when every member has stopped)."""
+    value = np.asarray(value, dtype=np.float64)
+    return float(np.mean(value[~np.isnan(value)])) if np.any(~np.isnan(value)) else float('nan')
+
+
 def epoch_line(label: str, row: Mapping[str, Any]) -> str:
-    """One progress line: epoch, losses, accuracies (member means for a sweep) and seconds."""
-    mean = lambda value: float(np.nanmean(value))  # stopped members report NaN
+    """One progress line: epoch, the task's metrics (member means for a sweep) and seconds."""
     parts = [f'{label} epoch {row["epoch"]:3d}']
-    for key in METRICS:
-        if key in row:
-            parts.append(f'{key} {mean(row[key]):.4f}')
+    for key, value in row.items():
+        if key.startswith(SPLIT_PREFIXES):
+            parts.append(f'{key} {_nanmean(value):.4f}')
     parts.append(f'{row["seconds"]:.2f}s')
     if row.get('compile_seconds'):
         parts.append(f'(compile {row["compile_seconds"]:.2f}s)')
@@ -89,9 +105,9 @@ def write_results(workdir: str, summary: Mapping[str, float], config: Mapping[st
 
 
 def write_history_csv(workdir: str, runs: Mapping[str, Any]) -> str:
-    """Writes DIR/history.csv: one row per variant, seed and epoch."""
-    rows = [{'variant': variant, 'seed': seed, **row}
-            for variant, by_seed in runs.items() for seed, run in by_seed.items() for row in run['history']]
+    """Writes DIR/history.csv: one row per variant, member and epoch, with the member's seed and swept values."""
+    rows = [{'variant': variant, 'member': label, 'seed': run.get('seed', label), **run.get('hparams', {}), **row}
+            for variant, by_member in runs.items() for label, run in by_member.items() for row in run['history']]
     columns = list(dict.fromkeys(key for row in rows for key in row))
     path = os.path.join(workdir, 'history.csv')
     if not is_primary():
@@ -105,19 +121,26 @@ def write_history_csv(workdir: str, runs: Mapping[str, Any]) -> str:
 
 def plot_curves(path: str, runs: Mapping[str, Any], metrics: Sequence[str] = ('train_loss', 'val_loss'),
                 title: str = '') -> str:
-    """One panel per metric: the mean over seeds of every variant against the epoch, with the seed range shaded."""
+    """One panel per metric: the mean over members of every variant against the epoch, with their range shaded.
+
+    Members that stopped early count until their last epoch (the mean is over the members still training).
+    """
     if not is_primary():
         return path
     figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
     for axis, metric in zip(axes[0], metrics):
         for variant, by_seed in runs.items():
-            curves = np.array([[row[metric] for row in run['history']] for run in by_seed.values()
-                               if run['history'] and metric in run['history'][0]])
-            if curves.size == 0:
+            curves = [[row.get(metric, np.nan) for row in run['history']] for run in by_seed.values()
+                      if run['history'] and metric in run['history'][0]]
+            if not curves:
                 continue
-            epochs = np.arange(1, curves.shape[1] + 1)
-            axis.plot(epochs, curves.mean(0), label=variant)
-            axis.fill_between(epochs, curves.min(0), curves.max(0), alpha=0.2)
+            length = max(len(curve) for curve in curves)
+            curves = np.array([curve + [np.nan] * (length - len(curve)) for curve in curves], dtype=np.float64)
+            epochs = np.arange(1, length + 1)
+            with np.errstate(all='ignore'), warnings.catch_warnings():
+                warnings.simplefilter('ignore', RuntimeWarning)  # epochs where every member has stopped
+                axis.plot(epochs, np.nanmean(curves, 0), label=variant)
+                axis.fill_between(epochs, np.nanmin(curves, 0), np.nanmax(curves, 0), alpha=0.2)
         axis.set_xlabel('epoch')
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
@@ -146,3 +169,114 @@ def write_report(workdir: str, title: str, sections: Sequence[str]) -> str:
     with open(path, 'w') as f:
         f.write(f'# {title}\n\n' + '\n\n'.join(sections) + '\n')
     return path
+
+
+def _maximized(metric: str) -> bool:
+    """Whether larger is better for a metric (accuracies), as Keras's 'auto' mode decides."""
+    return metric.endswith('accuracy')
+
+
+def member_statistics(run: Mapping[str, Any]) -> dict[str, float]:
+    """One member's headline values: test_<m> for each test metric, and from its history the final train_<m>,
+    best_val_<m> with best_epoch (the epoch of the best first validation metric), and epochs trained."""
+    history = [row for row in run['history'] if not all(
+        isinstance(row.get(key), float) and math.isnan(row[key]) for key in row if key.startswith(SPLIT_PREFIXES))]
+    values = {f'test_{name}': float(value) for name, value in run.get('test', {}).items()}
+    if not history:
+        return values
+    values['epochs'] = float(len(history))
+    last = history[-1]
+    values |= {f'final_{key}': float(value) for key, value in last.items() if key.startswith('train_')}
+    validation = [key for key in history[0] if key.startswith('val_')]
+    for key in validation:
+        series = np.array([row[key] for row in history], dtype=np.float64)
+        values[f'best_{key}'] = float(np.nanmax(series) if _maximized(key) else np.nanmin(series))
+    if validation:
+        key = validation[0]
+        series = np.array([row[key] for row in history], dtype=np.float64)
+        values['best_epoch'] = float(history[int(np.nanargmax(series) if _maximized(key)
+                                                 else np.nanargmin(series))]['epoch'])
+    return values
+
+
+def variant_statistics(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """{variant: {statistic: {'mean', 'min', 'max'}}} over the variant's members (see member_statistics)."""
+    result = {}
+    for variant, by_member in runs.items():
+        per_member = [member_statistics(run) for run in by_member.values()]
+        names = list(dict.fromkeys(name for values in per_member for name in values))
+        result[variant] = {}
+        for name in names:
+            series = np.array([values[name] for values in per_member if name in values], dtype=np.float64)
+            result[variant][name] = {'mean': float(np.mean(series)), 'min': float(np.min(series)),
+                                     'max': float(np.max(series))}
+    return result
+
+
+def write_run(workdir: str, title: str, *, summary: Mapping[str, Any], config: Mapping[str, Any],
+              runs: Mapping[str, Mapping[str, Any]], sections: Sequence[str] = (),
+              curves: Sequence[str] | None = None, extra_sections: Sequence[str] = (), **extra: Any) -> dict:
+    """The standard report of an experiment: results.json (with per-variant statistics), history.csv, curves.png
+    and report.md (description, headline summary, per-variant and per-member tables, curves, then the
+    experiment's own sections). Returns the per-variant statistics."""
+    statistics = variant_statistics(runs)
+    seeds = sorted({run.get('seed') for by_member in runs.values() for run in by_member.values()},
+                   key=lambda seed: (seed is None, seed))
+    write_results(workdir, summary, config, seeds, runs, statistics=statistics, **extra)
+    write_history_csv(workdir, runs)
+    figure = []
+    if curves is None:
+        first = next((run['history'][0] for by_member in runs.values() for run in by_member.values()
+                      if run['history']), {})
+        curves = [key for key in first if key.startswith(SPLIT_PREFIXES) and key.endswith(('loss', 'accuracy'))]
+    if curves and any(run['history'] for by_member in runs.values() for run in by_member.values()):
+        plot_curves(os.path.join(workdir, 'curves.png'), runs, curves, title=title)
+        figure = ['![curves](curves.png)']
+    names = list(dict.fromkeys(name for by_name in statistics.values() for name in by_name))
+    variant_rows = [[variant, len(runs[variant])] + [
+        _mean_range(by_name[name]) if name in by_name else '' for name in names]
+        for variant, by_name in statistics.items()]
+    member_names = [name for name in names if name != 'epochs']
+    member_rows = [[variant, label] + [member_statistics(run).get(name, '') for name in member_names]
+                   for variant, by_member in runs.items() for label, run in by_member.items()]
+    write_report(workdir, title, [
+        *sections,
+        '## Summary', markdown_table(['metric', 'value'], [[key, value] for key, value in summary.items()]),
+        '## Variants (mean, and min–max over members)',
+        markdown_table(['variant', 'members', *names], variant_rows),
+        '## Members', markdown_table(['variant', 'member', *member_names], member_rows),
+        *figure, *extra_sections])
+    return statistics
+
+
+def _mean_range(values: Mapping[str, float]) -> str:
+    if values['min'] == values['max']:
+        return f'{values["mean"]:.4f}'
+    return f'{values["mean"]:.4f} ({values["min"]:.4f}–{values["max"]:.4f})'
+
+
+class TensorBoard:
+    """Writes each epoch's rows as TensorBoard scalars: one run folder per member, DIR/VARIANT/LABEL, so that
+    TensorBoard overlays the members and variants of a run. Needs only tensorboardX (no TensorFlow)."""
+
+    def __init__(self, directory: str, variant: str, labels: Sequence[str]):
+        self._writers = []
+        if not is_primary():
+            return
+        from tensorboardX import SummaryWriter
+        self._writers = [SummaryWriter(os.path.join(directory, variant, label)) for label in labels]
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        """Adds the row's metrics and seconds at step = its epoch (a stopped member's NaN is left out)."""
+        for index, writer in enumerate(self._writers):
+            for key, value in row.items():
+                if key == 'epoch' or isinstance(value, bool):
+                    continue
+                value = value[index] if isinstance(value, list) else value
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    writer.add_scalar(key, value, row['epoch'])
+            writer.flush()
+
+    def close(self) -> None:
+        for writer in self._writers:
+            writer.close()

@@ -1,40 +1,19 @@
-"""What every experiment does with the core: build an MLP task from a config, put data on the device, and train
-a variant over its seeds as one vmapped sweep, with a checkpoint and a progress line after every epoch.
+"""What every experiment does with the core: put data on the device, and train a variant's members (seeds and
+swept hyper-parameters) as one vmapped program, with the caller's hook, a checkpoint, a progress line and
+TensorBoard rows after every epoch, and results keyed by member.
 """
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import numpy as np
 
-from nets import checkpoint, data as data_lib, early_stopping as early_stopping_lib, models, parallel, report, train
+from nets import checkpoint, data as data_lib, parallel, report, tasks, train
 
-# MLP fields and optimizer settings that may differ between the members of one compiled sweep.
-SWEEPABLE = ('learning_rate', 'input_dropout', 'hidden_dropout', 'init_scale', 'negative_slope')
-
-
-def mlp_task(model: Mapping[str, Any], optimizer: str, learning_rate: float, batch_size: int,
-             early_stopping: Mapping[str, Any] | None = None) -> tuple[train.Task, dict[str, jax.Array]]:
-    """A Task for `models.MLP(**model)` and the hparams it reads; raises ValueError on a bad setting, at once.
-
-    `early_stopping` holds keras.callbacks.EarlyStopping's arguments (monitor, patience, ...), or None.
-    """
-    model = dict(model)
-    hparams = {'learning_rate': learning_rate, **{k: model.pop(k) for k in SWEEPABLE if k in model}}
-    # Build once with concrete numbers so that names and ranges are checked before any data is loaded.
-    concrete = models.MLP(**model, **{k: v for k, v in hparams.items() if k != 'learning_rate'})
-    jax.eval_shape(lambda: concrete.init(jax.random.PRNGKey(0), np.zeros((1, 784), np.float32), train=False))
-    train.make_optimizer(optimizer, learning_rate)
-    if batch_size < 1:
-        raise ValueError(f'batch_size must be a positive integer, got {batch_size}')
-    task = train.Task(
-        make_model=lambda hp: models.MLP(**model, **{k: v for k, v in hp.items() if k != 'learning_rate'}),
-        make_optimizer=lambda hp: train.make_optimizer(optimizer, hp['learning_rate']),
-        batch_size=batch_size,
-        early_stopping=early_stopping_lib.EarlyStopping(**early_stopping) if early_stopping else None)
-    return task, train.as_hparams(hparams)
+EpochHook = Callable[[int, train.TrainState, list[dict]], 'train.TrainState | None']
 
 
 def device_data(splits: data_lib.Splits) -> tuple[train.Data, tuple[jax.Array, jax.Array]]:
@@ -45,41 +24,73 @@ def device_data(splits: data_lib.Splits) -> tuple[train.Data, tuple[jax.Array, j
             data_lib.to_device(splits.test_images, splits.test_labels))
 
 
-def train_members(task: train.Task, seeds: Sequence[int], hparams: Sequence[Mapping[str, jax.Array]],
-                  data: train.Data, test: tuple[jax.Array, jax.Array], *, epochs: int, label: str,
-                  data_seed: int = 0, shuffle: str = 'shared', checkpoint_dir: str | None = None,
-                  resume: bool = False, log: Callable[[str], None] = print) -> tuple[train.TrainState, dict]:
-    """Trains member i from seeds[i] and hparams[i], all in one program; returns the state and the runs.
+def grid(seeds: Sequence[int], sweep: Mapping[str, Sequence[float]] | None = None) -> list[dict[str, Any]]:
+    """Every combination of a seed and one value of each swept hyper-parameter, as member dicts
+    {'seed': s, 'optimizer.learning_rate': v, ...}; seeds vary fastest."""
+    sweep = dict(sweep or {})
+    members = []
+    for values in itertools.product(*sweep.values()):
+        members += [{'seed': int(seed), **dict(zip(sweep, values))} for seed in seeds]
+    return members
 
-    A seed sets the weights and the dropout stream. The batch order comes from `data_seed`, shared by all members
-    ('shared'), or from each member's seed ('per_member'). With `checkpoint_dir`, every epoch is saved there, and
-    `resume` continues from the newest checkpoint with the same bits as an uninterrupted run. With more than one
-    device (or host), every batch is split over all of them and the rest is replicated (data parallelism).
-    Runs are {seed: {'history': rows, 'test': {'loss', 'accuracy'}}}.
+
+def member_label(member: Mapping[str, Any]) -> str:
+    """'seed=0' or 'seed=0,optimizer.learning_rate=0.01': the member's seed and every value it sets."""
+    return ','.join(f'{name}={value:g}' if isinstance(value, float) else f'{name}={value}'
+                    for name, value in member.items())
+
+
+def train_variant(task: train.Task, hparams: Mapping[str, jax.Array], members: Sequence[Mapping[str, Any]],
+                  data: train.Data, test: tuple[jax.Array, jax.Array] | None, *, epochs: int, name: str,
+                  data_seed: int = 0, shuffle: str = 'shared', checkpoint_dir: str | None = None,
+                  resume: bool = False, on_epoch_end: EpochHook | None = None,
+                  tensorboard_dir: str | None = None,
+                  log: Callable[[str], None] = report.log) -> tuple[train.TrainState, dict[str, dict]]:
+    """Trains every member of a variant in one program; returns the final state and the runs by member label.
+
+    A member is {'seed': s, PATH: value, ...} (see `grid`): the seed sets the weights and the dropout stream, the
+    other entries override the task's hyper-parameters `hparams`. The batch order comes from `data_seed`, shared
+    by all members ('shared'), or from each member's seed ('per_member'). After every epoch, in this order:
+    `on_epoch_end(epoch, state, history)` (which may return a changed state, of other shapes too), the checkpoint
+    (with the architecture, so that `resume` restores a grown or pruned state bit for bit), the progress line and
+    the TensorBoard rows. With more than one device (or host), every batch is split over all of them.
+    Runs are {label: {'seed', 'hparams' (the member's overrides), 'history', 'test' (metrics, or absent)}}.
     """
-    if len(seeds) != len(hparams):
-        raise ValueError(f'{len(seeds)} seeds but {len(hparams)} hparams')
-    members = len(seeds) > 1
-    init_keys = [jax.random.PRNGKey(seed) for seed in seeds]
-    order_keys = [jax.random.fold_in(key, 1) for key in init_keys]
+    if not members:
+        raise ValueError(f'{name}: no members to train; give at least one seed')
+    labels = [member_label(member) for member in members]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise ValueError(f'{name}: members {", ".join(duplicates)} appear twice; each seed and value once')
+    member_hparams = [tasks.member_hparams(hparams, {k: v for k, v in m.items() if k != 'seed'}) for m in members]
+    stacked = len(members) > 1
+    init_keys = [jax.random.PRNGKey(member['seed']) for member in members]
     input_shape = data.train_images.shape[1:]
-    if members:
-        state = train.init_members(task, hparams, train.stack(init_keys), input_shape)
-    else:
-        state = jax.jit(lambda hp, key: train.init_state(task, hp, key, input_shape))(hparams[0], init_keys[0])
+
+    def initial_state(architecture=None):
+        if stacked:
+            return train.init_members(task, member_hparams, train.stack(init_keys), input_shape, architecture)
+        return jax.jit(lambda hp, key: train.init_state(task, hp, key, input_shape, architecture))(
+            member_hparams[0], init_keys[0])
+
     if shuffle == 'shared':
         data_key = jax.random.PRNGKey(data_seed)
     else:
-        data_key = train.stack(order_keys) if members else order_keys[0]
+        order_keys = [jax.random.fold_in(key, 1) for key in init_keys]
+        data_key = train.stack(order_keys) if stacked else order_keys[0]
 
     saver = checkpoint.Checkpointer(checkpoint_dir) if checkpoint_dir else None
     start_epoch, history = 0, []
     if saver is not None and saver.latest_epoch() is not None:
         if not resume:
             raise ValueError(f'{checkpoint_dir} already holds a checkpoint; pass --resume to continue it')
-        state, metadata = saver.restore(state)
+        metadata = saver.metadata()
+        # The like-state takes the checkpoint's shapes, which growth or pruning may have changed.
+        state, metadata = saver.restore(initial_state(metadata.get('architecture')))
         start_epoch, history = metadata['epoch'], metadata['history']
-        log(f'{label}: resumed after epoch {start_epoch}')
+        log(f'{name}: resumed after epoch {start_epoch}')
+    else:
+        state = initial_state()
 
     constrain_batch = None
     if jax.device_count() > 1:
@@ -87,27 +98,60 @@ def train_members(task: train.Task, seeds: Sequence[int], hparams: Sequence[Mapp
         parallel.check_batch_size(task.batch_size, mesh)
         state, data, test, data_key = parallel.replicate((state, data, test, data_key), mesh)
         # A per-member batch order gathers [members, batch, ...]; otherwise the batch axis leads.
-        constrain_batch = parallel.batch_constraint(mesh, 1 if members and shuffle == 'per_member' else 0)
+        constrain_batch = parallel.batch_constraint(mesh, 1 if stacked and shuffle == 'per_member' else 0)
 
-    def on_epoch_end(epoch, state, history):
-        log(report.epoch_line(label, history[-1]))
+    board = report.TensorBoard(tensorboard_dir, name, labels) if tensorboard_dir else None
+
+    def after_epoch(epoch, state, history):
+        if on_epoch_end is not None:
+            state = on_epoch_end(epoch, state, history) or state
         if saver is not None:
-            saver.save(epoch, state, {'epoch': epoch, 'history': history})
+            saver.save(epoch, state, {'epoch': epoch, 'history': history,
+                                      'architecture': dict(task.architecture_of(state.params))})
+        log(report.epoch_line(name, history[-1]))
+        if board is not None:
+            board.write(history[-1])
+        return state
 
-    state, history = train.fit(task, state, data, epochs=epochs, data_key=data_key, members=members,
+    state, history = train.fit(task, state, data, epochs=epochs, data_key=data_key, members=stacked,
                                shuffle=shuffle, start_epoch=start_epoch, history=history,
-                               on_epoch_end=on_epoch_end, constrain_batch=constrain_batch)
+                               on_epoch_end=after_epoch, constrain_batch=constrain_batch)
     if saver is not None:
         saver.close()
-    test_metrics = train.evaluate_members(task, state, *test, members=members)
+    if board is not None:
+        board.close()
+    test_metrics = train.evaluate_members(task, state, *test, members=stacked) if test is not None else {}
     runs = {}
-    for index, seed in enumerate(seeds):
-        pick = (lambda value: value[index]) if members else (lambda value: value)
-        runs[seed] = {'history': report.member_history(history, index) if members else history,
-                      'test': {name: pick(value) for name, value in test_metrics.items()}}
+    for index, (label, member) in enumerate(zip(labels, members)):
+        pick = (lambda value: value[index]) if stacked else (lambda value: value)
+        runs[label] = {'seed': member['seed'], 'hparams': {k: v for k, v in member.items() if k != 'seed'},
+                       'history': report.member_history(history, index) if stacked else history,
+                       **({'test': {metric: pick(value) for metric, value in test_metrics.items()}}
+                          if test is not None else {})}
     return state, runs
 
 
 def checkpoint_directory(workdir: str, variant: str) -> str:
     """Where a variant's checkpoints live inside a workdir."""
     return os.path.join(workdir, 'checkpoints', variant)
+
+
+def tensorboard_directory(workdir: str) -> str:
+    """Where the TensorBoard event files of a workdir live (one run folder per variant and member)."""
+    return os.path.join(workdir, 'tensorboard')
+
+
+def input_shape(dataset: str) -> tuple[int, ...]:
+    """The shape of one example of `dataset` as the model sees it (flattened pixels in [0, 1])."""
+    return (int(np.prod(data_lib.image_shape(dataset))),)
+
+
+def run_variant(workdir: str, config: Any, name: str, task: train.Task, hparams: Mapping[str, jax.Array],
+                members: Sequence[Mapping[str, Any]], data: train.Data, test: tuple[jax.Array, jax.Array] | None,
+                *, resume: bool = False, on_epoch_end: EpochHook | None = None) -> tuple[train.TrainState, dict]:
+    """`train_variant` as an experiment runs it: epochs, data_seed and shuffle from the config, checkpoints and
+    TensorBoard rows in the workdir."""
+    return train_variant(task, hparams, members, data, test, epochs=config.epochs, name=name,
+                         data_seed=config.get('data_seed', 0), shuffle=config.get('shuffle', 'shared'),
+                         checkpoint_dir=checkpoint_directory(workdir, name),
+                         tensorboard_dir=tensorboard_directory(workdir), resume=resume, on_epoch_end=on_epoch_end)

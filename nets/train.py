@@ -1,4 +1,8 @@
-"""The training core: TrainState, loss, jitted train/eval steps, scanned epochs, vmapped sweeps and `fit`.
+"""The training core: TrainState, Task, jitted train/eval steps, scanned epochs, vmapped sweeps and `fit`.
+
+Entry points, from small to large: `train_step` (one update), `evaluate` (one evaluation pass), `run_epoch` (one
+scanned epoch, pure) and `fit` (epochs, with hooks between them). `nets.runner.train_variant` puts checkpoints,
+progress lines and per-member results around `fit`; `nets.tasks.build` makes a Task from a config.
 
 One epoch is one compiled program: a `lax.scan` over shuffled batch indices into device-resident arrays, with the
 validation pass fused in. A sweep of N runs of the same shapes (seeds, learning rates, dropout rates, ...) is the
@@ -18,10 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from nets import early_stopping as early_stopping_lib
+from nets import early_stopping as early_stopping_lib, losses
 
 Hparams = Mapping[str, jax.Array]
-OPTIMIZERS = ('sgd', 'momentum', 'nesterov', 'rmsprop', 'adam')
 SHUFFLES = ('shared', 'per_member')
 
 
@@ -36,11 +39,13 @@ class TrainState:
     hparams: Any  # float32 scalars that may differ between the members of a sweep
     early_stopping: Any = None  # EarlyStoppingState when the task stops early
     best: Any = None  # params and batch_stats of the best epoch, when the task restores them
+    masks: Any = None  # a pytree mirroring params (1 keeps a weight, 0 removes it), read by an after-update hook
 
 
 @flax.struct.dataclass
 class Data:
-    """Device-resident training and validation arrays (validation may be empty)."""
+    """Device-resident training and validation arrays (validation may be empty; the labels may be None for a loss
+    whose targets are the inputs)."""
     train_images: jax.Array
     train_labels: jax.Array
     validation_images: jax.Array
@@ -49,29 +54,29 @@ class Data:
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """The static half of a run: how to build the model and optimizer from (possibly traced) hyper-parameters.
+    """The static half of a run: how to build the model and optimizer from (possibly traced) hyper-parameters,
+    what to minimise and report, and what to do after every update.
 
-    `penalty(params, intermediates, hparams)` is added to the loss; intermediates are what the model sowed.
+    `make_model(hparams, architecture)` builds the model; `architecture` (from `architecture_of(params)`, e.g.
+    {'hidden_widths': (64, 33)}) overrides the configured shapes, so that a state whose params changed shape
+    (neurons added or removed) rebuilds the model that fits it. `penalty(params, intermediates, hparams)` is added
+    to the loss; intermediates are what the model sowed, captured only when `reads_activations`.
+    `after_update(state)` runs after every optimizer update inside the compiled step (masks, projections).
     With `early_stopping`, each run (each member of a sweep) stops on its own and its weights freeze.
     """
-    make_model: Callable[[Hparams], nn.Module]
+    make_model: Callable[[Hparams, Mapping[str, Any] | None], nn.Module]
     make_optimizer: Callable[[Hparams], optax.GradientTransformation]
     batch_size: int
+    loss: losses.Loss = losses.LOSSES['softmax_cross_entropy']
     penalty: Callable[[Any, Any, Hparams], jax.Array] | None = None
+    reads_activations: bool = False
     early_stopping: early_stopping_lib.EarlyStopping | None = None
+    after_update: Callable[[TrainState], TrainState] | None = None
+    architecture_of: Callable[[Any], Mapping[str, Any]] = lambda params: {}
 
-
-def make_optimizer(name: str, learning_rate, momentum: float = 0.9) -> optax.GradientTransformation:
-    """Optimizer by name with Keras's defaults (RMSprop rho 0.9, Adam/RMSprop epsilon 1e-7)."""
-    if name == 'sgd':
-        return optax.sgd(learning_rate)
-    if name in ('momentum', 'nesterov'):
-        return optax.sgd(learning_rate, momentum=momentum, nesterov=name == 'nesterov')
-    if name == 'rmsprop':
-        return optax.rmsprop(learning_rate, decay=0.9, eps=1e-7)
-    if name == 'adam':
-        return optax.adam(learning_rate, eps=1e-7)
-    raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}")
+    def model(self, hparams: Hparams, params: Any = None) -> nn.Module:
+        """The model that fits `params`' shapes (the configured shapes when params is None)."""
+        return self.make_model(hparams, None if params is None else self.architecture_of(params))
 
 
 def as_hparams(values: Mapping[str, float]) -> dict[str, jax.Array]:
@@ -89,20 +94,22 @@ def member(tree: Any, index: int) -> Any:
     return jax.tree.map(lambda leaf: leaf[index], tree)
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Mean softmax cross-entropy with integer labels."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+def map_like_params(function: Callable[[Any], Any], tree: Any, params: Any) -> Any:
+    """Applies `function` to every subtree of `tree` that mirrors `params` (optimizer moments, say), found by
+    structure rather than by position in a chain; everything else (step counts, empty states) is left alone."""
+    structure = jax.tree.structure(params)
+    mirrors = lambda node: node is not None and jax.tree.structure(node) == structure
+    return jax.tree.map(lambda node: function(node) if mirrors(node) else node, tree, is_leaf=mirrors)
 
 
-def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Fraction of examples whose largest logit is the label."""
-    return (jnp.argmax(logits, -1) == labels).mean()
+def init_state(task: Task, hparams: Hparams, key: jax.Array, input_shape: Sequence[int],
+               architecture: Mapping[str, Any] | None = None) -> TrainState:
+    """A fresh TrainState; `key` seeds the weights and, split off, the dropout stream.
 
-
-def init_state(task: Task, hparams: Hparams, key: jax.Array, input_shape: Sequence[int]) -> TrainState:
-    """A fresh TrainState; `key` seeds the weights and, split off, the dropout stream."""
+    `architecture` overrides the configured shapes (the like-state of a grown or pruned checkpoint, say).
+    """
     init_key, dropout_key = jax.random.split(key)
-    model = task.make_model(hparams)
+    model = task.make_model(hparams, architecture)
     variables = model.init({'params': init_key}, jnp.zeros((1, *input_shape), jnp.float32), train=False)
     params, batch_stats = variables['params'], variables.get('batch_stats', {})
     rule = task.early_stopping
@@ -117,47 +124,52 @@ def init_state(task: Task, hparams: Hparams, key: jax.Array, input_shape: Sequen
                       if rule and rule.restore_best_weights else None)
 
 
-def init_members(task: Task, hparams: Sequence[Hparams], keys: jax.Array, input_shape: Sequence[int]) -> TrainState:
+def init_members(task: Task, hparams: Sequence[Hparams], keys: jax.Array, input_shape: Sequence[int],
+                 architecture: Mapping[str, Any] | None = None) -> TrainState:
     """A stacked TrainState of len(hparams) members, member i from hparams[i] and keys[i]."""
-    init = jax.vmap(lambda hp, key: init_state(task, hp, key, input_shape))
+    init = jax.vmap(lambda hp, key: init_state(task, hp, key, input_shape, architecture))
     return jax.jit(init)(stack(list(hparams)), keys)
 
 
 def _apply(task: Task, state: TrainState, params, images, *, train: bool, rng=None):
     """Runs the model; in training returns the updated mutable collections too."""
-    model = task.make_model(state.hparams)
+    model = task.model(state.hparams, params)
     variables = {'params': params}
     if state.batch_stats:
         variables['batch_stats'] = state.batch_stats
     if not train:
         return model.apply(variables, images, train=False), {}
     mutable = [name for name, wanted in (('batch_stats', bool(state.batch_stats)),
-                                         ('intermediates', task.penalty is not None)) if wanted]
+                                         ('intermediates', task.reads_activations)) if wanted]
     return model.apply(variables, images, train=True, rngs={'dropout': rng}, mutable=mutable)
 
 
 def train_step(task: Task, state: TrainState, images: jax.Array, labels: jax.Array):
-    """One optimizer step on a batch; returns the new state and the batch's loss and accuracy."""
+    """One optimizer step on a batch, then the after-update hook; returns the new state and the batch's metrics."""
+    targets = task.loss.target(images, labels)
+
     def objective(params):
-        logits, updated = _apply(task, state, params, images, train=True,
-                                 rng=jax.random.fold_in(state.rng, state.step))
-        loss = cross_entropy(logits, labels)
+        outputs, updated = _apply(task, state, params, images, train=True,
+                                  rng=jax.random.fold_in(state.rng, state.step))
+        loss = task.loss.value(outputs, targets)
         total = loss
         if task.penalty is not None:
             total = total + task.penalty(params, updated.get('intermediates', {}), state.hparams)
-        return total, (loss, logits, updated)
+        return total, (loss, outputs, updated)
 
-    grads, (loss, logits, updated) = jax.grad(objective, has_aux=True)(state.params)
+    grads, (loss, outputs, updated) = jax.grad(objective, has_aux=True)(state.params)
     updates, opt_state = task.make_optimizer(state.hparams).update(grads, state.opt_state, state.params)
     new_state = state.replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state,
                               batch_stats=updated.get('batch_stats', state.batch_stats), step=state.step + 1)
-    return new_state, {'loss': loss, 'accuracy': accuracy(logits, labels)}
+    if task.after_update is not None:
+        new_state = task.after_update(new_state)
+    return new_state, {'loss': loss, **task.loss.extra(outputs, targets)}
 
 
 def evaluate(task: Task, state: TrainState, images: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
-    """Loss and accuracy in evaluation mode: no dropout, running batch-norm statistics, nothing updated."""
-    logits, _ = _apply(task, state, state.params, images, train=False)
-    return {'loss': cross_entropy(logits, labels), 'accuracy': accuracy(logits, labels)}
+    """The task's metrics in evaluation mode: no dropout, running batch-norm statistics, nothing updated."""
+    outputs, _ = _apply(task, state, state.params, images, train=False)
+    return task.loss.metrics(outputs, task.loss.target(images, labels))
 
 
 def batch_order(key: jax.Array, num_examples: int, batch_size: int) -> jax.Array:
@@ -198,14 +210,15 @@ def run_epoch(task: Task, state: TrainState, data: Data, order_key: jax.Array, *
         check = jax.vmap(check, in_axes=(0, None, None))
 
     def body(state, indices):
-        return step(state, constrain_batch(data.train_images[indices]), constrain_batch(data.train_labels[indices]))
+        labels = None if data.train_labels is None else constrain_batch(data.train_labels[indices])
+        return step(state, constrain_batch(data.train_images[indices]), labels)
 
     start = state
     state, metrics = jax.lax.scan(body, state, order)
-    summary = {'train_loss': metrics['loss'].mean(0), 'train_accuracy': metrics['accuracy'].mean(0)}
+    summary = {f'train_{name}': value.mean(0) for name, value in metrics.items()}
     if data.validation_images.shape[0]:
         validation = check(state, data.validation_images, data.validation_labels)
-        summary |= {'val_loss': validation['loss'], 'val_accuracy': validation['accuracy']}
+        summary |= {f'val_{name}': value for name, value in validation.items()}
     if task.early_stopping is not None:
         state, summary = _stop_early(task.early_stopping, start, state, summary, members)
     return state, summary
@@ -237,20 +250,6 @@ def _stop_early(rule, start: TrainState, state: TrainState, summary: dict, membe
     return state, summary | {'stopped': decided.stopped}
 
 
-def train_run(task: Task, hparams: Hparams, key: jax.Array, data: Data, epochs: int):
-    """A whole training run as one pure function of (hyper-parameters, key): vmap it to sweep naively.
-
-    The key seeds the weights, the dropout stream and the batch order.
-    """
-    init_key, data_key = jax.random.split(key)
-    state = init_state(task, hparams, init_key, data.train_images.shape[1:])
-
-    def one_epoch(state, epoch):
-        return run_epoch(task, state, data, epoch_keys(data_key, epoch))
-
-    return jax.lax.scan(one_epoch, state, jnp.arange(epochs))
-
-
 def _signature(tree: Any) -> tuple:
     """What a compiled epoch program is specialised to: structure, shapes, dtypes and placement of the state."""
     leaves, structure = jax.tree.flatten(tree)
@@ -269,7 +268,7 @@ def fit(task: Task, state: TrainState, data: Data, *, epochs: int, data_key: jax
         constrain_batch: Callable[[jax.Array], jax.Array] | None = None) -> tuple[TrainState, list[dict]]:
     """Trains from `start_epoch` to `epochs`; returns the final state and the per-epoch history.
 
-    Each history row has epoch, train/val loss and accuracy (lists over members for a sweep), `seconds` (the
+    Each history row has epoch, the task's train_* and val_* metrics (lists over members for a sweep), `seconds` (the
     epoch's wall time, compile excluded) and `compile_seconds` (non-zero where the epoch program was compiled).
     `on_epoch_end(epoch, state, history)` runs between epochs (checkpoints, logging, growth, pruning); if it returns
     a state, training continues from that one, recompiling once if its shapes changed.
@@ -312,7 +311,7 @@ def restore_best(state: TrainState) -> TrainState:
 
 def evaluate_members(task: Task, state: TrainState, images: jax.Array, labels: jax.Array,
                      members: bool = False) -> dict[str, Any]:
-    """Evaluation-mode loss and accuracy as Python numbers (lists over members for a stacked state)."""
+    """The task's evaluation-mode metrics as Python numbers (lists over members for a stacked state)."""
     check = lambda s, x, y: evaluate(task, s, x, y)
     if members:
         check = jax.vmap(check, in_axes=(0, None, None))

@@ -31,3 +31,16 @@ def teacher_data(seed: int, num_train: int, num_validation: int):
     images = jax.random.normal(key_x, (num_train + num_validation, 784))
     labels = (images @ jax.random.normal(key_teacher, (784, 10))).argmax(-1).astype('int32')
     return train.Data(images[:num_train], labels[:num_train], images[num_train:], labels[num_train:])
+
+
+def mlp_task(optimizer: str = 'adam', learning_rate: float = 1e-3, batch_size: int = 64, *, loss: str | None = None,
+             early_stopping: dict | None = None, penalties: tuple = (), transforms: tuple = (), after_update=None,
+             model: str = 'mlp', **model_fields):
+    """A Task (and its default hparams) from the task schema, as an experiment builds it, on 784 inputs."""
+    from nets import tasks
+    config = {'model': {'name': model, 'hidden_widths': (32,), **model_fields},
+              'optimizer': {'name': optimizer, 'learning_rate': learning_rate, 'transforms': transforms},
+              'penalties': penalties, 'early_stopping': early_stopping or {}, 'batch_size': batch_size}
+    if loss is not None:
+        config['loss'] = loss
+    return tasks.build(config, (784,), after_update=after_update)

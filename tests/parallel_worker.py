@@ -12,10 +12,11 @@ import numpy as np
 
 # Run as a script, so the repo root must be put on the path before `nets` can be imported.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from nets import parallel, runner, train
+from nets import parallel, tasks, train
 
 NUM_TRAIN, NUM_VALIDATION, BATCH, EPOCHS = 1024, 256, 64, 2
-SETTINGS = [{'learning_rate': 0.05, 'hidden_dropout': 0.1}, {'learning_rate': 0.1, 'hidden_dropout': 0.2}]
+SETTINGS = [{'optimizer.learning_rate': 0.05, 'model.hidden_dropout': 0.1},
+            {'optimizer.learning_rate': 0.1, 'model.hidden_dropout': 0.2}]
 # case -> (members, shuffle, batch axis of a gathered batch)
 CASES = {'single': (False, 'shared', 0), 'sweep_shared': (True, 'shared', 0),
          'sweep_per_member': (True, 'per_member', 1)}
@@ -29,20 +30,21 @@ def make_data() -> train.Data:
     return train.Data(images[:NUM_TRAIN], labels[:NUM_TRAIN], images[NUM_TRAIN:], labels[NUM_TRAIN:])
 
 
-def make_task() -> train.Task:
+def make_task() -> tuple[train.Task, dict]:
     # SGD with momentum rather than Adam: the bias of a dense layer that batch norm follows gets a gradient that is
     # zero up to rounding, and Adam's 1/(sqrt(v) + 1e-7) would turn that rounding noise into steps of learning-rate
     # size, so that bias (and the running mean after it) would differ between any two summation orders.
-    task, _ = runner.mlp_task({'hidden_widths': (32,), 'hidden_dropout': 0.1, 'batch_norm': 'before'},
-                              'momentum', SETTINGS[0]['learning_rate'], BATCH)
-    return task
+    model = {'name': 'mlp', 'hidden_widths': (32,), 'hidden_dropout': 0.1, 'batch_norm': 'before'}
+    return tasks.build({'model': model, 'optimizer': {'name': 'momentum', 'learning_rate': 0.05},
+                        'batch_size': BATCH}, (784,))
 
 
-def initial_states(task: train.Task) -> dict[bool, train.TrainState]:
+def initial_states(task: train.Task, defaults: dict) -> dict[bool, train.TrainState]:
     """The initial state of a single run and of a sweep (by `members`), on the host to copy from for every run."""
-    single = jax.jit(lambda: train.init_state(task, train.as_hparams(SETTINGS[0]), jax.random.PRNGKey(0), (784,)))
+    settings = [tasks.member_hparams(defaults, overrides) for overrides in SETTINGS]
+    single = jax.jit(lambda: train.init_state(task, settings[0], jax.random.PRNGKey(0), (784,)))
     keys = train.stack([jax.random.PRNGKey(seed) for seed in range(len(SETTINGS))])
-    sweep = train.init_members(task, [train.as_hparams(hp) for hp in SETTINGS], keys, (784,))
+    sweep = train.init_members(task, settings, keys, (784,))
     return jax.device_get({False: single(), True: sweep})
 
 
@@ -78,8 +80,8 @@ def helper_facts(mesh: jax.sharding.Mesh) -> dict[str, bool]:
 
 def main(output_dir: str) -> None:
     """Trains every case sharded and alone; writes results.npz (params, batch_stats, history) and meta.json."""
-    task, data = make_task(), make_data()
-    starts = initial_states(task)
+    (task, defaults), data = make_task(), make_data()
+    starts = initial_states(task, defaults)
     mesh = parallel.data_mesh()
     parallel.check_batch_size(BATCH, mesh)
     mesh_data, single_data = parallel.replicate(data, mesh), jax.device_put(data)

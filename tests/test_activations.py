@@ -141,4 +141,4 @@ def test_unknown_activation_raises_one_line_listing_allowed(factory, bad):
 
 
 def test_public_names():
-    assert activations.ACTIVATIONS == ('sigmoid', 'tanh', 'relu', 'leaky_relu')
+    assert tuple(activations.ACTIVATIONS) == ('sigmoid', 'tanh', 'relu', 'leaky_relu')

@@ -1,17 +1,17 @@
 """Tests of nets.data: the decoded-array cache, missing data, splits, few-label subsets and device arrays."""
 
 import os
-from pathlib import Path
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-
 from conftest import mnist_data_dir
+
 from nets import data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from nets import checkpoint, runner, train
+from experiments import baseline
+from nets import checkpoint, tasks, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = 'experiments/baseline.py:quick'
@@ -50,11 +51,11 @@ def test_quick_run_writes_valid_results(quick_run):
     assert summary['epoch_seconds'] > 0 and summary['compile_seconds'] > 0
     assert set(results['versions']) >= {'jax', 'flax', 'optax'}
     assert results['config']['epochs'] == 1 and results['seeds'] == [0]
-    history = results['runs']['baseline']['0']['history']
+    history = results['runs']['baseline']['seed=0']['history']
     assert [row['epoch'] for row in history] == [1] and 'val_accuracy' in history[0]
     # The headline is the refit on train + validation; the validation run's test accuracy is kept beside it.
-    assert math.isclose(results['runs']['refit']['0']['test']['accuracy'], summary['test_accuracy'])
-    assert math.isclose(results['runs']['baseline']['0']['test']['accuracy'],
+    assert math.isclose(results['runs']['refit']['seed=0']['test']['accuracy'], summary['test_accuracy'])
+    assert math.isclose(results['runs']['baseline']['seed=0']['test']['accuracy'],
                         summary['test_accuracy_without_refit'])
     assert math.isclose(max(row['val_accuracy'] for row in history), summary['best_val_accuracy'])
     for name in ('history.csv', 'report.md', 'curves.png'):
@@ -118,8 +119,7 @@ def test_resume_after_interruption_gives_bit_identical_params(launch, tmp_path):
     assert 'resumed after epoch 1' in resumed.stdout
     launch(f'--config={QUICK}', f'--workdir={straight}', '--config.epochs=3', seeds)
 
-    task, hparams = runner.mlp_task({'hidden_widths': (64,), 'hidden_dropout': 0.2, 'input_dropout': 0.0},
-                                    'rmsprop', 0.001, 128)
+    task, hparams = tasks.build(baseline.get_config('quick'), (784,))
     like = train.init_members(task, [hparams] * 2, train.stack([jax.random.PRNGKey(0)] * 2), (784,))
     state_a, meta_a = _final_state(interrupted, like)
     state_b, meta_b = _final_state(straight, like)
@@ -129,7 +129,7 @@ def test_resume_after_interruption_gives_bit_identical_params(launch, tmp_path):
     results_b = json.loads((straight / 'results.json').read_text())
     assert results_a['summary']['test_accuracy'] == results_b['summary']['test_accuracy']
     strip = lambda runs: [{k: v for k, v in row.items() if 'seconds' not in k}
-                          for row in runs['baseline']['1']['history']]
+                          for row in runs['baseline']['seed=1']['history']]
     assert strip(results_a['runs']) == strip(results_b['runs'])
 
 

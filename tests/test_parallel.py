@@ -143,7 +143,7 @@ def test_two_hosts_give_the_numbers_of_one(data_dir, tmp_path):
     one = json.loads((tmp_path / 'one' / 'results.json').read_text())
     assert two['versions']['device_count'] == '4' and one['versions']['device_count'] == '1'
     for variant in ('baseline', 'refit'):
-        for seed in ('0', '1'):
+        for seed in ('seed=0', 'seed=1'):
             for a, b in zip(two['runs'][variant][seed]['history'], one['runs'][variant][seed]['history']):
                 np.testing.assert_allclose(a['train_loss'], b['train_loss'], rtol=1e-4)
             np.testing.assert_allclose(two['runs'][variant][seed]['test']['loss'],

@@ -1,0 +1,161 @@
+"""Optimizers, learning-rate schedules and extra optax transforms by name, and the chain a config describes.
+
+The chain is always, in this order:
+    gradient transforms -> the optimizer's scaling -> decoupled transforms -> learning rate (or schedule)
+    -> update transforms
+so that a decoupled weight decay is scaled by the learning rate as in AdamW, and a projection or a freeze sees the
+final update. Within a stage, transforms keep the order of `config.optimizer.transforms`. Every scalar named in a
+registry entry's `sweepable` may be a traced value, so that the members of one compiled sweep may differ in it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from nets.registry import lookup
+
+STAGES = ('gradient', 'decoupled', 'update')
+
+
+@dataclasses.dataclass(frozen=True)
+class Component:
+    """A registry entry: `build(**fields)` makes it; `fields` are the allowed config fields with their defaults
+    (None: required), and the `sweepable` ones may be traced scalars."""
+    build: Callable[..., Any]
+    fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    sweepable: tuple[str, ...] = ()
+    stage: str = 'update'  # transforms only
+
+
+def param_mask(pattern: str) -> Callable[[Any], Any]:
+    """A function of params giving True for every leaf whose path ('dense_0/kernel') the regex `pattern` searches."""
+    compiled = re.compile(pattern)
+
+    def mask(params):
+        return jax.tree_util.tree_map_with_path(
+            lambda path, _: bool(compiled.search('/'.join(str(getattr(k, 'key', k)) for k in path))), params)
+
+    return mask
+
+
+# The optimizer's own scaling, without the learning rate. Keras's defaults: RMSprop rho 0.9, epsilon 1e-7.
+OPTIMIZERS: dict[str, Component] = {
+    'sgd': Component(lambda: optax.identity()),
+    'momentum': Component(lambda momentum: optax.trace(decay=momentum), {'momentum': 0.9}, ('momentum',)),
+    'nesterov': Component(lambda momentum: optax.trace(decay=momentum, nesterov=True), {'momentum': 0.9},
+                          ('momentum',)),
+    'rmsprop': Component(lambda rho, epsilon: optax.scale_by_rms(decay=rho, eps=epsilon),
+                         {'rho': 0.9, 'epsilon': 1e-7}),
+    'adam': Component(lambda b1, b2, epsilon: optax.scale_by_adam(b1=b1, b2=b2, eps=epsilon),
+                      {'b1': 0.9, 'b2': 0.999, 'epsilon': 1e-7}),
+}
+
+
+def _step_decay(learning_rate, boundaries, factor):
+    return optax.piecewise_constant_schedule(learning_rate, {int(step): factor for step in boundaries})
+
+
+# Schedules of the step count; each starts from (or peaks at) the learning rate, which may be traced.
+SCHEDULES: dict[str, Component] = {
+    'constant': Component(lambda learning_rate: learning_rate),
+    'step_decay': Component(_step_decay, {'boundaries': None, 'factor': 0.1}),
+    'exponential_decay': Component(
+        lambda learning_rate, transition_steps, decay_rate, staircase: optax.exponential_decay(
+            learning_rate, transition_steps, decay_rate, staircase=staircase),
+        {'transition_steps': None, 'decay_rate': None, 'staircase': False}),
+    'cosine_decay': Component(
+        lambda learning_rate, decay_steps, alpha: optax.cosine_decay_schedule(learning_rate, decay_steps, alpha),
+        {'decay_steps': None, 'alpha': 0.0}),
+    'warmup_cosine_decay': Component(
+        lambda learning_rate, warmup_steps, decay_steps, end_value: optax.warmup_cosine_decay_schedule(
+            0.0, learning_rate, warmup_steps, decay_steps, end_value),
+        {'warmup_steps': None, 'decay_steps': None, 'end_value': 0.0}),
+}
+
+# Extra transforms chained around the optimizer. The regularization, pretraining and pruning rooms add theirs.
+TRANSFORMS: dict[str, Component] = {
+    'clip_by_global_norm': Component(optax.clip_by_global_norm, {'max_norm': None}, ('max_norm',), 'gradient'),
+    # Decoupled weight decay (Loshchilov & Hutter); by default on kernels only, never biases or batch norm.
+    'add_decayed_weights': Component(
+        lambda weight_decay, params: optax.add_decayed_weights(weight_decay, mask=param_mask(params)),
+        {'weight_decay': None, 'params': 'kernel$'}, ('weight_decay',), 'decoupled'),
+    # No update for the params whose path matches (a frozen encoder, say).
+    'freeze': Component(lambda params: optax.masked(optax.set_to_zero(), param_mask(params)), {'params': None},
+                        (), 'update'),
+}
+
+
+def check_fields(component: Component, fields: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The component's fields with defaults filled in; ValueError naming `where` on an unknown or missing field."""
+    unknown = sorted(set(fields) - set(component.fields))
+    if unknown:
+        raise ValueError(f'unknown field {where}.{unknown[0]}; allowed: {", ".join(component.fields) or "none"}')
+    values = {**component.fields, **fields}
+    missing = [name for name, value in values.items() if value is None]
+    if missing:
+        raise ValueError(f'{where}.{missing[0]} must be set')
+    return values
+
+
+def _split(entry: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    entry = dict(entry)
+    return entry.pop('name', None), entry
+
+
+def sweepable_defaults(config: Mapping[str, Any]) -> dict[str, float]:
+    """The optimizer's traced scalars and their config values, keyed by their path under `optimizer`."""
+    name, fields = _split(config)
+    fields.pop('transforms', None), fields.pop('schedule', None)
+    values = {'learning_rate': fields.pop('learning_rate', None)}
+    optimizer = check_fields(lookup(OPTIMIZERS, name, 'optimizer'), fields, 'optimizer')
+    values |= {field: optimizer[field] for field in lookup(OPTIMIZERS, name, 'optimizer').sweepable}
+    for index, entry in enumerate(config.get('transforms') or ()):
+        transform_name, transform_fields = _split(entry)
+        component = lookup(TRANSFORMS, transform_name, 'transform')
+        checked = check_fields(component, transform_fields, f'optimizer.transforms[{index}]')
+        values |= {f'transforms[{index}].{field}': checked[field] for field in component.sweepable}
+    schedule = dict(config.get('schedule') or {})
+    if schedule:
+        schedule_name, schedule_fields = _split(schedule)
+        check_fields(lookup(SCHEDULES, schedule_name, 'schedule'), schedule_fields, 'optimizer.schedule')
+    return values
+
+
+def build(config: Mapping[str, Any], hparams: Mapping[str, jax.Array]) -> optax.GradientTransformation:
+    """The chain `config` (config.optimizer) describes, reading every sweepable scalar from `hparams`."""
+    name, fields = _split(config)
+    transforms, schedule = fields.pop('transforms', None) or (), dict(fields.pop('schedule', None) or {})
+    fields.pop('learning_rate', None)
+    optimizer = lookup(OPTIMIZERS, name, 'optimizer')
+    scaling = optimizer.build(**{**check_fields(optimizer, fields, 'optimizer'),
+                                 **{field: hparams[field] for field in optimizer.sweepable}})
+    learning_rate = hparams['learning_rate']
+    if schedule:
+        schedule_name, schedule_fields = _split(schedule)
+        component = lookup(SCHEDULES, schedule_name, 'schedule')
+        learning_rate = component.build(learning_rate, **check_fields(component, schedule_fields,
+                                                                      'optimizer.schedule'))
+    stages = {stage: [] for stage in STAGES}
+    for index, entry in enumerate(transforms):
+        transform_name, transform_fields = _split(entry)
+        component = lookup(TRANSFORMS, transform_name, 'transform')
+        values = check_fields(component, transform_fields, f'optimizer.transforms[{index}]')
+        values |= {field: hparams[f'transforms[{index}].{field}'] for field in component.sweepable}
+        stages[component.stage].append(component.build(**values))
+    return optax.chain(*stages['gradient'], scaling, *stages['decoupled'],
+                       optax.scale_by_learning_rate(learning_rate), *stages['update'])
+
+
+def learning_rate_at(config: Mapping[str, Any], learning_rate: float, step: int | jax.Array) -> jax.Array:
+    """The learning rate the chain applies at `step` (for reports and plots of schedules)."""
+    schedule = dict(config.get('schedule') or {})
+    if not schedule:
+        return jnp.asarray(learning_rate)
+    schedule_name, schedule_fields = _split(schedule)
+    component = lookup(SCHEDULES, schedule_name, 'schedule')
+    return component.build(learning_rate, **check_fields(component, schedule_fields, 'optimizer.schedule'))(step)

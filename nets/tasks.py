@@ -1,0 +1,168 @@
+"""The task schema: one config describes a training task, and `build` turns it into a train.Task.
+
+    config.model          {'name': 'mlp' | 'autoencoder', ...the module's fields}
+    config.optimizer      {'name': 'sgd' | 'momentum' | 'nesterov' | 'rmsprop' | 'adam', 'learning_rate': float,
+                           'schedule': {} or {'name': ..., ...}, 'transforms': ({'name': ..., ...}, ...)}
+    config.penalties      ({'layers': regex, 'kernel_l2': float, ...}, ...)   Keras-style, see nets.regularizers
+    config.loss           'softmax_cross_entropy' | 'mse' | 'binary_cross_entropy'
+    config.early_stopping {} (off) or keras.callbacks.EarlyStopping's arguments
+    config.batch_size     int
+
+Every scalar that a sweep may vary is a hyper-parameter, named by its config path as `--config.PATH` would name it
+('optimizer.learning_rate', 'model.hidden_dropout', 'penalties[0].kernel_l2',
+'optimizer.transforms[1].weight_decay'). The state carries them as float32 scalars and each is routed to the part
+that reads it. `build` checks every field against the real input shape before any data loads.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import numpy as np
+
+from nets import early_stopping as early_stopping_lib, losses, models, optimizers, regularizers, train
+
+FIELDS = ('model', 'optimizer', 'penalties', 'loss', 'early_stopping', 'batch_size')
+
+
+def _plain(value: Any) -> Any:
+    """A ConfigDict (or anything with to_dict) as plain dicts and tuples."""
+    value = value.to_dict() if hasattr(value, 'to_dict') else value
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain(item) for item in value)
+    return value
+
+
+def _section(name: str):
+    """Re-raises a ValueError from building one section of the config with the section's name in front."""
+    class Prefix:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, kind, error, traceback):
+            if kind is None or not issubclass(kind, (ValueError, TypeError)) or str(error).startswith('config.'):
+                return False
+            message = str(error)
+            if message.startswith(name) or f'field {name}' in message:  # already names its field
+                message = message.replace(f'field {name}', f'field config.{name}')
+                raise ValueError(message if message.startswith('unknown') else f'config.{message}') from None
+            raise ValueError(f'config.{name}: {message}') from None
+    return Prefix()
+
+
+def _check_number(path: str, value: Any, low: float = -math.inf, low_inclusive: bool = True) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value >= low if low_inclusive else value > low)
+    if not ok:
+        bound = f'>= {low}' if low_inclusive else f'> {low}'
+        raise ValueError(f'config.{path} must be a finite number {bound}, got {value!r}')
+
+
+def sweepable_defaults(config: Mapping[str, Any]) -> dict[str, float]:
+    """Every hyper-parameter of the task (path -> its config value); a sweep may give each member others."""
+    config = _plain(config)
+    model = dict(config['model'])
+    spec = models.get_model(model.pop('name', 'mlp'))
+    values = {f'model.{name}': model[name] for name in spec.sweepable if name in model}
+    with _section('optimizer'):
+        values |= {f'optimizer.{name}': value
+                   for name, value in optimizers.sweepable_defaults(config['optimizer']).items()}
+    values |= {f'penalties{name}': value
+               for name, value in regularizers.sweepable_defaults(config.get('penalties') or ()).items()}
+    return values
+
+
+def _route(hparams: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """The hyper-parameters under `prefix`, with the prefix removed: what the model or optimizer reads."""
+    return {name[len(prefix):]: value for name, value in hparams.items() if name.startswith(prefix)}
+
+
+def build(config: Mapping[str, Any], input_shape: Sequence[int],
+          after_update: Callable[[train.TrainState], train.TrainState] | None = None,
+          ) -> tuple[train.Task, dict[str, Any]]:
+    """The Task that `config` describes and its hyper-parameters (path -> jax float32 scalar).
+
+    Raises ValueError with one line naming the field, the value and what is allowed, before any data loads.
+    """
+    config = _plain(config)
+    missing = [name for name in ('model', 'optimizer', 'batch_size') if name not in config]
+    if missing:
+        raise ValueError(f'config.{missing[0]} is missing; a task needs {", ".join(FIELDS)}')
+    batch_size = config['batch_size']
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f'config.batch_size must be a positive integer, got {batch_size!r}')
+
+    model_config = dict(config['model'])
+    with _section('model'):
+        spec = models.get_model(model_config.pop('name', 'mlp'))
+        allowed = [field.name for field in dataclasses.fields(spec.module) if field.name not in ('parent', 'name')]
+        unknown = sorted(set(model_config) - set(allowed))
+        if unknown:
+            raise ValueError(f'unknown field model.{unknown[0]}; allowed: {", ".join(allowed)}')
+    static_model = {name: value for name, value in model_config.items() if name not in spec.sweepable}
+
+    def make_model(hparams, architecture=None):
+        return spec.module(**{**static_model, **(architecture or {})}, **_route(hparams, 'model.'))
+
+    optimizer_config = config['optimizer']
+    _check_number('optimizer.learning_rate', optimizer_config.get('learning_rate'), 0.0, low_inclusive=False)
+    make_optimizer = lambda hparams: optimizers.build(optimizer_config, _route(hparams, 'optimizer.'))
+
+    with _section('loss'):
+        loss = losses.get_loss(config.get('loss', 'softmax_cross_entropy'))
+
+    defaults = sweepable_defaults(config)
+    for path, value in defaults.items():
+        _check_number(path, value)
+
+    penalties = tuple(config.get('penalties') or ())
+    with _section('early_stopping'):
+        rule = early_stopping_lib.EarlyStopping(**config['early_stopping']) if config.get('early_stopping') else None
+    penalty = None
+    if penalties:
+        penalty_of = regularizers.make_penalty(penalties)
+        penalty = lambda params, intermediates, hparams: penalty_of(params, intermediates,
+                                                                    _route(hparams, 'penalties'))
+    task = train.Task(make_model=make_model, make_optimizer=make_optimizer, batch_size=batch_size, loss=loss,
+                      penalty=penalty,
+                      reads_activations=regularizers.reads_activations(penalties), early_stopping=rule,
+                      after_update=after_update, architecture_of=spec.architecture)
+
+    # Build everything once with concrete numbers, so that names, ranges and shapes fail here, not mid-run.
+    def probe():
+        state = train.init_state(task, defaults, jax.random.PRNGKey(0), input_shape)
+        variables = {'params': state.params, **({'batch_stats': state.batch_stats} if state.batch_stats else {})}
+        return state, make_model(defaults).apply(variables, np.zeros((2, *input_shape), np.float32), train=False)
+
+    with _section('model'):
+        state, outputs = jax.eval_shape(probe)
+    with _section('penalties'):
+        regularizers.check(penalties, [name for name in state.params if 'kernel' in state.params[name]])
+    features = int(np.prod(input_shape))
+    if loss.targets == 'inputs' and outputs.shape != (2, features):
+        raise ValueError(f'config.loss={config.get("loss")!r} reconstructs the input ({features} features), but '
+                         f'model {config["model"].get("name", "mlp")!r} outputs {outputs.shape[1:]}; use a model '
+                         'such as autoencoder')
+    if loss.targets == 'labels' and len(outputs.shape) != 2:
+        raise ValueError(f'config.loss={config.get("loss")!r} needs class logits, got outputs of shape '
+                         f'{outputs.shape[1:]}')
+    if rule is not None:
+        monitors = [f'{prefix}{name}' for prefix in early_stopping_lib.PREFIXES for name in loss.metric_names]
+        if rule.monitor not in monitors:
+            raise ValueError(f'config.early_stopping.monitor={rule.monitor!r} is not a metric of this task; '
+                             f'allowed: {", ".join(monitors)}')
+    return task, train.as_hparams(defaults)
+
+
+def member_hparams(defaults: Mapping[str, jax.Array], overrides: Mapping[str, float]) -> dict[str, jax.Array]:
+    """`defaults` with some hyper-parameters changed; ValueError naming a path that is not sweepable here."""
+    for path, value in overrides.items():
+        if path not in defaults:
+            raise ValueError(f'cannot sweep {path!r}: it is not a hyper-parameter of this task; sweepable: '
+                             f'{", ".join(defaults) or "none"}')
+        _check_number(path, value)
+    return {**defaults, **train.as_hparams(overrides)}
