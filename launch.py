@@ -2,6 +2,7 @@
 
 With no flags it runs the baseline into a fresh folder under runs/ and prints where the report is.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -19,15 +20,21 @@ from nets import data as data_lib, parallel
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 
-config_flags.DEFINE_config_file('config', os.path.join(REPO, 'experiments', 'baseline.py'),
-                                'Experiment config: experiments/NAME.py, optionally with :ARG (e.g. :quick).',
-                                lock_config=True)
+config_flags.DEFINE_config_file(
+    'config',
+    os.path.join(REPO, 'experiments', 'baseline.py'),
+    'Experiment config: experiments/NAME.py, optionally with :ARG (e.g. :quick).',
+    lock_config=True,
+)
 flags.DEFINE_string('workdir', None, 'Output folder; default runs/NAME-TIMESTAMP.')
 flags.DEFINE_string('data_dir', None, 'TFDS data directory; default $TFDS_DATA_DIR, else the TFDS default.')
 flags.DEFINE_string('cache_dir', None, 'Where decoded arrays are cached when the data directory is read-only.')
 flags.DEFINE_bool('resume', False, 'Continue the run in --workdir from its newest checkpoint.')
-flags.DEFINE_string('compilation_cache_dir', os.path.expanduser('~/.cache/nets/jax_compilation_cache'),
-                    'JAX persistent compilation cache, so that re-runs skip compilation; empty to disable.')
+flags.DEFINE_string(
+    'compilation_cache_dir',
+    os.path.expanduser('~/.cache/nets/jax_compilation_cache'),
+    'JAX persistent compilation cache, so that re-runs skip compilation; empty to disable.',
+)
 flags.DEFINE_string('coordinator_address', None, 'Multi-host: host:port of process 0 (jax.distributed).')
 flags.DEFINE_integer('num_processes', None, 'Multi-host: number of processes.')
 flags.DEFINE_integer('process_id', None, 'Multi-host: index of this process.')
@@ -57,8 +64,10 @@ def check_workdir(workdir: str, resume: bool) -> None:
     """Refuses to overwrite a workdir that already holds results, unless resuming."""
     existing = [name for name in RESULT_FILES if os.path.exists(os.path.join(workdir, name))]
     if existing and not resume:
-        raise FileExistsError(f'--workdir={workdir} already holds {", ".join(existing)}; '
-                              'pass --resume to continue it or choose another --workdir')
+        raise FileExistsError(
+            f'--workdir={workdir} already holds {", ".join(existing)}; '
+            'pass --resume to continue it or choose another --workdir'
+        )
 
 
 def enable_compilation_cache(directory: str) -> None:
@@ -84,8 +93,13 @@ def main(argv):
         module = experiment_module(config_path)
         os.makedirs(workdir, exist_ok=True)
         started = time.perf_counter()
-        summary = module.run(FLAGS.config, workdir, data_dir=data_lib.resolve_data_dir(FLAGS.data_dir),
-                             cache_dir=FLAGS.cache_dir, resume=FLAGS.resume)
+        summary = module.run(
+            FLAGS.config,
+            workdir,
+            data_dir=data_lib.resolve_data_dir(FLAGS.data_dir),
+            cache_dir=FLAGS.cache_dir,
+            resume=FLAGS.resume,
+        )
     except (ValueError, FileExistsError, data_lib.DataError) as error:
         print(f'launch.py: error: {error}', file=sys.stderr)
         sys.exit(1)

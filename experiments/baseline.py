@@ -5,6 +5,7 @@ watch the 10,000 held-out validation images, then (config.refit) train again on 
 epochs, as Keras did, and report that run's test accuracy; the test split is touched only for final numbers.
 `:quick` trains a small net for one epoch on a subset.
 """
+
 from __future__ import annotations
 
 import ml_collections
@@ -26,8 +27,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data_seed = 0
     config.shuffle = 'shared'
     # The task (nets.tasks): model, optimizer, penalties, loss, early stopping, batch size.
-    config.model = dict(name='mlp', hidden_widths=(512, 512), activation='relu', kernel_init='glorot_uniform',
-                        input_dropout=0.0, hidden_dropout=0.2, batch_norm=None)
+    config.model = dict(
+        name='mlp',
+        hidden_widths=(512, 512),
+        activation='relu',
+        kernel_init='glorot_uniform',
+        input_dropout=0.0,
+        hidden_dropout=0.2,
+        batch_norm=None,
+    )
     config.optimizer = dict(name='rmsprop', learning_rate=0.001, schedule={}, transforms=())
     config.penalties = ()
     config.loss = 'softmax_cross_entropy'
@@ -45,8 +53,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     return config
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, *, data_dir: str | None = None,
-        cache_dir: str | None = None, resume: bool = False) -> dict:
+def run(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    data_dir: str | None = None,
+    cache_dir: str | None = None,
+    resume: bool = False,
+) -> dict:
     """Trains the baseline over its seeds, evaluates on test once, writes the report; returns the summary."""
     task, hparams = tasks.build(config, runner.input_shape(config.dataset))
     limit = config.train_limit
@@ -55,35 +69,53 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, data_dir: str | None
         variants['refit'] = dict(validation_size=0, train_limit=limit and limit + config.validation_size)
     runs, examples = {}, {}
     for name, split in variants.items():
-        splits = data_lib.load_splits(config.dataset, data_dir=data_dir, cache_dir=cache_dir,
-                                      split_seed=config.split_seed, test_limit=config.test_limit, **split)
+        splits = data_lib.load_splits(
+            config.dataset,
+            data_dir=data_dir,
+            cache_dir=cache_dir,
+            split_seed=config.split_seed,
+            test_limit=config.test_limit,
+            **split,
+        )
         data, test = runner.device_data(splits)
         examples[name] = len(splits.train_labels) // config.batch_size * config.batch_size
-        _, runs[name] = runner.run_variant(workdir, config, name, task, hparams, runner.grid(config.seeds), data,
-                                           test, resume=resume)
+        _, runs[name] = runner.run_variant(
+            workdir, config, name, task, hparams, runner.grid(config.seeds), data, test, resume=resume
+        )
 
     statistics = report.variant_statistics(runs)
     reported = statistics['refit' if config.refit else 'baseline']
     first = next(iter(runs['baseline'].values()))['history']
-    summary = {'test_accuracy': reported['test_accuracy']['mean'],
-               'test_accuracy_min': reported['test_accuracy']['min'],
-               'test_accuracy_max': reported['test_accuracy']['max'],
-               'best_val_accuracy': statistics['baseline'].get('best_val_accuracy', {'mean': float('nan')})['mean'],
-               'epoch_seconds': report.steady_epoch_seconds(first),
-               'compile_seconds': float(sum(row['compile_seconds'] for row in first)),
-               'examples_per_epoch': examples['baseline']}
+    summary = {
+        'test_accuracy': reported['test_accuracy']['mean'],
+        'test_accuracy_min': reported['test_accuracy']['min'],
+        'test_accuracy_max': reported['test_accuracy']['max'],
+        'best_val_accuracy': statistics['baseline'].get('best_val_accuracy', {'mean': float('nan')})['mean'],
+        'epoch_seconds': report.steady_epoch_seconds(first),
+        'compile_seconds': float(sum(row['compile_seconds'] for row in first)),
+        'examples_per_epoch': examples['baseline'],
+    }
     if config.refit:
         summary['test_accuracy_without_refit'] = statistics['baseline']['test_accuracy']['mean']
     widths = '-'.join(map(str, config.model.hidden_widths))
-    report.write_run(workdir, 'Baseline: Keras mnist_mlp', summary=summary, config=config.to_dict(), runs=runs,
-                     sections=[
+    refit = '; `refit` then trains on both, as Keras does, and gives the reported test accuracy' if config.refit else ''
+    comparison = 'at least' if summary['test_accuracy'] >= KERAS_TEST_ACCURACY else 'below'
+    description = (
         f'784-{widths}-10, {config.model.activation}, dropout {config.model.hidden_dropout}, '
         f'{config.optimizer.name} lr {config.optimizer.learning_rate}, batch {config.batch_size}, {config.epochs} '
         f'epochs, seeds {list(config.seeds)} (one vmapped program). `baseline` trains on {examples["baseline"]} '
-        f'examples an epoch and validates on {config.validation_size}' + (
-            '; `refit` then trains on both, as Keras does, and gives the reported test accuracy.'
-            if config.refit else '.'),
+        f'examples an epoch and validates on {config.validation_size}{refit}.'
+    )
+    keras = (
         f'Keras reports {KERAS_TEST_ACCURACY:.4f} test accuracy for this network; the mean over our seeds is '
-        f'{summary["test_accuracy"]:.4f} ({"at least" if summary["test_accuracy"] >= KERAS_TEST_ACCURACY else "below"}'
-        ' it).'])
+        f'{summary["test_accuracy"]:.4f} ({comparison} it).'
+    )
+    report.write_run(
+        workdir,
+        'Baseline: Keras mnist_mlp',
+        summary=summary,
+        config=config.to_dict(),
+        runs=runs,
+        sections=[description, keras],
+    )
     return summary

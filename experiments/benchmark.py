@@ -3,6 +3,7 @@
 Everything is timed on whatever backend is present. The baseline network trains on all 60,000 MNIST training
 images (validation_size 0), so that one epoch is the ~240 GFLOP the issue's reference figures count.
 """
+
 from __future__ import annotations
 
 import functools
@@ -25,13 +26,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.gemm_size = 2048
     config.repeats = 10
     # Each a task in the schema of nets.tasks.
-    config.network = dict(model=dict(name='mlp', hidden_widths=(512, 512), activation='relu', hidden_dropout=0.2),
-                          optimizer=dict(name='adam', learning_rate=0.001), batch_size=128)
+    config.network = dict(
+        model=dict(name='mlp', hidden_widths=(512, 512), activation='relu', hidden_dropout=0.2),
+        optimizer=dict(name='adam', learning_rate=0.001),
+        batch_size=128,
+    )
     config.epochs = 6  # timed epochs of each variant; the median and the minimum are reported
     config.python_loop_epochs = 4
     # The init-comparison sweep of the initialization issue: 784-4x100 tanh-10, SGD lr 0.01, batch 64.
-    config.sweep = dict(model=dict(name='mlp', hidden_widths=(100, 100, 100, 100), activation='tanh'),
-                        optimizer=dict(name='sgd', learning_rate=0.01), batch_size=64)
+    config.sweep = dict(
+        model=dict(name='mlp', hidden_widths=(100, 100, 100, 100), activation='tanh'),
+        optimizer=dict(name='sgd', learning_rate=0.01),
+        batch_size=64,
+    )
     config.sweep_members = (1, 2, 5, 10, 20)
     config.naive_members = (1, 10)
     config.sweep_epochs = 2
@@ -58,7 +65,7 @@ def gemm_gflops(size: int, repeats: int, dtype=jnp.float32) -> float:
     """GEMM throughput of XLA on a square matrix product, in GFLOP/s: the limit for dense training."""
     a, b = jax.random.normal(jax.random.PRNGKey(0), (2, size, size), dtype)
     matmul = jax.jit(jnp.matmul)
-    return 2 * size ** 3 / _median_seconds(lambda: matmul(a, b), repeats) / 1e9
+    return 2 * size**3 / _median_seconds(lambda: matmul(a, b), repeats) / 1e9
 
 
 def network_gemm_epoch_seconds(widths: list[int], batch_size: int, steps: int, repeats: int) -> float:
@@ -94,8 +101,11 @@ def analytic_flops(widths: list[int], examples: int) -> float:
 def time_core(task, hparams, data, epochs, **fit_options) -> dict:
     state = train.init_state(task, hparams, jax.random.PRNGKey(0), data.train_images.shape[1:])
     _, history = train.fit(task, state, data, epochs=epochs, data_key=jax.random.PRNGKey(1), **fit_options)
-    return {'epoch_seconds': report.steady_epoch_seconds(history), 'compile_seconds': history[0]['compile_seconds'],
-            'epoch_times': [row['seconds'] for row in history]}
+    return {
+        'epoch_seconds': report.steady_epoch_seconds(history),
+        'compile_seconds': history[0]['compile_seconds'],
+        'epoch_times': [row['seconds'] for row in history],
+    }
 
 
 def time_contiguous_slices(task, hparams, data, epochs) -> dict:
@@ -104,7 +114,7 @@ def time_contiguous_slices(task, hparams, data, epochs) -> dict:
 
     @functools.partial(jax.jit, donate_argnums=0)
     def epoch(state, images, labels, key):
-        order = jax.random.permutation(key, images.shape[0])[:steps * task.batch_size]
+        order = jax.random.permutation(key, images.shape[0])[: steps * task.batch_size]
         batches = (images[order].reshape(steps, task.batch_size, -1), labels[order].reshape(steps, -1))
         return jax.lax.scan(lambda s, batch: train.train_step(task, s, *batch), state, batches)
 
@@ -118,8 +128,11 @@ def time_contiguous_slices(task, hparams, data, epochs) -> dict:
         state, metrics = compiled(state, data.train_images, data.train_labels, jax.random.PRNGKey(index))
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - started)
-    return {'epoch_seconds': float(np.median(times[1:] or times)), 'compile_seconds': compile_seconds,
-            'epoch_times': times}
+    return {
+        'epoch_seconds': float(np.median(times[1:] or times)),
+        'compile_seconds': compile_seconds,
+        'epoch_times': times,
+    }
 
 
 def time_python_loop(task, hparams, images: np.ndarray, labels: np.ndarray, epochs) -> dict:
@@ -129,14 +142,14 @@ def time_python_loop(task, hparams, images: np.ndarray, labels: np.ndarray, epoc
     steps = images.shape[0] // task.batch_size
     rng = np.random.default_rng(0)
     started = time.perf_counter()
-    step.lower(state, images[:task.batch_size], labels[:task.batch_size]).compile()
+    step.lower(state, images[: task.batch_size], labels[: task.batch_size]).compile()
     compile_seconds = time.perf_counter() - started
     times = []
     for _ in range(epochs):
         started = time.perf_counter()
         order = rng.permutation(images.shape[0])
         for index in range(steps):
-            batch = order[index * task.batch_size:(index + 1) * task.batch_size]
+            batch = order[index * task.batch_size : (index + 1) * task.batch_size]
             state, metrics = step(state, images[batch], labels[batch])
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - started)
@@ -146,22 +159,42 @@ def time_python_loop(task, hparams, images: np.ndarray, labels: np.ndarray, epoc
 def time_sweep(task, hparams, data, members: int, epochs: int, shuffle: str) -> dict:
     keys = train.stack([jax.random.PRNGKey(seed) for seed in range(members)])
     state = train.init_members(task, [hparams] * members, keys, data.train_images.shape[1:])
-    data_key = jax.random.PRNGKey(0) if shuffle == 'shared' else train.stack(
-        [jax.random.PRNGKey(100 + seed) for seed in range(members)])
+    data_key = (
+        jax.random.PRNGKey(0)
+        if shuffle == 'shared'
+        else train.stack([jax.random.PRNGKey(100 + seed) for seed in range(members)])
+    )
     _, history = train.fit(task, state, data, epochs=epochs, data_key=data_key, members=True, shuffle=shuffle)
     epoch_seconds = report.steady_epoch_seconds(history)
-    return {'members': members, 'shuffle': shuffle, 'epoch_seconds': epoch_seconds,
-            'seconds_per_run_epoch': epoch_seconds / members, 'compile_seconds': history[0]['compile_seconds']}
+    return {
+        'members': members,
+        'shuffle': shuffle,
+        'epoch_seconds': epoch_seconds,
+        'seconds_per_run_epoch': epoch_seconds / members,
+        'compile_seconds': history[0]['compile_seconds'],
+    }
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, *, data_dir: str | None = None,
-        cache_dir: str | None = None, resume: bool = False) -> dict:
+def run(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    data_dir: str | None = None,
+    cache_dir: str | None = None,
+    resume: bool = False,
+) -> dict:
     """Measures everything, writes results.json and report.md; returns the summary."""
     del resume  # a benchmark is re-run, not resumed
     # Compile seconds are measured cold: a hit in launch.py's persistent cache would hide them.
     jax.config.update('jax_enable_compilation_cache', False)
-    splits = data_lib.load_splits(config.dataset, data_dir=data_dir, cache_dir=cache_dir, validation_size=0,
-                                  train_limit=config.train_limit, test_limit=1)
+    splits = data_lib.load_splits(
+        config.dataset,
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        validation_size=0,
+        train_limit=config.train_limit,
+        test_limit=1,
+    )
     data, _ = runner.device_data(splits)
     host_images = data_lib.normalize(splits.train_images)
     examples = data.train_images.shape[0] // config.network.batch_size * config.network.batch_size
@@ -174,28 +207,34 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, data_dir: str | None
     task, hparams = tasks.build(network, data.train_images.shape[1:])
     widths = [784, *network.model.hidden_widths, 10]
     flops = analytic_flops(widths, examples)
-    gemm_epoch = network_gemm_epoch_seconds(widths, network.batch_size, examples // network.batch_size,
-                                            max(2, config.repeats // 3))
-    report.log(f'the network\'s matmuls alone: {gemm_epoch:.3f} s/epoch')
+    gemm_epoch = network_gemm_epoch_seconds(
+        widths, network.batch_size, examples // network.batch_size, max(2, config.repeats // 3)
+    )
+    report.log(f"the network's matmuls alone: {gemm_epoch:.3f} s/epoch")
     step = jax.jit(functools.partial(train.train_step, task))
     state = train.init_state(task, hparams, jax.random.PRNGKey(0), (784,))
-    cost = step.lower(state, data.train_images[:network.batch_size],
-                      data.train_labels[:network.batch_size]).compile().cost_analysis()
+    cost = (
+        step.lower(state, data.train_images[: network.batch_size], data.train_labels[: network.batch_size])
+        .compile()
+        .cost_analysis()
+    )
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     xla_flops = float(cost.get('flops', float('nan'))) * (examples // network.batch_size)
 
     variants = {
         'core: scan, gather by index, donated state': lambda: time_core(task, hparams, data, config.epochs),
-        'scan over pre-shuffled contiguous slices': lambda: time_contiguous_slices(task, hparams, data,
-                                                                                   config.epochs),
+        'scan over pre-shuffled contiguous slices': lambda: time_contiguous_slices(task, hparams, data, config.epochs),
         'flax-example style: jitted step + Python loop': lambda: time_python_loop(
-            task, hparams, host_images, splits.train_labels, config.python_loop_epochs),
+            task, hparams, host_images, splits.train_labels, config.python_loop_epochs
+        ),
     }
     network_results = {}
     for name, measure in variants.items():
         network_results[name] = measure()
-        report.log(f'{name}: {network_results[name]["epoch_seconds"]:.3f} s/epoch, '
-              f'compile {network_results[name]["compile_seconds"]:.2f} s')
+        report.log(
+            f'{name}: {network_results[name]["epoch_seconds"]:.3f} s/epoch, '
+            f'compile {network_results[name]["compile_seconds"]:.2f} s'
+        )
     core = network_results['core: scan, gather by index, donated state']
 
     sweep = config.sweep
@@ -208,53 +247,83 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, data_dir: str | None
     shared = {row['members']: row for row in sweeps if row['shuffle'] == 'shared'}
     widest = max(shared)
 
-    summary = {'gemm_gflops': limit, 'gemm_gflops_bf16': limit_bf16, 'epoch_seconds': core['epoch_seconds'],
-               'epoch_seconds_min': min(core['epoch_times']), 'network_gemm_epoch_seconds': gemm_epoch,
-               'fraction_of_network_gemm_limit': gemm_epoch / core['epoch_seconds'],
-               'compile_seconds': core['compile_seconds'], 'flops_per_epoch': flops,
-               'xla_flops_per_epoch': xla_flops, 'achieved_gflops': flops / core['epoch_seconds'] / 1e9,
-               'fraction_of_gemm_limit': flops / core['epoch_seconds'] / 1e9 / limit,
-               'gemm_limit_epoch_seconds': flops / limit / 1e9,
-               'python_loop_epoch_seconds':
-                   network_results['flax-example style: jitted step + Python loop']['epoch_seconds'],
-               'contiguous_slices_epoch_seconds':
-                   network_results['scan over pre-shuffled contiguous slices']['epoch_seconds'],
-               f'sweep_seconds_per_run_epoch_{widest}': shared[widest]['seconds_per_run_epoch'],
-               'sweep_seconds_per_run_epoch_1': shared[min(shared)]['seconds_per_run_epoch'],
-               'examples_per_epoch': examples}
+    summary = {
+        'gemm_gflops': limit,
+        'gemm_gflops_bf16': limit_bf16,
+        'epoch_seconds': core['epoch_seconds'],
+        'epoch_seconds_min': min(core['epoch_times']),
+        'network_gemm_epoch_seconds': gemm_epoch,
+        'fraction_of_network_gemm_limit': gemm_epoch / core['epoch_seconds'],
+        'compile_seconds': core['compile_seconds'],
+        'flops_per_epoch': flops,
+        'xla_flops_per_epoch': xla_flops,
+        'achieved_gflops': flops / core['epoch_seconds'] / 1e9,
+        'fraction_of_gemm_limit': flops / core['epoch_seconds'] / 1e9 / limit,
+        'gemm_limit_epoch_seconds': flops / limit / 1e9,
+        'python_loop_epoch_seconds': network_results['flax-example style: jitted step + Python loop']['epoch_seconds'],
+        'contiguous_slices_epoch_seconds': network_results['scan over pre-shuffled contiguous slices']['epoch_seconds'],
+        f'sweep_seconds_per_run_epoch_{widest}': shared[widest]['seconds_per_run_epoch'],
+        'sweep_seconds_per_run_epoch_1': shared[min(shared)]['seconds_per_run_epoch'],
+        'examples_per_epoch': examples,
+    }
     config_dict = config.to_dict()
-    report.write_results(workdir, summary, config_dict, [0], runs={}, network=network_results, sweeps=sweeps,
-                         device=jax.devices()[0].device_kind, backend=jax.default_backend())
+    report.write_results(
+        workdir,
+        summary,
+        config_dict,
+        [0],
+        runs={},
+        network=network_results,
+        sweeps=sweeps,
+        device=jax.devices()[0].device_kind,
+        backend=jax.default_backend(),
+    )
     figure = _plot_sweeps(os.path.join(workdir, 'sweep_scaling.png'), sweeps)
     device = f'{jax.default_backend()} ({jax.devices()[0].device_kind}, {jax.device_count()} device(s))'
-    report.write_report(workdir, 'Benchmark', [
-        f'Backend: {device}. Baseline network 784-512-512-10 (ReLU, dropout 0.2), Adam, batch 128, '
-        f'{examples} examples an epoch: {flops / 1e9:.1f} GFLOP by count, {xla_flops / 1e9:.1f} GFLOP by XLA.',
-        report.markdown_table(['system', 'median s/epoch', 'min s/epoch', 'compile seconds'],
-                              [[name, r['epoch_seconds'], min(r['epoch_times']), r['compile_seconds']]
-                               for name, r in network_results.items()]
-                              + [['the network\'s matmuls alone (scanned)', gemm_epoch, '', ''],
-                                 [f'{config.gemm_size}^3 GEMM limit ({limit:.1f} GFLOP/s)', flops / limit / 1e9,
-                                  '', '']]),
-        f'The core reaches {summary["achieved_gflops"]:.1f} GFLOP/s: {summary["fraction_of_gemm_limit"]:.0%} '
-        f'of the square-GEMM limit and {summary["fraction_of_network_gemm_limit"]:.0%} of its own matmuls\' '
-        f'speed. bf16 GEMMs run at {limit_bf16:.1f} GFLOP/s here, no faster than fp32, so fp32 stays.',
-        '## vmapped sweeps: 784-4x100 tanh-10, SGD lr 0.01, batch 64',
-        report.markdown_table(['batch order', 'members', 'epoch seconds', 'seconds per run-epoch'],
-                              [[r['shuffle'], r['members'], r['epoch_seconds'], r['seconds_per_run_epoch']]
-                               for r in sweeps]),
-        f'![sweep scaling]({os.path.basename(figure)})'])
+    report.write_report(
+        workdir,
+        'Benchmark',
+        [
+            f'Backend: {device}. Baseline network 784-512-512-10 (ReLU, dropout 0.2), Adam, batch 128, '
+            f'{examples} examples an epoch: {flops / 1e9:.1f} GFLOP by count, {xla_flops / 1e9:.1f} GFLOP by XLA.',
+            report.markdown_table(
+                ['system', 'median s/epoch', 'min s/epoch', 'compile seconds'],
+                [
+                    [name, r['epoch_seconds'], min(r['epoch_times']), r['compile_seconds']]
+                    for name, r in network_results.items()
+                ]
+                + [
+                    ["the network's matmuls alone (scanned)", gemm_epoch, '', ''],
+                    [f'{config.gemm_size}^3 GEMM limit ({limit:.1f} GFLOP/s)', flops / limit / 1e9, '', ''],
+                ],
+            ),
+            f'The core reaches {summary["achieved_gflops"]:.1f} GFLOP/s: {summary["fraction_of_gemm_limit"]:.0%} '
+            f"of the square-GEMM limit and {summary['fraction_of_network_gemm_limit']:.0%} of its own matmuls' "
+            f'speed. bf16 GEMMs run at {limit_bf16:.1f} GFLOP/s here, no faster than fp32, so fp32 stays.',
+            '## vmapped sweeps: 784-4x100 tanh-10, SGD lr 0.01, batch 64',
+            report.markdown_table(
+                ['batch order', 'members', 'epoch seconds', 'seconds per run-epoch'],
+                [[r['shuffle'], r['members'], r['epoch_seconds'], r['seconds_per_run_epoch']] for r in sweeps],
+            ),
+            f'![sweep scaling]({os.path.basename(figure)})',
+        ],
+    )
     return summary
 
 
 def _plot_sweeps(path: str, sweeps: list[dict]) -> str:
     import matplotlib.pyplot as plt
+
     figure, axis = plt.subplots(figsize=(5, 3.6))
     for shuffle in ('shared', 'per_member'):
         rows = [r for r in sweeps if r['shuffle'] == shuffle]
         if rows:
-            axis.plot([r['members'] for r in rows], [r['seconds_per_run_epoch'] for r in rows], 'o-',
-                      label=f'batch order: {shuffle}')
+            axis.plot(
+                [r['members'] for r in rows],
+                [r['seconds_per_run_epoch'] for r in rows],
+                'o-',
+                label=f'batch order: {shuffle}',
+            )
     axis.set_xlabel('members in one program')
     axis.set_ylabel('seconds per run-epoch')
     axis.set_xscale('log')

@@ -1,5 +1,6 @@
 """Orbax save and restore of a whole run: the TrainState (stacked for a sweep) plus JSON metadata (epoch, history,
 architecture)."""
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,9 @@ class Checkpointer:
 
     def save(self, epoch: int, state: Any, metadata: dict) -> None:
         """Writes `state` and the JSON-serialisable `metadata` as the checkpoint of `epoch`."""
-        self._manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                          metadata=ocp.args.JsonSave(metadata)))
+        self._manager.save(
+            epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(metadata))
+        )
         self._manager.wait_until_finished()
 
     def latest_epoch(self) -> int | None:
@@ -38,8 +40,9 @@ class Checkpointer:
         newest)."""
         epoch = self.latest_epoch() if epoch is None else epoch
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state)
-        restored = self._manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                                        metadata=ocp.args.JsonRestore()))
+        restored = self._manager.restore(
+            epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore())
+        )
         return restored['state'], restored['metadata']
 
     def close(self) -> None:

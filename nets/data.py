@@ -264,5 +264,4 @@ def normalize(images: np.ndarray) -> np.ndarray:
 
 def to_device(images: np.ndarray, labels: np.ndarray, sharding=None) -> tuple[jax.Array, jax.Array]:
     """float32 images in [0, 1] flattened to [N, H*W*C] and int32 labels, placed on the device (or with `sharding`)."""
-    return (jax.device_put(normalize(images), sharding),
-            jax.device_put(np.asarray(labels, dtype=np.int32), sharding))
+    return (jax.device_put(normalize(images), sharding), jax.device_put(np.asarray(labels, dtype=np.int32), sharding))

@@ -4,6 +4,7 @@ The state lives in the TrainState, so each member of a vmapped sweep stops on it
 stay frozen, and a checkpoint carries the state (and the best weights) so that a resumed run stops where an
 uninterrupted one would.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,6 +22,7 @@ class EarlyStopping:
 
     `monitor` is any metric the task reports, as train_<name> or val_<name> (the Task checks that it exists).
     """
+
     monitor: str = 'val_loss'
     min_delta: float = 0.0
     patience: int = 0
@@ -35,7 +37,7 @@ class EarlyStopping:
         # Keras names training metrics without a prefix ('loss', 'accuracy'); the history calls them train_*.
         monitor = self.monitor if self.monitor.startswith(PREFIXES) else f'train_{self.monitor}'
         if self.mode not in ('auto', 'min', 'max'):
-            raise ValueError(f"unknown early-stopping mode {self.mode!r}; allowed: auto, min, max")
+            raise ValueError(f'unknown early-stopping mode {self.mode!r}; allowed: auto, min, max')
         if self.patience < 0 or self.start_from_epoch < 0:
             raise ValueError('early-stopping patience and start_from_epoch must be >= 0')
         object.__setattr__(self, 'monitor', monitor)
@@ -48,6 +50,7 @@ class EarlyStopping:
 @flax.struct.dataclass
 class EarlyStoppingState:
     """Per run: epochs seen, best value so far (valid once has_best), its epoch, epochs waited, and whether stopped."""
+
     epoch: jax.Array
     best: jax.Array
     has_best: jax.Array
@@ -58,9 +61,14 @@ class EarlyStoppingState:
 
 def init() -> EarlyStoppingState:
     """The state before the first epoch (Keras's on_train_begin)."""
-    return EarlyStoppingState(epoch=jnp.zeros((), jnp.int32), best=jnp.zeros((), jnp.float32),
-                              has_best=jnp.zeros((), bool), best_epoch=jnp.zeros((), jnp.int32),
-                              wait=jnp.zeros((), jnp.int32), stopped=jnp.zeros((), bool))
+    return EarlyStoppingState(
+        epoch=jnp.zeros((), jnp.int32),
+        best=jnp.zeros((), jnp.float32),
+        has_best=jnp.zeros((), bool),
+        best_epoch=jnp.zeros((), jnp.int32),
+        wait=jnp.zeros((), jnp.int32),
+        stopped=jnp.zeros((), bool),
+    )
 
 
 def _is_improvement(rule: EarlyStopping, value: jax.Array, reference: jax.Array) -> jax.Array:
@@ -68,8 +76,7 @@ def _is_improvement(rule: EarlyStopping, value: jax.Array, reference: jax.Array)
     return value - delta > reference if rule.maximize else value + delta < reference
 
 
-def update(rule: EarlyStopping, state: EarlyStoppingState,
-           value: jax.Array) -> tuple[EarlyStoppingState, jax.Array]:
+def update(rule: EarlyStopping, state: EarlyStoppingState, value: jax.Array) -> tuple[EarlyStoppingState, jax.Array]:
     """Keras's on_epoch_end for one epoch's monitored `value`; returns the new state and whether it was the best.
 
     A stopped run's state does not change.
@@ -87,5 +94,6 @@ def update(rule: EarlyStopping, state: EarlyStoppingState,
         has_best=state.has_best | improved,
         best_epoch=jnp.where(improved, epoch, state.best_epoch),
         wait=jnp.where(counts, wait, state.wait),
-        stopped=state.stopped | stop)
+        stopped=state.stopped | stop,
+    )
     return new, improved

@@ -3,6 +3,7 @@
 Adding units changes shapes, so training goes on with one recompile: the Task rebuilds the model from the new
 widths (`Task.architecture_of`), and a checkpoint records them so that a resumed run restores the grown state.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -65,10 +66,16 @@ def add_neurons(state: train.TrainState, layer: int, n: int, new_in: Any, new_ou
     params = _widen(state.params, layer, n, params_fill)
     best = state.best
     if best is not None:
-        best = {'params': _widen(best['params'], layer, n, params_fill),
-                'batch_stats': _widen(best['batch_stats'], layer, n, stats_fill)}
+        best = {
+            'params': _widen(best['params'], layer, n, params_fill),
+            'batch_stats': _widen(best['batch_stats'], layer, n, stats_fill),
+        }
     return state.replace(
-        params=params, batch_stats=_widen(state.batch_stats, layer, n, stats_fill),
-        opt_state=train.map_like_params(lambda moments: _widen(moments, layer, n, zeros), state.opt_state,
-                                        state.params),
-        masks=_widen(state.masks, layer, n, ones), best=best)
+        params=params,
+        batch_stats=_widen(state.batch_stats, layer, n, stats_fill),
+        opt_state=train.map_like_params(
+            lambda moments: _widen(moments, layer, n, zeros), state.opt_state, state.params
+        ),
+        masks=_widen(state.masks, layer, n, ones),
+        best=best,
+    )

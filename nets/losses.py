@@ -3,6 +3,7 @@
 A loss knows its targets: the labels for classification, the (flattened) inputs for reconstruction. Its metrics
 are what the history records as `train_<name>` and `val_<name>`, and what early stopping may monitor.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,6 +19,7 @@ from nets.registry import lookup
 @dataclasses.dataclass(frozen=True)
 class Loss:
     """`value(outputs, targets)` is minimised; `metrics(outputs, targets)` includes it as 'loss'."""
+
     value: Callable[[jax.Array, jax.Array], jax.Array]
     extra_metrics: dict[str, Callable[[jax.Array, jax.Array], jax.Array]]
     targets: str  # 'labels' or 'inputs'

@@ -3,6 +3,7 @@
 Every hyper-parameter that a sweep may vary (dropout rates, init scale, leaky slope) may be a traced jax scalar,
 so that `jax.vmap` can train many differently configured copies of the same shapes in one program.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,6 +44,7 @@ class MLP(nn.Module):
     function, after batch norm when batch norm is placed before it) and its `activation_i` (the layer's output
     before dropout), so regularizers and diagnostics read them without a second model.
     """
+
     hidden_widths: Sequence[int] = (512, 512)
     num_classes: int = 10
     activation: str = 'relu'
@@ -60,8 +62,9 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, inputs: jax.Array, train: bool) -> jax.Array:
         x = self.hidden_layers(inputs, train)
-        return nn.Dense(self.num_classes, kernel_init=self._kernel_init(), bias_init=nn.initializers.zeros,
-                        name='output')(x)
+        return nn.Dense(
+            self.num_classes, kernel_init=self._kernel_init(), bias_init=nn.initializers.zeros, name='output'
+        )(x)
 
     def hidden_layers(self, inputs: jax.Array, train: bool) -> jax.Array:
         """Input dropout, then each hidden layer: dense_i, [batch_norm_i], activation, [batch_norm_i], dropout."""
@@ -89,8 +92,12 @@ class MLP(nn.Module):
         return get_initializer(self.kernel_init, std=self.init_std, scale=self.init_scale)
 
     def _batch_norm(self, layer: int, train: bool) -> nn.BatchNorm:
-        return nn.BatchNorm(use_running_average=not train, momentum=self.batch_norm_momentum,
-                            epsilon=self.batch_norm_epsilon, name=f'batch_norm_{layer}')
+        return nn.BatchNorm(
+            use_running_average=not train,
+            momentum=self.batch_norm_momentum,
+            epsilon=self.batch_norm_epsilon,
+            name=f'batch_norm_{layer}',
+        )
 
 
 class Autoencoder(MLP):
@@ -104,11 +111,15 @@ class Autoencoder(MLP):
         activation = get_activation(self.activation, self.negative_slope)
         x = self.hidden_layers(inputs, train)
         for layer, width in enumerate(tuple(self.hidden_widths)[-2::-1]):
-            x = activation(nn.Dense(width, kernel_init=self._kernel_init(), bias_init=nn.initializers.zeros,
-                                    name=f'decoder_{layer}')(x))
+            x = activation(
+                nn.Dense(
+                    width, kernel_init=self._kernel_init(), bias_init=nn.initializers.zeros, name=f'decoder_{layer}'
+                )(x)
+            )
         features = int(np.prod(inputs.shape[1:]))
-        return nn.Dense(features, kernel_init=self._kernel_init(), bias_init=nn.initializers.zeros,
-                        name='reconstruction')(x)
+        return nn.Dense(
+            features, kernel_init=self._kernel_init(), bias_init=nn.initializers.zeros, name='reconstruction'
+        )(x)
 
 
 def hidden_widths(params) -> tuple[int, ...]:
@@ -122,6 +133,7 @@ def hidden_widths(params) -> tuple[int, ...]:
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """A registered model: its linen class, the fields a sweep may trace, and how to read its shapes from params."""
+
     module: type[nn.Module]
     sweepable: tuple[str, ...]
     architecture: Callable[[Any], dict[str, Any]]

@@ -7,6 +7,7 @@ so that a decoupled weight decay is scaled by the learning rate as in AdamW, and
 final update. Within a stage, transforms keep the order of `config.optimizer.transforms`. Every scalar named in a
 registry entry's `sweepable` may be a traced value, so that the members of one compiled sweep may differ in it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,6 +27,7 @@ STAGES = ('gradient', 'decoupled', 'update')
 class Component:
     """A registry entry: `build(**fields)` makes it; `fields` are the allowed config fields with their defaults
     (None: required), and the `sweepable` ones may be traced scalars."""
+
     build: Callable[..., Any]
     fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     sweepable: tuple[str, ...] = ()
@@ -38,7 +40,8 @@ def param_mask(pattern: str) -> Callable[[Any], Any]:
 
     def mask(params):
         return jax.tree_util.tree_map_with_path(
-            lambda path, _: bool(compiled.search('/'.join(str(getattr(k, 'key', k)) for k in path))), params)
+            lambda path, _: bool(compiled.search('/'.join(str(getattr(k, 'key', k)) for k in path))), params
+        )
 
     return mask
 
@@ -47,12 +50,16 @@ def param_mask(pattern: str) -> Callable[[Any], Any]:
 OPTIMIZERS: dict[str, Component] = {
     'sgd': Component(lambda: optax.identity()),
     'momentum': Component(lambda momentum: optax.trace(decay=momentum), {'momentum': 0.9}, ('momentum',)),
-    'nesterov': Component(lambda momentum: optax.trace(decay=momentum, nesterov=True), {'momentum': 0.9},
-                          ('momentum',)),
-    'rmsprop': Component(lambda rho, epsilon: optax.scale_by_rms(decay=rho, eps=epsilon),
-                         {'rho': 0.9, 'epsilon': 1e-7}),
-    'adam': Component(lambda b1, b2, epsilon: optax.scale_by_adam(b1=b1, b2=b2, eps=epsilon),
-                      {'b1': 0.9, 'b2': 0.999, 'epsilon': 1e-7}),
+    'nesterov': Component(
+        lambda momentum: optax.trace(decay=momentum, nesterov=True), {'momentum': 0.9}, ('momentum',)
+    ),
+    'rmsprop': Component(
+        lambda rho, epsilon: optax.scale_by_rms(decay=rho, eps=epsilon), {'rho': 0.9, 'epsilon': 1e-7}
+    ),
+    'adam': Component(
+        lambda b1, b2, epsilon: optax.scale_by_adam(b1=b1, b2=b2, eps=epsilon),
+        {'b1': 0.9, 'b2': 0.999, 'epsilon': 1e-7},
+    ),
 }
 
 
@@ -66,15 +73,20 @@ SCHEDULES: dict[str, Component] = {
     'step_decay': Component(_step_decay, {'boundaries': None, 'factor': 0.1}),
     'exponential_decay': Component(
         lambda learning_rate, transition_steps, decay_rate, staircase: optax.exponential_decay(
-            learning_rate, transition_steps, decay_rate, staircase=staircase),
-        {'transition_steps': None, 'decay_rate': None, 'staircase': False}),
+            learning_rate, transition_steps, decay_rate, staircase=staircase
+        ),
+        {'transition_steps': None, 'decay_rate': None, 'staircase': False},
+    ),
     'cosine_decay': Component(
         lambda learning_rate, decay_steps, alpha: optax.cosine_decay_schedule(learning_rate, decay_steps, alpha),
-        {'decay_steps': None, 'alpha': 0.0}),
+        {'decay_steps': None, 'alpha': 0.0},
+    ),
     'warmup_cosine_decay': Component(
         lambda learning_rate, warmup_steps, decay_steps, end_value: optax.warmup_cosine_decay_schedule(
-            0.0, learning_rate, warmup_steps, decay_steps, end_value),
-        {'warmup_steps': None, 'decay_steps': None, 'end_value': 0.0}),
+            0.0, learning_rate, warmup_steps, decay_steps, end_value
+        ),
+        {'warmup_steps': None, 'decay_steps': None, 'end_value': 0.0},
+    ),
 }
 
 # Extra transforms chained around the optimizer. The regularization, pretraining and pruning rooms add theirs.
@@ -83,10 +95,14 @@ TRANSFORMS: dict[str, Component] = {
     # Decoupled weight decay (Loshchilov & Hutter); by default on kernels only, never biases or batch norm.
     'add_decayed_weights': Component(
         lambda weight_decay, params: optax.add_decayed_weights(weight_decay, mask=param_mask(params)),
-        {'weight_decay': None, 'params': 'kernel$'}, ('weight_decay',), 'decoupled'),
+        {'weight_decay': None, 'params': 'kernel$'},
+        ('weight_decay',),
+        'decoupled',
+    ),
     # No update for the params whose path matches (a frozen encoder, say).
-    'freeze': Component(lambda params: optax.masked(optax.set_to_zero(), param_mask(params)), {'params': None},
-                        (), 'update'),
+    'freeze': Component(
+        lambda params: optax.masked(optax.set_to_zero(), param_mask(params)), {'params': None}, (), 'update'
+    ),
 }
 
 
@@ -132,14 +148,14 @@ def build(config: Mapping[str, Any], hparams: Mapping[str, jax.Array]) -> optax.
     transforms, schedule = fields.pop('transforms', None) or (), dict(fields.pop('schedule', None) or {})
     fields.pop('learning_rate', None)
     optimizer = lookup(OPTIMIZERS, name, 'optimizer')
-    scaling = optimizer.build(**{**check_fields(optimizer, fields, 'optimizer'),
-                                 **{field: hparams[field] for field in optimizer.sweepable}})
+    scaling = optimizer.build(
+        **{**check_fields(optimizer, fields, 'optimizer'), **{field: hparams[field] for field in optimizer.sweepable}}
+    )
     learning_rate = hparams['learning_rate']
     if schedule:
         schedule_name, schedule_fields = _split(schedule)
         component = lookup(SCHEDULES, schedule_name, 'schedule')
-        learning_rate = component.build(learning_rate, **check_fields(component, schedule_fields,
-                                                                      'optimizer.schedule'))
+        learning_rate = component.build(learning_rate, **check_fields(component, schedule_fields, 'optimizer.schedule'))
     stages = {stage: [] for stage in STAGES}
     for index, entry in enumerate(transforms):
         transform_name, transform_fields = _split(entry)
@@ -147,8 +163,13 @@ def build(config: Mapping[str, Any], hparams: Mapping[str, jax.Array]) -> optax.
         values = check_fields(component, transform_fields, f'optimizer.transforms[{index}]')
         values |= {field: hparams[f'transforms[{index}].{field}'] for field in component.sweepable}
         stages[component.stage].append(component.build(**values))
-    return optax.chain(*stages['gradient'], scaling, *stages['decoupled'],
-                       optax.scale_by_learning_rate(learning_rate), *stages['update'])
+    return optax.chain(
+        *stages['gradient'],
+        scaling,
+        *stages['decoupled'],
+        optax.scale_by_learning_rate(learning_rate),
+        *stages['update'],
+    )
 
 
 def learning_rate_at(config: Mapping[str, Any], learning_rate: float, step: int | jax.Array) -> jax.Array:

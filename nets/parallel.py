@@ -5,6 +5,7 @@ gathered batch is constrained to be split along its batch axis over the 'data' m
 inserts the all-reduces that make gradients and batch-norm statistics means over the global batch, so a run on N
 devices computes what a run on one device computes, up to float rounding.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,12 +33,14 @@ def _multi_host_cluster(environ: Mapping[str, str]) -> bool:
     return slurm or tpu_pod or multislice
 
 
-def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
-                           process_id: int | None = None) -> bool:
+def initialize_distributed(
+    coordinator_address: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> bool:
     """Joins a multi-host run when flags or the cluster (TPU pod slice, SLURM) ask for it; returns whether it did."""
     if coordinator_address is not None or num_processes is not None or process_id is not None:
-        jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
-                                   process_id=process_id)
+        jax.distributed.initialize(
+            coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+        )
         return True
     if _multi_host_cluster(os.environ):
         jax.distributed.initialize()  # JAX's own cluster detection fills in the address, count and id
@@ -80,5 +83,7 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
     """Raises ValueError unless the batch splits evenly over the mesh's 'data' axis."""
     devices = mesh.shape[DATA_AXIS]
     if batch_size % devices:
-        raise ValueError(f'batch_size {batch_size} is not divisible by the {devices} devices of the data mesh; '
-                         f'use a multiple of {devices}')
+        raise ValueError(
+            f'batch_size {batch_size} is not divisible by the {devices} devices of the data mesh; '
+            f'use a multiple of {devices}'
+        )

@@ -4,6 +4,7 @@ Every room keeps its own registry (`models.MODELS`, `activations.ACTIVATIONS`, `
 `optimizers.OPTIMIZERS`, `optimizers.SCHEDULES`, `optimizers.TRANSFORMS`, `regularizers.PENALTIES`,
 `losses.LOSSES`); adding an entry there is all it takes to make a name usable from a config.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -12,5 +13,5 @@ from typing import Any, Mapping
 def lookup(registry: Mapping[str, Any], name: Any, what: str) -> Any:
     """`registry[name]`, or ValueError with one line naming `what`, the bad name and the allowed names."""
     if not isinstance(name, str) or name not in registry:
-        raise ValueError(f"unknown {what} {name!r}; allowed: {', '.join(registry)}")
+        raise ValueError(f'unknown {what} {name!r}; allowed: {", ".join(registry)}')
     return registry[name]

@@ -8,6 +8,7 @@ Every strength may differ between the members of one compiled sweep. The activit
 sown activation and is divided by the batch size, as tf.keras 2 does. Only dense layers (those with a kernel) are
 penalised.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
-STRENGTHS = ('kernel_l1', 'kernel_l2', 'bias_l1', 'bias_l2', 'activity_l1', 'activity_l2')
-FIELDS = ('layers', *STRENGTHS)
+TARGETS = ('kernel', 'bias', 'activity')
 
 
 def l1(weights: jax.Array) -> jax.Array:
@@ -30,7 +30,10 @@ def l2(weights: jax.Array) -> jax.Array:
     return jnp.square(weights).sum()
 
 
-NORMS: dict[str, Callable[[jax.Array], jax.Array]] = {'l1': l1, 'l2': l2}
+# The penalty registry: name -> norm. Each entry's strength fields are <target>_<name> (kernel_l1, activity_l2, ...).
+PENALTIES: dict[str, Callable[[jax.Array], jax.Array]] = {'l1': l1, 'l2': l2}
+STRENGTHS = tuple(f'{target}_{name}' for target in TARGETS for name in PENALTIES)
+FIELDS = ('layers', *STRENGTHS)
 
 
 def check(entries: Sequence[Mapping[str, Any]], layer_names: Sequence[str]) -> None:
@@ -44,14 +47,16 @@ def check(entries: Sequence[Mapping[str, Any]], layer_names: Sequence[str]) -> N
         except (re.error, TypeError) as error:
             raise ValueError(f'penalties[{index}].layers is not a regex ({error}): {entry.get("layers")!r}') from None
         if not any(pattern.search(name) for name in layer_names):
-            raise ValueError(f'penalties[{index}].layers={entry.get("layers")!r} matches no layer; layers: '
-                             f'{", ".join(layer_names)}')
+            raise ValueError(
+                f'penalties[{index}].layers={entry.get("layers")!r} matches no layer; layers: {", ".join(layer_names)}'
+            )
 
 
 def sweepable_defaults(entries: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """Every strength an entry sets, keyed by its path under `penalties` ('[0].kernel_l2')."""
-    return {f'[{index}].{name}': entry[name] for index, entry in enumerate(entries)
-            for name in STRENGTHS if name in entry}
+    return {
+        f'[{index}].{name}': entry[name] for index, entry in enumerate(entries) for name in STRENGTHS if name in entry
+    }
 
 
 def reads_activations(entries: Sequence[Mapping[str, Any]]) -> bool:
@@ -72,16 +77,16 @@ def make_penalty(entries: Sequence[Mapping[str, Any]]) -> Callable[[Any, Any, Ma
                 for name in STRENGTHS:
                     if name not in entry:
                         continue
-                    target, norm = name.split('_')
+                    target, norm = name.split('_', 1)
                     strength = hparams[f'[{index}].{name}']
                     if target == 'activity':
                         # MLP layer dense_i sows its output as activation_i; the output layer sows nothing.
                         sown = intermediates.get(layer.replace('dense_', 'activation_'))
                         if layer.startswith('dense_') and sown is not None:
                             activation = sown[0]
-                            total = total + strength * NORMS[norm](activation) / activation.shape[0]
+                            total = total + strength * PENALTIES[norm](activation) / activation.shape[0]
                     elif target in params[layer]:
-                        total = total + strength * NORMS[norm](params[layer][target])
+                        total = total + strength * PENALTIES[norm](params[layer][target])
         return total
 
     return penalty

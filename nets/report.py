@@ -5,6 +5,7 @@ row per epoch, where a label names the member's seed and swept values ('seed=0,o
 `write_run` is the one report path: from the runs and the experiment's headline summary it writes every standard
 file, so that an experiment adds only its own prose and figures.
 """
+
 from __future__ import annotations
 
 import csv
@@ -29,16 +30,22 @@ def versions() -> dict[str, str]:
     import flax
     import jax
     import optax
-    return {'jax': jax.__version__, 'jaxlib': jax.lib.__version__ if hasattr(jax.lib, '__version__') else '',
-            'flax': flax.__version__, 'optax': optax.__version__, 'python': platform.python_version(),
-            'backend': jax.default_backend(), 'device': jax.devices()[0].device_kind,
-            'device_count': str(jax.device_count())}
+
+    return {
+        'jax': jax.__version__,
+        'jaxlib': jax.lib.__version__ if hasattr(jax.lib, '__version__') else '',
+        'flax': flax.__version__,
+        'optax': optax.__version__,
+        'python': platform.python_version(),
+        'backend': jax.default_backend(),
+        'device': jax.devices()[0].device_kind,
+        'device_count': str(jax.device_count()),
+    }
 
 
 def member_history(history: Sequence[Mapping[str, Any]], index: int) -> list[dict[str, Any]]:
     """The history of member `index` of a sweep (per-member lists picked apart; shared values kept)."""
-    return [{key: value[index] if isinstance(value, list) else value for key, value in row.items()}
-            for row in history]
+    return [{key: value[index] if isinstance(value, list) else value for key, value in row.items()} for row in history]
 
 
 def steady_epoch_seconds(history: Sequence[Mapping[str, Any]]) -> float:
@@ -74,16 +81,32 @@ def epoch_line(label: str, row: Mapping[str, Any]) -> str:
 def is_primary() -> bool:
     """Whether this process writes reports: the only one, or process 0 of a multi-host run."""
     import jax
+
     return jax.process_index() == 0
 
 
+def _strict(value: Any) -> Any:
+    """NaN and infinities as null (a member's epochs after it stopped early are NaN), so that results.json is
+    strict JSON that every parser reads."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(item) for item in value]
+    if isinstance(value, (np.generic, np.ndarray)):
+        return _strict(value.tolist())
+    return value
+
+
 def write_json(path: str, content: Any) -> None:
-    """Writes JSON atomically, so that an interrupted run never leaves half a file."""
+    """Writes strict JSON (non-finite numbers as null) atomically, so that an interrupted run never leaves half a
+    file."""
     if not is_primary():
         return
     temporary = f'{path}.tmp'
     with open(temporary, 'w') as f:
-        json.dump(content, f, indent=2, sort_keys=False, default=_json_default)
+        json.dump(_strict(content), f, indent=2, sort_keys=False, default=_json_default, allow_nan=False)
     os.replace(temporary, path)
 
 
@@ -95,19 +118,38 @@ def _json_default(value):
     raise TypeError(f'not JSON serialisable: {type(value).__name__}')
 
 
-def write_results(workdir: str, summary: Mapping[str, float], config: Mapping[str, Any], seeds: Sequence[int],
-                  runs: Mapping[str, Any], **extra: Any) -> str:
+def write_results(
+    workdir: str,
+    summary: Mapping[str, float],
+    config: Mapping[str, Any],
+    seeds: Sequence[int],
+    runs: Mapping[str, Any],
+    **extra: Any,
+) -> str:
     """Writes DIR/results.json with summary, config, seeds, versions and runs; returns its path."""
     path = os.path.join(workdir, 'results.json')
-    write_json(path, {'summary': dict(summary), 'config': dict(config), 'seeds': list(seeds),
-                      'versions': versions(), 'runs': runs, **extra})
+    write_json(
+        path,
+        {
+            'summary': dict(summary),
+            'config': dict(config),
+            'seeds': list(seeds),
+            'versions': versions(),
+            'runs': runs,
+            **extra,
+        },
+    )
     return path
 
 
 def write_history_csv(workdir: str, runs: Mapping[str, Any]) -> str:
     """Writes DIR/history.csv: one row per variant, member and epoch, with the member's seed and swept values."""
-    rows = [{'variant': variant, 'member': label, 'seed': run.get('seed', label), **run.get('hparams', {}), **row}
-            for variant, by_member in runs.items() for label, run in by_member.items() for row in run['history']]
+    rows = [
+        {'variant': variant, 'member': label, 'seed': run.get('seed', label), **run.get('hparams', {}), **row}
+        for variant, by_member in runs.items()
+        for label, run in by_member.items()
+        for row in run['history']
+    ]
     columns = list(dict.fromkeys(key for row in rows for key in row))
     path = os.path.join(workdir, 'history.csv')
     if not is_primary():
@@ -119,8 +161,9 @@ def write_history_csv(workdir: str, runs: Mapping[str, Any]) -> str:
     return path
 
 
-def plot_curves(path: str, runs: Mapping[str, Any], metrics: Sequence[str] = ('train_loss', 'val_loss'),
-                title: str = '') -> str:
+def plot_curves(
+    path: str, runs: Mapping[str, Any], metrics: Sequence[str] = ('train_loss', 'val_loss'), title: str = ''
+) -> str:
     """One panel per metric: the mean over members of every variant against the epoch, with their range shaded.
 
     Members that stopped early count until their last epoch (the mean is over the members still training).
@@ -130,8 +173,11 @@ def plot_curves(path: str, runs: Mapping[str, Any], metrics: Sequence[str] = ('t
     figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
     for axis, metric in zip(axes[0], metrics):
         for variant, by_seed in runs.items():
-            curves = [[row.get(metric, np.nan) for row in run['history']] for run in by_seed.values()
-                      if run['history'] and metric in run['history'][0]]
+            curves = [
+                [row.get(metric, np.nan) for row in run['history']]
+                for run in by_seed.values()
+                if run['history'] and metric in run['history'][0]
+            ]
             if not curves:
                 continue
             length = max(len(curve) for curve in curves)
@@ -179,8 +225,13 @@ def _maximized(metric: str) -> bool:
 def member_statistics(run: Mapping[str, Any]) -> dict[str, float]:
     """One member's headline values: test_<m> for each test metric, and from its history the final train_<m>,
     best_val_<m> with best_epoch (the epoch of the best first validation metric), and epochs trained."""
-    history = [row for row in run['history'] if not all(
-        isinstance(row.get(key), float) and math.isnan(row[key]) for key in row if key.startswith(SPLIT_PREFIXES))]
+    history = [
+        row
+        for row in run['history']
+        if not all(
+            isinstance(row.get(key), float) and math.isnan(row[key]) for key in row if key.startswith(SPLIT_PREFIXES)
+        )
+    ]
     values = {f'test_{name}': float(value) for name, value in run.get('test', {}).items()}
     if not history:
         return values
@@ -194,8 +245,9 @@ def member_statistics(run: Mapping[str, Any]) -> dict[str, float]:
     if validation:
         key = validation[0]
         series = np.array([row[key] for row in history], dtype=np.float64)
-        values['best_epoch'] = float(history[int(np.nanargmax(series) if _maximized(key)
-                                                 else np.nanargmin(series))]['epoch'])
+        values['best_epoch'] = float(
+            history[int(np.nanargmax(series) if _maximized(key) else np.nanargmin(series))]['epoch']
+        )
     return values
 
 
@@ -208,44 +260,71 @@ def variant_statistics(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[
         result[variant] = {}
         for name in names:
             series = np.array([values[name] for values in per_member if name in values], dtype=np.float64)
-            result[variant][name] = {'mean': float(np.mean(series)), 'min': float(np.min(series)),
-                                     'max': float(np.max(series))}
+            result[variant][name] = {
+                'mean': float(np.mean(series)),
+                'min': float(np.min(series)),
+                'max': float(np.max(series)),
+            }
     return result
 
 
-def write_run(workdir: str, title: str, *, summary: Mapping[str, Any], config: Mapping[str, Any],
-              runs: Mapping[str, Mapping[str, Any]], sections: Sequence[str] = (),
-              curves: Sequence[str] | None = None, extra_sections: Sequence[str] = (), **extra: Any) -> dict:
+def write_run(
+    workdir: str,
+    title: str,
+    *,
+    summary: Mapping[str, Any],
+    config: Mapping[str, Any],
+    runs: Mapping[str, Mapping[str, Any]],
+    sections: Sequence[str] = (),
+    curves: Sequence[str] | None = None,
+    extra_sections: Sequence[str] = (),
+    **extra: Any,
+) -> dict:
     """The standard report of an experiment: results.json (with per-variant statistics), history.csv, curves.png
     and report.md (description, headline summary, per-variant and per-member tables, curves, then the
     experiment's own sections). Returns the per-variant statistics."""
     statistics = variant_statistics(runs)
-    seeds = sorted({run.get('seed') for by_member in runs.values() for run in by_member.values()},
-                   key=lambda seed: (seed is None, seed))
+    seeds = sorted(
+        {run.get('seed') for by_member in runs.values() for run in by_member.values()},
+        key=lambda seed: (seed is None, seed),
+    )
     write_results(workdir, summary, config, seeds, runs, statistics=statistics, **extra)
     write_history_csv(workdir, runs)
     figure = []
     if curves is None:
-        first = next((run['history'][0] for by_member in runs.values() for run in by_member.values()
-                      if run['history']), {})
+        first = next(
+            (run['history'][0] for by_member in runs.values() for run in by_member.values() if run['history']), {}
+        )
         curves = [key for key in first if key.startswith(SPLIT_PREFIXES) and key.endswith(('loss', 'accuracy'))]
     if curves and any(run['history'] for by_member in runs.values() for run in by_member.values()):
         plot_curves(os.path.join(workdir, 'curves.png'), runs, curves, title=title)
         figure = ['![curves](curves.png)']
     names = list(dict.fromkeys(name for by_name in statistics.values() for name in by_name))
-    variant_rows = [[variant, len(runs[variant])] + [
-        _mean_range(by_name[name]) if name in by_name else '' for name in names]
-        for variant, by_name in statistics.items()]
+    variant_rows = [
+        [variant, len(runs[variant])] + [_mean_range(by_name[name]) if name in by_name else '' for name in names]
+        for variant, by_name in statistics.items()
+    ]
     member_names = [name for name in names if name != 'epochs']
-    member_rows = [[variant, label] + [member_statistics(run).get(name, '') for name in member_names]
-                   for variant, by_member in runs.items() for label, run in by_member.items()]
-    write_report(workdir, title, [
-        *sections,
-        '## Summary', markdown_table(['metric', 'value'], [[key, value] for key, value in summary.items()]),
-        '## Variants (mean, and min–max over members)',
-        markdown_table(['variant', 'members', *names], variant_rows),
-        '## Members', markdown_table(['variant', 'member', *member_names], member_rows),
-        *figure, *extra_sections])
+    member_rows = [
+        [variant, label] + [member_statistics(run).get(name, '') for name in member_names]
+        for variant, by_member in runs.items()
+        for label, run in by_member.items()
+    ]
+    write_report(
+        workdir,
+        title,
+        [
+            *sections,
+            '## Summary',
+            markdown_table(['metric', 'value'], [[key, value] for key, value in summary.items()]),
+            '## Variants (mean, and min–max over members)',
+            markdown_table(['variant', 'members', *names], variant_rows),
+            '## Members',
+            markdown_table(['variant', 'member', *member_names], member_rows),
+            *figure,
+            *extra_sections,
+        ],
+    )
     return statistics
 
 
@@ -264,6 +343,7 @@ class TensorBoard:
         if not is_primary():
             return
         from tensorboardX import SummaryWriter
+
         self._writers = [SummaryWriter(os.path.join(directory, variant, label)) for label in labels]
 
     def write(self, row: Mapping[str, Any]) -> None:

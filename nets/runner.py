@@ -2,6 +2,7 @@
 swept hyper-parameters) as one vmapped program, with the caller's hook, a checkpoint, a progress line and
 TensorBoard rows after every epoch, and results keyed by member.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -20,8 +21,10 @@ def device_data(splits: data_lib.Splits) -> tuple[train.Data, tuple[jax.Array, j
     """The training and validation arrays as train.Data, and the test arrays, on the device."""
     train_images, train_labels = data_lib.to_device(splits.train_images, splits.train_labels)
     validation_images, validation_labels = data_lib.to_device(splits.validation_images, splits.validation_labels)
-    return (train.Data(train_images, train_labels, validation_images, validation_labels),
-            data_lib.to_device(splits.test_images, splits.test_labels))
+    return (
+        train.Data(train_images, train_labels, validation_images, validation_labels),
+        data_lib.to_device(splits.test_images, splits.test_labels),
+    )
 
 
 def grid(seeds: Sequence[int], sweep: Mapping[str, Sequence[float]] | None = None) -> list[dict[str, Any]]:
@@ -36,16 +39,28 @@ def grid(seeds: Sequence[int], sweep: Mapping[str, Sequence[float]] | None = Non
 
 def member_label(member: Mapping[str, Any]) -> str:
     """'seed=0' or 'seed=0,optimizer.learning_rate=0.01': the member's seed and every value it sets."""
-    return ','.join(f'{name}={value:g}' if isinstance(value, float) else f'{name}={value}'
-                    for name, value in member.items())
+    return ','.join(
+        f'{name}={value:g}' if isinstance(value, float) else f'{name}={value}' for name, value in member.items()
+    )
 
 
-def train_variant(task: train.Task, hparams: Mapping[str, jax.Array], members: Sequence[Mapping[str, Any]],
-                  data: train.Data, test: tuple[jax.Array, jax.Array] | None, *, epochs: int, name: str,
-                  data_seed: int = 0, shuffle: str = 'shared', checkpoint_dir: str | None = None,
-                  resume: bool = False, on_epoch_end: EpochHook | None = None,
-                  tensorboard_dir: str | None = None,
-                  log: Callable[[str], None] = report.log) -> tuple[train.TrainState, dict[str, dict]]:
+def train_variant(
+    task: train.Task,
+    hparams: Mapping[str, jax.Array],
+    members: Sequence[Mapping[str, Any]],
+    data: train.Data,
+    test: tuple[jax.Array, jax.Array] | None,
+    *,
+    epochs: int,
+    name: str,
+    data_seed: int = 0,
+    shuffle: str = 'shared',
+    checkpoint_dir: str | None = None,
+    resume: bool = False,
+    on_epoch_end: EpochHook | None = None,
+    tensorboard_dir: str | None = None,
+    log: Callable[[str], None] = report.log,
+) -> tuple[train.TrainState, dict[str, dict]]:
     """Trains every member of a variant in one program; returns the final state and the runs by member label.
 
     A member is {'seed': s, PATH: value, ...} (see `grid`): the seed sets the weights and the dropout stream, the
@@ -71,7 +86,8 @@ def train_variant(task: train.Task, hparams: Mapping[str, jax.Array], members: S
         if stacked:
             return train.init_members(task, member_hparams, train.stack(init_keys), input_shape, architecture)
         return jax.jit(lambda hp, key: train.init_state(task, hp, key, input_shape, architecture))(
-            member_hparams[0], init_keys[0])
+            member_hparams[0], init_keys[0]
+        )
 
     if shuffle == 'shared':
         data_key = jax.random.PRNGKey(data_seed)
@@ -106,16 +122,29 @@ def train_variant(task: train.Task, hparams: Mapping[str, jax.Array], members: S
         if on_epoch_end is not None:
             state = on_epoch_end(epoch, state, history) or state
         if saver is not None:
-            saver.save(epoch, state, {'epoch': epoch, 'history': history,
-                                      'architecture': dict(task.architecture_of(state.params))})
+            saver.save(
+                epoch,
+                state,
+                {'epoch': epoch, 'history': history, 'architecture': dict(task.architecture_of(state.params))},
+            )
         log(report.epoch_line(name, history[-1]))
         if board is not None:
             board.write(history[-1])
         return state
 
-    state, history = train.fit(task, state, data, epochs=epochs, data_key=data_key, members=stacked,
-                               shuffle=shuffle, start_epoch=start_epoch, history=history,
-                               on_epoch_end=after_epoch, constrain_batch=constrain_batch)
+    state, history = train.fit(
+        task,
+        state,
+        data,
+        epochs=epochs,
+        data_key=data_key,
+        members=stacked,
+        shuffle=shuffle,
+        start_epoch=start_epoch,
+        history=history,
+        on_epoch_end=after_epoch,
+        constrain_batch=constrain_batch,
+    )
     if saver is not None:
         saver.close()
     if board is not None:
@@ -123,11 +152,13 @@ def train_variant(task: train.Task, hparams: Mapping[str, jax.Array], members: S
     test_metrics = train.evaluate_members(task, state, *test, members=stacked) if test is not None else {}
     runs = {}
     for index, (label, member) in enumerate(zip(labels, members)):
-        pick = (lambda value: value[index]) if stacked else (lambda value: value)
-        runs[label] = {'seed': member['seed'], 'hparams': {k: v for k, v in member.items() if k != 'seed'},
-                       'history': report.member_history(history, index) if stacked else history,
-                       **({'test': {metric: pick(value) for metric, value in test_metrics.items()}}
-                          if test is not None else {})}
+        runs[label] = {
+            'seed': member['seed'],
+            'hparams': {k: v for k, v in member.items() if k != 'seed'},
+            'history': report.member_history(history, index) if stacked else history,
+        }
+        if test is not None:
+            runs[label]['test'] = {metric: value[index] if stacked else value for metric, value in test_metrics.items()}
     return state, runs
 
 
@@ -146,12 +177,33 @@ def input_shape(dataset: str) -> tuple[int, ...]:
     return (int(np.prod(data_lib.image_shape(dataset))),)
 
 
-def run_variant(workdir: str, config: Any, name: str, task: train.Task, hparams: Mapping[str, jax.Array],
-                members: Sequence[Mapping[str, Any]], data: train.Data, test: tuple[jax.Array, jax.Array] | None,
-                *, resume: bool = False, on_epoch_end: EpochHook | None = None) -> tuple[train.TrainState, dict]:
+def run_variant(
+    workdir: str,
+    config: Any,
+    name: str,
+    task: train.Task,
+    hparams: Mapping[str, jax.Array],
+    members: Sequence[Mapping[str, Any]],
+    data: train.Data,
+    test: tuple[jax.Array, jax.Array] | None,
+    *,
+    resume: bool = False,
+    on_epoch_end: EpochHook | None = None,
+) -> tuple[train.TrainState, dict]:
     """`train_variant` as an experiment runs it: epochs, data_seed and shuffle from the config, checkpoints and
     TensorBoard rows in the workdir."""
-    return train_variant(task, hparams, members, data, test, epochs=config.epochs, name=name,
-                         data_seed=config.get('data_seed', 0), shuffle=config.get('shuffle', 'shared'),
-                         checkpoint_dir=checkpoint_directory(workdir, name),
-                         tensorboard_dir=tensorboard_directory(workdir), resume=resume, on_epoch_end=on_epoch_end)
+    return train_variant(
+        task,
+        hparams,
+        members,
+        data,
+        test,
+        epochs=config.epochs,
+        name=name,
+        data_seed=config.get('data_seed', 0),
+        shuffle=config.get('shuffle', 'shared'),
+        checkpoint_dir=checkpoint_directory(workdir, name),
+        tensorboard_dir=tensorboard_directory(workdir),
+        resume=resume,
+        on_epoch_end=on_epoch_end,
+    )

@@ -13,6 +13,7 @@ Every scalar that a sweep may vary is a hyper-parameter, named by its config pat
 'optimizer.transforms[1].weight_decay'). The state carries them as float32 scalars and each is routed to the part
 that reads it. `build` checks every field against the real input shape before any data loads.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,6 +40,7 @@ def _plain(value: Any) -> Any:
 
 def _section(name: str):
     """Re-raises a ValueError from building one section of the config with the section's name in front."""
+
     class Prefix:
         def __enter__(self):
             return self
@@ -51,6 +53,7 @@ def _section(name: str):
                 message = message.replace(f'field {name}', f'field config.{name}')
                 raise ValueError(message if message.startswith('unknown') else f'config.{message}') from None
             raise ValueError(f'config.{name}: {message}') from None
+
     return Prefix()
 
 
@@ -69,21 +72,26 @@ def sweepable_defaults(config: Mapping[str, Any]) -> dict[str, float]:
     spec = models.get_model(model.pop('name', 'mlp'))
     values = {f'model.{name}': model[name] for name in spec.sweepable if name in model}
     with _section('optimizer'):
-        values |= {f'optimizer.{name}': value
-                   for name, value in optimizers.sweepable_defaults(config['optimizer']).items()}
-    values |= {f'penalties{name}': value
-               for name, value in regularizers.sweepable_defaults(config.get('penalties') or ()).items()}
+        values |= {
+            f'optimizer.{name}': value for name, value in optimizers.sweepable_defaults(config['optimizer']).items()
+        }
+    values |= {
+        f'penalties{name}': value
+        for name, value in regularizers.sweepable_defaults(config.get('penalties') or ()).items()
+    }
     return values
 
 
 def _route(hparams: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     """The hyper-parameters under `prefix`, with the prefix removed: what the model or optimizer reads."""
-    return {name[len(prefix):]: value for name, value in hparams.items() if name.startswith(prefix)}
+    return {name[len(prefix) :]: value for name, value in hparams.items() if name.startswith(prefix)}
 
 
-def build(config: Mapping[str, Any], input_shape: Sequence[int],
-          after_update: Callable[[train.TrainState], train.TrainState] | None = None,
-          ) -> tuple[train.Task, dict[str, Any]]:
+def build(
+    config: Mapping[str, Any],
+    input_shape: Sequence[int],
+    after_update: Callable[[train.TrainState], train.TrainState] | None = None,
+) -> tuple[train.Task, dict[str, Any]]:
     """The Task that `config` describes and its hyper-parameters (path -> jax float32 scalar).
 
     Raises ValueError with one line naming the field, the value and what is allowed, before any data loads.
@@ -125,12 +133,18 @@ def build(config: Mapping[str, Any], input_shape: Sequence[int],
     penalty = None
     if penalties:
         penalty_of = regularizers.make_penalty(penalties)
-        penalty = lambda params, intermediates, hparams: penalty_of(params, intermediates,
-                                                                    _route(hparams, 'penalties'))
-    task = train.Task(make_model=make_model, make_optimizer=make_optimizer, batch_size=batch_size, loss=loss,
-                      penalty=penalty,
-                      reads_activations=regularizers.reads_activations(penalties), early_stopping=rule,
-                      after_update=after_update, architecture_of=spec.architecture)
+        penalty = lambda params, intermediates, hparams: penalty_of(params, intermediates, _route(hparams, 'penalties'))
+    task = train.Task(
+        make_model=make_model,
+        make_optimizer=make_optimizer,
+        batch_size=batch_size,
+        loss=loss,
+        penalty=penalty,
+        reads_activations=regularizers.reads_activations(penalties),
+        early_stopping=rule,
+        after_update=after_update,
+        architecture_of=spec.architecture,
+    )
 
     # Build everything once with concrete numbers, so that names, ranges and shapes fail here, not mid-run.
     def probe():
@@ -144,17 +158,22 @@ def build(config: Mapping[str, Any], input_shape: Sequence[int],
         regularizers.check(penalties, [name for name in state.params if 'kernel' in state.params[name]])
     features = int(np.prod(input_shape))
     if loss.targets == 'inputs' and outputs.shape != (2, features):
-        raise ValueError(f'config.loss={config.get("loss")!r} reconstructs the input ({features} features), but '
-                         f'model {config["model"].get("name", "mlp")!r} outputs {outputs.shape[1:]}; use a model '
-                         'such as autoencoder')
+        raise ValueError(
+            f'config.loss={config.get("loss")!r} reconstructs the input ({features} features), but '
+            f'model {config["model"].get("name", "mlp")!r} outputs {outputs.shape[1:]}; use a model '
+            'such as autoencoder'
+        )
     if loss.targets == 'labels' and len(outputs.shape) != 2:
-        raise ValueError(f'config.loss={config.get("loss")!r} needs class logits, got outputs of shape '
-                         f'{outputs.shape[1:]}')
+        raise ValueError(
+            f'config.loss={config.get("loss")!r} needs class logits, got outputs of shape {outputs.shape[1:]}'
+        )
     if rule is not None:
         monitors = [f'{prefix}{name}' for prefix in early_stopping_lib.PREFIXES for name in loss.metric_names]
         if rule.monitor not in monitors:
-            raise ValueError(f'config.early_stopping.monitor={rule.monitor!r} is not a metric of this task; '
-                             f'allowed: {", ".join(monitors)}')
+            raise ValueError(
+                f'config.early_stopping.monitor={rule.monitor!r} is not a metric of this task; '
+                f'allowed: {", ".join(monitors)}'
+            )
     return task, train.as_hparams(defaults)
 
 
@@ -162,7 +181,9 @@ def member_hparams(defaults: Mapping[str, jax.Array], overrides: Mapping[str, fl
     """`defaults` with some hyper-parameters changed; ValueError naming a path that is not sweepable here."""
     for path, value in overrides.items():
         if path not in defaults:
-            raise ValueError(f'cannot sweep {path!r}: it is not a hyper-parameter of this task; sweepable: '
-                             f'{", ".join(defaults) or "none"}')
+            raise ValueError(
+                f'cannot sweep {path!r}: it is not a hyper-parameter of this task; sweepable: '
+                f'{", ".join(defaults) or "none"}'
+            )
         _check_number(path, value)
     return {**defaults, **train.as_hparams(overrides)}

@@ -9,6 +9,7 @@ validation pass fused in. A sweep of N runs of the same shapes (seeds, learning 
 same program with the step `vmap`ped over a leading "member" axis of the state. The members share the batch order,
 so each batch is gathered once and every layer's matmuls of all members fuse into one larger GEMM.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,6 +32,7 @@ SHUFFLES = ('shared', 'per_member')
 @flax.struct.dataclass
 class TrainState:
     """Everything a run needs to continue: weights, batch-norm statistics, optimizer state, step, rng, hparams."""
+
     params: Any
     batch_stats: Any
     opt_state: Any
@@ -46,6 +48,7 @@ class TrainState:
 class Data:
     """Device-resident training and validation arrays (validation may be empty; the labels may be None for a loss
     whose targets are the inputs)."""
+
     train_images: jax.Array
     train_labels: jax.Array
     validation_images: jax.Array
@@ -64,6 +67,7 @@ class Task:
     `after_update(state)` runs after every optimizer update inside the compiled step (masks, projections).
     With `early_stopping`, each run (each member of a sweep) stops on its own and its weights freeze.
     """
+
     make_model: Callable[[Hparams, Mapping[str, Any] | None], nn.Module]
     make_optimizer: Callable[[Hparams], optax.GradientTransformation]
     batch_size: int
@@ -102,8 +106,13 @@ def map_like_params(function: Callable[[Any], Any], tree: Any, params: Any) -> A
     return jax.tree.map(lambda node: function(node) if mirrors(node) else node, tree, is_leaf=mirrors)
 
 
-def init_state(task: Task, hparams: Hparams, key: jax.Array, input_shape: Sequence[int],
-               architecture: Mapping[str, Any] | None = None) -> TrainState:
+def init_state(
+    task: Task,
+    hparams: Hparams,
+    key: jax.Array,
+    input_shape: Sequence[int],
+    architecture: Mapping[str, Any] | None = None,
+) -> TrainState:
     """A fresh TrainState; `key` seeds the weights and, split off, the dropout stream.
 
     `architecture` overrides the configured shapes (the like-state of a grown or pruned checkpoint, say).
@@ -113,19 +122,29 @@ def init_state(task: Task, hparams: Hparams, key: jax.Array, input_shape: Sequen
     variables = model.init({'params': init_key}, jnp.zeros((1, *input_shape), jnp.float32), train=False)
     params, batch_stats = variables['params'], variables.get('batch_stats', {})
     rule = task.early_stopping
-    return TrainState(params=params, batch_stats=batch_stats,
-                      opt_state=task.make_optimizer(hparams).init(params), step=jnp.zeros((), jnp.int32),
-                      rng=dropout_key,
-                      # A copy: fit() donates the state, which must not delete the caller's arrays.
-                      hparams={name: jnp.array(value) for name, value in hparams.items()},
-                      early_stopping=early_stopping_lib.init() if rule else None,
-                      # Copies, never aliases of params: fit() donates the state buffer by buffer.
-                      best=jax.tree.map(jnp.copy, {'params': params, 'batch_stats': batch_stats})
-                      if rule and rule.restore_best_weights else None)
+    return TrainState(
+        params=params,
+        batch_stats=batch_stats,
+        opt_state=task.make_optimizer(hparams).init(params),
+        step=jnp.zeros((), jnp.int32),
+        rng=dropout_key,
+        # A copy: fit() donates the state, which must not delete the caller's arrays.
+        hparams={name: jnp.array(value) for name, value in hparams.items()},
+        early_stopping=early_stopping_lib.init() if rule else None,
+        # Copies, never aliases of params: fit() donates the state buffer by buffer.
+        best=jax.tree.map(jnp.copy, {'params': params, 'batch_stats': batch_stats})
+        if rule and rule.restore_best_weights
+        else None,
+    )
 
 
-def init_members(task: Task, hparams: Sequence[Hparams], keys: jax.Array, input_shape: Sequence[int],
-                 architecture: Mapping[str, Any] | None = None) -> TrainState:
+def init_members(
+    task: Task,
+    hparams: Sequence[Hparams],
+    keys: jax.Array,
+    input_shape: Sequence[int],
+    architecture: Mapping[str, Any] | None = None,
+) -> TrainState:
     """A stacked TrainState of len(hparams) members, member i from hparams[i] and keys[i]."""
     init = jax.vmap(lambda hp, key: init_state(task, hp, key, input_shape, architecture))
     return jax.jit(init)(stack(list(hparams)), keys)
@@ -139,8 +158,11 @@ def _apply(task: Task, state: TrainState, params, images, *, train: bool, rng=No
         variables['batch_stats'] = state.batch_stats
     if not train:
         return model.apply(variables, images, train=False), {}
-    mutable = [name for name, wanted in (('batch_stats', bool(state.batch_stats)),
-                                         ('intermediates', task.reads_activations)) if wanted]
+    mutable = [
+        name
+        for name, wanted in (('batch_stats', bool(state.batch_stats)), ('intermediates', task.reads_activations))
+        if wanted
+    ]
     return model.apply(variables, images, train=True, rngs={'dropout': rng}, mutable=mutable)
 
 
@@ -149,8 +171,9 @@ def train_step(task: Task, state: TrainState, images: jax.Array, labels: jax.Arr
     targets = task.loss.target(images, labels)
 
     def objective(params):
-        outputs, updated = _apply(task, state, params, images, train=True,
-                                  rng=jax.random.fold_in(state.rng, state.step))
+        outputs, updated = _apply(
+            task, state, params, images, train=True, rng=jax.random.fold_in(state.rng, state.step)
+        )
         loss = task.loss.value(outputs, targets)
         total = loss
         if task.penalty is not None:
@@ -159,8 +182,12 @@ def train_step(task: Task, state: TrainState, images: jax.Array, labels: jax.Arr
 
     grads, (loss, outputs, updated) = jax.grad(objective, has_aux=True)(state.params)
     updates, opt_state = task.make_optimizer(state.hparams).update(grads, state.opt_state, state.params)
-    new_state = state.replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state,
-                              batch_stats=updated.get('batch_stats', state.batch_stats), step=state.step + 1)
+    new_state = state.replace(
+        params=optax.apply_updates(state.params, updates),
+        opt_state=opt_state,
+        batch_stats=updated.get('batch_stats', state.batch_stats),
+        step=state.step + 1,
+    )
     if task.after_update is not None:
         new_state = task.after_update(new_state)
     return new_state, {'loss': loss, **task.loss.extra(outputs, targets)}
@@ -175,7 +202,7 @@ def evaluate(task: Task, state: TrainState, images: jax.Array, labels: jax.Array
 def batch_order(key: jax.Array, num_examples: int, batch_size: int) -> jax.Array:
     """Shuffled example indices as [steps, batch_size]; the last partial batch is dropped."""
     steps = num_examples // batch_size
-    return jax.random.permutation(key, num_examples)[:steps * batch_size].reshape(steps, batch_size)
+    return jax.random.permutation(key, num_examples)[: steps * batch_size].reshape(steps, batch_size)
 
 
 def epoch_keys(data_key: jax.Array, epoch: int | jax.Array) -> jax.Array:
@@ -185,8 +212,16 @@ def epoch_keys(data_key: jax.Array, epoch: int | jax.Array) -> jax.Array:
     return jax.random.fold_in(data_key, epoch)
 
 
-def run_epoch(task: Task, state: TrainState, data: Data, order_key: jax.Array, *, members: bool = False,
-              shuffle: str = 'shared', constrain_batch: Callable[[jax.Array], jax.Array] = lambda x: x):
+def run_epoch(
+    task: Task,
+    state: TrainState,
+    data: Data,
+    order_key: jax.Array,
+    *,
+    members: bool = False,
+    shuffle: str = 'shared',
+    constrain_batch: Callable[[jax.Array], jax.Array] = lambda x: x,
+):
     """One epoch as a single scan of train steps, then the validation pass; pure, so jit it or vmap it.
 
     With `members`, the state is stacked and the step is vmapped: 'shared' shuffling gathers each batch once for
@@ -194,7 +229,7 @@ def run_epoch(task: Task, state: TrainState, data: Data, order_key: jax.Array, *
     `constrain_batch` lets data parallelism pin each batch's sharding.
     """
     if shuffle not in SHUFFLES:
-        raise ValueError(f"unknown shuffle {shuffle!r}; allowed: {', '.join(SHUFFLES)}")
+        raise ValueError(f'unknown shuffle {shuffle!r}; allowed: {", ".join(SHUFFLES)}')
     num_train = data.train_images.shape[0]
     step = lambda s, x, y: train_step(task, s, x, y)
     check = lambda s, x, y: evaluate(task, s, x, y)
@@ -226,35 +261,40 @@ def run_epoch(task: Task, state: TrainState, data: Data, order_key: jax.Array, *
 
 def where_members(mask: jax.Array, if_true: Any, if_false: Any) -> Any:
     """Per-member select between two stacked pytrees (mask [members]) or two plain ones (scalar mask)."""
+
     def pick(a, b):
         return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim)), a, b)
+
     return jax.tree.map(pick, if_true, if_false)
 
 
 def _stop_early(rule, start: TrainState, state: TrainState, summary: dict, members: bool):
     """Freezes runs that had stopped before this epoch, then takes this epoch's early-stopping decision."""
     if rule.monitor not in summary:
-        raise ValueError(f'early stopping monitors {rule.monitor!r}, which this run does not measure '
-                         '(val_* needs a validation split)')
+        raise ValueError(
+            f'early stopping monitors {rule.monitor!r}, which this run does not measure '
+            '(val_* needs a validation split)'
+        )
     active = ~start.early_stopping.stopped
     # A stopped run trained this epoch inside the vmapped program too; keep its weights from before.
     state = where_members(active, state, start)
     summary = {name: jnp.where(active, value, jnp.nan) for name, value in summary.items()}
     update = lambda es, value: early_stopping_lib.update(rule, es, value)
-    decided, improved = (jax.vmap(update) if members else update)(state.early_stopping,
-                                                                 summary[rule.monitor])
+    decided, improved = (jax.vmap(update) if members else update)(state.early_stopping, summary[rule.monitor])
     state = state.replace(early_stopping=decided)
     if rule.restore_best_weights:
-        state = state.replace(best=where_members(improved, {'params': state.params,
-                                                            'batch_stats': state.batch_stats}, state.best))
+        state = state.replace(
+            best=where_members(improved, {'params': state.params, 'batch_stats': state.batch_stats}, state.best)
+        )
     return state, summary | {'stopped': decided.stopped}
 
 
 def _signature(tree: Any) -> tuple:
     """What a compiled epoch program is specialised to: structure, shapes, dtypes and placement of the state."""
     leaves, structure = jax.tree.flatten(tree)
-    return structure, tuple((np.shape(leaf), getattr(leaf, 'dtype', type(leaf)), getattr(leaf, 'sharding', None))
-                       for leaf in leaves)
+    return structure, tuple(
+        (np.shape(leaf), getattr(leaf, 'dtype', type(leaf)), getattr(leaf, 'sharding', None)) for leaf in leaves
+    )
 
 
 def _to_python(value):
@@ -262,10 +302,20 @@ def _to_python(value):
     return value.item() if value.ndim == 0 else value.tolist()
 
 
-def fit(task: Task, state: TrainState, data: Data, *, epochs: int, data_key: jax.Array, members: bool = False,
-        shuffle: str = 'shared', start_epoch: int = 0, history: Iterable[dict] = (),
-        on_epoch_end: Callable[[int, TrainState, list[dict]], TrainState | None] | None = None,
-        constrain_batch: Callable[[jax.Array], jax.Array] | None = None) -> tuple[TrainState, list[dict]]:
+def fit(
+    task: Task,
+    state: TrainState,
+    data: Data,
+    *,
+    epochs: int,
+    data_key: jax.Array,
+    members: bool = False,
+    shuffle: str = 'shared',
+    start_epoch: int = 0,
+    history: Iterable[dict] = (),
+    on_epoch_end: Callable[[int, TrainState, list[dict]], TrainState | None] | None = None,
+    constrain_batch: Callable[[jax.Array], jax.Array] | None = None,
+) -> tuple[TrainState, list[dict]]:
     """Trains from `start_epoch` to `epochs`; returns the final state and the per-epoch history.
 
     Each history row has epoch, the task's train_* and val_* metrics (lists over members for a sweep), `seconds` (the
@@ -291,8 +341,14 @@ def fit(task: Task, state: TrainState, data: Data, *, epochs: int, data_key: jax
         state, metrics = compiled(state, data, order_key)
         metrics = jax.device_get(metrics)
         seconds = time.perf_counter() - started
-        history.append({'epoch': epoch + 1, **{k: _to_python(v) for k, v in metrics.items()},
-                        'seconds': seconds, 'compile_seconds': compile_seconds})
+        history.append(
+            {
+                'epoch': epoch + 1,
+                **{k: _to_python(v) for k, v in metrics.items()},
+                'seconds': seconds,
+                'compile_seconds': compile_seconds,
+            }
+        )
         if on_epoch_end is not None:
             state = on_epoch_end(epoch + 1, state, history) or state
         if task.early_stopping is not None and np.all(metrics['stopped']):
@@ -304,13 +360,15 @@ def fit(task: Task, state: TrainState, data: Data, *, epochs: int, data_key: jax
 
 def restore_best(state: TrainState) -> TrainState:
     """Keras's restore_best_weights at the end of training: each run's params and batch_stats of its best epoch."""
-    best = where_members(state.early_stopping.has_best, state.best,
-                         {'params': state.params, 'batch_stats': state.batch_stats})
+    best = where_members(
+        state.early_stopping.has_best, state.best, {'params': state.params, 'batch_stats': state.batch_stats}
+    )
     return state.replace(params=best['params'], batch_stats=best['batch_stats'])
 
 
-def evaluate_members(task: Task, state: TrainState, images: jax.Array, labels: jax.Array,
-                     members: bool = False) -> dict[str, Any]:
+def evaluate_members(
+    task: Task, state: TrainState, images: jax.Array, labels: jax.Array, members: bool = False
+) -> dict[str, Any]:
     """The task's evaluation-mode metrics as Python numbers (lists over members for a stacked state)."""
     check = lambda s, x, y: evaluate(task, s, x, y)
     if members:

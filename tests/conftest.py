@@ -1,4 +1,5 @@
 """Shared test fixtures: the repo on sys.path and the MNIST data directory."""
+
 import os
 import sys
 
@@ -11,8 +12,9 @@ sys.path.insert(0, REPO)
 
 def mnist_data_dir() -> str:
     """TFDS_DATA_DIR if set, else the ../shared/data/tensorflow_datasets that CI lays out beside the repo."""
-    return os.environ.get('TFDS_DATA_DIR') or os.path.join(os.path.dirname(REPO), 'shared', 'data',
-                                                           'tensorflow_datasets')
+    return os.environ.get('TFDS_DATA_DIR') or os.path.join(
+        os.path.dirname(REPO), 'shared', 'data', 'tensorflow_datasets'
+    )
 
 
 @pytest.fixture(scope='session')
@@ -27,20 +29,36 @@ def data_dir() -> str:
 def teacher_data(seed: int, num_train: int, num_validation: int):
     """A small learnable problem: labels from a fixed random linear teacher on Gaussian inputs, as train.Data."""
     from nets import train
+
     key_x, key_teacher = jax.random.split(jax.random.PRNGKey(seed))
     images = jax.random.normal(key_x, (num_train + num_validation, 784))
     labels = (images @ jax.random.normal(key_teacher, (784, 10))).argmax(-1).astype('int32')
     return train.Data(images[:num_train], labels[:num_train], images[num_train:], labels[num_train:])
 
 
-def mlp_task(optimizer: str = 'adam', learning_rate: float = 1e-3, batch_size: int = 64, *, loss: str | None = None,
-             early_stopping: dict | None = None, penalties: tuple = (), transforms: tuple = (), after_update=None,
-             model: str = 'mlp', **model_fields):
+def mlp_task(
+    optimizer: str = 'adam',
+    learning_rate: float = 1e-3,
+    batch_size: int = 64,
+    *,
+    loss: str | None = None,
+    early_stopping: dict | None = None,
+    penalties: tuple = (),
+    transforms: tuple = (),
+    after_update=None,
+    model: str = 'mlp',
+    **model_fields,
+):
     """A Task (and its default hparams) from the task schema, as an experiment builds it, on 784 inputs."""
     from nets import tasks
-    config = {'model': {'name': model, 'hidden_widths': (32,), **model_fields},
-              'optimizer': {'name': optimizer, 'learning_rate': learning_rate, 'transforms': transforms},
-              'penalties': penalties, 'early_stopping': early_stopping or {}, 'batch_size': batch_size}
+
+    config = {
+        'model': {'name': model, 'hidden_widths': (32,), **model_fields},
+        'optimizer': {'name': optimizer, 'learning_rate': learning_rate, 'transforms': transforms},
+        'penalties': penalties,
+        'early_stopping': early_stopping or {},
+        'batch_size': batch_size,
+    }
     if loss is not None:
         config['loss'] = loss
     return tasks.build(config, (784,), after_update=after_update)

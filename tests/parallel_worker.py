@@ -3,6 +3,7 @@ data mesh and once on a single device, and saves the results to compare.
 
 Usage: python tests/parallel_worker.py OUTPUT_DIR (XLA_FLAGS and JAX_PLATFORMS must be set by the caller).
 """
+
 import json
 import os
 import sys
@@ -15,11 +16,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from nets import parallel, tasks, train
 
 NUM_TRAIN, NUM_VALIDATION, BATCH, EPOCHS = 1024, 256, 64, 2
-SETTINGS = [{'optimizer.learning_rate': 0.05, 'model.hidden_dropout': 0.1},
-            {'optimizer.learning_rate': 0.1, 'model.hidden_dropout': 0.2}]
+SETTINGS = [
+    {'optimizer.learning_rate': 0.05, 'model.hidden_dropout': 0.1},
+    {'optimizer.learning_rate': 0.1, 'model.hidden_dropout': 0.2},
+]
 # case -> (members, shuffle, batch axis of a gathered batch)
-CASES = {'single': (False, 'shared', 0), 'sweep_shared': (True, 'shared', 0),
-         'sweep_per_member': (True, 'per_member', 1)}
+CASES = {
+    'single': (False, 'shared', 0),
+    'sweep_shared': (True, 'shared', 0),
+    'sweep_per_member': (True, 'per_member', 1),
+}
 
 
 def make_data() -> train.Data:
@@ -35,8 +41,9 @@ def make_task() -> tuple[train.Task, dict]:
     # zero up to rounding, and Adam's 1/(sqrt(v) + 1e-7) would turn that rounding noise into steps of learning-rate
     # size, so that bias (and the running mean after it) would differ between any two summation orders.
     model = {'name': 'mlp', 'hidden_widths': (32,), 'hidden_dropout': 0.1, 'batch_norm': 'before'}
-    return tasks.build({'model': model, 'optimizer': {'name': 'momentum', 'learning_rate': 0.05},
-                        'batch_size': BATCH}, (784,))
+    return tasks.build(
+        {'model': model, 'optimizer': {'name': 'momentum', 'learning_rate': 0.05}, 'batch_size': BATCH}, (784,)
+    )
 
 
 def initial_states(task: train.Task, defaults: dict) -> dict[bool, train.TrainState]:
@@ -57,8 +64,10 @@ def data_key(members: bool, shuffle: str) -> np.ndarray:
 
 def flat(prefix: str, tree) -> dict[str, np.ndarray]:
     """A pytree's leaves as host arrays under `prefix` + their path, the form np.savez takes."""
-    return {prefix + jax.tree_util.keystr(path): np.asarray(leaf)
-            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    return {
+        prefix + jax.tree_util.keystr(path): np.asarray(leaf)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
 
 
 def epoch_hlo(task: train.Task, state: train.TrainState, data: train.Data, order_key, **kwargs) -> str:
@@ -72,10 +81,14 @@ def helper_facts(mesh: jax.sharding.Mesh) -> dict[str, bool]:
     tree = {'committed': jax.jit(lambda: jax.numpy.arange(4.0))(), 'numpy': np.ones((2, 3)), 'number': 3}
     placed = parallel.replicate(tree, mesh)
     batch = jax.jit(parallel.batch_constraint(mesh, batch_axis=1))(np.zeros((2, BATCH, 3), np.float32))
-    return {'replicated': all(leaf.sharding == parallel.replicated(mesh) and np.array_equal(leaf, tree[name])
-                              for name, leaf in placed.items()),
-            'batch_spec_is_none_data': batch.sharding.spec == jax.sharding.PartitionSpec(None, parallel.DATA_AXIS),
-            'batch_split': {shard.data.shape for shard in batch.addressable_shards} == {(2, BATCH // mesh.size, 3)}}
+    return {
+        'replicated': all(
+            leaf.sharding == parallel.replicated(mesh) and np.array_equal(leaf, tree[name])
+            for name, leaf in placed.items()
+        ),
+        'batch_spec_is_none_data': batch.sharding.spec == jax.sharding.PartitionSpec(None, parallel.DATA_AXIS),
+        'batch_split': {shard.data.shape for shard in batch.addressable_shards} == {(2, BATCH // mesh.size, 3)},
+    }
 
 
 def main(output_dir: str) -> None:
@@ -90,13 +103,29 @@ def main(output_dir: str) -> None:
         constrain = parallel.batch_constraint(mesh, batch_axis)
         # Fresh device arrays for every run, from host copies, because fit donates the state.
         state, key = parallel.replicate((starts[members], data_key(members, shuffle)), mesh)
-        hlo = epoch_hlo(task, state, mesh_data, train.epoch_keys(key, 0), members=members, shuffle=shuffle,
-                        constrain_batch=constrain)
-        sharded, sharded_history = train.fit(task, state, mesh_data, epochs=EPOCHS, data_key=key,
-                                             members=members, shuffle=shuffle, constrain_batch=constrain)
+        hlo = epoch_hlo(
+            task,
+            state,
+            mesh_data,
+            train.epoch_keys(key, 0),
+            members=members,
+            shuffle=shuffle,
+            constrain_batch=constrain,
+        )
+        sharded, sharded_history = train.fit(
+            task,
+            state,
+            mesh_data,
+            epochs=EPOCHS,
+            data_key=key,
+            members=members,
+            shuffle=shuffle,
+            constrain_batch=constrain,
+        )
         state, key = jax.device_put((starts[members], data_key(members, shuffle)))
-        alone, alone_history = train.fit(task, state, single_data, epochs=EPOCHS, data_key=key, members=members,
-                                         shuffle=shuffle)
+        alone, alone_history = train.fit(
+            task, state, single_data, epochs=EPOCHS, data_key=key, members=members, shuffle=shuffle
+        )
         for name, final, history in (('sharded', sharded, sharded_history), ('alone', alone, alone_history)):
             arrays |= flat(f'{case}/{name}/params', final.params)
             arrays |= flat(f'{case}/{name}/batch_stats', final.batch_stats)
@@ -110,7 +139,7 @@ def main(output_dir: str) -> None:
             'all_reduce_in_hlo': 'all-reduce(' in hlo or 'all-reduce-start(' in hlo,
             # Each device's slice of the 64-example batch: the first layer's matmul sees 8 examples a member.
             'per_device_batch_in_hlo': f'f32[{per_device},784]' in hlo
-                                       or f'f32[{len(SETTINGS)},{per_device},784]' in hlo,
+            or f'f32[{len(SETTINGS)},{per_device},784]' in hlo,
         }
     meta['helpers'] = helper_facts(mesh)
     np.savez(os.path.join(output_dir, 'results.npz'), **arrays)

@@ -1,4 +1,5 @@
 """Early stopping: decisions equal Keras 3's callback; in a sweep each member stops, freezes and restores alone."""
+
 import os
 
 os.environ.setdefault('KERAS_BACKEND', 'jax')  # the parity test drives real Keras without importing TensorFlow
@@ -28,10 +29,15 @@ class _FakeModel:
 
 
 def _keras_run(rule: early_stopping.EarlyStopping, monitor: str, values):
-    callback = keras.callbacks.EarlyStopping(monitor=monitor, min_delta=rule.min_delta, patience=rule.patience,
-                                             mode=rule.mode, baseline=rule.baseline,
-                                             restore_best_weights=rule.restore_best_weights,
-                                             start_from_epoch=rule.start_from_epoch)
+    callback = keras.callbacks.EarlyStopping(
+        monitor=monitor,
+        min_delta=rule.min_delta,
+        patience=rule.patience,
+        mode=rule.mode,
+        baseline=rule.baseline,
+        restore_best_weights=rule.restore_best_weights,
+        start_from_epoch=rule.start_from_epoch,
+    )
     model = _FakeModel()
     callback.set_model(model)
     callback.on_train_begin()
@@ -67,9 +73,14 @@ def test_decisions_match_keras(case):
     trend = -np.linspace(0, 1, 25) if monitor == 'val_loss' else np.linspace(0, 1, 25)
     values = np.round(trend + rng.normal(0, 0.3, 25), 1).astype(np.float32)
     rule = early_stopping.EarlyStopping(
-        monitor=monitor, mode=mode, patience=int(rng.integers(0, 4)), min_delta=float(rng.choice([0, 0.1])),
-        baseline=None if case % 4 else float(values[0]), restore_best_weights=bool(case % 2),
-        start_from_epoch=int(rng.choice([0, 0, 2])))
+        monitor=monitor,
+        mode=mode,
+        patience=int(rng.integers(0, 4)),
+        min_delta=float(rng.choice([0, 0.1])),
+        baseline=None if case % 4 else float(values[0]),
+        restore_best_weights=bool(case % 2),
+        start_from_epoch=int(rng.choice([0, 0, 2])),
+    )
     assert _our_run(rule, values) == _keras_run(rule, monitor, values)
 
 
@@ -80,8 +91,11 @@ def test_bad_rules_are_refused():
         early_stopping.EarlyStopping(mode='up')
     assert early_stopping.EarlyStopping(monitor='accuracy').monitor == 'train_accuracy'
     # Any metric the task reports may be monitored, and nothing else: the Task checks it against its loss.
-    with pytest.raises(ValueError, match=r"'val_f1' is not a metric of this task; allowed: train_loss, "
-                                         r"train_accuracy, val_loss, val_accuracy$"):
+    with pytest.raises(
+        ValueError,
+        match=r"'val_f1' is not a metric of this task; allowed: train_loss, "
+        r'train_accuracy, val_loss, val_accuracy$',
+    ):
         mlp_task(early_stopping={'monitor': 'val_f1'})
     reconstruction, _ = mlp_task(model='autoencoder', loss='mse', early_stopping={'monitor': 'val_mae'})
     assert reconstruction.early_stopping.monitor == 'val_mae'
@@ -113,20 +127,22 @@ def test_sweep_members_stop_freeze_and_restore_on_their_own(data):
     stopped_at = [sum(1 for row in history if not np.isnan(row['val_loss'][i])) for i in range(3)]
     assert len(set(stopped_at)) > 1, stopped_at  # members really stopped at different epochs
     for index, (hp, key) in enumerate(zip(hparams, keys)):
-        alone, alone_history = train.fit(task, train.init_state(task, hp, key, (784,)), data, epochs=12,
-                                         data_key=data_key)
+        alone, alone_history = train.fit(
+            task, train.init_state(task, hp, key, (784,)), data, epochs=12, data_key=data_key
+        )
         assert len(alone_history) == stopped_at[index]
         member = train.member(sweep, index)
         assert int(member.early_stopping.best_epoch) == int(alone.early_stopping.best_epoch)
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4), member.params,
-                     alone.params)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4), member.params, alone.params)
         # The restored weights are those after the best epoch: train that many epochs without early stopping.
         plain = dataclasses.replace(task, early_stopping=None)
         best_epochs = int(alone.early_stopping.best_epoch) + 1
-        reference, _ = train.fit(plain, train.init_state(plain, hp, key, (784,)), data, epochs=best_epochs,
-                                 data_key=data_key)
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4), alone.params,
-                     reference.params)
+        reference, _ = train.fit(
+            plain, train.init_state(plain, hp, key, (784,)), data, epochs=best_epochs, data_key=data_key
+        )
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4), alone.params, reference.params
+        )
 
 
 def test_monitoring_validation_without_a_validation_split_is_refused(data):
@@ -147,8 +163,9 @@ def test_a_stopped_member_freezes_whole_and_equals_its_run_alone(data):
     snapshots = []
     record = lambda epoch, state, history: snapshots.append(jax.device_get(state))
     sweep = train.init_members(task, hparams, train.stack(keys), (784,))
-    sweep, history = train.fit(task, sweep, data, epochs=10, data_key=jax.random.PRNGKey(9), members=True,
-                               on_epoch_end=record)
+    sweep, history = train.fit(
+        task, sweep, data, epochs=10, data_key=jax.random.PRNGKey(9), members=True, on_epoch_end=record
+    )
     stopped = np.array([row['stopped'] for row in history])  # [epochs, members]
     assert any(row.any() and not row.all() for row in stopped), stopped  # some stopped while others went on
     assert not any(np.isnan(row['val_loss']).all() for row in history)  # no member diverged
@@ -157,13 +174,21 @@ def test_a_stopped_member_freezes_whole_and_equals_its_run_alone(data):
         for later in frozen[1:]:
             for part in ('params', 'opt_state', 'step', 'batch_stats'):
                 jax.tree.map(np.testing.assert_array_equal, getattr(later, part), getattr(frozen[0], part))
-        alone, alone_history = train.fit(task, train.init_state(task, hparams[index], keys[index], (784,)), data,
-                                         epochs=10, data_key=jax.random.PRNGKey(9))
+        alone, alone_history = train.fit(
+            task,
+            train.init_state(task, hparams[index], keys[index], (784,)),
+            data,
+            epochs=10,
+            data_key=jax.random.PRNGKey(9),
+        )
         assert len(alone_history) == (int(np.argmax(stopped[:, index])) + 1 if stopped[:, index].any() else 10)
         member = train.member(sweep, index)
         assert int(member.step) == int(alone.step)
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4),
-                     (member.params, member.batch_stats), (alone.params, alone.batch_stats))
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4),
+            (member.params, member.batch_stats),
+            (alone.params, alone.batch_stats),
+        )
 
 
 def test_a_run_that_stops_early_resumes_to_the_same_epoch_and_weights(data, tmp_path):
@@ -171,16 +196,28 @@ def test_a_run_that_stops_early_resumes_to_the_same_epoch_and_weights(data, tmp_
     task, defaults = _task(rule)
     members = runner.grid([0, 1], {'optimizer.learning_rate': [0.5]})
     train_to = lambda epochs, directory, resume=False: runner.train_variant(
-        task, defaults, members, data, None, epochs=epochs, name='es', checkpoint_dir=str(directory),
-        resume=resume, log=lambda line: None)
+        task,
+        defaults,
+        members,
+        data,
+        None,
+        epochs=epochs,
+        name='es',
+        checkpoint_dir=str(directory),
+        resume=resume,
+        log=lambda line: None,
+    )
     straight, straight_runs = train_to(30, tmp_path / 'straight')
-    stopped_after = [len(run['history']) - sum(np.isnan(row['val_loss']) for row in run['history'])
-                     for run in straight_runs.values()]
+    stopped_after = [
+        len(run['history']) - sum(np.isnan(row['val_loss']) for row in run['history']) for run in straight_runs.values()
+    ]
     assert max(stopped_after) < 30  # both stop before the epoch limit
     cut = min(stopped_after) - 1
     train_to(cut, tmp_path / 'interrupted')
     resumed, resumed_runs = train_to(30, tmp_path / 'interrupted', resume=True)
     jax.tree.map(np.testing.assert_array_equal, resumed, straight)
-    strip = lambda runs: {label: [{k: v for k, v in row.items() if 'seconds' not in k} for row in run['history']]
-                          for label, run in runs.items()}
+    strip = lambda runs: {
+        label: [{k: v for k, v in row.items() if 'seconds' not in k} for row in run['history']]
+        for label, run in runs.items()
+    }
     np.testing.assert_equal(strip(resumed_runs), strip(straight_runs))

@@ -1,5 +1,6 @@
 """Growth: add_neurons keeps the network's function when the new unit's outgoing weights are zero, the grown state
 trains on (one recompile, the model rebuilt from the new widths), and a grown run resumes bit for bit."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,8 +27,13 @@ def new_weights(state, layer, n, key=0):
 @pytest.mark.parametrize('optimizer, batch_norm', [('adam', None), ('momentum', 'before'), ('adam', 'after')])
 def test_a_unit_with_zero_outgoing_weights_leaves_the_function_unchanged_and_trains(data, optimizer, batch_norm):
     task, hparams = mlp_task(optimizer, 1e-2, 64, hidden_widths=(16, 8), batch_norm=batch_norm)
-    state, _ = train.fit(task, train.init_state(task, hparams, jax.random.PRNGKey(0), (784,)), data, epochs=1,
-                         data_key=jax.random.PRNGKey(1))
+    state, _ = train.fit(
+        task,
+        train.init_state(task, hparams, jax.random.PRNGKey(0), (784,)),
+        data,
+        epochs=1,
+        data_key=jax.random.PRNGKey(1),
+    )
     grown = growth.add_neurons(state, 0, 3, *new_weights(state, 0, 3))
     assert grown.params['dense_0']['kernel'].shape == (784, 19)
     assert grown.params['dense_1']['kernel'].shape == (19, 8)
@@ -64,15 +70,27 @@ def test_a_grown_run_killed_and_resumed_equals_an_uninterrupted_one(data, tmp_pa
             return growth.add_neurons(state, 0, 1, *new_weights(state, 0, 1, key=epoch))
 
     def run(epochs, directory, resume=False):
-        return runner.train_variant(task, hparams, members, data, (data.validation_images, data.validation_labels),
-                                    epochs=epochs, name='grow', checkpoint_dir=str(directory), resume=resume,
-                                    on_epoch_end=grow_after_first_epoch, log=lambda line: None)
+        return runner.train_variant(
+            task,
+            hparams,
+            members,
+            data,
+            (data.validation_images, data.validation_labels),
+            epochs=epochs,
+            name='grow',
+            checkpoint_dir=str(directory),
+            resume=resume,
+            on_epoch_end=grow_after_first_epoch,
+            log=lambda line: None,
+        )
 
     straight, straight_runs = run(4, tmp_path / 'straight')
     assert straight.params['dense_0']['kernel'].shape == (2, 784, 17)
     run(2, tmp_path / 'killed')
     resumed, resumed_runs = run(4, tmp_path / 'killed', resume=True)
     jax.tree.map(np.testing.assert_array_equal, resumed, straight)
-    strip = lambda runs: {label: ([{k: v for k, v in row.items() if 'seconds' not in k} for row in run['history']],
-                                  run['test']) for label, run in runs.items()}
+    strip = lambda runs: {
+        label: ([{k: v for k, v in row.items() if 'seconds' not in k} for row in run['history']], run['test'])
+        for label, run in runs.items()
+    }
     assert strip(resumed_runs) == strip(straight_runs)

@@ -1,4 +1,5 @@
 """launch.py end to end with :quick: results.json, refusals with one clear line, and bit-identical resume."""
+
 import json
 import math
 import os
@@ -24,8 +25,13 @@ def compilation_cache(tmp_path_factory):
 @pytest.fixture(scope='module')
 def launch(data_dir, compilation_cache):
     def run(*flags, expect_success=True):
-        command = [sys.executable, 'launch.py', f'--data_dir={data_dir}',
-                   f'--compilation_cache_dir={compilation_cache}', *flags]
+        command = [
+            sys.executable,
+            'launch.py',
+            f'--data_dir={data_dir}',
+            f'--compilation_cache_dir={compilation_cache}',
+            *flags,
+        ]
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
         if expect_success:
             assert result.returncode == 0, result.stderr[-3000:]
@@ -55,16 +61,16 @@ def test_quick_run_writes_valid_results(quick_run):
     assert [row['epoch'] for row in history] == [1] and 'val_accuracy' in history[0]
     # The headline is the refit on train + validation; the validation run's test accuracy is kept beside it.
     assert math.isclose(results['runs']['refit']['seed=0']['test']['accuracy'], summary['test_accuracy'])
-    assert math.isclose(results['runs']['baseline']['seed=0']['test']['accuracy'],
-                        summary['test_accuracy_without_refit'])
+    assert math.isclose(
+        results['runs']['baseline']['seed=0']['test']['accuracy'], summary['test_accuracy_without_refit']
+    )
     assert math.isclose(max(row['val_accuracy'] for row in history), summary['best_val_accuracy'])
     for name in ('history.csv', 'report.md', 'curves.png'):
         assert (workdir / name).stat().st_size > 0
     assert 'report.md' in result.stdout and 'epoch   1' in result.stdout
 
 
-def test_second_run_reads_every_program_from_the_compilation_cache(launch, quick_run, compilation_cache,
-                                                                  tmp_path):
+def test_second_run_reads_every_program_from_the_compilation_cache(launch, quick_run, compilation_cache, tmp_path):
     entries = lambda: sorted(path.name for path in compilation_cache.rglob('*') if path.is_file())
     first = entries()
     assert first, 'the first run wrote nothing to the persistent compilation cache'
@@ -88,16 +94,18 @@ def test_existing_workdir_is_not_overwritten(launch, quick_run):
 
 
 def test_unknown_activation_exits_with_one_clear_line(launch, tmp_path):
-    result = launch(f'--config={QUICK}', f'--workdir={tmp_path / "run"}', '--config.model.activation=swish',
-                    expect_success=False)
+    result = launch(
+        f'--config={QUICK}', f'--workdir={tmp_path / "run"}', '--config.model.activation=swish', expect_success=False
+    )
     line = _one_error_line(result)
     assert "unknown activation 'swish'" in line and 'relu' in line
     assert not (tmp_path / 'run' / 'results.json').exists()
 
 
 def test_missing_data_dir_exits_with_one_clear_line(launch, tmp_path):
-    result = launch(f'--config={QUICK}', f'--workdir={tmp_path / "run"}', '--data_dir=/no/such/tfds',
-                    expect_success=False)
+    result = launch(
+        f'--config={QUICK}', f'--workdir={tmp_path / "run"}', '--data_dir=/no/such/tfds', expect_success=False
+    )
     line = _one_error_line(result)
     assert '/no/such/tfds' in line and '--data_dir' in line
 
@@ -128,8 +136,9 @@ def test_resume_after_interruption_gives_bit_identical_params(launch, tmp_path):
     results_a = json.loads((interrupted / 'results.json').read_text())
     results_b = json.loads((straight / 'results.json').read_text())
     assert results_a['summary']['test_accuracy'] == results_b['summary']['test_accuracy']
-    strip = lambda runs: [{k: v for k, v in row.items() if 'seconds' not in k}
-                          for row in runs['baseline']['seed=1']['history']]
+    strip = lambda runs: [
+        {k: v for k, v in row.items() if 'seconds' not in k} for row in runs['baseline']['seed=1']['history']
+    ]
     assert strip(results_a['runs']) == strip(results_b['runs'])
 
 
@@ -137,8 +146,15 @@ def test_benchmark_quick_writes_its_headline_numbers(launch, tmp_path):
     launch('--config=experiments/benchmark.py:quick', f'--workdir={tmp_path / "bench"}')
     results = json.loads((tmp_path / 'bench' / 'results.json').read_text())
     summary = results['summary']
-    for key in ('gemm_gflops', 'epoch_seconds', 'compile_seconds', 'flops_per_epoch', 'fraction_of_gemm_limit',
-                'python_loop_epoch_seconds', 'network_gemm_epoch_seconds'):
+    for key in (
+        'gemm_gflops',
+        'epoch_seconds',
+        'compile_seconds',
+        'flops_per_epoch',
+        'fraction_of_gemm_limit',
+        'python_loop_epoch_seconds',
+        'network_gemm_epoch_seconds',
+    ):
         assert summary[key] > 0, key
     # The analytic FLOP count and XLA's own count of the same step agree to within the small non-matmul work.
     assert 0.9 < summary['xla_flops_per_epoch'] / summary['flops_per_epoch'] < 1.2

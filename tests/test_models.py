@@ -1,4 +1,5 @@
 """MLP: dropout keys, batch-norm modes, sown intermediates, and refusals of bad settings."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,8 +45,7 @@ def test_batch_norm_train_updates_running_stats_and_eval_uses_them(placement):
     x = 3.0 + 2.0 * jax.random.normal(jax.random.PRNGKey(0), (256, 784))
     variables = _variables(model, x)
     before = variables['batch_stats']
-    _, updated = model.apply(variables, x, train=True, rngs={'dropout': jax.random.PRNGKey(0)},
-                             mutable=['batch_stats'])
+    _, updated = model.apply(variables, x, train=True, rngs={'dropout': jax.random.PRNGKey(0)}, mutable=['batch_stats'])
     after = updated['batch_stats']
     # Keras momentum 0.99: new running mean = 0.99 * 0 + 0.01 * batch mean.
     z = x @ variables['params']['dense_0']['kernel'] + variables['params']['dense_0']['bias']
@@ -80,13 +80,16 @@ def test_lenet_300_100_shapes_and_zero_biases():
     assert all(not np.any(layer['bias']) for layer in params.values())
 
 
-@pytest.mark.parametrize('settings, message', [
-    ({'activation': 'swish'}, 'unknown activation'),
-    ({'activation': 'leaky_relu', 'negative_slope': 1.0}, 'linear'),
-    ({'kernel_init': 'orthogonal'}, 'unknown initializer'),
-    ({'batch_norm': 'middle'}, 'batch_norm'),
-    ({'hidden_dropout': 1.0}, 'dropout rate'),
-])
+@pytest.mark.parametrize(
+    'settings, message',
+    [
+        ({'activation': 'swish'}, 'unknown activation'),
+        ({'activation': 'leaky_relu', 'negative_slope': 1.0}, 'linear'),
+        ({'kernel_init': 'orthogonal'}, 'unknown initializer'),
+        ({'batch_norm': 'middle'}, 'batch_norm'),
+        ({'hidden_dropout': 1.0}, 'dropout rate'),
+    ],
+)
 def test_bad_settings_are_refused_with_one_line(settings, message):
     with pytest.raises(ValueError, match=message) as error:
         models.MLP(hidden_widths=(8,), **settings).init(jax.random.PRNGKey(0), jnp.zeros((1, 784)), train=True)

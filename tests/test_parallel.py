@@ -1,5 +1,6 @@
 """Data parallelism: a run replicated over an 8-device data mesh equals the single-device run, and is really sharded;
 multi-host initialisation happens only when flags or the cluster ask for it."""
+
 import json
 import os
 import subprocess
@@ -24,10 +25,14 @@ RTOL, ATOL = 1e-4, 1e-5
 def results(tmp_path_factory):
     """Runs tests/parallel_worker.py with 8 forced CPU devices (set before jax is imported, so in a subprocess)."""
     output = tmp_path_factory.mktemp('parallel')
-    env = dict(os.environ, JAX_PLATFORMS='cpu',
-               XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={DEVICES}")
-    done = subprocess.run([sys.executable, WORKER, str(output)], env=env, capture_output=True, text=True,
-                          timeout=600, check=False)
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS='cpu',
+        XLA_FLAGS=f'{os.environ.get("XLA_FLAGS", "")} --xla_force_host_platform_device_count={DEVICES}',
+    )
+    done = subprocess.run(
+        [sys.executable, WORKER, str(output)], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     with open(output / 'meta.json') as file:
         meta = json.load(file)
@@ -40,8 +45,9 @@ def assert_sharded_equals_alone(results, case):
     sharded = sorted(key for key in arrays if key.startswith(f'{case}/sharded/'))
     assert any('params' in key for key in sharded) and any('batch_stats' in key for key in sharded)
     for key in sharded:
-        np.testing.assert_allclose(arrays[key], arrays[key.replace('/sharded/', '/alone/')], rtol=RTOL, atol=ATOL,
-                                   err_msg=key)
+        np.testing.assert_allclose(
+            arrays[key], arrays[key.replace('/sharded/', '/alone/')], rtol=RTOL, atol=ATOL, err_msg=key
+        )
     # Training moved the weights: equal results are not just two copies of the initial state.
     assert np.all(arrays[f'{case}/alone/train_loss'][-1] < arrays[f'{case}/alone/train_loss'][0])
     assert meta['device_count'] == DEVICES and meta['mesh_size'] == DEVICES
@@ -62,8 +68,9 @@ def test_data_parallel_sweep_equals_the_one_device_sweep(results, shuffle):
     assert_sharded_equals_alone(results, f'sweep_{shuffle}')
     _, arrays = results
     # The two members really differ (other learning rate, dropout and seed).
-    assert not np.allclose(arrays[f'sweep_{shuffle}/alone/train_loss'][:, 0],
-                           arrays[f'sweep_{shuffle}/alone/train_loss'][:, 1])
+    assert not np.allclose(
+        arrays[f'sweep_{shuffle}/alone/train_loss'][:, 0], arrays[f'sweep_{shuffle}/alone/train_loss'][:, 1]
+    )
 
 
 def test_check_batch_size_rejects_a_batch_that_does_not_split_evenly():
@@ -99,10 +106,15 @@ def test_initialize_distributed_does_nothing_on_a_plain_machine(initialize_calls
     assert initialize_calls == []
 
 
-@pytest.mark.parametrize('variables', [{'SLURM_JOB_ID': '17', 'SLURM_NTASKS': '4'},
-                                       {'TPU_WORKER_HOSTNAMES': 'host-0,host-1,host-2,host-3'},
-                                       {'MEGASCALE_COORDINATOR_ADDRESS': 'host-0:8080', 'MEGASCALE_NUM_SLICES': '2'}],
-                         ids=['slurm', 'tpu_pod_slice', 'tpu_multislice'])
+@pytest.mark.parametrize(
+    'variables',
+    [
+        {'SLURM_JOB_ID': '17', 'SLURM_NTASKS': '4'},
+        {'TPU_WORKER_HOSTNAMES': 'host-0,host-1,host-2,host-3'},
+        {'MEGASCALE_COORDINATOR_ADDRESS': 'host-0:8080', 'MEGASCALE_NUM_SLICES': '2'},
+    ],
+    ids=['slurm', 'tpu_pod_slice', 'tpu_multislice'],
+)
 def test_initialize_distributed_joins_a_cluster_it_detects(initialize_calls, monkeypatch, variables):
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
@@ -117,6 +129,7 @@ def test_initialize_distributed_passes_explicit_flags_on(initialize_calls):
 
 def _free_port() -> int:
     import socket
+
     with socket.socket() as probe:
         probe.bind(('localhost', 0))
         return probe.getsockname()[1]
@@ -125,19 +138,43 @@ def _free_port() -> int:
 def test_two_hosts_give_the_numbers_of_one(data_dir, tmp_path):
     """launch.py as two processes (two CPU devices each) joined by jax.distributed equals one process on one device."""
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    flags = ['--config=experiments/baseline.py:quick', '--config.seeds=(0,1)', f'--data_dir={data_dir}',
-             '--compilation_cache_dir=']
+    flags = [
+        '--config=experiments/baseline.py:quick',
+        '--config.seeds=(0,1)',
+        f'--data_dir={data_dir}',
+        '--compilation_cache_dir=',
+    ]
     environment = dict(os.environ, JAX_PLATFORMS='cpu')
     port = _free_port()
-    hosts = [subprocess.Popen(
-        [sys.executable, 'launch.py', *flags, f'--workdir={tmp_path / "two_hosts"}',
-         f'--coordinator_address=localhost:{port}', '--num_processes=2', f'--process_id={index}'],
-        cwd=repo, env=dict(environment, XLA_FLAGS='--xla_force_host_platform_device_count=2'),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for index in range(2)]
+    hosts = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                'launch.py',
+                *flags,
+                f'--workdir={tmp_path / "two_hosts"}',
+                f'--coordinator_address=localhost:{port}',
+                '--num_processes=2',
+                f'--process_id={index}',
+            ],
+            cwd=repo,
+            env=dict(environment, XLA_FLAGS='--xla_force_host_platform_device_count=2'),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for index in range(2)
+    ]
     outputs = [host.communicate(timeout=300)[0] for host in hosts]
     assert all(host.returncode == 0 for host in hosts), outputs[0][-2000:] + outputs[1][-2000:]
-    single = subprocess.run([sys.executable, 'launch.py', *flags, f'--workdir={tmp_path / "one"}'], cwd=repo,
-                            env=environment, capture_output=True, text=True, timeout=300)
+    single = subprocess.run(
+        [sys.executable, 'launch.py', *flags, f'--workdir={tmp_path / "one"}'],
+        cwd=repo,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr[-2000:]
     two = json.loads((tmp_path / 'two_hosts' / 'results.json').read_text())
     one = json.loads((tmp_path / 'one' / 'results.json').read_text())
@@ -146,5 +183,6 @@ def test_two_hosts_give_the_numbers_of_one(data_dir, tmp_path):
         for seed in ('seed=0', 'seed=1'):
             for a, b in zip(two['runs'][variant][seed]['history'], one['runs'][variant][seed]['history']):
                 np.testing.assert_allclose(a['train_loss'], b['train_loss'], rtol=1e-4)
-            np.testing.assert_allclose(two['runs'][variant][seed]['test']['loss'],
-                                       one['runs'][variant][seed]['test']['loss'], rtol=1e-4)
+            np.testing.assert_allclose(
+                two['runs'][variant][seed]['test']['loss'], one['runs'][variant][seed]['test']['loss'], rtol=1e-4
+            )

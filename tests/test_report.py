@@ -1,5 +1,6 @@
 """Run outputs: per-member histories and statistics, history.csv, markdown, the standard write_run files, progress
 lines and TensorBoard rows, checked against hand-built runs (with members that stopped early) and numbers by hand."""
+
 import csv
 import json
 import math
@@ -14,8 +15,15 @@ NAN = float('nan')
 
 
 def row(epoch, train_loss, train_accuracy, val_loss, val_accuracy, seconds=0.5, compile_seconds=0.0):
-    return {'epoch': epoch, 'train_loss': train_loss, 'train_accuracy': train_accuracy, 'val_loss': val_loss,
-            'val_accuracy': val_accuracy, 'seconds': seconds, 'compile_seconds': compile_seconds}
+    return {
+        'epoch': epoch,
+        'train_loss': train_loss,
+        'train_accuracy': train_accuracy,
+        'val_loss': val_loss,
+        'val_accuracy': val_accuracy,
+        'seconds': seconds,
+        'compile_seconds': compile_seconds,
+    }
 
 
 def stopped_row(epoch):
@@ -28,20 +36,33 @@ def make_runs():
     return {
         'sgd': {
             'seed=0,optimizer.learning_rate=0.1': {
-                'seed': 0, 'hparams': {'optimizer.learning_rate': 0.1},
-                'history': [row(1, 1.0, 0.5, 0.9, 0.6, compile_seconds=2.0), row(2, 0.8, 0.6, 0.7, 0.7),
-                            row(3, 0.6, 0.7, 0.8, 0.65)],
-                'test': {'accuracy': 0.7, 'loss': 0.75}},
+                'seed': 0,
+                'hparams': {'optimizer.learning_rate': 0.1},
+                'history': [
+                    row(1, 1.0, 0.5, 0.9, 0.6, compile_seconds=2.0),
+                    row(2, 0.8, 0.6, 0.7, 0.7),
+                    row(3, 0.6, 0.7, 0.8, 0.65),
+                ],
+                'test': {'accuracy': 0.7, 'loss': 0.75},
+            },
             'seed=1,optimizer.learning_rate=0.1': {
-                'seed': 1, 'hparams': {'optimizer.learning_rate': 0.1},
-                'history': [row(1, 1.2, 0.4, 1.1, 0.5, compile_seconds=2.0), row(2, 1.0, 0.5, 1.0, 0.55),
-                            stopped_row(3)],
-                'test': {'accuracy': 0.5, 'loss': 1.05}},
+                'seed': 1,
+                'hparams': {'optimizer.learning_rate': 0.1},
+                'history': [
+                    row(1, 1.2, 0.4, 1.1, 0.5, compile_seconds=2.0),
+                    row(2, 1.0, 0.5, 1.0, 0.55),
+                    stopped_row(3),
+                ],
+                'test': {'accuracy': 0.5, 'loss': 1.05},
+            },
         },
         'adam': {
-            'seed=0': {'seed': 0, 'hparams': {},
-                       'history': [row(1, 0.5, 0.8, 0.45, 0.85, compile_seconds=1.0), row(2, 0.3, 0.9, 0.4, 0.9)],
-                       'test': {'accuracy': 0.9, 'loss': 0.4}},
+            'seed=0': {
+                'seed': 0,
+                'hparams': {},
+                'history': [row(1, 0.5, 0.8, 0.45, 0.85, compile_seconds=1.0), row(2, 0.3, 0.9, 0.4, 0.9)],
+                'test': {'accuracy': 0.9, 'loss': 0.4},
+            },
         },
     }
 
@@ -55,10 +76,13 @@ def read_scalars(run_dir):
     if EventAccumulator is not None:
         accumulator = EventAccumulator(run_dir)
         accumulator.Reload()
-        return {tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
-                for tag in accumulator.Tags()['scalars']}
+        return {
+            tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
+            for tag in accumulator.Tags()['scalars']
+        }
     # TFRecord framing: uint64 length, uint32 crc of the length, the serialized Event, uint32 crc of the data.
     from tensorboardX.proto import event_pb2
+
     scalars = {}
     for name in sorted(os.listdir(run_dir)):
         if 'tfevents' not in name:
@@ -67,8 +91,8 @@ def read_scalars(run_dir):
             content = f.read()
         offset = 0
         while offset < len(content):
-            (length,) = struct.unpack('<Q', content[offset:offset + 8])
-            event = event_pb2.Event.FromString(content[offset + 12:offset + 12 + length])
+            (length,) = struct.unpack('<Q', content[offset : offset + 8])
+            event = event_pb2.Event.FromString(content[offset + 12 : offset + 12 + length])
             offset += 12 + length + 4
             for value in event.summary.value:
                 scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
@@ -77,19 +101,34 @@ def read_scalars(run_dir):
 
 def strict_json(text):
     """json.loads that refuses NaN and Infinity, which are not JSON."""
+
     def refuse(constant):
         raise ValueError(f'not JSON: {constant}')
+
     return json.loads(text, parse_constant=refuse)
 
 
 def test_member_history_picks_one_member_and_keeps_shared_values():
-    history = [{'epoch': 1, 'train_loss': [1.0, 2.0, 3.0], 'stopped': [False, False, True], 'seconds': 0.5,
-                'compile_seconds': 1.5},
-               {'epoch': 2, 'train_loss': [0.5, 1.5, NAN], 'stopped': [False, True, True], 'seconds': 0.25,
-                'compile_seconds': 0.0}]
+    history = [
+        {
+            'epoch': 1,
+            'train_loss': [1.0, 2.0, 3.0],
+            'stopped': [False, False, True],
+            'seconds': 0.5,
+            'compile_seconds': 1.5,
+        },
+        {
+            'epoch': 2,
+            'train_loss': [0.5, 1.5, NAN],
+            'stopped': [False, True, True],
+            'seconds': 0.25,
+            'compile_seconds': 0.0,
+        },
+    ]
     assert report.member_history(history, 1) == [
         {'epoch': 1, 'train_loss': 2.0, 'stopped': False, 'seconds': 0.5, 'compile_seconds': 1.5},
-        {'epoch': 2, 'train_loss': 1.5, 'stopped': True, 'seconds': 0.25, 'compile_seconds': 0.0}]
+        {'epoch': 2, 'train_loss': 1.5, 'stopped': True, 'seconds': 0.25, 'compile_seconds': 0.0},
+    ]
     assert report.member_history(history, 0)[1]['train_loss'] == 0.5
     assert math.isnan(report.member_history(history, 2)[1]['train_loss'])
     assert history[0]['train_loss'] == [1.0, 2.0, 3.0]  # the input is left alone
@@ -97,20 +136,37 @@ def test_member_history_picks_one_member_and_keeps_shared_values():
 
 def test_member_statistics_of_a_member_that_stopped_early():
     """Test values, the last trained epoch's train metrics, best val metrics; the stopped (NaN) rows are ignored."""
-    run = {'seed': 3, 'hparams': {},
-           'history': [row(1, 1.0, 0.50, 0.90, 0.60), row(2, 0.8, 0.60, 0.70, 0.75), row(3, 0.6, 0.70, 0.65, 0.70),
-                       stopped_row(4), stopped_row(5)],
-           'test': {'accuracy': 0.72, 'loss': 0.66}}
+    run = {
+        'seed': 3,
+        'hparams': {},
+        'history': [
+            row(1, 1.0, 0.50, 0.90, 0.60),
+            row(2, 0.8, 0.60, 0.70, 0.75),
+            row(3, 0.6, 0.70, 0.65, 0.70),
+            stopped_row(4),
+            stopped_row(5),
+        ],
+        'test': {'accuracy': 0.72, 'loss': 0.66},
+    }
     statistics = report.member_statistics(run)
-    assert statistics == {'test_accuracy': 0.72, 'test_loss': 0.66, 'epochs': 3.0, 'final_train_loss': 0.6,
-                          'final_train_accuracy': 0.7, 'best_val_loss': 0.65, 'best_val_accuracy': 0.75,
-                          'best_epoch': 3.0}  # the epoch of the lowest val_loss, the first val metric
+    assert statistics == {
+        'test_accuracy': 0.72,
+        'test_loss': 0.66,
+        'epochs': 3.0,
+        'final_train_loss': 0.6,
+        'final_train_accuracy': 0.7,
+        'best_val_loss': 0.65,
+        'best_val_accuracy': 0.75,
+        'best_epoch': 3.0,
+    }  # the epoch of the lowest val_loss, the first val metric
 
 
 def test_best_epoch_follows_the_first_validation_metric_and_its_direction():
     """With val_accuracy first, best_epoch is the epoch of its maximum (not of val_loss's minimum)."""
-    rows = [{'epoch': e, 'train_loss': t, 'val_accuracy': a, 'val_loss': v}
-            for e, t, a, v in [(1, 1.0, 0.5, 0.9), (2, 0.9, 0.8, 0.7), (3, 0.8, 0.7, 0.6)]]
+    rows = [
+        {'epoch': e, 'train_loss': t, 'val_accuracy': a, 'val_loss': v}
+        for e, t, a, v in [(1, 1.0, 0.5, 0.9), (2, 0.9, 0.8, 0.7), (3, 0.8, 0.7, 0.6)]
+    ]
     statistics = report.member_statistics({'history': rows, 'test': {}})
     assert statistics['best_epoch'] == 2.0
     assert statistics['best_val_accuracy'] == 0.8 and statistics['best_val_loss'] == 0.6
@@ -145,10 +201,25 @@ def test_history_csv_has_one_row_per_variant_member_and_epoch(tmp_path):
     with open(path, newline='') as f:
         reader = csv.DictReader(f)
         header, rows = reader.fieldnames, list(reader)
-    assert header == ['variant', 'member', 'seed', 'optimizer.learning_rate', 'epoch', 'train_loss',
-                      'train_accuracy', 'val_loss', 'val_accuracy', 'seconds', 'compile_seconds']
-    expected = [(variant, label, run, history_row) for variant, by_member in runs.items()
-                for label, run in by_member.items() for history_row in run['history']]
+    assert header == [
+        'variant',
+        'member',
+        'seed',
+        'optimizer.learning_rate',
+        'epoch',
+        'train_loss',
+        'train_accuracy',
+        'val_loss',
+        'val_accuracy',
+        'seconds',
+        'compile_seconds',
+    ]
+    expected = [
+        (variant, label, run, history_row)
+        for variant, by_member in runs.items()
+        for label, run in by_member.items()
+        for history_row in run['history']
+    ]
     assert len(rows) == len(expected) == 8
     for got, (variant, label, run, history_row) in zip(rows, expected):
         assert (got['variant'], got['member'], int(got['seed'])) == (variant, label, run['seed'])
@@ -162,8 +233,9 @@ def test_history_csv_has_one_row_per_variant_member_and_epoch(tmp_path):
 
 def test_markdown_table_gives_floats_four_decimals_and_leaves_the_rest():
     table = report.markdown_table(['name', 'count', 'value'], [['a', 3, 0.5], ['b', 12, 1 / 3], ['c', 0, 'n/a']])
-    assert table == ('| name | count | value |\n|---|---|---|\n| a | 3 | 0.5000 |\n| b | 12 | 0.3333 |\n'
-                     '| c | 0 | n/a |')
+    assert table == (
+        '| name | count | value |\n|---|---|---|\n| a | 3 | 0.5000 |\n| b | 12 | 0.3333 |\n| c | 0 | n/a |'
+    )
 
 
 def test_write_report_writes_the_title_then_the_sections(tmp_path):
@@ -173,12 +245,18 @@ def test_write_report_writes_the_title_then_the_sections(tmp_path):
 
 
 def test_write_run_writes_results_history_report_and_curves(tmp_path):
-    """results.json holds every key (NaN of a stopped member aside, see the strict test), report.md the tables."""
+    """results.json is strict JSON with every key (a stopped member's NaN as null), report.md has the tables."""
     runs = make_runs()
-    statistics = report.write_run(str(tmp_path), 'Sweep', summary={'headline_accuracy': 0.91},
-                                  config={'epochs': 3, 'batch_size': 64}, runs=runs, sections=['Intro prose.'])
+    statistics = report.write_run(
+        str(tmp_path),
+        'Sweep',
+        summary={'headline_accuracy': 0.91},
+        config={'epochs': 3, 'batch_size': 64},
+        runs=runs,
+        sections=['Intro prose.'],
+    )
     assert statistics == report.variant_statistics(runs)
-    results = json.loads((tmp_path / 'results.json').read_text())
+    results = strict_json((tmp_path / 'results.json').read_text())
     assert set(results) == {'summary', 'config', 'seeds', 'versions', 'runs', 'statistics'}
     assert results['summary'] == {'headline_accuracy': 0.91}
     assert results['config'] == {'epochs': 3, 'batch_size': 64}
@@ -186,6 +264,8 @@ def test_write_run_writes_results_history_report_and_curves(tmp_path):
     assert {'jax', 'flax', 'optax', 'backend'} <= set(results['versions'])
     assert results['statistics'] == statistics
     assert results['runs']['adam']['seed=0'] == runs['adam']['seed=0']
+    stopped = results['runs']['sgd']['seed=1,optimizer.learning_rate=0.1']['history'][2]
+    assert stopped['epoch'] == 3 and stopped['train_loss'] is None and stopped['val_accuracy'] is None
     assert list(results['runs']['sgd']) == list(runs['sgd'])
 
     with open(tmp_path / 'history.csv', newline='') as f:
@@ -194,31 +274,32 @@ def test_write_run_writes_results_history_report_and_curves(tmp_path):
     assert png.startswith(b'\x89PNG') and len(png) > 1000
 
     text = (tmp_path / 'report.md').read_text()
-    assert text.startswith('# Sweep\n\nIntro prose.\n\n## Summary\n\n| metric | value |\n|---|---|\n'
-                           '| headline_accuracy | 0.9100 |\n')
+    assert text.startswith(
+        '# Sweep\n\nIntro prose.\n\n## Summary\n\n| metric | value |\n|---|---|\n| headline_accuracy | 0.9100 |\n'
+    )
     assert '![curves](curves.png)' in text
     members = text.split('## Members')[1].split('\n\n')[1].splitlines()
     assert members[0].startswith('| variant | member | test_accuracy | test_loss |') and 'epochs' not in members[0]
     assert [line.split(' | ')[:2] for line in members[2:]] == [
-        ['| sgd', 'seed=0,optimizer.learning_rate=0.1'], ['| sgd', 'seed=1,optimizer.learning_rate=0.1'],
-        ['| adam', 'seed=0']]
+        ['| sgd', 'seed=0,optimizer.learning_rate=0.1'],
+        ['| sgd', 'seed=1,optimizer.learning_rate=0.1'],
+        ['| adam', 'seed=0'],
+    ]
     assert '| sgd | seed=1,optimizer.learning_rate=0.1 | 0.5000 | 1.0500 |' in text
     variants = text.split('## Variants')[1].split('\n\n')[1].splitlines()
     assert variants[2].startswith('| sgd | 2 | 0.6000 (0.5000–0.7000) |')
     assert variants[3].startswith('| adam | 1 | 0.9000 |')
 
 
-def test_write_run_results_json_is_strict_json_without_stopped_members(tmp_path):
-    runs = make_runs()
-    del runs['sgd']['seed=1,optimizer.learning_rate=0.1']
-    report.write_run(str(tmp_path), 'Sweep', summary={'accuracy': 0.9}, config={}, runs=runs)
-    results = strict_json((tmp_path / 'results.json').read_text())
-    assert results['runs']['sgd']['seed=0,optimizer.learning_rate=0.1']['history'][2]['val_accuracy'] == 0.65
-
-
 def test_epoch_line_shows_member_means_ignoring_stopped_members():
-    row_ = {'epoch': 3, 'train_loss': [0.5, NAN, 0.7], 'val_accuracy': [0.8, NAN, 0.9],
-            'stopped': [False, True, False], 'seconds': 1.234, 'compile_seconds': 0.0}
+    row_ = {
+        'epoch': 3,
+        'train_loss': [0.5, NAN, 0.7],
+        'val_accuracy': [0.8, NAN, 0.9],
+        'stopped': [False, True, False],
+        'seconds': 1.234,
+        'compile_seconds': 0.0,
+    }
     assert report.epoch_line('sgd', row_) == 'sgd epoch   3  train_loss 0.6000  val_accuracy 0.8500  1.23s'
     assert report.epoch_line('sgd', row_ | {'compile_seconds': 2.5}).endswith('1.23s  (compile 2.50s)')
     single = {'epoch': 12, 'train_loss': 0.25, 'seconds': 0.5, 'compile_seconds': 0.0}
@@ -228,10 +309,26 @@ def test_epoch_line_shows_member_means_ignoring_stopped_members():
 def test_tensorboard_writes_one_run_folder_per_member_and_leaves_out_nan(tmp_path):
     labels = ['seed=0', 'seed=1']
     board = report.TensorBoard(str(tmp_path), 'sgd', labels)
-    board.write({'epoch': 1, 'train_loss': [0.9, 0.8], 'val_accuracy': [0.5, 0.6], 'stopped': [False, False],
-                 'seconds': 0.5, 'compile_seconds': 1.5})
-    board.write({'epoch': 2, 'train_loss': [0.7, NAN], 'val_accuracy': [0.55, NAN], 'stopped': [False, True],
-                 'seconds': 0.25, 'compile_seconds': 0.0})
+    board.write(
+        {
+            'epoch': 1,
+            'train_loss': [0.9, 0.8],
+            'val_accuracy': [0.5, 0.6],
+            'stopped': [False, False],
+            'seconds': 0.5,
+            'compile_seconds': 1.5,
+        }
+    )
+    board.write(
+        {
+            'epoch': 2,
+            'train_loss': [0.7, NAN],
+            'val_accuracy': [0.55, NAN],
+            'stopped': [False, True],
+            'seconds': 0.25,
+            'compile_seconds': 0.0,
+        }
+    )
     board.close()
     assert sorted(os.listdir(tmp_path / 'sgd')) == labels
     first = read_scalars(str(tmp_path / 'sgd' / 'seed=0'))

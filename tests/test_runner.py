@@ -1,5 +1,6 @@
 """The runner: member grids and labels, train_variant's runs by member, refused member lists, per-member batch
 orders, checkpoints that resume bit for bit, the caller's hook before the checkpoint, and TensorBoard folders."""
+
 import os
 
 import jax
@@ -21,6 +22,7 @@ def data():
 
 @pytest.fixture(scope='module')
 def test_split():
+    """Test examples (another teacher's labels: the tests check only whose metrics land in which run)."""
     held_out = teacher_data(7, 0, 256)
     return held_out.validation_images, held_out.validation_labels
 
@@ -39,8 +41,9 @@ def learning_rate_sweep(data, test_split, task, tmp_path_factory):
     """One seed, three learning rates, two epochs, with TensorBoard rows."""
     board = str(tmp_path_factory.mktemp('tensorboard'))
     members = runner.grid([0], {'optimizer.learning_rate': LEARNING_RATES})
-    state, runs = runner.train_variant(*task, members, data, test_split, epochs=2, name='lr', tensorboard_dir=board,
-                                       log=quiet)
+    state, runs = runner.train_variant(
+        *task, members, data, test_split, epochs=2, name='lr', tensorboard_dir=board, log=quiet
+    )
     return members, state, runs, board
 
 
@@ -64,15 +67,18 @@ def test_grid_gives_every_combination_with_seeds_fastest():
         {'seed': 0, 'optimizer.learning_rate': 0.01, 'model.hidden_dropout': 0.0},
         {'seed': 1, 'optimizer.learning_rate': 0.01, 'model.hidden_dropout': 0.0},
         {'seed': 0, 'optimizer.learning_rate': 0.01, 'model.hidden_dropout': 0.5},
-        {'seed': 1, 'optimizer.learning_rate': 0.01, 'model.hidden_dropout': 0.5}]
+        {'seed': 1, 'optimizer.learning_rate': 0.01, 'model.hidden_dropout': 0.5},
+    ]
     assert runner.grid([3, 1]) == [{'seed': 3}, {'seed': 1}]
 
 
 def test_member_label_names_the_seed_and_every_swept_value():
     assert runner.member_label({'seed': 0}) == 'seed=0'
     assert runner.member_label({'seed': 0, 'optimizer.learning_rate': 0.01}) == 'seed=0,optimizer.learning_rate=0.01'
-    assert runner.member_label({'seed': 2, 'optimizer.learning_rate': 1e-4, 'model.hidden_dropout': 0.5}) == \
-        'seed=2,optimizer.learning_rate=0.0001,model.hidden_dropout=0.5'
+    assert (
+        runner.member_label({'seed': 2, 'optimizer.learning_rate': 1e-4, 'model.hidden_dropout': 0.5})
+        == 'seed=2,optimizer.learning_rate=0.0001,model.hidden_dropout=0.5'
+    )
 
 
 def test_one_seed_sweep_over_learning_rates_keeps_every_member(learning_rate_sweep, test_split, task):
@@ -97,14 +103,14 @@ def test_one_seed_sweep_over_learning_rates_keeps_every_member(learning_rate_swe
 
 def test_duplicate_members_are_refused(data, task):
     with pytest.raises(ValueError, match='seed=0.*twice'):
-        runner.train_variant(*task, [{'seed': 0}, {'seed': 1}, {'seed': 0}], data, None, epochs=1, name='dup',
-                             log=quiet)
+        runner.train_variant(
+            *task, [{'seed': 0}, {'seed': 1}, {'seed': 0}], data, None, epochs=1, name='dup', log=quiet
+        )
 
 
 def test_unknown_hparam_path_is_refused_with_the_sweepable_paths(data, task):
     with pytest.raises(ValueError, match='optimizer.nope') as error:
-        runner.train_variant(*task, [{'seed': 0, 'optimizer.nope': 1.0}], data, None, epochs=1, name='bad',
-                             log=quiet)
+        runner.train_variant(*task, [{'seed': 0, 'optimizer.nope': 1.0}], data, None, epochs=1, name='bad', log=quiet)
     assert 'sweepable' in str(error.value) and 'optimizer.learning_rate' in str(error.value)
 
 
@@ -115,18 +121,24 @@ def test_empty_member_list_is_refused(data, task):
 
 def test_per_member_batch_order_equals_the_member_trained_alone(data, task, two_seeds_shared):
     """Member i shuffles with fold_in(PRNGKey(seed_i), 1); the shared order (data_seed) gives other weights."""
-    per_member, runs = runner.train_variant(*task, runner.grid([0, 1]), data, None, epochs=2, name='pm',
-                                            shuffle='per_member', log=quiet)
+    per_member, runs = runner.train_variant(
+        *task, runner.grid([0, 1]), data, None, epochs=2, name='pm', shuffle='per_member', log=quiet
+    )
     key = jax.random.PRNGKey(1)  # member 1, whose order neither the first member's nor the shared one gives
-    alone, history = train.fit(task[0], train.init_state(task[0], task[1], key, (784,)), data, epochs=2,
-                               data_key=jax.random.fold_in(key, 1))
+    alone, history = train.fit(
+        task[0], train.init_state(task[0], task[1], key, (784,)), data, epochs=2, data_key=jax.random.fold_in(key, 1)
+    )
     assert_trees_close(train.member(per_member, 1).params, alone.params)
     np.testing.assert_allclose(runs['seed=1']['history'][-1]['val_loss'], history[-1]['val_loss'], rtol=1e-4)
     np.testing.assert_allclose(runs['seed=1']['history'][-1]['train_loss'], history[-1]['train_loss'], rtol=1e-4)
     shared, shared_runs = two_seeds_shared
     for index, label in enumerate(['seed=0', 'seed=1']):
-        assert not np.allclose(train.member(shared, index).params['dense_0']['kernel'],
-                               train.member(per_member, index).params['dense_0']['kernel'], rtol=1e-3, atol=1e-4)
+        assert not np.allclose(
+            train.member(shared, index).params['dense_0']['kernel'],
+            train.member(per_member, index).params['dense_0']['kernel'],
+            rtol=1e-3,
+            atol=1e-4,
+        )
         assert shared_runs[label]['history'][0]['train_loss'] != runs[label]['history'][0]['train_loss']
 
 
@@ -139,8 +151,9 @@ def test_checkpoint_refuses_overwrite_and_resumes_bit_for_bit(data, task, two_se
     with pytest.raises(ValueError, match='--resume'):
         runner.train_variant(*task, members, data, None, epochs=2, name='v', checkpoint_dir=directory, log=quiet)
     lines = []
-    resumed, resumed_runs = runner.train_variant(*task, members, data, None, epochs=2, name='v',
-                                                 checkpoint_dir=directory, resume=True, log=lines.append)
+    resumed, resumed_runs = runner.train_variant(
+        *task, members, data, None, epochs=2, name='v', checkpoint_dir=directory, resume=True, log=lines.append
+    )
     assert 'v: resumed after epoch 1' in lines
     assert [line.split()[:3] for line in lines if line.startswith('v epoch')] == [['v', 'epoch', '2']]
     jax.tree.map(np.testing.assert_array_equal, resumed.params, straight.params)
@@ -165,15 +178,25 @@ def test_hook_runs_every_epoch_before_the_checkpoint(data, task, tmp_path):
         return None
 
     lines = []
-    final, _ = runner.train_variant(*task, [{'seed': 0}], data, None, epochs=2, name='hook',
-                                    checkpoint_dir=directory, on_epoch_end=halve_after_first, log=lines.append)
+    final, _ = runner.train_variant(
+        *task,
+        [{'seed': 0}],
+        data,
+        None,
+        epochs=2,
+        name='hook',
+        checkpoint_dir=directory,
+        on_epoch_end=halve_after_first,
+        log=lines.append,
+    )
     assert seen == [(1, 1), (2, 2)]
     assert len([line for line in lines if line.startswith('hook epoch')]) == 2
     saver = checkpoint.Checkpointer(directory)
     state, metadata = saver.restore(final, epoch=1)
     saver.close()
-    jax.tree.map(lambda got, want: np.testing.assert_allclose(got, 0.5 * want, rtol=1e-6), state.params,
-                 before_hook['params'])
+    jax.tree.map(
+        lambda got, want: np.testing.assert_allclose(got, 0.5 * want, rtol=1e-6), state.params, before_hook['params']
+    )
     assert metadata['epoch'] == 1 and len(metadata['history']) == 1
     assert metadata['architecture'] == {'hidden_widths': [32]}
 
@@ -186,5 +209,6 @@ def test_tensorboard_gets_one_folder_per_member(learning_rate_sweep):
         scalars = read_scalars(os.path.join(board, 'lr', label))
         history = runs[label]['history']
         assert [step for step, _ in scalars['val_loss']] == [1, 2]
-        np.testing.assert_allclose([value for _, value in scalars['val_loss']],
-                                   [row['val_loss'] for row in history], rtol=1e-6)
+        np.testing.assert_allclose(
+            [value for _, value in scalars['val_loss']], [row['val_loss'] for row in history], rtol=1e-6
+        )

@@ -1,5 +1,6 @@
 """The task schema: registries refuse unknown names in one line, every field is checked before data loads,
 hyper-parameters are routed by path, the optimizer chain is ordered, and any loss trains with the same `fit`."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,8 +19,11 @@ def data():
 
 
 def config(**changes):
-    base = {'model': {'name': 'mlp', 'hidden_widths': (16,)}, 'optimizer': {'name': 'sgd', 'learning_rate': 0.1},
-            'batch_size': BATCH}
+    base = {
+        'model': {'name': 'mlp', 'hidden_widths': (16,)},
+        'optimizer': {'name': 'sgd', 'learning_rate': 0.1},
+        'batch_size': BATCH,
+    }
     for path, value in changes.items():
         section, _, field = path.partition('__')
         if field:
@@ -57,20 +61,23 @@ def test_the_dataset_registry_refuses_an_unknown_dataset():
     assert runner.input_shape('mnist') == (784,)
 
 
-@pytest.mark.parametrize('bad, expected', [
-    (config(model__widths=(3,)), 'unknown field config.model.widths; allowed: hidden_widths'),
-    (config(optimizer__beta=0.9), 'unknown field config.optimizer.beta; allowed: none'),
-    (config(optimizer__learning_rate=float('nan')), 'config.optimizer.learning_rate must be a finite number > 0'),
-    (config(optimizer__learning_rate=-0.1), 'config.optimizer.learning_rate must be a finite number > 0'),
-    (config(optimizer__schedule={'name': 'cosine_decay'}), 'config.optimizer.schedule.decay_steps must be set'),
-    (config(batch_size=0), 'config.batch_size must be a positive integer, got 0'),
-    (config(model__hidden_widths=(16, 0)), 'hidden widths must be positive integers'),
-    (config(model__hidden_dropout=1.0), 'dropout rate must be in [0, 1), got 1.0'),
-    (config(penalties=({'layers': 'conv', 'kernel_l2': 0.1},)), "layers='conv' matches no layer"),
-    (config(penalties=({'kernel_l3': 0.1},)), 'unknown field config.penalties[0].kernel_l3'),
-    (config(loss='mse'), "config.loss='mse' reconstructs the input (784 features), but model 'mlp' outputs (10,)"),
-    (config(early_stopping={'monitor': 'val_f1'}), "'val_f1' is not a metric of this task"),
-])
+@pytest.mark.parametrize(
+    'bad, expected',
+    [
+        (config(model__widths=(3,)), 'unknown field config.model.widths; allowed: hidden_widths'),
+        (config(optimizer__beta=0.9), 'unknown field config.optimizer.beta; allowed: none'),
+        (config(optimizer__learning_rate=float('nan')), 'config.optimizer.learning_rate must be a finite number > 0'),
+        (config(optimizer__learning_rate=-0.1), 'config.optimizer.learning_rate must be a finite number > 0'),
+        (config(optimizer__schedule={'name': 'cosine_decay'}), 'config.optimizer.schedule.decay_steps must be set'),
+        (config(batch_size=0), 'config.batch_size must be a positive integer, got 0'),
+        (config(model__hidden_widths=(16, 0)), 'hidden widths must be positive integers'),
+        (config(model__hidden_dropout=1.0), 'dropout rate must be in [0, 1), got 1.0'),
+        (config(penalties=({'layers': 'conv', 'kernel_l2': 0.1},)), "layers='conv' matches no layer"),
+        (config(penalties=({'kernel_l3': 0.1},)), 'unknown field config.penalties[0].kernel_l3'),
+        (config(loss='mse'), "config.loss='mse' reconstructs the input (784 features), but model 'mlp' outputs (10,)"),
+        (config(early_stopping={'monitor': 'val_f1'}), "'val_f1' is not a metric of this task"),
+    ],
+)
 def test_bad_fields_are_refused_in_one_line_naming_the_field(bad, expected):
     with pytest.raises(ValueError) as error:
         tasks.build(bad, (784,))
@@ -78,17 +85,31 @@ def test_bad_fields_are_refused_in_one_line_naming_the_field(bad, expected):
 
 
 def test_every_sweepable_scalar_is_a_hyper_parameter_named_by_its_config_path():
-    full = config(model={'name': 'mlp', 'hidden_widths': (16,), 'hidden_dropout': 0.1, 'init_scale': 2.0},
-                  optimizer={'name': 'momentum', 'learning_rate': 0.1,
-                             'transforms': ({'name': 'clip_by_global_norm', 'max_norm': 1.0},
-                                            {'name': 'add_decayed_weights', 'weight_decay': 1e-4})},
-                  penalties=({'layers': 'dense_0', 'kernel_l1': 1e-3, 'activity_l2': 1e-2},))
+    full = config(
+        model={'name': 'mlp', 'hidden_widths': (16,), 'hidden_dropout': 0.1, 'init_scale': 2.0},
+        optimizer={
+            'name': 'momentum',
+            'learning_rate': 0.1,
+            'transforms': (
+                {'name': 'clip_by_global_norm', 'max_norm': 1.0},
+                {'name': 'add_decayed_weights', 'weight_decay': 1e-4},
+            ),
+        },
+        penalties=({'layers': 'dense_0', 'kernel_l1': 1e-3, 'activity_l2': 1e-2},),
+    )
     task, hparams = tasks.build(full, (784,))
-    assert {name: float(value) for name, value in hparams.items()} == pytest.approx({
-        'model.hidden_dropout': 0.1, 'model.init_scale': 2.0, 'optimizer.learning_rate': 0.1,
-        'optimizer.momentum': 0.9, 'optimizer.transforms[0].max_norm': 1.0,
-        'optimizer.transforms[1].weight_decay': 1e-4, 'penalties[0].kernel_l1': 1e-3,
-        'penalties[0].activity_l2': 1e-2})
+    assert {name: float(value) for name, value in hparams.items()} == pytest.approx(
+        {
+            'model.hidden_dropout': 0.1,
+            'model.init_scale': 2.0,
+            'optimizer.learning_rate': 0.1,
+            'optimizer.momentum': 0.9,
+            'optimizer.transforms[0].max_norm': 1.0,
+            'optimizer.transforms[1].weight_decay': 1e-4,
+            'penalties[0].kernel_l1': 1e-3,
+            'penalties[0].activity_l2': 1e-2,
+        }
+    )
     assert task.reads_activations
     with pytest.raises(ValueError, match="cannot sweep 'model.hidden_widths'.*sweepable: model.hidden_dropout"):
         tasks.member_hparams(hparams, {'model.hidden_widths': 3})
@@ -97,22 +118,34 @@ def test_every_sweepable_scalar_is_a_hyper_parameter_named_by_its_config_path():
 def test_decoupled_decay_sits_between_the_optimizer_and_the_learning_rate(data):
     """sgd + add_decayed_weights: w <- w - lr·(g + wd·w) on kernels only; a gradient clip comes first."""
     learning_rate, decay = 0.1, 0.01
-    decayed, hparams = mlp_task('sgd', learning_rate, BATCH, transforms=(
-        {'name': 'add_decayed_weights', 'weight_decay': decay},))
+    decayed, hparams = mlp_task(
+        'sgd', learning_rate, BATCH, transforms=({'name': 'add_decayed_weights', 'weight_decay': decay},)
+    )
     plain, plain_hparams = mlp_task('sgd', learning_rate, BATCH)
     state = train.init_state(plain, plain_hparams, jax.random.PRNGKey(0), (784,))
     x, y = data.train_images[:BATCH], data.train_labels[:BATCH]
     without, _ = train.train_step(plain, state, x, y)
     stepped, _ = train.train_step(decayed, train.init_state(decayed, hparams, jax.random.PRNGKey(0), (784,)), x, y)
     kernel, bias = state.params['dense_0']['kernel'], state.params['dense_0']['bias']
-    np.testing.assert_allclose(stepped.params['dense_0']['kernel'],
-                               without.params['dense_0']['kernel'] - learning_rate * decay * kernel, atol=1e-7)
+    np.testing.assert_allclose(
+        stepped.params['dense_0']['kernel'],
+        without.params['dense_0']['kernel'] - learning_rate * decay * kernel,
+        atol=1e-7,
+    )
     np.testing.assert_array_equal(stepped.params['dense_0']['bias'], without.params['dense_0']['bias'])
     del bias
-    clipped, clipped_hparams = mlp_task('sgd', learning_rate, BATCH, transforms=(
-        {'name': 'add_decayed_weights', 'weight_decay': decay}, {'name': 'clip_by_global_norm', 'max_norm': 1e-3}))
+    clipped, clipped_hparams = mlp_task(
+        'sgd',
+        learning_rate,
+        BATCH,
+        transforms=(
+            {'name': 'add_decayed_weights', 'weight_decay': decay},
+            {'name': 'clip_by_global_norm', 'max_norm': 1e-3},
+        ),
+    )
     clipped_step, _ = train.train_step(
-        clipped, train.init_state(clipped, clipped_hparams, jax.random.PRNGKey(0), (784,)), x, y)
+        clipped, train.init_state(clipped, clipped_hparams, jax.random.PRNGKey(0), (784,)), x, y
+    )
     change = jax.tree.map(lambda a, b: a - b, clipped_step.params, state.params)
     norm_without_decay = optax.tree.norm(jax.tree.map(lambda a, b: a - b, stepped.params, state.params))
     assert norm_without_decay > 1e-3 * learning_rate * 10  # the clip really binds
@@ -127,10 +160,10 @@ def test_decoupled_decay_sits_between_the_optimizer_and_the_learning_rate(data):
 def test_a_schedule_sets_the_learning_rate_of_each_step_and_takes_a_traced_peak(data):
     schedule = {'name': 'step_decay', 'boundaries': (2,), 'factor': 0.1}
     task, hparams = mlp_task('sgd', 0.1, BATCH)
-    scheduled, scheduled_hparams = tasks.build(config(model__hidden_widths=(32,), optimizer__schedule=schedule),
-                                               (784,))
-    assert [float(optimizers.learning_rate_at({'schedule': schedule}, 0.1, step)) for step in range(4)] == \
-        pytest.approx([0.1, 0.1, 0.01, 0.01])
+    scheduled, scheduled_hparams = tasks.build(config(model__hidden_widths=(32,), optimizer__schedule=schedule), (784,))
+    assert [
+        float(optimizers.learning_rate_at({'schedule': schedule}, 0.1, step)) for step in range(4)
+    ] == pytest.approx([0.1, 0.1, 0.01, 0.01])
     x, y = data.train_images[:BATCH], data.train_labels[:BATCH]
     for rate in (0.1, 0.3):  # two members' peaks through one compiled step
         hp = tasks.member_hparams(scheduled_hparams, {'optimizer.learning_rate': rate})
@@ -142,17 +175,25 @@ def test_a_schedule_sets_the_learning_rate_of_each_step_and_takes_a_traced_peak(
         for step_rate in (rate, rate, rate / 10):
             plain_hp = tasks.member_hparams(hparams, {'optimizer.learning_rate': step_rate})
             reference, _ = train.train_step(task, reference.replace(hparams=plain_hp), x, y)
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), after.params,
-                     reference.params)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), after.params, reference.params
+        )
 
 
 def test_a_one_seed_sweep_of_three_l2_strengths_gives_three_members_each_equal_to_its_run_alone(data):
     task, hparams = mlp_task('sgd', 0.1, BATCH, penalties=({'kernel_l2': 0.0},))
     strengths = [0.0, 1e-3, 1e-2]
     members = runner.grid([0], {'penalties[0].kernel_l2': strengths})
-    train_members = lambda members: runner.train_variant(task, hparams, members, data, (data.validation_images,
-                                                         data.validation_labels), epochs=2, name='l2',
-                                                         log=lambda line: None)
+    train_members = lambda members: runner.train_variant(
+        task,
+        hparams,
+        members,
+        data,
+        (data.validation_images, data.validation_labels),
+        epochs=2,
+        name='l2',
+        log=lambda line: None,
+    )
     sweep, runs = train_members(members)
     assert list(runs) == [f'seed=0,penalties[0].kernel_l2={s:g}' for s in strengths]
     finals = [run['history'][-1]['train_loss'] for run in runs.values()]
@@ -161,21 +202,30 @@ def test_a_one_seed_sweep_of_three_l2_strengths_gives_three_members_each_equal_t
     assert kernel_norms[0] > kernel_norms[1] > kernel_norms[2]  # a stronger penalty keeps the weights smaller
     for index, member in enumerate(members):
         alone, alone_runs = train_members([member])
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5),
-                     train.member(sweep, index).params, alone.params)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5),
+            train.member(sweep, index).params,
+            alone.params,
+        )
         label = runner.member_label(member)
-        np.testing.assert_allclose(runs[label]['history'][-1]['train_loss'],
-                                   alone_runs[label]['history'][-1]['train_loss'], rtol=1e-4)
+        np.testing.assert_allclose(
+            runs[label]['history'][-1]['train_loss'], alone_runs[label]['history'][-1]['train_loss'], rtol=1e-4
+        )
     # Strength 0 is the plain task.
     plain, plain_hparams = mlp_task('sgd', 0.1, BATCH)
-    unpenalised, _ = runner.train_variant(plain, plain_hparams, [{'seed': 0}], data, None, epochs=2, name='plain',
-                                          log=lambda line: None)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), unpenalised.params,
-                 train.member(sweep, 0).params)
+    unpenalised, _ = runner.train_variant(
+        plain, plain_hparams, [{'seed': 0}], data, None, epochs=2, name='plain', log=lambda line: None
+    )
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+        unpenalised.params,
+        train.member(sweep, 0).params,
+    )
 
 
-@pytest.mark.parametrize('loss, optimizer, rates', [('mse', 'momentum', [1e-3, 3e-3]),
-                                                     ('binary_cross_entropy', 'adam', [2e-3, 4e-3])])
+@pytest.mark.parametrize(
+    'loss, optimizer, rates', [('mse', 'momentum', [1e-3, 3e-3]), ('binary_cross_entropy', 'adam', [2e-3, 4e-3])]
+)
 def test_an_autoencoder_trains_with_the_same_fit_and_its_members_equal_their_runs_alone(loss, optimizer, rates):
     images = jax.random.uniform(jax.random.PRNGKey(0), (640, 784))
     # Low-rank images, so that an 8-unit bottleneck can learn them.
@@ -193,8 +243,40 @@ def test_an_autoencoder_trains_with_the_same_fit_and_its_members_equal_their_run
     for index in range(2):
         errors = [float(initial[index])] + [row['val_mae'][index] for row in history]
         assert errors[-1] < 0.8 * errors[0], errors
-        alone, alone_history = train.fit(task, train.init_state(task, members[index], keys[index], (784,)),
-                                         unlabeled, epochs=6, data_key=jax.random.PRNGKey(2))
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4),
-                     train.member(sweep, index).params, alone.params)
+        alone, alone_history = train.fit(
+            task,
+            train.init_state(task, members[index], keys[index], (784,)),
+            unlabeled,
+            epochs=6,
+            data_key=jax.random.PRNGKey(2),
+        )
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4),
+            train.member(sweep, index).params,
+            alone.params,
+        )
         np.testing.assert_allclose(history[-1]['val_mae'][index], alone_history[-1]['val_mae'], rtol=1e-4)
+
+
+def test_keras_penalties_on_kernel_bias_and_activity_follow_keras_formulas(data):
+    """The lecture's Dense(kernel_regularizer=l1(a), bias_regularizer=l2(b), activity_regularizer=l2(c)) in one
+    entry: a·Σ|W| + b·Σbias² + c·Σactivation²/batch, on the named layer only."""
+    a, b, c = 1e-3, 0.1, 0.01
+    task, hparams = mlp_task(
+        'sgd',
+        0.1,
+        BATCH,
+        hidden_widths=(16, 8),
+        penalties=({'layers': '^dense_0$', 'kernel_l1': a, 'bias_l2': b, 'activity_l2': c},),
+    )
+    state = train.init_state(task, hparams, jax.random.PRNGKey(0), (784,))
+    params = jax.tree.map(lambda leaf: leaf + 0.01, state.params)  # non-zero biases
+    x = data.train_images[:BATCH]
+    _, sown = task.model(hparams).apply({'params': params}, x, train=False, mutable=['intermediates'])
+    activation = np.maximum(x @ params['dense_0']['kernel'] + params['dense_0']['bias'], 0)
+    expected = (
+        a * np.abs(params['dense_0']['kernel']).sum()
+        + b * np.square(params['dense_0']['bias']).sum()
+        + c * np.square(activation).sum() / BATCH
+    )
+    np.testing.assert_allclose(task.penalty(params, sown['intermediates'], hparams), expected, rtol=1e-5)

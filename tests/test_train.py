@@ -1,5 +1,6 @@
 """Training core: scanned steps learn, scan equals a Python loop, sweeps equal their members, runs reproduce, and
 the properties a bug in train_step would break (dropout streams, batch-norm statistics, penalties, hooks)."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,8 +24,7 @@ def make_task(batch_norm=None, **options):
 
 
 def hparams(defaults, learning_rate=1e-3, dropout=0.1):
-    return tasks.member_hparams(defaults, {'optimizer.learning_rate': learning_rate,
-                                           'model.hidden_dropout': dropout})
+    return tasks.member_hparams(defaults, {'optimizer.learning_rate': learning_rate, 'model.hidden_dropout': dropout})
 
 
 def fresh_state(task, defaults, seed=0, **hp):
@@ -72,8 +72,11 @@ def test_scanned_epoch_equals_a_python_loop_of_steps(data, batch_norm):
 @pytest.mark.parametrize('shuffle', ['shared', 'per_member'])
 def test_vmapped_sweep_equals_its_members_run_one_by_one(data, shuffle):
     task, defaults = make_task('after')
-    settings = [dict(learning_rate=1e-3, dropout=0.1), dict(learning_rate=3e-3, dropout=0.0),
-                dict(learning_rate=1e-2, dropout=0.3)]
+    settings = [
+        dict(learning_rate=1e-3, dropout=0.1),
+        dict(learning_rate=3e-3, dropout=0.0),
+        dict(learning_rate=1e-2, dropout=0.3),
+    ]
     seeds = [0, 1, 2]
     keys = train.stack([jax.random.PRNGKey(s) for s in seeds])
     data_keys = train.stack([jax.random.PRNGKey(100 + s) for s in seeds])
@@ -81,8 +84,13 @@ def test_vmapped_sweep_equals_its_members_run_one_by_one(data, shuffle):
     data_key = jax.random.PRNGKey(5) if shuffle == 'shared' else data_keys
     sweep, history = train.fit(task, sweep, data, epochs=2, data_key=data_key, members=True, shuffle=shuffle)
     for index, (seed, hp) in enumerate(zip(seeds, settings)):
-        alone, alone_history = train.fit(task, fresh_state(task, defaults, seed, **hp), data, epochs=2,
-                                         data_key=data_key if shuffle == 'shared' else data_keys[index])
+        alone, alone_history = train.fit(
+            task,
+            fresh_state(task, defaults, seed, **hp),
+            data,
+            epochs=2,
+            data_key=data_key if shuffle == 'shared' else data_keys[index],
+        )
         assert_trees_close(train.member(sweep, index).params, alone.params)
         assert_trees_close(train.member(sweep, index).batch_stats, alone.batch_stats)
         np.testing.assert_allclose(history[-1]['val_loss'][index], alone_history[-1]['val_loss'], rtol=1e-4)
@@ -92,8 +100,9 @@ def test_vmapped_sweep_equals_its_members_run_one_by_one(data, shuffle):
 
 def test_same_seed_gives_the_same_bits_and_another_seed_does_not(data):
     task, defaults = make_task('before')
-    run = lambda seed: train.fit(task, fresh_state(task, defaults, seed), data, epochs=2,
-                                 data_key=jax.random.PRNGKey(1))
+    run = lambda seed: train.fit(
+        task, fresh_state(task, defaults, seed), data, epochs=2, data_key=jax.random.PRNGKey(1)
+    )
     (first, history), (again, history_again), (other, _) = run(0), run(0), run(1)
     assert_trees_equal(first, again)
     assert [row['val_loss'] for row in history] == [row['val_loss'] for row in history_again]
@@ -105,8 +114,9 @@ def test_fit_history_reports_compile_apart_and_fit_does_not_delete_callers_array
     hp = hparams(defaults)
     state = train.init_state(task, hp, jax.random.PRNGKey(0), (784,))
     seen = []
-    _, history = train.fit(task, state, data, epochs=3, data_key=jax.random.PRNGKey(0),
-                           on_epoch_end=lambda epoch, s, h: seen.append(epoch))
+    _, history = train.fit(
+        task, state, data, epochs=3, data_key=jax.random.PRNGKey(0), on_epoch_end=lambda epoch, s, h: seen.append(epoch)
+    )
     assert seen == [1, 2, 3]
     assert [row['epoch'] for row in history] == [1, 2, 3]
     assert history[0]['compile_seconds'] > 0 and all(row['compile_seconds'] == 0 for row in history[1:])
@@ -118,8 +128,9 @@ def test_dropout_masks_of_consecutive_steps_differ(data):
     """With a learning rate of 0 the weights never move, so the training loss of one batch changes from step to
     step only through the dropout mask: step t must draw its own mask (fold_in(rng, t)), and the same step the same."""
     task, defaults = mlp_task('sgd', 0.1, BATCH, hidden_dropout=0.5)
-    state = train.init_state(task, tasks.member_hparams(defaults, {'optimizer.learning_rate': 0.0}),
-                             jax.random.PRNGKey(0), (784,))
+    state = train.init_state(
+        task, tasks.member_hparams(defaults, {'optimizer.learning_rate': 0.0}), jax.random.PRNGKey(0), (784,)
+    )
     x, y = data.train_images[:BATCH], data.train_labels[:BATCH]
     step = jax.jit(lambda s: train.train_step(task, s, x, y))
     after_first, first = step(state)
@@ -140,8 +151,9 @@ def test_training_updates_the_running_batch_norm_statistics_that_evaluation_read
     np.testing.assert_allclose(stepped.batch_stats['batch_norm_0']['mean'], 0.01 * z.mean(0), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(stepped.batch_stats['batch_norm_0']['var'], 0.99 + 0.01 * z.var(0), rtol=1e-4)
     fitted, history = train.fit(task, state, data, epochs=1, data_key=jax.random.PRNGKey(0))
-    reads = lambda batch_stats: train.evaluate(task, fitted.replace(batch_stats=batch_stats),
-                                               data.validation_images, data.validation_labels)['loss']
+    reads = lambda batch_stats: train.evaluate(
+        task, fitted.replace(batch_stats=batch_stats), data.validation_images, data.validation_labels
+    )['loss']
     np.testing.assert_allclose(history[-1]['val_loss'], reads(fitted.batch_stats), rtol=1e-6)
     initial = jax.tree.map(jnp.asarray, train.init_state(task, defaults, jax.random.PRNGKey(0), (784,)).batch_stats)
     assert not np.isclose(reads(fitted.batch_stats), reads(initial))
@@ -150,16 +162,20 @@ def test_training_updates_the_running_batch_norm_statistics_that_evaluation_read
 def test_penalty_is_added_to_the_loss(data):
     strength = 0.05
     plain, defaults = mlp_task('sgd', 0.1, BATCH)
-    penalised, penalised_defaults = mlp_task('sgd', 0.1, BATCH,
-                                             penalties=({'layers': '^dense_0$', 'kernel_l2': strength},))
+    penalised, penalised_defaults = mlp_task(
+        'sgd', 0.1, BATCH, penalties=({'layers': '^dense_0$', 'kernel_l2': strength},)
+    )
     x, y = data.train_images[:BATCH], data.train_labels[:BATCH]
     state = train.init_state(plain, defaults, jax.random.PRNGKey(0), (784,))
     without, _ = train.train_step(plain, state, x, y)
     with_penalty, _ = train.train_step(penalised, state.replace(hparams=penalised_defaults), x, y)
     kernel = state.params['dense_0']['kernel']
     # d/dw of l2·Σw² is 2·l2·w: Keras's L2 has no ½.
-    np.testing.assert_allclose(with_penalty.params['dense_0']['kernel'],
-                               without.params['dense_0']['kernel'] - 0.1 * 2 * strength * kernel, atol=1e-6)
+    np.testing.assert_allclose(
+        with_penalty.params['dense_0']['kernel'],
+        without.params['dense_0']['kernel'] - 0.1 * 2 * strength * kernel,
+        atol=1e-6,
+    )
     np.testing.assert_array_equal(with_penalty.params['output']['kernel'], without.params['output']['kernel'])
 
 
@@ -172,8 +188,9 @@ def test_masks_applied_after_every_update_keep_pruned_weights_at_exactly_zero(da
     x, y = data.train_images[:BATCH], data.train_labels[:BATCH]
     run = jax.jit(lambda s: jax.lax.scan(lambda s, _: train.train_step(task, s, x, y), s, None, length=100)[0])
     trained = run(state)
-    for leaf, start, mask in zip(jax.tree.leaves(trained.params), jax.tree.leaves(state.params),
-                                 jax.tree.leaves(masks)):
+    for leaf, start, mask in zip(
+        jax.tree.leaves(trained.params), jax.tree.leaves(state.params), jax.tree.leaves(masks)
+    ):
         assert np.all(np.asarray(leaf)[~np.asarray(mask)] == 0)
         assert np.all(np.asarray(leaf)[np.asarray(mask)] != np.asarray(start)[np.asarray(mask)])  # kept ones train
     moments = next(s for s in trained.opt_state if isinstance(s, optax.ScaleByAdamState))
