@@ -235,7 +235,7 @@ def member_statistics(run: Mapping[str, Any]) -> dict[str, float]:
     values = {f'test_{name}': float(value) for name, value in run.get('test', {}).items()}
     if not history:
         return values
-    values['epochs'] = float(len(history))
+    values['epochs'] = len(history)
     last = history[-1]
     values |= {f'final_{key}': float(value) for key, value in last.items() if key.startswith('train_')}
     validation = [key for key in history[0] if key.startswith('val_')]
@@ -245,7 +245,7 @@ def member_statistics(run: Mapping[str, Any]) -> dict[str, float]:
     if validation:
         key = validation[0]
         series = np.array([row[key] for row in history], dtype=np.float64)
-        values['best_epoch'] = float(
+        values['best_epoch'] = int(
             history[int(np.nanargmax(series) if _maximized(key) else np.nanargmin(series))]['epoch']
         )
     return values
@@ -329,9 +329,11 @@ def write_run(
 
 
 def _mean_range(values: Mapping[str, float]) -> str:
-    if values['min'] == values['max']:
-        return f'{values["mean"]:.4f}'
-    return f'{values["mean"]:.4f} ({values["min"]:.4f}–{values["max"]:.4f})'
+    """'mean (min–max)', or the one value; counts (epochs) without decimals."""
+    counts = all(float(values[key]).is_integer() for key in ('min', 'max'))
+    cell = (lambda value: f'{value:g}') if counts else (lambda value: f'{value:.4f}')
+    mean = f'{values["mean"]:.1f}' if counts and not float(values['mean']).is_integer() else cell(values['mean'])
+    return mean if values['min'] == values['max'] else f'{mean} ({cell(values["min"])}–{cell(values["max"])})'
 
 
 class TensorBoard:

@@ -10,8 +10,8 @@ import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from conftest import mnist_data_dir
 
+from conftest import mnist_data_dir
 from nets import data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

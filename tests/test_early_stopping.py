@@ -10,8 +10,8 @@ import jax
 import keras  # installed with the requirements (tensorflow-cpu brings it): the parity tests must not skip
 import numpy as np
 import pytest
-from conftest import mlp_task, teacher_data
 
+from conftest import mlp_task, teacher_data
 from nets import early_stopping, runner, tasks, train
 
 

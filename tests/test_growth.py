@@ -5,8 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import mlp_task, teacher_data
 
+from conftest import mlp_task, teacher_data
 from nets import growth, pruning, runner, train
 
 

@@ -6,10 +6,10 @@ import os
 import jax
 import numpy as np
 import pytest
-from conftest import mlp_task, teacher_data
-from test_report import read_scalars
 
+from conftest import mlp_task, teacher_data
 from nets import checkpoint, runner, train
+from test_report import read_scalars
 
 NUM_TRAIN, NUM_VALIDATION, BATCH = 512, 128, 64
 LEARNING_RATES = (0.3, 0.1, 0.01)

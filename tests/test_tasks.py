@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import mlp_task, teacher_data
 
+from conftest import mlp_task, teacher_data
 from nets import activations, data as data_lib, initializers, losses, models, optimizers, runner, tasks, train
 
 BATCH = 64

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import mlp_task, teacher_data
 
+from conftest import mlp_task, teacher_data
 from nets import pruning, tasks, train
 
 NUM_TRAIN, NUM_VALIDATION, BATCH = 512, 128, 64
