@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from nets import regularizers
 from nets.registry import lookup
 
 STAGES = ('gradient', 'decoupled', 'update')
@@ -99,9 +100,23 @@ TRANSFORMS: dict[str, Component] = {
         ('weight_decay',),
         'decoupled',
     ),
+    # L1 as a transform: adds l1·sign(w), decoupled like the weight decay above; kernels only by default.
+    'add_l1_sign': Component(
+        lambda l1, params: regularizers.add_l1_sign(l1, mask=param_mask(params)),
+        {'l1': None, 'params': 'kernel$'},
+        ('l1',),
+        'decoupled',
+    ),
     # No update for the params whose path matches (a frozen encoder, say).
     'freeze': Component(
         lambda params: optax.masked(optax.set_to_zero(), param_mask(params)), {'params': None}, (), 'update'
+    ),
+    # Max-norm: after the update, every unit's incoming weights lie in a ball of this radius; kernels by default.
+    'max_norm': Component(
+        lambda max_norm, params: regularizers.max_norm(max_norm, mask=param_mask(params)),
+        {'max_norm': None, 'params': 'kernel$'},
+        ('max_norm',),
+        'update',
     ),
 }
 

@@ -6,16 +6,18 @@ activity_regularizer=l2(0.01))` on the first layer is
     dict(layers='^dense_0$', kernel_l1=0.001, bias_l2=0.1, activity_l2=0.01)
 Every strength may differ between the members of one compiled sweep. The activity penalty reads the layer's
 sown activation and is divided by the batch size, as tf.keras 2 does. Only dense layers (those with a kernel) are
-penalised.
+penalised. `units` (a per-unit mask or weight vector, one number per unit of each named layer) regularizes some
+neurons and not others, as the lecture allows.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import optax
 
 TARGETS = ('kernel', 'bias', 'activity')
 
@@ -30,14 +32,24 @@ def l2(weights: jax.Array) -> jax.Array:
     return jnp.square(weights).sum()
 
 
-# The penalty registry: name -> norm. Each entry's strength fields are <target>_<name> (kernel_l1, activity_l2, ...).
-PENALTIES: dict[str, Callable[[jax.Array], jax.Array]] = {'l1': l1, 'l2': l2}
+# The penalty registry: name -> the elementwise term whose sum is the penalty (|w| for l1, w² for l2). Each entry's
+# strength fields are <target>_<name>: kernel_l1, bias_l2, activity_l2, ...
+PENALTIES: dict[str, Callable[[jax.Array], jax.Array]] = {'l1': jnp.abs, 'l2': jnp.square}
 STRENGTHS = tuple(f'{target}_{name}' for target in TARGETS for name in PENALTIES)
-FIELDS = ('layers', *STRENGTHS)
+FIELDS = ('layers', 'units', *STRENGTHS)
 
 
-def check(entries: Sequence[Mapping[str, Any]], layer_names: Sequence[str]) -> None:
-    """ValueError naming the field when an entry has an unknown field, a bad regex or matches no layer."""
+def per_unit_sum(terms: jax.Array, units: jax.Array | None = None) -> jax.Array:
+    """Σ of `terms` [..., units], each unit's share weighted by `units` (a per-unit mask or weight vector) if given:
+    one neuron, or a few, can be regularized alone."""
+    if units is None:
+        return terms.sum()
+    return (terms.reshape(-1, terms.shape[-1]).sum(0) * units).sum()
+
+
+def check(entries: Sequence[Mapping[str, Any]], layer_widths: Mapping[str, int]) -> None:
+    """ValueError naming the field when an entry has an unknown field, a bad regex, matches no dense layer, or has
+    per-unit weights of the wrong length. `layer_widths` maps each dense layer to its number of units."""
     for index, entry in enumerate(entries):
         unknown = sorted(set(entry) - set(FIELDS))
         if unknown:
@@ -46,10 +58,19 @@ def check(entries: Sequence[Mapping[str, Any]], layer_names: Sequence[str]) -> N
             pattern = re.compile(entry.get('layers', '.*'))
         except (re.error, TypeError) as error:
             raise ValueError(f'penalties[{index}].layers is not a regex ({error}): {entry.get("layers")!r}') from None
-        if not any(pattern.search(name) for name in layer_names):
+        matched = [name for name in layer_widths if pattern.search(name)]
+        if not matched:
             raise ValueError(
-                f'penalties[{index}].layers={entry.get("layers")!r} matches no layer; layers: {", ".join(layer_names)}'
+                f'penalties[{index}].layers={entry.get("layers")!r} matches no layer; layers: {", ".join(layer_widths)}'
             )
+        units = entry.get('units')
+        if units is not None:
+            wrong = [name for name in matched if len(units) != layer_widths[name]]
+            if wrong:
+                raise ValueError(
+                    f'penalties[{index}].units has {len(units)} weights but layer {wrong[0]} has '
+                    f'{layer_widths[wrong[0]]} units'
+                )
 
 
 def sweepable_defaults(entries: Sequence[Mapping[str, Any]]) -> dict[str, float]:
@@ -72,6 +93,7 @@ def make_penalty(entries: Sequence[Mapping[str, Any]]) -> Callable[[Any, Any, Ma
         total = jnp.zeros((), jnp.float32)
         for index, entry in enumerate(entries):
             pattern = re.compile(entry.get('layers', '.*'))
+            units = None if entry.get('units') is None else jnp.asarray(entry['units'], jnp.float32)
             # Dense layers only: batch norm's scale and offset are never penalised, as in Keras.
             for layer in (name for name in params if 'kernel' in params[name] and pattern.search(name)):
                 for name in STRENGTHS:
@@ -84,9 +106,59 @@ def make_penalty(entries: Sequence[Mapping[str, Any]]) -> Callable[[Any, Any, Ma
                         sown = intermediates.get(layer.replace('dense_', 'activation_'))
                         if layer.startswith('dense_') and sown is not None:
                             activation = sown[0]
-                            total = total + strength * PENALTIES[norm](activation) / activation.shape[0]
+                            terms = PENALTIES[norm](activation)
+                            total = total + strength * per_unit_sum(terms, units) / activation.shape[0]
                     elif target in params[layer]:
-                        total = total + strength * PENALTIES[norm](params[layer][target])
+                        total = total + strength * per_unit_sum(PENALTIES[norm](params[layer][target]), units)
         return total
 
     return penalty
+
+
+class _NoState(NamedTuple):
+    """The state of a transform that keeps none."""
+
+
+def add_l1_sign(l1: float | jax.Array, mask: Callable[[Any], Any] | None = None) -> optax.GradientTransformation:
+    """Adds l1·sign(w) to the updates: L1 as a transform (decoupled when chained after the optimizer's scaling,
+    as `add_decayed_weights` is for L2). `mask(params)` chooses the leaves (kernels by default in the config)."""
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError('add_l1_sign needs the params: pass them to the optimizer update')
+        chosen = mask(params) if mask is not None else jax.tree.map(lambda _: True, params)
+        updates = jax.tree.map(lambda u, w, use: u + l1 * jnp.sign(w) if use else u, updates, params, chosen)
+        return updates, state
+
+    return optax.GradientTransformation(lambda params: _NoState(), update)
+
+
+def max_norm(radius: float | jax.Array, mask: Callable[[Any], Any] | None = None) -> optax.GradientTransformation:
+    """Max-norm (Srivastava et al. 2014): changes the final update so that each unit's incoming weight vector
+    (a kernel's column, over all but the last axis) ends inside the ball of `radius`. Chain it last."""
+
+    def project(kernel):
+        norms = jnp.sqrt(jnp.sum(jnp.square(kernel), axis=tuple(range(kernel.ndim - 1)), keepdims=True))
+        return kernel * jnp.minimum(1.0, radius / jnp.maximum(norms, 1e-12))
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError('max_norm needs the params: pass them to the optimizer update')
+        chosen = mask(params) if mask is not None else jax.tree.map(lambda w: w.ndim > 1, params)
+        updates = jax.tree.map(lambda u, w, use: project(w + u) - w if use else u, updates, params, chosen)
+        return updates, state
+
+    return optax.GradientTransformation(lambda params: _NoState(), update)
+
+
+def mc_dropout_predict(task: Any, state: Any, images: jax.Array, samples: int, key: jax.Array) -> jax.Array:
+    """Dropout as an ensemble: the mean of softmax outputs over `samples` dropout masks (training mode, batch norm
+    reading its running statistics), one mask a key split from `key`."""
+    variables = {'params': state.params, **({'batch_stats': state.batch_stats} if state.batch_stats else {})}
+    model = task.model(state.hparams, state.params)
+
+    def one(sample_key):
+        logits = model.apply(variables, images, train=True, rngs={'dropout': sample_key}, mutable=['batch_stats'])[0]
+        return jax.nn.softmax(logits)
+
+    return jax.lax.map(one, jax.random.split(key, samples)).mean(0)

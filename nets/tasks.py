@@ -155,7 +155,8 @@ def build(
     with _section('model'):
         state, outputs = jax.eval_shape(probe)
     with _section('penalties'):
-        regularizers.check(penalties, [name for name in state.params if 'kernel' in state.params[name]])
+        widths = {name: leaves['kernel'].shape[-1] for name, leaves in state.params.items() if 'kernel' in leaves}
+        regularizers.check(penalties, widths)
     features = int(np.prod(input_shape))
     if loss.targets == 'inputs' and outputs.shape != (2, features):
         raise ValueError(

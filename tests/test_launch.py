@@ -159,3 +159,15 @@ def test_benchmark_quick_writes_its_headline_numbers(launch, tmp_path):
     # The analytic FLOP count and XLA's own count of the same step agree to within the small non-matmul work.
     assert 0.9 < summary['xla_flops_per_epoch'] / summary['flops_per_epoch'] < 1.2
     assert {row['shuffle'] for row in results['sweeps']} == {'shared', 'per_member'}
+
+
+def test_the_lectures_keras_regularizers_fit_in_one_override(launch, quick_run, tmp_path):
+    """Dense(kernel_regularizer=l1(0.001), bias_regularizer=l2(0.1), activity_regularizer=l2(0.01)) as one flag."""
+    entry = "{'layers': '^dense_0$', 'kernel_l1': 0.001, 'bias_l2': 0.1, 'activity_l2': 0.01}"
+    launch(f'--config={QUICK}', f'--workdir={tmp_path / "run"}', f'--config.penalties=({entry},)')
+    results = json.loads((tmp_path / 'run' / 'results.json').read_text())
+    assert results['config']['penalties'] == [{'layers': '^dense_0$', 'kernel_l1': 0.001, 'bias_l2': 0.1,
+                                               'activity_l2': 0.01}]  # fmt: skip
+    plain = json.loads((quick_run[0] / 'results.json').read_text())
+    penalised_loss = results['runs']['baseline']['seed=0']['history'][0]['train_loss']
+    assert penalised_loss != plain['runs']['baseline']['seed=0']['history'][0]['train_loss']
