@@ -16,7 +16,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from nets import data as data_lib, parallel
+from nets import data as data_lib, parallel, report
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 
@@ -103,8 +103,8 @@ def main(argv):
     except (ValueError, FileExistsError, data_lib.DataError) as error:
         print(f'launch.py: error: {error}', file=sys.stderr)
         sys.exit(1)
-    print(json.dumps(summary))
-    print(f'finished in {time.perf_counter() - started:.1f}s; report: {os.path.join(workdir, "report.md")}')
+    report.log(json.dumps(summary))
+    report.log(f'finished in {time.perf_counter() - started:.1f}s; report: {os.path.join(workdir, "report.md")}')
 
 
 if __name__ == '__main__':

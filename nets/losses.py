@@ -70,11 +70,23 @@ def _sigmoid_mean_absolute_error(logits: jax.Array, targets: jax.Array) -> jax.A
     return mean_absolute_error(jax.nn.sigmoid(logits), targets)
 
 
+def half_squared_error(outputs: jax.Array, targets: jax.Array) -> jax.Array:
+    """Regression: ½·mean((ŷ - y)²) of a single output against real-valued targets (the ½ makes the gradient the
+    textbook Xᵀ(Xw - y)/n of a linear model)."""
+    return 0.5 * jnp.square(outputs[..., 0] - targets).mean()
+
+
+def _squared_error_metric(outputs: jax.Array, targets: jax.Array) -> jax.Array:
+    return jnp.square(outputs[..., 0] - targets).mean()
+
+
 LOSSES: dict[str, Loss] = {
     'softmax_cross_entropy': Loss(softmax_cross_entropy, {'accuracy': accuracy}, 'labels'),
     # Reconstruction: the model's outputs are the image (mse) or the image's logits (binary cross-entropy).
     'mse': Loss(mean_squared_error, {'mae': mean_absolute_error}, 'inputs'),
     'binary_cross_entropy': Loss(binary_cross_entropy, {'mae': _sigmoid_mean_absolute_error}, 'inputs'),
+    # Regression of one real-valued target (labels are float32): a linear model's least squares.
+    'half_squared_error': Loss(half_squared_error, {'mse': _squared_error_metric}, 'labels'),
 }
 
 

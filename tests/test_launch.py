@@ -171,3 +171,14 @@ def test_the_lectures_keras_regularizers_fit_in_one_override(launch, quick_run, 
     plain = json.loads((quick_run[0] / 'results.json').read_text())
     penalised_loss = results['runs']['baseline']['seed=0']['history'][0]['train_loss']
     assert penalised_loss != plain['runs']['baseline']['seed=0']['history'][0]['train_loss']
+
+
+def test_early_stopping_l2_quick_tracks_the_ridge_path(launch, tmp_path):
+    """The lecture's early stopping ≈ L2: the gradient-descent weights stay near the ridge path, by the headline."""
+    launch('--config=experiments/early_stopping_l2.py:quick', f'--workdir={tmp_path / "es"}')
+    summary = json.loads((tmp_path / 'es' / 'results.json').read_text())['summary']
+    # Near, not equal: 1 - exp(-x) against x / (1 + x) differ by up to ~20% of a direction's shrinkage.
+    assert 0.05 < summary['max_relative_distance'] < 0.35
+    assert 0 < summary['max_relative_distance_to_nearest_ridge'] < summary['max_relative_distance']
+    assert 0 < summary['sgd_max_relative_distance'] < 0.35
+    assert (tmp_path / 'es' / 'trajectory.png').stat().st_size > 0
