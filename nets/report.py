@@ -225,12 +225,12 @@ def _maximized(metric: str) -> bool:
 def member_statistics(run: Mapping[str, Any]) -> dict[str, float]:
     """One member's headline values: test_<m> for each test metric, and from its history the final train_<m>,
     best_val_<m> with best_epoch (the epoch of the best first validation metric), and epochs trained."""
+    # A stopped member's epochs are NaN (null once read back from results.json).
+    missing = lambda value: value is None or (isinstance(value, float) and math.isnan(value))
     history = [
-        row
+        {key: float('nan') if missing(value) else value for key, value in row.items()}
         for row in run['history']
-        if not all(
-            isinstance(row.get(key), float) and math.isnan(row[key]) for key in row if key.startswith(SPLIT_PREFIXES)
-        )
+        if not all(missing(row.get(key)) for key in row if key.startswith(SPLIT_PREFIXES))
     ]
     values = {f'test_{name}': float(value) for name, value in run.get('test', {}).items()}
     if not history:

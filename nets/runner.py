@@ -59,6 +59,7 @@ def train_variant(
     resume: bool = False,
     on_epoch_end: EpochHook | None = None,
     tensorboard_dir: str | None = None,
+    checkpoint_every: int = 1,
     log: Callable[[str], None] = report.log,
 ) -> tuple[train.TrainState, dict[str, dict]]:
     """Trains every member of a variant in one program; returns the final state and the runs by member label.
@@ -67,7 +68,8 @@ def train_variant(
     other entries override the task's hyper-parameters `hparams`. The batch order comes from `data_seed`, shared
     by all members ('shared'), or from each member's seed ('per_member'). After every epoch, in this order:
     `on_epoch_end(epoch, state, history)` (which may return a changed state, of other shapes too), the checkpoint
-    (with the architecture, so that `resume` restores a grown or pruned state bit for bit), the progress line and
+    (every `checkpoint_every` epochs, at the last and when every member has stopped; with the architecture, so that
+    `resume` restores a grown or pruned state bit for bit), the progress line and
     the TensorBoard rows. With more than one device (or host), every batch is split over all of them.
     Runs are {label: {'seed', 'hparams' (the member's overrides), 'history', 'test' (metrics, or absent)}}.
     """
@@ -121,7 +123,8 @@ def train_variant(
     def after_epoch(epoch, state, history):
         if on_epoch_end is not None:
             state = on_epoch_end(epoch, state, history) or state
-        if saver is not None:
+        stopped = state.early_stopping is not None and bool(np.all(jax.device_get(state.early_stopping.stopped)))
+        if saver is not None and (epoch % checkpoint_every == 0 or epoch == epochs or stopped):
             saver.save(
                 epoch,
                 state,
@@ -189,16 +192,18 @@ def run_variant(
     *,
     resume: bool = False,
     on_epoch_end: EpochHook | None = None,
+    epochs: int | None = None,
 ) -> tuple[train.TrainState, dict]:
-    """`train_variant` as an experiment runs it: epochs, data_seed and shuffle from the config, checkpoints and
-    TensorBoard rows in the workdir."""
+    """`train_variant` as an experiment runs it: epochs (unless given), data_seed, shuffle and checkpoint_every
+    (default 1) from the config, checkpoints and TensorBoard rows in the workdir."""
     return train_variant(
         task,
         hparams,
         members,
         data,
         test,
-        epochs=config.epochs,
+        epochs=config.epochs if epochs is None else epochs,
+        checkpoint_every=config.get('checkpoint_every', 1),
         name=name,
         data_seed=config.get('data_seed', 0),
         shuffle=config.get('shuffle', 'shared'),

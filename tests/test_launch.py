@@ -182,3 +182,24 @@ def test_early_stopping_l2_quick_tracks_the_ridge_path(launch, tmp_path):
     assert 0 < summary['max_relative_distance_to_nearest_ridge'] < summary['max_relative_distance']
     assert 0 < summary['sgd_max_relative_distance'] < 0.35
     assert (tmp_path / 'es' / 'trajectory.png').stat().st_size > 0
+
+
+def test_overfitting_quick_chooses_strengths_on_validation_and_reports_every_variant(launch, tmp_path):
+    launch('--config=experiments/overfitting.py:quick', f'--workdir={tmp_path / "of"}')
+    results = json.loads((tmp_path / 'of' / 'results.json').read_text())
+    summary, sweeps, chosen = results['summary'], results['sweeps'], results['chosen_strengths']
+    variants = ('none', 'l2', 'l1', 'decay', 'dropout', 'dropout_maxnorm', 'early_stopping', 'best')
+    assert set(summary) == {f'{kind}_{v}' for v in variants for kind in ('test_accuracy', 'gap')}
+    # The chosen L2 strength is the candidate whose seeds have the best mean best-validation accuracy.
+    by_strength = {}
+    for run in sweeps['l2_300'].values():
+        best = max(row['val_accuracy'] for row in run['history'])
+        by_strength.setdefault(run['hparams']['penalties[0].kernel_l2'], []).append(best)
+    assert chosen['l2_300'] == max(by_strength, key=lambda s: np.mean(by_strength[s]))
+    # The reported test accuracy and gap are the chosen strength's, mean over seeds.
+    kept = [run for run in sweeps['l2_300'].values() if run['hparams']['penalties[0].kernel_l2'] == chosen['l2_300']]
+    assert summary['test_accuracy_l2'] == pytest.approx(np.mean([run['test']['accuracy'] for run in kept]))
+    assert summary['gap_l2'] == pytest.approx(
+        np.mean([run['train_accuracy_eval'] - run['test']['accuracy'] for run in kept])
+    )
+    assert (tmp_path / 'of' / 'test_accuracy.png').stat().st_size > 0

@@ -1,0 +1,211 @@
+"""Overfitting: a deliberately too-large MLP on too little MNIST, and what each regularizer of the lecture buys.
+
+Each variant is one vmapped program: its candidate strengths times the seeds. The strength is chosen on the
+validation split alone (the highest mean over seeds of the best validation accuracy; test is never looked at), and
+the test accuracy reported is that strength's, mean over seeds. `best` combines the chosen dropout rate and max-norm
+radius with early stopping. The generalization gap is the eval-mode accuracy on the training images minus the test
+accuracy. `:quick` is a seconds-scale version.
+"""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib.pyplot as plt
+import ml_collections
+import numpy as np
+
+from nets import data as data_lib, report, runner, tasks, train
+
+VARIANTS = ('none', 'l2', 'l1', 'decay', 'dropout', 'dropout_maxnorm', 'early_stopping', 'best')
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The full experiment, or with 'quick' a seconds-scale one."""
+    config = ml_collections.ConfigDict()
+    config.dataset = 'mnist'
+    config.train_sizes = (1000, 5000)
+    config.epochs_by_size = (100, 40)  # about 1,600 and 3,100 steps: every unregularized member overfits
+    config.validation_size = 2000  # held out from the training split; chooses every strength
+    config.split_seed = 0
+    config.test_limit = ml_collections.FieldReference(None, field_type=int)
+    config.seeds = (0, 1, 2)
+    config.data_seed = 0
+    config.checkpoint_every = 10
+    config.model = dict(name='mlp', hidden_widths=(512, 512), activation='relu', kernel_init='he_normal')
+    config.optimizer = dict(name='adam', learning_rate=1e-3, transforms=())
+    config.penalties = ()
+    config.loss = 'softmax_cross_entropy'
+    config.early_stopping = {}
+    config.batch_size = 64
+    # The candidates of each variant's sweep (its config path -> values); chosen on validation.
+    config.l2 = (1e-5, 1e-4, 1e-3)
+    config.l1 = (1e-6, 1e-5, 1e-4)
+    config.decay = (0.01, 0.1, 1.0)  # decoupled, times the learning rate per step (AdamW)
+    config.dropout = (0.2, 0.35, 0.5)  # hidden layers; the input keeps 0.2 in the dropout variants
+    config.max_norm = (1.0, 2.0, 4.0)
+    config.patience = 10
+    if arg == 'quick':
+        config.train_sizes, config.epochs_by_size, config.validation_size = (300,), (3,), 300
+        config.test_limit, config.seeds, config.model.hidden_widths = 500, (0, 1), (64,)
+        config.l2, config.l1, config.decay, config.dropout, config.max_norm = (
+            (1e-4, 0.1),
+            (1e-5,),
+            (0.1,),
+            (0.5,),
+            (2.0,),
+        )
+        config.patience = 1
+    elif arg not in (None, ''):
+        raise ValueError(f"unknown overfitting config argument {arg!r}; allowed: '' or 'quick'")
+    return config
+
+
+def variant_specs(config, chosen: dict) -> dict[str, tuple[dict, dict]]:
+    """name -> (task config changes, swept path -> candidate values). `best` reads the strengths chosen before it."""
+    dropout_model = {**config.model.to_dict(), 'input_dropout': 0.2, 'hidden_dropout': 0.5}
+    stop = {'monitor': 'val_loss', 'patience': config.patience, 'restore_best_weights': True}
+    max_norm = {'name': 'max_norm', 'max_norm': 3.0}
+    chosen_max_norm = {**max_norm, 'max_norm': chosen.get('dropout_maxnorm', 3.0)}
+    decay = {'name': 'add_decayed_weights', 'weight_decay': 0.0}
+    return {
+        'none': ({}, {}),
+        'l2': ({'penalties': ({'kernel_l2': 0.0},)}, {'penalties[0].kernel_l2': config.l2}),
+        'l1': ({'penalties': ({'kernel_l1': 0.0},)}, {'penalties[0].kernel_l1': config.l1}),
+        'decay': (
+            {'optimizer': {**config.optimizer.to_dict(), 'transforms': (decay,)}},
+            {'optimizer.transforms[0].weight_decay': config.decay},
+        ),
+        'dropout': ({'model': dropout_model}, {'model.hidden_dropout': config.dropout}),
+        'dropout_maxnorm': (
+            {'model': dropout_model, 'optimizer': {**config.optimizer.to_dict(), 'transforms': (max_norm,)}},
+            {'optimizer.transforms[0].max_norm': config.max_norm},
+        ),
+        'early_stopping': ({'early_stopping': stop}, {}),
+        'best': (
+            {
+                'model': {**dropout_model, 'hidden_dropout': chosen.get('dropout', 0.5)},
+                'optimizer': {**config.optimizer.to_dict(), 'transforms': (chosen_max_norm,)},
+                'early_stopping': stop,
+            },
+            {},
+        ),
+    }
+
+
+def choose(runs: dict, swept: dict) -> tuple[float | None, dict]:
+    """The swept value whose members have the highest mean best validation accuracy, and those members' runs."""
+    if not swept:
+        return None, runs
+    ((path, values),) = swept.items()
+
+    def score(value):
+        members = [run for run in runs.values() if run['hparams'][path] == value]
+        return np.mean([report.member_statistics(run)['best_val_accuracy'] for run in members])
+
+    best = max(values, key=score)
+    return best, {label: run for label, run in runs.items() if run['hparams'][path] == best}
+
+
+def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
+    """Trains every variant at every training-set size, chooses strengths on validation, writes the report."""
+    input_shape = runner.input_shape(config.dataset)
+    summary, chosen_runs, all_runs, strengths = {}, {}, {}, {}
+    for size, epochs in zip(config.train_sizes, config.epochs_by_size):
+        splits = data_lib.load_splits(
+            config.dataset,
+            data_dir=data_dir,
+            cache_dir=cache_dir,
+            validation_size=config.validation_size,
+            split_seed=config.split_seed,
+            train_limit=size,
+            test_limit=config.test_limit,
+        )
+        data, test = runner.device_data(splits)
+        suffix = '' if size == config.train_sizes[0] else f'_{size}'
+        chosen = {}
+        for variant in VARIANTS:
+            changes, swept = variant_specs(config, chosen)[variant]
+            task, hparams = tasks.build({**config.to_dict(), **changes}, input_shape)
+            name = f'{variant}_{size}'
+            state, runs = runner.run_variant(
+                workdir,
+                config,
+                name,
+                task,
+                hparams,
+                runner.grid(config.seeds, swept),
+                data,
+                test,
+                resume=resume,
+                epochs=epochs,
+            )
+            train_accuracy = train.evaluate_members(task, state, data.train_images, data.train_labels, members=True)
+            for index, run_ in enumerate(runs.values()):
+                run_['train_accuracy_eval'] = train_accuracy['accuracy'][index]
+            chosen[variant], kept = choose(runs, swept)
+            all_runs[name], chosen_runs[name], strengths[name] = runs, kept, chosen[variant]
+            test_accuracy = float(np.mean([r['test']['accuracy'] for r in kept.values()]))
+            gap = float(np.mean([r['train_accuracy_eval'] - r['test']['accuracy'] for r in kept.values()]))
+            summary[f'test_accuracy_{variant}{suffix}'], summary[f'gap_{variant}{suffix}'] = test_accuracy, gap
+    bars = plot_bars(os.path.join(workdir, 'test_accuracy.png'), config, chosen_runs)
+    report.write_run(
+        workdir,
+        'Overfitting: what each regularizer buys',
+        summary=summary,
+        config=config.to_dict(),
+        runs=chosen_runs,
+        curves=['train_loss', 'val_loss', 'val_accuracy'],
+        sweeps=all_runs,
+        chosen_strengths=strengths,
+        sections=[__doc__.split('\n\n')[1].replace('\n', ' '), describe(config, summary, strengths)],
+        extra_sections=[f'![test accuracy]({os.path.basename(bars)})'],
+    )
+    return summary
+
+
+def describe(config, summary, strengths) -> str:
+    rows = []
+    for size in config.train_sizes:
+        suffix = '' if size == config.train_sizes[0] else f'_{size}'
+        for variant in VARIANTS:
+            strength = strengths[f'{variant}_{size}']
+            rows.append(
+                [
+                    size,
+                    variant,
+                    '' if strength is None else f'{strength:g}',
+                    summary[f'test_accuracy_{variant}{suffix}'],
+                    summary[f'gap_{variant}{suffix}'],
+                ]
+            )
+    widths = '-'.join(map(str, config.model.hidden_widths))
+    candidates = ', '.join(f'{name} {tuple(config[name])}' for name in ('l2', 'l1', 'decay', 'dropout', 'max_norm'))
+    return (
+        f'784-{widths}-10 ReLU (He init), Adam {config.optimizer.learning_rate}, batch {config.batch_size}, '
+        f'{len(config.seeds)} seeds; validation {config.validation_size} images held out of the training split; '
+        f'candidates: {candidates}.\n\n'
+        + report.markdown_table(['train size', 'variant', 'chosen strength', 'test accuracy', 'gap'], rows)
+    )
+
+
+def plot_bars(path: str, config, chosen_runs) -> str:
+    """Test accuracy of every variant and size: mean over seeds, with the seeds' min and max as error bars."""
+    figure, axis = plt.subplots(figsize=(10, 4))
+    width = 0.8 / len(config.train_sizes)
+    for offset, size in enumerate(config.train_sizes):
+        values = [[r['test']['accuracy'] for r in chosen_runs[f'{v}_{size}'].values()] for v in VARIANTS]
+        means = np.array([np.mean(v) for v in values])
+        errors = np.array([[m - min(v), max(v) - m] for m, v in zip(means, values)]).T
+        positions = np.arange(len(VARIANTS)) + offset * width
+        axis.bar(positions, means, width, yerr=errors, capsize=3, label=f'{size} training images')
+    axis.set_xticks(np.arange(len(VARIANTS)) + width * (len(config.train_sizes) - 1) / 2, VARIANTS, rotation=15)
+    low = min(min(r['test']['accuracy'] for r in runs.values()) for runs in chosen_runs.values())
+    axis.set_ylim(max(0.0, low - 0.02), 1.0)
+    axis.set_ylabel('test accuracy (seed min–max)')
+    axis.legend()
+    axis.grid(axis='y', alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
