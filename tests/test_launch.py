@@ -203,3 +203,16 @@ def test_overfitting_quick_chooses_strengths_on_validation_and_reports_every_var
         np.mean([run['train_accuracy_eval'] - run['test']['accuracy'] for run in kept])
     )
     assert (tmp_path / 'of' / 'test_accuracy.png').stat().st_size > 0
+
+
+def test_regularization_table_quick_reports_each_variants_mean_test_error(launch, tmp_path):
+    launch('--config=experiments/regularization_table.py:quick', f'--workdir={tmp_path / "rt"}')
+    results = json.loads((tmp_path / 'rt' / 'results.json').read_text())
+    summary, runs = results['summary'], results['runs']
+    assert set(runs) == {'l2', 'l2_l1', 'maxnorm', 'dropout_l2', 'dropout_maxnorm'}
+    for name, by_member in runs.items():
+        errors = [1 - run['test']['accuracy'] for run in by_member.values()]
+        assert summary[f'test_error_{name}'] == pytest.approx(np.mean(errors))
+    assert summary['wall_seconds'] > 0
+    # Each variant really trains its own task: the penalties, transforms and dropout are in its config.
+    assert runs['l2']['seed=0']['history'] != runs['maxnorm']['seed=0']['history']
