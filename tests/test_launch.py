@@ -189,7 +189,11 @@ def test_overfitting_quick_chooses_strengths_on_validation_and_reports_every_var
     results = json.loads((tmp_path / 'of' / 'results.json').read_text())
     summary, sweeps, chosen = results['summary'], results['sweeps'], results['chosen_strengths']
     variants = ('none', 'l2', 'l1', 'decay', 'dropout', 'dropout_maxnorm', 'early_stopping', 'best')
-    assert set(summary) == {f'{kind}_{v}' for v in variants for kind in ('test_accuracy', 'gap')}
+    assert set(summary) == {f'{kind}_{v}' for v in variants for kind in ('test_accuracy', 'gap')} | {
+        'mc_dropout_test_accuracy_dropout',
+        'mc_dropout_test_accuracy_dropout_maxnorm',
+    }
+    assert 0.1 < summary['mc_dropout_test_accuracy_dropout'] <= 1
     # The chosen L2 strength is the candidate whose seeds have the best mean best-validation accuracy.
     by_strength = {}
     for run in sweeps['l2_300'].values():
