@@ -138,60 +138,62 @@ def _split(entry: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return entry.pop('name', None), entry
 
 
+def _optimizer(config: Mapping[str, Any]) -> tuple[Component, dict[str, Any]]:
+    """The optimizer entry and its checked fields (learning rate, schedule and transforms aside)."""
+    name, fields = _split(config)
+    for other in ('learning_rate', 'schedule', 'transforms'):
+        fields.pop(other, None)
+    component = lookup(OPTIMIZERS, name, 'optimizer')
+    return component, check_fields(component, fields, 'optimizer')
+
+
+def _transforms(config: Mapping[str, Any]):
+    """(index, entry, checked fields) of every extra transform, in config order."""
+    for index, entry in enumerate(config.get('transforms') or ()):
+        name, fields = _split(entry)
+        component = lookup(TRANSFORMS, name, 'transform')
+        yield index, component, check_fields(component, fields, f'optimizer.transforms[{index}]')
+
+
+def _learning_rate(config: Mapping[str, Any], learning_rate: Any) -> Any:
+    """The learning rate, or the schedule of the step count that starts from (or peaks at) it."""
+    schedule = dict(config.get('schedule') or {})
+    if not schedule:
+        return learning_rate
+    name, fields = _split(schedule)
+    component = lookup(SCHEDULES, name, 'schedule')
+    return component.build(learning_rate, **check_fields(component, fields, 'optimizer.schedule'))
+
+
 def sweepable_defaults(config: Mapping[str, Any]) -> dict[str, float]:
     """The optimizer's traced scalars and their config values, keyed by their path under `optimizer`."""
-    name, fields = _split(config)
-    fields.pop('transforms', None), fields.pop('schedule', None)
-    values = {'learning_rate': fields.pop('learning_rate', None)}
-    optimizer = check_fields(lookup(OPTIMIZERS, name, 'optimizer'), fields, 'optimizer')
-    values |= {field: optimizer[field] for field in lookup(OPTIMIZERS, name, 'optimizer').sweepable}
-    for index, entry in enumerate(config.get('transforms') or ()):
-        transform_name, transform_fields = _split(entry)
-        component = lookup(TRANSFORMS, transform_name, 'transform')
-        checked = check_fields(component, transform_fields, f'optimizer.transforms[{index}]')
+    optimizer, fields = _optimizer(config)
+    values = {'learning_rate': config.get('learning_rate')}
+    values |= {field: fields[field] for field in optimizer.sweepable}
+    for index, component, checked in _transforms(config):
         values |= {f'transforms[{index}].{field}': checked[field] for field in component.sweepable}
-    schedule = dict(config.get('schedule') or {})
-    if schedule:
-        schedule_name, schedule_fields = _split(schedule)
-        check_fields(lookup(SCHEDULES, schedule_name, 'schedule'), schedule_fields, 'optimizer.schedule')
+    _learning_rate(config, 1.0)  # checks the schedule's fields
     return values
 
 
 def build(config: Mapping[str, Any], hparams: Mapping[str, jax.Array]) -> optax.GradientTransformation:
     """The chain `config` (config.optimizer) describes, reading every sweepable scalar from `hparams`."""
-    name, fields = _split(config)
-    transforms, schedule = fields.pop('transforms', None) or (), dict(fields.pop('schedule', None) or {})
-    fields.pop('learning_rate', None)
-    optimizer = lookup(OPTIMIZERS, name, 'optimizer')
-    scaling = optimizer.build(
-        **{**check_fields(optimizer, fields, 'optimizer'), **{field: hparams[field] for field in optimizer.sweepable}}
-    )
-    learning_rate = hparams['learning_rate']
-    if schedule:
-        schedule_name, schedule_fields = _split(schedule)
-        component = lookup(SCHEDULES, schedule_name, 'schedule')
-        learning_rate = component.build(learning_rate, **check_fields(component, schedule_fields, 'optimizer.schedule'))
+    optimizer, fields = _optimizer(config)
+    scaling = optimizer.build(**{**fields, **{field: hparams[field] for field in optimizer.sweepable}})
     stages = {stage: [] for stage in STAGES}
-    for index, entry in enumerate(transforms):
-        transform_name, transform_fields = _split(entry)
-        component = lookup(TRANSFORMS, transform_name, 'transform')
-        values = check_fields(component, transform_fields, f'optimizer.transforms[{index}]')
+    for index, component, values in _transforms(config):
         values |= {field: hparams[f'transforms[{index}].{field}'] for field in component.sweepable}
         stages[component.stage].append(component.build(**values))
     return optax.chain(
         *stages['gradient'],
         scaling,
         *stages['decoupled'],
-        optax.scale_by_learning_rate(learning_rate),
+        optax.scale_by_learning_rate(_learning_rate(config, hparams['learning_rate'])),
         *stages['update'],
     )
 
 
 def learning_rate_at(config: Mapping[str, Any], learning_rate: float, step: int | jax.Array) -> jax.Array:
     """The learning rate the chain applies at `step` (for reports and plots of schedules)."""
-    schedule = dict(config.get('schedule') or {})
-    if not schedule:
-        return jnp.asarray(learning_rate)
-    schedule_name, schedule_fields = _split(schedule)
-    component = lookup(SCHEDULES, schedule_name, 'schedule')
-    return component.build(learning_rate, **check_fields(component, schedule_fields, 'optimizer.schedule'))(step)
+    schedule = _learning_rate(config, learning_rate)
+    return jnp.asarray(schedule(step) if callable(schedule) else schedule)

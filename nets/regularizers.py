@@ -119,18 +119,23 @@ class _NoState(NamedTuple):
     """The state of a transform that keeps none."""
 
 
-def add_l1_sign(l1: float | jax.Array, mask: Callable[[Any], Any] | None = None) -> optax.GradientTransformation:
-    """Adds l1·sign(w) to the updates: L1 as a transform (decoupled when chained after the optimizer's scaling,
-    as `add_decayed_weights` is for L2). `mask(params)` chooses the leaves (kernels by default in the config)."""
+def _update_with_params(name: str, change: Callable, chosen: Callable[[Any], Any]) -> optax.GradientTransformation:
+    """A stateless transform that replaces the update u of each leaf w that `chosen(params)` marks by change(u, w)."""
 
     def update(updates, state, params=None):
         if params is None:
-            raise ValueError('add_l1_sign needs the params: pass them to the optimizer update')
-        chosen = mask(params) if mask is not None else jax.tree.map(lambda _: True, params)
-        updates = jax.tree.map(lambda u, w, use: u + l1 * jnp.sign(w) if use else u, updates, params, chosen)
+            raise ValueError(f'{name} needs the params: pass them to the optimizer update')
+        updates = jax.tree.map(lambda u, w, use: change(u, w) if use else u, updates, params, chosen(params))
         return updates, state
 
     return optax.GradientTransformation(lambda params: _NoState(), update)
+
+
+def add_l1_sign(l1: float | jax.Array, mask: Callable[[Any], Any] | None = None) -> optax.GradientTransformation:
+    """Adds l1·sign(w) to the updates: L1 as a transform (decoupled when chained after the optimizer's scaling,
+    as `add_decayed_weights` is for L2). `mask(params)` chooses the leaves (kernels by default in the config)."""
+    every_leaf = lambda params: jax.tree.map(lambda _: True, params)
+    return _update_with_params('add_l1_sign', lambda u, w: u + l1 * jnp.sign(w), mask or every_leaf)
 
 
 def max_norm(radius: float | jax.Array, mask: Callable[[Any], Any] | None = None) -> optax.GradientTransformation:
@@ -141,19 +146,13 @@ def max_norm(radius: float | jax.Array, mask: Callable[[Any], Any] | None = None
         norms = jnp.sqrt(jnp.sum(jnp.square(kernel), axis=tuple(range(kernel.ndim - 1)), keepdims=True))
         return kernel * jnp.minimum(1.0, radius / jnp.maximum(norms, 1e-12))
 
-    def update(updates, state, params=None):
-        if params is None:
-            raise ValueError('max_norm needs the params: pass them to the optimizer update')
-        chosen = mask(params) if mask is not None else jax.tree.map(lambda w: w.ndim > 1, params)
-        updates = jax.tree.map(lambda u, w, use: project(w + u) - w if use else u, updates, params, chosen)
-        return updates, state
-
-    return optax.GradientTransformation(lambda params: _NoState(), update)
+    matrices = lambda params: jax.tree.map(lambda w: w.ndim > 1, params)
+    return _update_with_params('max_norm', lambda u, w: project(w + u) - w, mask or matrices)
 
 
 def mc_dropout_predict(task: Any, state: Any, images: jax.Array, samples: int, key: jax.Array) -> jax.Array:
-    """Dropout as an ensemble: the mean of softmax outputs over `samples` dropout masks (training mode, batch norm
-    reading its running statistics), one mask a key split from `key`."""
+    """Dropout as an ensemble: the mean of softmax outputs over `samples` dropout masks, one mask a key split from
+    `key`. The model runs in training mode, so batch norm (if any) normalises with the statistics of `images`."""
     variables = {'params': state.params, **({'batch_stats': state.batch_stats} if state.batch_stats else {})}
     model = task.model(state.hparams, state.params)
 

@@ -123,7 +123,7 @@ def train_variant(
     def after_epoch(epoch, state, history):
         if on_epoch_end is not None:
             state = on_epoch_end(epoch, state, history) or state
-        stopped = state.early_stopping is not None and bool(np.all(jax.device_get(state.early_stopping.stopped)))
+        stopped = bool(np.all(history[-1].get('stopped', False)))  # every member has stopped early
         if saver is not None and (epoch % checkpoint_every == 0 or epoch == epochs or stopped):
             saver.save(
                 epoch,

@@ -16,6 +16,7 @@ that reads it. `build` checks every field against the real input shape before an
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from typing import Any, Callable, Mapping, Sequence
@@ -38,23 +39,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
+@contextlib.contextmanager
 def _section(name: str):
-    """Re-raises a ValueError from building one section of the config with the section's name in front."""
-
-    class Prefix:
-        def __enter__(self):
-            return self
-
-        def __exit__(self, kind, error, traceback):
-            if kind is None or not issubclass(kind, (ValueError, TypeError)) or str(error).startswith('config.'):
-                return False
-            message = str(error)
-            if message.startswith(name) or f'field {name}' in message:  # already names its field
-                message = message.replace(f'field {name}', f'field config.{name}')
-                raise ValueError(message if message.startswith('unknown') else f'config.{message}') from None
-            raise ValueError(f'config.{name}: {message}') from None
-
-    return Prefix()
+    """Re-raises a ValueError or TypeError from building one section of the config as one line naming it."""
+    try:
+        yield
+    except (ValueError, TypeError) as error:
+        message = str(error)
+        if message.startswith('config.'):
+            raise
+        if message.startswith(name) or f'field {name}' in message:  # already names its field
+            message = message.replace(f'field {name}', f'field config.{name}')
+            raise ValueError(message if message.startswith('unknown') else f'config.{message}') from None
+        raise ValueError(f'config.{name}: {message}') from None
 
 
 def _check_number(path: str, value: Any, low: float = -math.inf, low_inclusive: bool = True) -> None:
