@@ -55,6 +55,7 @@ class MLP(nn.Module):
     input_dropout: float | jax.Array = 0.0
     hidden_dropout: float | jax.Array = 0.0
     batch_norm: str | None = None
+    batch_norm_layers: Sequence[int] | None = None  # the hidden layers (0-based) that get batch norm; None: all
     # Keras defaults, so that numbers compare with the lecture's Keras experiments.
     batch_norm_momentum: float = 0.99
     batch_norm_epsilon: float = 1e-3
@@ -70,6 +71,12 @@ class MLP(nn.Module):
         """Input dropout, then each hidden layer: dense_i, [batch_norm_i], activation, [batch_norm_i], dropout."""
         if self.batch_norm not in BATCH_NORM_PLACEMENTS:
             raise ValueError(f"unknown batch_norm placement {self.batch_norm!r}; allowed: None, 'before', 'after'")
+        outside = sorted(set(self.batch_norm_layers or ()) - set(range(len(self.hidden_widths))))
+        if outside:
+            raise ValueError(
+                f'batch_norm_layers {tuple(self.batch_norm_layers)} names layer {outside[0]}, but the hidden layers '
+                f'are 0..{len(self.hidden_widths) - 1}'
+            )
         activation = get_activation(self.activation, self.negative_slope)
         kernel_init = self._kernel_init()
         x = inputs.reshape((inputs.shape[0], -1))
@@ -78,11 +85,12 @@ class MLP(nn.Module):
             if width < 1:
                 raise ValueError(f'hidden widths must be positive integers, got {tuple(self.hidden_widths)}')
             z = nn.Dense(width, kernel_init=kernel_init, bias_init=nn.initializers.zeros, name=f'dense_{layer}')(x)
-            if self.batch_norm == 'before':
+            normalized = self.batch_norm_layers is None or layer in self.batch_norm_layers
+            if self.batch_norm == 'before' and normalized:
                 z = self._batch_norm(layer, train)(z)
             self.sow('intermediates', f'preactivation_{layer}', z)
             a = activation(z)
-            if self.batch_norm == 'after':
+            if self.batch_norm == 'after' and normalized:
                 a = self._batch_norm(layer, train)(a)
             self.sow('intermediates', f'activation_{layer}', a)
             x = dropout(self, a, self.hidden_dropout, train)

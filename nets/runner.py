@@ -44,6 +44,24 @@ def member_label(member: Mapping[str, Any]) -> str:
     )
 
 
+def initial_state(
+    task: train.Task,
+    hparams: Mapping[str, jax.Array],
+    members: Sequence[Mapping[str, Any]],
+    input_shape: Sequence[int],
+    architecture: Mapping[str, Any] | None = None,
+) -> train.TrainState:
+    """The state a variant's members start from (see `grid`): stacked for several members, else the one member's.
+    `architecture` overrides the configured shapes (the like-state of a grown or pruned checkpoint)."""
+    member_hparams = [tasks.member_hparams(hparams, {k: v for k, v in m.items() if k != 'seed'}) for m in members]
+    keys = [jax.random.PRNGKey(member['seed']) for member in members]
+    if len(members) > 1:
+        return train.init_members(task, member_hparams, train.stack(keys), input_shape, architecture)
+    return jax.jit(lambda hp, key: train.init_state(task, hp, key, input_shape, architecture))(
+        member_hparams[0], keys[0]
+    )
+
+
 def train_variant(
     task: train.Task,
     hparams: Mapping[str, jax.Array],
@@ -79,17 +97,9 @@ def train_variant(
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
         raise ValueError(f'{name}: members {", ".join(duplicates)} appear twice; each seed and value once')
-    member_hparams = [tasks.member_hparams(hparams, {k: v for k, v in m.items() if k != 'seed'}) for m in members]
     stacked = len(members) > 1
     init_keys = [jax.random.PRNGKey(member['seed']) for member in members]
     input_shape = data.train_images.shape[1:]
-
-    def initial_state(architecture=None):
-        if stacked:
-            return train.init_members(task, member_hparams, train.stack(init_keys), input_shape, architecture)
-        return jax.jit(lambda hp, key: train.init_state(task, hp, key, input_shape, architecture))(
-            member_hparams[0], init_keys[0]
-        )
 
     if shuffle == 'shared':
         data_key = jax.random.PRNGKey(data_seed)
@@ -104,11 +114,13 @@ def train_variant(
             raise ValueError(f'{checkpoint_dir} already holds a checkpoint; pass --resume to continue it')
         metadata = saver.metadata()
         # The like-state takes the checkpoint's shapes, which growth or pruning may have changed.
-        state, metadata = saver.restore(initial_state(metadata.get('architecture')))
+        state, metadata = saver.restore(
+            initial_state(task, hparams, members, input_shape, metadata.get('architecture'))
+        )
         start_epoch, history = metadata['epoch'], metadata['history']
         log(f'{name}: resumed after epoch {start_epoch}')
     else:
-        state = initial_state()
+        state = initial_state(task, hparams, members, input_shape)
 
     constrain_batch = None
     if jax.device_count() > 1:
@@ -163,6 +175,33 @@ def train_variant(
         if test is not None:
             runs[label]['test'] = {metric: value[index] if stacked else value for metric, value in test_metrics.items()}
     return state, runs
+
+
+def chain(*hooks: EpochHook | None) -> EpochHook:
+    """One epoch hook that runs `hooks` in order, each on the state the one before returned."""
+
+    def hook(epoch: int, state: train.TrainState, history: list[dict]) -> train.TrainState:
+        for each in hooks:
+            if each is not None:
+                state = each(epoch, state, history) or state
+        return state
+
+    return hook
+
+
+def evaluation_hook(
+    task: train.Task, images: jax.Array, labels: jax.Array, *, members: bool = False, prefix: str = 'test_'
+) -> EpochHook:
+    """An epoch hook that adds the task's evaluation metrics on (images, labels) to the history row as
+    `<prefix><metric>` (per member for a sweep): curves against a held-out set that chooses nothing."""
+    check = lambda s: train.evaluate(task, s, images, labels)
+    program = jax.jit(jax.vmap(check) if members else check)
+
+    def hook(epoch: int, state: train.TrainState, history: list[dict]) -> None:
+        metrics = jax.device_get(program(state))
+        history[-1].update({f'{prefix}{name}': np.asarray(value).tolist() for name, value in metrics.items()})
+
+    return hook
 
 
 def checkpoint_directory(workdir: str, variant: str) -> str:

@@ -87,6 +87,7 @@ def test_lenet_300_100_shapes_and_zero_biases():
         ({'activation': 'leaky_relu', 'negative_slope': 1.0}, 'linear'),
         ({'kernel_init': 'orthogonal'}, 'unknown initializer'),
         ({'batch_norm': 'middle'}, 'batch_norm'),
+        ({'batch_norm': 'before', 'batch_norm_layers': (1,)}, 'hidden layers are 0..0'),
         ({'hidden_dropout': 1.0}, 'dropout rate'),
     ],
 )
@@ -94,3 +95,13 @@ def test_bad_settings_are_refused_with_one_line(settings, message):
     with pytest.raises(ValueError, match=message) as error:
         models.MLP(hidden_widths=(8,), **settings).init(jax.random.PRNGKey(0), jnp.zeros((1, 784)), train=True)
     assert '\n' not in str(error.value)
+
+
+def test_batch_norm_layers_normalize_only_the_named_hidden_layers():
+    model = models.MLP(hidden_widths=(8, 8, 8), batch_norm='after', batch_norm_layers=(0, 2))
+    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((4, 784)), train=True)
+    assert sorted(name for name in variables['params'] if name.startswith('batch_norm')) == [
+        'batch_norm_0',
+        'batch_norm_2',
+    ]
+    assert sorted(variables['batch_stats']) == ['batch_norm_0', 'batch_norm_2']

@@ -212,3 +212,18 @@ def test_tensorboard_gets_one_folder_per_member(learning_rate_sweep):
         np.testing.assert_allclose(
             [value for _, value in scalars['val_loss']], [row['val_loss'] for row in history], rtol=1e-6
         )
+
+
+def test_the_evaluation_hook_records_the_same_metrics_as_a_final_evaluation():
+    task, hparams = mlp_task('sgd', 0.1, batch_size=32, hidden_widths=(8,))
+    data = teacher_data(7, 128, 64)
+    held_out = (data.validation_images[:32], data.validation_labels[:32])
+    calls = []
+    count = lambda epoch, state, history: calls.append(epoch)
+    hook = runner.chain(runner.evaluation_hook(task, *held_out, members=True), count)
+    _, runs = runner.train_variant(task, hparams, runner.grid((0, 1)), data, held_out, epochs=2, name='evaluated',
+                                   on_epoch_end=hook, log=lambda _: None)  # fmt: skip
+    assert calls == [1, 2]
+    for run in runs.values():
+        assert run['history'][-1]['test_accuracy'] == pytest.approx(run['test']['accuracy'])
+        assert run['history'][-1]['test_loss'] == pytest.approx(run['test']['loss'], rel=1e-6)
