@@ -7,8 +7,9 @@ They are streaming statistics in the init/update/summarize style, so a probe set
     summarize(acc)                            per-layer numbers, as arrays [layers]
 
 `probe` runs them over a probe set in evaluation mode (no dropout, batch norm's running statistics) for one member,
-`measure` for a stacked sweep too, and `epoch_hook` records them in the history every K epochs through the core's
-epoch hook. What they report, per hidden layer i (from the sown `preactivation_i` and `activation_i`):
+`prober` compiles it for a stacked sweep too, and `epoch_hook` records a prober's numbers in the history every K
+epochs through the core's epoch hook. What they report, per hidden layer i (from the sown `preactivation_i` and
+`activation_i`):
 
     activation_mean, activation_variance   over every example and unit of the layer's output
     preactivation_variance                 the same for what enters the activation function
@@ -24,7 +25,7 @@ respect to the layer's kernel.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -151,6 +152,21 @@ def probe(
     return summarize(acc)
 
 
+def prober(
+    task: train.Task,
+    images: jax.Array,
+    labels: jax.Array,
+    *,
+    members: bool = False,
+    chunk: int | None = None,
+) -> Callable[[train.TrainState], dict[str, list]]:
+    """A compiled `probe` on a fixed probe set: state -> Python lists ([members][layers] for a stacked state, with
+    `members`, else [layers]); it compiles once per state shape."""
+    run = lambda s: probe(task, s, images, labels, chunk)
+    program = jax.jit(jax.vmap(run) if members else run)
+    return lambda state: {name: np.asarray(value).tolist() for name, value in jax.device_get(program(state)).items()}
+
+
 def measure(
     task: train.Task,
     state: train.TrainState,
@@ -160,30 +176,17 @@ def measure(
     members: bool = False,
     chunk: int | None = None,
 ) -> dict[str, list]:
-    """`probe` of every member of a (stacked) state, as Python lists ([members][layers] or [layers])."""
-    run = lambda s: probe(task, s, images, labels, chunk)
-    values = jax.device_get(jax.jit(jax.vmap(run) if members else run)(state))
-    return {name: np.asarray(value).tolist() for name, value in values.items()}
+    """`probe` of every member of a (stacked) state, once, as Python lists."""
+    return prober(task, images, labels, members=members, chunk=chunk)(state)
 
 
-def epoch_hook(
-    task: train.Task,
-    images: jax.Array,
-    labels: jax.Array,
-    *,
-    members: bool = False,
-    every: int = 1,
-    chunk: int | None = None,
-):
-    """An epoch hook that adds the diagnostics to the history's row every `every` epochs (a list per statistic,
-    over layers, and over members first for a sweep); compiled once per state shape."""
-    run = lambda s: probe(task, s, images, labels, chunk)
-    program = jax.jit(jax.vmap(run) if members else run)
+def epoch_hook(measure_state: Callable[[train.TrainState], dict[str, list]], every: int = 1):
+    """An epoch hook that adds `measure_state(state)` (a `prober`) to the history's row every `every` epochs: a list
+    per statistic, over layers, and over members first for a sweep."""
 
     def hook(epoch: int, state: train.TrainState, history: list[dict]) -> None:
         if epoch % every == 0:
-            values = jax.device_get(program(state))
-            history[-1].update({name: np.asarray(value).tolist() for name, value in values.items()})
+            history[-1].update(measure_state(state))
 
     return hook
 

@@ -99,7 +99,9 @@ def test_a_stacked_sweep_gives_each_member_its_own_numbers():
 def test_the_epoch_hook_records_every_k_epochs_in_each_members_history():
     task, hparams = mlp_task('sgd', 0.1, batch_size=32, hidden_widths=(8,), activation='relu')
     data = teacher_data(5, 128, 32)
-    hook = diagnostics.epoch_hook(task, data.validation_images, data.validation_labels, members=True, every=2)
+    hook = diagnostics.epoch_hook(
+        diagnostics.prober(task, data.validation_images, data.validation_labels, members=True), every=2
+    )
     _, runs = runner.train_variant(
         task, hparams, runner.grid((0, 1)), data, None, epochs=4, name='probe', on_epoch_end=hook, log=lambda _: None
     )

@@ -1,0 +1,206 @@
+"""Weight initialization: Nikolenko's MNIST comparison (p. 149), and deep ReLU and tanh nets (He et al. 2015).
+
+(a) 784 → 4×100 tanh → 10, Keras `uniform` (U(-0.05, 0.05)) against `glorot_normal`, SGD 0.01, batch 64, 30 epochs,
+    on all 60,000 training images; test accuracy after every epoch.
+(b) A deep ReLU MLP (30 hidden layers of 100) with He, Glorot and uniform init: the per-layer activation variance
+    at init (He keeps it, Glorot halves it every layer, uniform shrinks it ~25× a layer) and the training curves.
+(c) The same deep net with tanh, where Glorot is the fitting choice.
+
+Each init is one variant; its seeds train as one vmapped program. The test set only draws curves (nothing is chosen
+on it). Diagnostics (nets.diagnostics) on a probe of training images are recorded at init and after every epoch.
+`:quick` is a seconds-scale version.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import matplotlib.pyplot as plt
+import ml_collections
+import numpy as np
+
+from nets import data as data_lib, report, runner, tasks
+
+# A public reproduction of Nikolenko's p.149 experiment: test accuracy after epochs 1, 2 and 30.
+PUBLISHED = {'uniform': {1: 0.11, 2: 0.11, 30: 0.9607}, 'glorot_normal': {1: 0.899, 30: 0.9702}}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The full experiment, or with 'quick' a seconds-scale one."""
+    config = ml_collections.ConfigDict()
+    config.dataset = 'mnist'
+    config.train_limit = ml_collections.FieldReference(None, field_type=int)
+    config.test_limit = ml_collections.FieldReference(None, field_type=int)
+    config.probe_size = 1000  # training images the diagnostics read
+    config.seeds = (0, 1, 2, 3, 4)
+    config.data_seed = 0
+    config.checkpoint_every = 5
+    config.loss = 'softmax_cross_entropy'
+    config.penalties = ()
+    config.early_stopping = {}
+    config.shallow = dict(
+        model=dict(name='mlp', hidden_widths=(100,) * 4, activation='tanh'),
+        optimizer=dict(name='sgd', learning_rate=0.01),
+        batch_size=64,
+        epochs=30,
+        inits=('uniform', 'glorot_normal'),
+    )
+    deep = dict(
+        model=dict(name='mlp', hidden_widths=(100,) * 30),
+        optimizer=dict(name='momentum', learning_rate=0.01, momentum=0.9),
+        batch_size=128,
+        epochs=10,
+        inits=('he_normal', 'glorot_normal', 'uniform'),
+    )
+    config.deep_relu = {**deep, 'model': {**deep['model'], 'activation': 'relu'}}
+    config.deep_tanh = {**deep, 'model': {**deep['model'], 'activation': 'tanh'}}
+    if arg == 'quick':
+        config.train_limit, config.test_limit, config.probe_size, config.seeds = 1024, 500, 256, (0, 1)
+        for part in (config.shallow, config.deep_relu, config.deep_tanh):
+            part.epochs = 2
+        config.deep_relu.model.hidden_widths = config.deep_tanh.model.hidden_widths = (16,) * 6
+    elif arg not in (None, ''):
+        raise ValueError(f"unknown initialization config argument {arg!r}; allowed: '' or 'quick'")
+    return config
+
+
+def train_init(config, workdir, part: str, init: str, data, test, probe, resume: bool):
+    """One variant (`part`_`init`): its seeds as one program; returns its runs and its diagnostics at init."""
+    settings = config[part]
+    task_config = {**config.to_dict(), **settings.to_dict()}
+    task_config['model'] = {**settings.model.to_dict(), 'kernel_init': init}
+    task, hparams = tasks.build(task_config, runner.input_shape(config.dataset))
+    _, runs, at_init = runner.run_probed_variant(workdir, config, f'{part}_{init}', task, hparams,
+                                                 runner.grid(config.seeds), data, test, probe, resume=resume,
+                                                 epochs=settings.epochs)  # fmt: skip
+    return runs, at_init
+
+
+def test_accuracy(runs: dict, epoch: int | None = None) -> float:
+    """Mean over members of the test accuracy after `epoch` (the final one by default)."""
+    if epoch is None:
+        return float(np.mean([run['test']['accuracy'] for run in runs.values()]))
+    return float(np.mean([run['history'][epoch - 1]['test_accuracy'] for run in runs.values()]))
+
+
+def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
+    """Trains every part and init; writes the report and figures; returns the summary."""
+    started = time.perf_counter()
+    splits = data_lib.load_splits(config.dataset, data_dir=data_dir, cache_dir=cache_dir, validation_size=0,
+                                  train_limit=config.train_limit, test_limit=config.test_limit)  # fmt: skip
+    data, test = runner.device_data(splits)
+    probe = (data.train_images[: config.probe_size], data.train_labels[: config.probe_size])
+    runs, at_init, summary = {}, {}, {}
+    for part in ('shallow', 'deep_relu', 'deep_tanh'):
+        for init in config[part].inits:
+            name = f'{part}_{init}'
+            runs[name], at_init[name] = train_init(config, workdir, part, init, data, test, probe, resume)
+            if part == 'shallow':
+                for epoch in (1, 2):
+                    summary[f'{init}_accuracy_epoch_{epoch}'] = test_accuracy(runs[name], epoch)
+                summary[f'{init}_accuracy_final'] = test_accuracy(runs[name])
+            else:
+                summary[f'{part}_{init}_accuracy'] = test_accuracy(runs[name])
+    summary['wall_seconds'] = time.perf_counter() - started
+    figures = [
+        plot_shallow(os.path.join(workdir, 'nikolenko_p149.png'), config, runs),
+        plot_deep(os.path.join(workdir, 'deep_nets.png'), config, runs, at_init),
+    ]
+    shallow_rows = [
+        [init, PUBLISHED[init].get(1, ''), summary[f'{init}_accuracy_epoch_1'], PUBLISHED[init].get(2, ''),
+         summary[f'{init}_accuracy_epoch_2'], PUBLISHED[init][30], summary[f'{init}_accuracy_final']]
+        for init in config.shallow.inits
+    ]  # fmt: skip
+    deep_rows = [
+        [part, init, summary[f'{part}_{init}_accuracy'], *_variance_ends(at_init[f'{part}_{init}'])]
+        for part in ('deep_relu', 'deep_tanh')
+        for init in config[part].inits
+    ]
+    report.write_run(
+        workdir,
+        'Weight initialization (Nikolenko p.149; He et al. 2015)',
+        summary=summary,
+        config=config.to_dict(),
+        runs=runs,
+        curves=['train_loss', 'test_accuracy'],
+        sections=[
+            ' '.join(__doc__.split('\n\n')[1:3]).replace('\n', ' '),
+            f'Seeds {list(config.seeds)}; wall time {summary["wall_seconds"]:.0f} s.',
+            '## (a) Nikolenko p.149 (published: a public reproduction, one run)',
+            report.markdown_table(
+                [
+                    'init',
+                    'published ep. 1',
+                    'ours ep. 1',
+                    'published ep. 2',
+                    'ours ep. 2',
+                    'published final',
+                    'ours final',
+                ],
+                shallow_rows,
+            ),  # fmt: skip
+            '## (b, c) Deep nets: final test accuracy, and the pre-activation variance at init (He et al.: Var[y_l])',
+            report.markdown_table(
+                ['net', 'init', 'test accuracy', 'pre-activation variance, layer 1', 'last layer'], deep_rows
+            ),  # fmt: skip
+        ],
+        extra_sections=[f'![{os.path.basename(path)}]({os.path.basename(path)})' for path in figures],
+        init_diagnostics=at_init,
+    )
+    return summary
+
+
+def _variance_ends(values: dict) -> list[float]:
+    """Mean over members of the pre-activation variance of the first and the last hidden layer at init."""
+    variance = np.atleast_2d(np.asarray(values['preactivation_variance'], np.float64)).mean(0)
+    return [float(variance[0]), float(variance[-1])]
+
+
+def _band(axis, x, curves, label):
+    """Mean over members as a line and their min–max as a band."""
+    curves = np.asarray(curves, dtype=np.float64)
+    line = axis.plot(x, curves.mean(0), label=label)[0]
+    axis.fill_between(x, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.2)
+    return line
+
+
+def plot_shallow(path: str, config, runs: dict) -> str:
+    """Test accuracy per epoch of part (a), per init, with the published points."""
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for init in config.shallow.inits:
+        curves = [[row['test_accuracy'] for row in run['history']] for run in runs[f'shallow_{init}'].values()]
+        line = _band(axis, np.arange(1, len(curves[0]) + 1), curves, f'{init} (ours, seed band)')
+        epochs = sorted(PUBLISHED[init])
+        axis.plot(epochs, [PUBLISHED[init][e] for e in epochs], 'x', color=line.get_color(), label=f'{init} published')
+    axis.set_xlabel('epoch')
+    axis.set_ylabel('test accuracy')
+    axis.set_ylim(0, 1)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    axis.set_title('784-4×100 tanh-10, SGD 0.01, batch 64')
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def plot_deep(path: str, config, runs: dict, at_init: dict) -> str:
+    """Per deep net: activation variance per layer at init (log scale), and test accuracy per epoch, per init."""
+    figure, axes = plt.subplots(2, 2, figsize=(11, 7))
+    for column, part in enumerate(('deep_relu', 'deep_tanh')):
+        for init in config[part].inits:
+            name = f'{part}_{init}'
+            variance = np.atleast_2d(np.asarray(at_init[name]['preactivation_variance'], np.float64))
+            _band(axes[0, column], np.arange(1, variance.shape[1] + 1), variance, init)
+            curves = [[row['test_accuracy'] for row in run['history']] for run in runs[name].values()]
+            _band(axes[1, column], np.arange(1, len(curves[0]) + 1), curves, init)
+        axes[0, column].set(yscale='log', xlabel='hidden layer', ylabel='pre-activation variance at init', title=part)
+        axes[1, column].set(xlabel='epoch', ylabel='test accuracy', ylim=(0, 1))
+        for axis in axes[:, column]:
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
