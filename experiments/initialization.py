@@ -48,7 +48,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
     deep = dict(
         model=dict(name='mlp', hidden_widths=(100,) * 30),
-        optimizer=dict(name='momentum', learning_rate=0.01, momentum=0.9),
+        # 0.01 made the 30-layer He ReLU net unstable (train accuracy fell from 0.88 to 0.72 over epochs 3-9).
+        optimizer=dict(name='momentum', learning_rate=0.003, momentum=0.9),
         batch_size=128,
         epochs=10,
         inits=('he_normal', 'glorot_normal', 'uniform'),

@@ -16,7 +16,7 @@ def _keras_uniform(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
     return jax.random.uniform(key, shape, dtype, -KERAS_UNIFORM_LIMIT, KERAS_UNIFORM_LIMIT)
 
 
-# name -> factory(std) of a jax.nn.initializers function; only 'normal' takes a std.
+# name -> factory(std) of a jax.nn.initializers function; only 'normal' and 'truncated_normal' take a std.
 INITIALIZERS: dict[str, Callable[[float | None], jax.nn.initializers.Initializer]] = {
     'glorot_uniform': lambda std: jax.nn.initializers.glorot_uniform(),
     'glorot_normal': lambda std: jax.nn.initializers.glorot_normal(),
@@ -26,18 +26,26 @@ INITIALIZERS: dict[str, Callable[[float | None], jax.nn.initializers.Initializer
     'lecun_uniform': lambda std: jax.nn.initializers.lecun_uniform(),
     'uniform': lambda std: _keras_uniform,
     'normal': lambda std: jax.nn.initializers.normal(stddev=float(std)),
+    # TensorFlow's truncated_normal(stddev=std): N(0, std^2) cut at ±2 std, not rescaled (variance 0.774 std^2).
+    'truncated_normal': lambda std: jax.nn.initializers.truncated_normal(stddev=float(std)),
 }
+WITH_STD = ('normal', 'truncated_normal')
+# The standard deviation of a standard normal truncated at ±2.
+TRUNCATED_STD = 0.87962566103423978
 
 
 def _check_name_and_std(name: str, std: float | None) -> None:
     lookup(INITIALIZERS, name, 'initializer')
-    if name == 'normal':
+    if name in WITH_STD:
         if std is None:
-            raise ValueError("initializer 'normal' needs std, the standard deviation of N(0, std^2)")
+            raise ValueError(f'initializer {name!r} needs std, the standard deviation of N(0, std^2)')
         if not (math.isfinite(float(std)) and float(std) > 0):
-            raise ValueError(f"initializer 'normal' needs a finite std > 0, got {std!r}")
+            raise ValueError(f'initializer {name!r} needs a finite std > 0, got {std!r}')
     elif std is not None:
-        raise ValueError(f"std is only for initializer 'normal', not {name!r}; the others set their own variance")
+        raise ValueError(
+            f"std is only for initializers 'normal' and 'truncated_normal', not {name!r}; the others set their own "
+            'variance'
+        )
 
 
 def get_initializer(
@@ -73,4 +81,6 @@ def expected_variance(name: str, fan_in: int, fan_out: int, std: float | None = 
         return 1.0 / fan_in
     if name == 'uniform':
         return KERAS_UNIFORM_LIMIT**2 / 3.0
+    if name == 'truncated_normal':
+        return (TRUNCATED_STD * float(std)) ** 2
     return float(std) ** 2

@@ -1,0 +1,242 @@
+"""Batch normalization: Ioffe & Szegedy 2015 (Fig. 1), Nikolenko p.160, and BN before against after the activation.
+
+(a) Ioffe & Szegedy's MNIST net: 784 → 3×100 sigmoid → 10, weights N(0, 0.1²), batch 60, about 50,000 steps of
+    plain SGD, with and without BN (before each sigmoid). For each net the learning rate and its schedule (constant
+    or cosine decay) are chosen on a 10,000-image validation split held out of the training images, by the mean
+    final validation accuracy over seeds; the candidates of one schedule are members of one vmapped program. We
+    report the chosen runs' test accuracy after every epoch (their checkpoints), and the 15th, 50th and 85th
+    percentiles over probe images of the input to one sigmoid of the last hidden layer.
+(b) Nikolenko p.160: 784 → 100 → 100 → 10 tanh, TensorFlow's truncated normal (std 0.1), SGD 0.01, batch 100, with
+    and without BN on the first hidden layer (before its tanh).
+(c) (b)'s net with BN on both hidden layers, before against after the activation.
+
+The test set only draws curves; nothing is chosen on it. `:quick` is a seconds-scale version.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import ml_collections
+import numpy as np
+
+from nets import data as data_lib, report, runner, tasks, train
+
+PERCENTILES = (15, 50, 85)
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The full experiment, or with 'quick' a seconds-scale one."""
+    config = ml_collections.ConfigDict()
+    config.dataset = 'mnist'
+    config.validation_size = 10_000
+    config.train_limit = ml_collections.FieldReference(None, field_type=int)
+    config.test_limit = ml_collections.FieldReference(None, field_type=int)
+    config.probe_size = 1000  # training images for the sigmoid-input percentiles
+    config.seeds = (0, 1, 2, 3, 4)
+    config.data_seed = 0
+    config.checkpoint_every = 10
+    config.loss = 'softmax_cross_entropy'
+    config.penalties = ()
+    config.early_stopping = {}
+    config.ioffe = dict(
+        model=dict(name='mlp', hidden_widths=(100, 100, 100), activation='sigmoid', kernel_init='normal',
+                   init_std=0.1),
+        optimizer=dict(name='sgd', learning_rate=1.0),
+        batch_size=60,
+        epochs=60,  # 833 steps an epoch on 50,000 images: 49,980 steps
+        learning_rates=(1.0, 2.0, 4.0),
+        schedules=('constant', 'cosine_decay'),
+        unit=0,  # the sigmoid of the last hidden layer whose input percentiles are drawn
+    )  # fmt: skip
+    config.nikolenko = dict(
+        model=dict(name='mlp', hidden_widths=(100, 100), activation='tanh', kernel_init='truncated_normal',
+                   init_std=0.1),
+        optimizer=dict(name='sgd', learning_rate=0.01),
+        batch_size=100,
+        epochs=20,
+    )  # fmt: skip
+    if arg == 'quick':
+        config.validation_size, config.train_limit, config.test_limit, config.probe_size = 500, 1200, 500, 200
+        config.seeds = (0, 1)
+        config.ioffe.epochs, config.nikolenko.epochs = 2, 2
+        config.ioffe.learning_rates, config.ioffe.schedules = (1.0, 2.0), ('constant', 'cosine_decay')
+    elif arg not in (None, ''):
+        raise ValueError(f"unknown batchnorm config argument {arg!r}; allowed: '' or 'quick'")
+    return config
+
+
+def build(config, part: str, model_changes: dict, schedule: dict | None = None):
+    settings = config[part]
+    task_config = {**config.to_dict(), **settings.to_dict()}
+    task_config['model'] = {**settings.model.to_dict(), **model_changes}
+    task_config['optimizer'] = {**settings.optimizer.to_dict(), 'schedule': schedule or {}}
+    return tasks.build(task_config, runner.input_shape(config.dataset))
+
+
+def percentile_hook(task, images, part_config, members: bool):
+    """An epoch hook that records the 15th/50th/85th percentiles over `images` of what enters the activation of
+    unit `part_config.unit` of the last hidden layer (after BN, where BN is placed before the activation)."""
+    layer = len(part_config.model.hidden_widths) - 1
+
+    def percentiles(state: train.TrainState) -> jax.Array:
+        model = task.model(state.hparams, state.params)
+        variables = {'params': state.params, **({'batch_stats': state.batch_stats} if state.batch_stats else {})}
+        _, sown = model.apply(variables, images, train=False, mutable=['intermediates'])
+        inputs = sown['intermediates'][f'preactivation_{layer}'][0][:, part_config.unit]
+        return jnp.percentile(inputs, jnp.asarray(PERCENTILES, jnp.float32))
+
+    program = jax.jit(jax.vmap(percentiles) if members else percentiles)
+
+    def hook(epoch, state, history):
+        history[-1]['sigmoid_input_percentiles'] = np.asarray(program(state)).tolist()
+
+    return hook, program
+
+
+def mean_history(runs: dict, key: str) -> np.ndarray:
+    """The mean over members of a history key, per epoch."""
+    return np.mean([[row[key] for row in run['history']] for run in runs.values()], axis=0)
+
+
+def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
+    """Trains (a), (b) and (c); writes the report and figures; returns the summary."""
+    started = time.perf_counter()
+    splits = data_lib.load_splits(config.dataset, data_dir=data_dir, cache_dir=cache_dir,
+                                  validation_size=config.validation_size, train_limit=config.train_limit,
+                                  test_limit=config.test_limit)  # fmt: skip
+    data, test = runner.device_data(splits)
+    probe = data.train_images[: config.probe_size]
+    runs, summary, candidates, at_init = {}, {}, {}, {}
+    ioffe = config.ioffe
+    steps = (len(splits.train_labels) // ioffe.batch_size) * ioffe.epochs
+    members = runner.grid(config.seeds, {'optimizer.learning_rate': ioffe.learning_rates})
+    for net, bn in (('bn', {'batch_norm': 'before'}), ('plain', {})):
+        for schedule in ioffe.schedules:
+            name = f'{net}_{schedule}'
+            task, hparams = build(config, 'ioffe', bn, {'name': 'cosine_decay', 'decay_steps': steps}
+                                  if schedule == 'cosine_decay' else {})  # fmt: skip
+            hook, program = percentile_hook(task, probe, ioffe, members=True)
+            start = np.asarray(program(runner.initial_state(task, hparams, members, probe.shape[1:]))).tolist()
+            at_init[name] = dict(zip(map(runner.member_label, members), start))
+            hooks = runner.chain(runner.evaluation_hook(task, *test, members=True), hook)
+            _, runs[name] = runner.run_variant(workdir, config, name, task, hparams, members, data, test,
+                                               resume=resume, on_epoch_end=hooks, epochs=ioffe.epochs)  # fmt: skip
+            for rate in ioffe.learning_rates:
+                chosen = {label: run for label, run in runs[name].items()
+                          if run['hparams']['optimizer.learning_rate'] == rate}  # fmt: skip
+                final_val = np.mean([run['history'][-1]['val_accuracy'] for run in chosen.values()])
+                candidates[(net, schedule, rate)] = (float(np.nan_to_num(final_val, nan=-1.0)), name, chosen)
+    chosen = {}
+    for net in ('bn', 'plain'):
+        key = max((k for k in candidates if k[0] == net), key=lambda k: candidates[k][0])
+        chosen[net] = key
+        _, name, member_runs = candidates[key]
+        summary[f'{net}_schedule'], summary[f'{net}_learning_rate'] = key[1], key[2]
+        summary[f'{net}_val_accuracy_final'] = candidates[key][0]
+        summary[f'{net}_accuracy_final'] = float(np.mean([run['test']['accuracy'] for run in member_runs.values()]))
+    bn_curve = mean_history(candidates[chosen['bn']][2], 'test_accuracy')
+    plain_curve = mean_history(candidates[chosen['plain']][2], 'test_accuracy')
+    summary['bn_above_plain_everywhere'] = bool(np.all(bn_curve > plain_curve))
+    summary['bn_above_plain_epochs'] = int(np.sum(bn_curve > plain_curve))
+    summary['checkpoints'] = len(bn_curve)
+
+    nikolenko = config.nikolenko
+    seeds = runner.grid(config.seeds)
+    placements = {
+        'nikolenko_plain': {},
+        'nikolenko_bn': {'batch_norm': 'before', 'batch_norm_layers': (0,)},
+        'bn_before': {'batch_norm': 'before'},
+        'bn_after': {'batch_norm': 'after'},
+    }
+    for name, changes in placements.items():
+        task, hparams = build(config, 'nikolenko', changes)
+        hooks = runner.evaluation_hook(task, *test, members=len(seeds) > 1)
+        _, runs[name] = runner.run_variant(workdir, config, name, task, hparams, seeds, data, test, resume=resume,
+                                           on_epoch_end=hooks, epochs=nikolenko.epochs)  # fmt: skip
+        summary[f'{name}_accuracy'] = float(np.mean([run['test']['accuracy'] for run in runs[name].values()]))
+    summary['wall_seconds'] = time.perf_counter() - started
+
+    steps_per_epoch = len(splits.train_labels) // ioffe.batch_size
+    figures = [
+        plot_ioffe(os.path.join(workdir, 'ioffe_fig1.png'), candidates, chosen, at_init, steps_per_epoch),
+        plot_nikolenko(os.path.join(workdir, 'nikolenko_p160.png'), runs, placements),
+    ]
+    selection_rows = [[net, schedule, rate, value, name] for (net, schedule, rate), (value, name, _) in
+                      candidates.items()]  # fmt: skip
+    report.write_run(
+        workdir,
+        'Batch normalization (Ioffe & Szegedy 2015, Fig. 1; Nikolenko p.160)',
+        summary=summary,
+        config=config.to_dict(),
+        runs=runs,
+        curves=['train_loss', 'val_accuracy', 'test_accuracy'],
+        sections=[
+            ' '.join(__doc__.split('\n\n')[1:3]).replace('\n', ' '),
+            f'Seeds {list(config.seeds)}; (a) {steps} steps; wall time {summary["wall_seconds"]:.0f} s.',
+            '## (a) Choice on validation (mean final validation accuracy over seeds)',
+            report.markdown_table(['net', 'schedule', 'learning rate', 'val accuracy', 'variant'], selection_rows),
+            f'Chosen: BN {chosen["bn"][1]} at {chosen["bn"][2]:g} (test {summary["bn_accuracy_final"]:.4f}), '
+            f'plain {chosen["plain"][1]} at {chosen["plain"][2]:g} (test {summary["plain_accuracy_final"]:.4f}). '
+            f'BN is above the plain net at {summary["bn_above_plain_epochs"]} of {summary["checkpoints"]} '
+            'checkpoints (epochs).',
+            '## (b, c) Test accuracy (mean over seeds)',
+            report.markdown_table(['variant', 'test accuracy'], [[n, summary[f'{n}_accuracy']] for n in placements]),
+        ],
+        extra_sections=[f'![{os.path.basename(path)}]({os.path.basename(path)})' for path in figures],
+        sigmoid_input_percentiles_at_init=at_init,
+    )
+    return summary
+
+
+def plot_ioffe(path: str, candidates: dict, chosen: dict, at_init: dict, steps_per_epoch: int) -> str:
+    """Ioffe & Szegedy's Fig. 1: (a) test accuracy against steps, (b, c) the percentiles of one sigmoid's input."""
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for net, style in (('bn', '-'), ('plain', '--')):
+        _, name, member_runs = candidates[chosen[net]]
+        title = f'{"with BN" if net == "bn" else "without BN"} ({chosen[net][1]}, lr {chosen[net][2]:g})'
+        curves = np.array([[row['test_accuracy'] for row in run['history']] for run in member_runs.values()])
+        steps = np.arange(1, curves.shape[1] + 1) * steps_per_epoch
+        line = axes[0].plot(steps, curves.mean(0), style, label=title)[0]
+        axes[0].fill_between(steps, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.2)
+        # One member's sigmoid input (the first seed at the chosen rate), at init and after every epoch.
+        label, run = next(iter(member_runs.items()))
+        start = at_init[name][label]
+        values = np.array([start] + [row['sigmoid_input_percentiles'] for row in run['history']])
+        axis = axes[1 if net == 'plain' else 2]
+        x = np.arange(values.shape[0]) * steps_per_epoch
+        for column, q in enumerate(PERCENTILES):
+            axis.plot(x, values[:, column], label=f'{q}th percentile')
+        axis.set(xlabel='steps', ylabel='input to the sigmoid', title=title)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    axes[0].set(xlabel='steps', ylabel='test accuracy', title='(a) test accuracy')
+    if axes[0].get_ylim()[0] < 0.9 < max(line.get_ydata().min() for line in axes[0].get_lines()):
+        axes[0].set_ylim(0.9, 1.0)  # the late epochs, where the two nets differ
+    axes[0].grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def plot_nikolenko(path: str, runs: dict, names) -> str:
+    """Test accuracy per epoch of (b) and (c), mean over seeds with the min–max band."""
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for name in names:
+        curves = np.array([[row['test_accuracy'] for row in run['history']] for run in runs[name].values()])
+        epochs = np.arange(1, curves.shape[1] + 1)
+        line = axis.plot(epochs, curves.mean(0), label=name)[0]
+        axis.fill_between(epochs, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.2)
+    axis.set(xlabel='epoch', ylabel='test accuracy', title='784-100-100-10 tanh, SGD 0.01, batch 100')
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
