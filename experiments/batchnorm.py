@@ -1,9 +1,10 @@
 """Batch normalization: Ioffe & Szegedy 2015 (Fig. 1), Nikolenko p.160, and BN before against after the activation.
 
 (a) Ioffe & Szegedy's MNIST net: 784 → 3×100 sigmoid → 10, weights N(0, 0.1²), batch 60, about 50,000 steps of
-    plain SGD, with and without BN (before each sigmoid). For each net the learning rate and its schedule (constant
-    or cosine decay) are chosen on a 10,000-image validation split held out of the training images, by the mean
-    final validation accuracy over seeds; the candidates of one schedule are members of one vmapped program. We
+    plain SGD, with and without BN (before each sigmoid). For each net the peak learning rate of a cosine decay to 0
+    (and the schedule, when config.ioffe.schedules offers several) is chosen on a 10,000-image validation split held
+    out of the training images, by the mean final validation accuracy over seeds; the candidate rates of one
+    schedule are members of one vmapped program. We
     report the chosen runs' test accuracy after every epoch (their checkpoints), and the 15th, 50th and 85th
     percentiles over probe images of the input to one sigmoid of the last hidden layer.
 (b) Nikolenko p.160: 784 → 100 → 100 → 10 tanh, TensorFlow's truncated normal (std 0.1), SGD 0.01, batch 100, with
@@ -50,7 +51,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         batch_size=60,
         epochs=60,  # 833 steps an epoch on 50,000 images: 49,980 steps
         learning_rates=(1.0, 2.0, 4.0),
-        schedules=('constant', 'cosine_decay'),
+        # ('constant', 'cosine_decay') chooses the schedule too, at twice the cost (the issue's probe ran constant
+        # rates: BN 97.92% at the end at 2.0, short of 98%).
+        schedules=('cosine_decay',),
         unit=0,  # the sigmoid of the last hidden layer whose input percentiles are drawn
     )  # fmt: skip
     config.nikolenko = dict(

@@ -60,7 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.train_limit, config.test_limit, config.probe_size, config.seeds = 1024, 500, 256, (0, 1)
         for part in (config.shallow, config.deep_relu, config.deep_tanh):
             part.epochs = 2
-        config.deep_relu.model.hidden_widths = config.deep_tanh.model.hidden_widths = (16,) * 6
+        config.deep_relu.model.hidden_widths = config.deep_tanh.model.hidden_widths = (16,) * 4
     elif arg not in (None, ''):
         raise ValueError(f"unknown initialization config argument {arg!r}; allowed: '' or 'quick'")
     return config

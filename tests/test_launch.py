@@ -220,3 +220,69 @@ def test_regularization_table_quick_reports_each_variants_mean_test_error(launch
     assert summary['wall_seconds'] > 0
     # Each variant really trains its own task: the penalties, transforms and dropout are in its config.
     assert runs['l2']['seed=0']['history'] != runs['maxnorm']['seed=0']['history']
+
+
+def test_initialization_quick_reports_every_headline_and_the_inits_really_differ(launch, tmp_path):
+    launch('--config=experiments/initialization.py:quick', f'--workdir={tmp_path / "init"}')
+    results = json.loads((tmp_path / 'init' / 'results.json').read_text())
+    summary, runs, at_init = results['summary'], results['runs'], results['init_diagnostics']
+    expected = {f'{init}_accuracy_{when}' for init in ('uniform', 'glorot_normal') for when in ('epoch_1', 'final')}
+    expected |= {f'deep_{net}_{init}_accuracy' for net in ('relu', 'tanh') for init in ('he_normal', 'glorot_normal',
+                                                                                      'uniform')}  # fmt: skip
+    assert expected | {'uniform_accuracy_epoch_2'} <= set(summary)
+    # The epoch headlines are the evaluation hook's test accuracy; the last one is the final test evaluation.
+    shallow = runs['shallow_uniform'].values()
+    assert summary['uniform_accuracy_epoch_1'] == pytest.approx(
+        np.mean([r['history'][0]['test_accuracy'] for r in shallow])
+    )
+    for run in shallow:
+        assert run['history'][-1]['test_accuracy'] == pytest.approx(run['test']['accuracy'])
+    # Each variant initialises with its own init: at init, the deep ReLU net's last-layer pre-activation variance
+    # is largest with He and smallest with U(-0.05, 0.05), by orders of magnitude (variance ~25x smaller a layer).
+    last = {init: np.mean(np.asarray(at_init[f'deep_relu_{init}']['preactivation_variance'])[:, -1])
+            for init in ('he_normal', 'glorot_normal', 'uniform')}  # fmt: skip
+    assert last['he_normal'] > last['glorot_normal'] > 100 * last['uniform']
+    assert (tmp_path / 'init' / 'deep_nets.png').stat().st_size > 0
+
+
+def test_activations_quick_counts_dead_units_and_the_shallow_spread(launch, tmp_path):
+    launch('--config=experiments/activations.py:quick', f'--workdir={tmp_path / "act"}')
+    results = json.loads((tmp_path / 'act' / 'results.json').read_text())
+    summary, runs = results['summary'], results['runs']
+    activations = ('sigmoid', 'tanh', 'relu', 'leaky_relu')
+    assert {f'{a}_accuracy' for a in activations} | {'dead_fraction_relu', 'dead_fraction_leaky_relu'} <= set(summary)
+    shallow = [summary[f'shallow_{a}_accuracy'] for a in activations]
+    assert summary['shallow_spread'] == pytest.approx(max(shallow) - min(shallow))
+    # A leaky unit's output is never exactly 0, so none is dead, though some may be inactive (z <= 0 everywhere).
+    assert summary['dead_fraction_leaky_relu'] == 0.0
+    assert 0 <= summary['dead_fraction_relu'] <= summary['inactive_fraction_relu'] <= 1
+    # The dead part's members differ in their learning rate only, and each reports its own diagnostics.
+    rates = {run['hparams']['optimizer.learning_rate'] for run in runs['dead_relu'].values()}
+    assert len(rates) == len(results['config']['dead']['learning_rates'])
+    assert all('dead_fraction' in run['history'][-1] for run in runs['dead_relu'].values())
+
+
+def test_batchnorm_quick_chooses_on_validation_and_compares_at_every_checkpoint(launch, tmp_path):
+    launch('--config=experiments/batchnorm.py:quick', f'--workdir={tmp_path / "bn"}')
+    results = json.loads((tmp_path / 'bn' / 'results.json').read_text())
+    summary, runs = results['summary'], results['runs']
+    for net in ('bn', 'plain'):
+        # The chosen schedule and rate have the best mean final validation accuracy among the candidates.
+        finals = {}
+        for schedule in ('constant', 'cosine_decay'):
+            for run in runs[f'{net}_{schedule}'].values():
+                key = (schedule, run['hparams']['optimizer.learning_rate'])
+                finals.setdefault(key, []).append(run['history'][-1]['val_accuracy'])
+        best = max(finals, key=lambda key: np.mean(finals[key]))
+        assert (summary[f'{net}_schedule'], summary[f'{net}_learning_rate']) == best
+    chosen = lambda net: [run for run in runs[f'{net}_{summary[f"{net}_schedule"]}'].values()
+                          if run['hparams']['optimizer.learning_rate'] == summary[f'{net}_learning_rate']]  # fmt: skip
+    curve = lambda net: np.mean([[row['test_accuracy'] for row in run['history']] for run in chosen(net)], 0)
+    assert summary['bn_above_plain_everywhere'] == bool(np.all(curve('bn') > curve('plain')))
+    assert summary['bn_accuracy_final'] == pytest.approx(np.mean([run['test']['accuracy'] for run in chosen('bn')]))
+    # The sigmoid-input percentiles (15th, 50th, 85th) are recorded after every epoch, in order.
+    percentiles = runs['bn_constant']['seed=0,optimizer.learning_rate=1']['history'][-1]['sigmoid_input_percentiles']
+    assert percentiles == sorted(percentiles)
+    assert {'nikolenko_plain_accuracy', 'nikolenko_bn_accuracy', 'bn_before_accuracy', 'bn_after_accuracy'} <= set(
+        summary
+    )
