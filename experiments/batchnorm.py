@@ -167,7 +167,12 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     steps_per_epoch = len(splits.train_labels) // ioffe.batch_size
     figures = [
         plot_ioffe(os.path.join(workdir, 'ioffe_fig1.png'), candidates, chosen, at_init, steps_per_epoch),
-        plot_nikolenko(os.path.join(workdir, 'nikolenko_p160.png'), runs, placements),
+        report.plot_curves(
+            os.path.join(workdir, 'nikolenko_p160.png'),
+            {name: runs[name] for name in placements},
+            ['test_accuracy'],
+            title='784-100-100-10 tanh, SGD 0.01, batch 100',
+        ),
     ]
     selection_rows = [[net, schedule, rate, value, name] for (net, schedule, rate), (value, name, _) in
                       candidates.items()]  # fmt: skip
@@ -222,23 +227,6 @@ def plot_ioffe(path: str, candidates: dict, chosen: dict, at_init: dict, steps_p
         axes[0].set_ylim(0.9, 1.0)  # the late epochs, where the two nets differ
     axes[0].grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
-
-
-def plot_nikolenko(path: str, runs: dict, names) -> str:
-    """Test accuracy per epoch of (b) and (c), mean over seeds with the min–max band."""
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for name in names:
-        curves = np.array([[row['test_accuracy'] for row in run['history']] for run in runs[name].values()])
-        epochs = np.arange(1, curves.shape[1] + 1)
-        line = axis.plot(epochs, curves.mean(0), label=name)[0]
-        axis.fill_between(epochs, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.2)
-    axis.set(xlabel='epoch', ylabel='test accuracy', title='784-100-100-10 tanh, SGD 0.01, batch 100')
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

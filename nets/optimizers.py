@@ -111,6 +111,30 @@ TRANSFORMS: dict[str, Component] = {
     'freeze': Component(
         lambda params: optax.masked(optax.set_to_zero(), param_mask(params)), {'params': None}, (), 'update'
     ),
+    # Scales the updates by `factor` when the training loss (the mean over `accumulation_size` steps) has not improved
+    # for `patience` such means; the step passes each batch's loss as `value`.
+    'reduce_on_plateau': Component(
+        lambda factor, patience, rtol, atol, cooldown, accumulation_size, min_scale: optax.contrib.reduce_on_plateau(
+            factor=factor,
+            patience=patience,
+            rtol=rtol,
+            atol=atol,
+            cooldown=cooldown,
+            accumulation_size=accumulation_size,
+            min_scale=min_scale,
+        ),
+        {
+            'factor': 0.1,
+            'patience': 10,
+            'rtol': 1e-4,
+            'atol': 0.0,
+            'cooldown': 0,
+            'accumulation_size': 1,
+            'min_scale': 0.0,
+        },
+        (),
+        'update',
+    ),  # fmt: skip
     # Max-norm: after the update, every unit's incoming weights lie in a ball of this radius; kernels by default.
     'max_norm': Component(
         lambda max_norm, params: regularizers.max_norm(max_norm, mask=param_mask(params)),

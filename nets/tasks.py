@@ -7,6 +7,7 @@
     config.loss           'softmax_cross_entropy' | 'mse' | 'binary_cross_entropy'
     config.early_stopping {} (off) or keras.callbacks.EarlyStopping's arguments
     config.batch_size     int
+    config.order          'reshuffle' (default) | 'fixed' | 'sorted_by_class' | 'hardest_first' | ...  see nets.orders
 
 Every scalar that a sweep may vary is a hyper-parameter, named by its config path as `--config.PATH` would name it
 ('optimizer.learning_rate', 'model.hidden_dropout', 'penalties[0].kernel_l2',
@@ -24,7 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import numpy as np
 
-from nets import early_stopping as early_stopping_lib, losses, models, optimizers, regularizers, train
+from nets import early_stopping as early_stopping_lib, losses, models, optimizers, orders, regularizers, train
 
 FIELDS = ('model', 'optimizer', 'penalties', 'loss', 'early_stopping', 'batch_size')
 
@@ -119,6 +120,8 @@ def build(
 
     with _section('loss'):
         loss = losses.get_loss(config.get('loss', 'softmax_cross_entropy'))
+    with _section('order'):
+        order = orders.get_order(config.get('order', 'reshuffle'))
 
     defaults = sweepable_defaults(config)
     for path, value in defaults.items():
@@ -138,6 +141,7 @@ def build(
         loss=loss,
         penalty=penalty,
         reads_activations=regularizers.reads_activations(penalties),
+        order=order,
         early_stopping=rule,
         after_update=after_update,
         architecture_of=spec.architecture,

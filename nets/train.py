@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from nets import early_stopping as early_stopping_lib, losses
+from nets import early_stopping as early_stopping_lib, losses, orders
 
 Hparams = Mapping[str, jax.Array]
 SHUFFLES = ('shared', 'per_member')
@@ -66,6 +66,7 @@ class Task:
     to the loss; intermediates are what the model sowed, captured only when `reads_activations`.
     `after_update(state)` runs after every optimizer update inside the compiled step (masks, projections).
     With `early_stopping`, each run (each member of a sweep) stops on its own and its weights freeze.
+    `order` is the order the training examples are presented in (nets.orders).
     """
 
     make_model: Callable[[Hparams, Mapping[str, Any] | None], nn.Module]
@@ -77,6 +78,7 @@ class Task:
     early_stopping: early_stopping_lib.EarlyStopping | None = None
     after_update: Callable[[TrainState], TrainState] | None = None
     architecture_of: Callable[[Any], Mapping[str, Any]] = lambda params: {}
+    order: orders.Order = orders.ORDERS['reshuffle']
 
     def model(self, hparams: Hparams, params: Any = None) -> nn.Module:
         """The model that fits `params`' shapes (the configured shapes when params is None)."""
@@ -181,7 +183,8 @@ def train_step(task: Task, state: TrainState, images: jax.Array, labels: jax.Arr
         return total, (loss, outputs, updated)
 
     grads, (loss, outputs, updated) = jax.grad(objective, has_aux=True)(state.params)
-    updates, opt_state = task.make_optimizer(state.hparams).update(grads, state.opt_state, state.params)
+    # `value` reaches the transforms that read the loss (reduce_on_plateau); the others ignore it.
+    updates, opt_state = task.make_optimizer(state.hparams).update(grads, state.opt_state, state.params, value=loss)
     new_state = state.replace(
         params=optax.apply_updates(state.params, updates),
         opt_state=opt_state,
@@ -199,10 +202,21 @@ def evaluate(task: Task, state: TrainState, images: jax.Array, labels: jax.Array
     return task.loss.metrics(outputs, task.loss.target(images, labels))
 
 
-def batch_order(key: jax.Array, num_examples: int, batch_size: int) -> jax.Array:
-    """Shuffled example indices as [steps, batch_size]; the last partial batch is dropped."""
-    steps = num_examples // batch_size
-    return jax.random.permutation(key, num_examples)[: steps * batch_size].reshape(steps, batch_size)
+batch_order = orders.batch_order  # shuffled indices [steps, batch_size]: the default order
+
+
+def example_losses(task: Task, state: TrainState, images: jax.Array, labels: jax.Array | None) -> jax.Array:
+    """The loss of every example under the current weights, in evaluation mode, read a batch at a time."""
+    model = task.model(state.hparams, state.params)
+    variables = {'params': state.params, **({'batch_stats': state.batch_stats} if state.batch_stats else {})}
+
+    def one(example):
+        image, label = example
+        image, label = image[None], None if label is None else label[None]
+        outputs = model.apply(variables, image, train=False)
+        return task.loss.value(outputs, task.loss.target(image, label))
+
+    return jax.lax.map(one, (images, labels), batch_size=task.batch_size)
 
 
 def epoch_keys(data_key: jax.Array, epoch: int | jax.Array) -> jax.Array:
@@ -225,20 +239,27 @@ def run_epoch(
     """One epoch as a single scan of train steps, then the validation pass; pure, so jit it or vmap it.
 
     With `members`, the state is stacked and the step is vmapped: 'shared' shuffling gathers each batch once for
-    all members (order_key is one key), 'per_member' gathers a batch per member (order_key is stacked).
-    `constrain_batch` lets data parallelism pin each batch's sharding.
+    all members (order_key is one key), 'per_member' gathers a batch per member (order_key is stacked). The task's
+    order (nets.orders) makes the epoch's batches; one that reads the per-example losses orders each member by its
+    own, so each gets its own batches. `constrain_batch` lets data parallelism pin each batch's sharding.
     """
     if shuffle not in SHUFFLES:
         raise ValueError(f'unknown shuffle {shuffle!r}; allowed: {", ".join(SHUFFLES)}')
     num_train = data.train_images.shape[0]
     step = lambda s, x, y: train_step(task, s, x, y)
     check = lambda s, x, y: evaluate(task, s, x, y)
-    if members and shuffle == 'per_member':
-        order = jax.vmap(batch_order, in_axes=(0, None, None))(order_key, num_train, task.batch_size)
+    rule = task.order
+    order_of = lambda key, losses: rule.indices(key, num_train, data.train_labels, losses, task.batch_size)
+    losses_of = lambda s: example_losses(task, s, data.train_images, data.train_labels)
+    if members and (shuffle == 'per_member' or rule.reads_losses):
+        # A batch per member: its own order key, or an order that reads its own losses.
+        losses = jax.vmap(losses_of)(state) if rule.reads_losses else None
+        key_axis = 0 if shuffle == 'per_member' else None
+        order = jax.vmap(order_of, in_axes=(key_axis, None if losses is None else 0))(order_key, losses)
         order = jnp.swapaxes(order, 0, 1)  # [steps, members, batch]
         step = jax.vmap(step)
     else:
-        order = batch_order(order_key, num_train, task.batch_size)
+        order = order_of(order_key, losses_of(state) if rule.reads_losses else None)
         if members:
             step = jax.vmap(step, in_axes=(0, None, None))
     if members:
@@ -330,7 +351,7 @@ def fit(
     history = list(history)
     compiled, compiled_for = None, None
     for epoch in range(start_epoch, epochs):
-        order_key = epoch_keys(data_key, epoch)
+        order_key = epoch_keys(data_key, 0 if task.order.same_every_epoch else epoch)
         compile_seconds = 0.0
         if compiled_for != _signature(state):
             started = time.perf_counter()

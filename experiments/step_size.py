@@ -1,0 +1,212 @@
+"""The step size: a learning-rate sweep for SGD, SGD with momentum and Adam, and learning-rate schedules.
+
+(1) One MLP (784 → 100 → 100 → 10 ReLU, He init, batch 128) trained for a few epochs at every rate of a log grid,
+    per optimizer; the rates and seeds of one optimizer are the members of one vmapped program. The final training
+    loss against the rate draws the classic U: too small a step barely moves, too large a step diverges. The best
+    rate is the one with the best mean final validation accuracy (10,000 images held out of the training set).
+(2) Schedules for SGD with momentum at its best rate from (1): constant, step decay (×0.1 at half and at three
+    quarters of the steps), cosine decay, linear warmup then cosine, and reduce-on-plateau (halve the step when the
+    epoch's mean training loss stops improving; optax.contrib.reduce_on_plateau, fed each batch's loss).
+
+Test accuracy is reported for the chosen rate and for every schedule; nothing is chosen on it. `:quick` is a
+seconds-scale version.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import matplotlib.pyplot as plt
+import ml_collections
+import numpy as np
+
+from nets import data as data_lib, optimizers, report, runner, tasks
+
+OPTIMIZERS = ('sgd', 'momentum', 'adam')
+SCHEDULES = ('constant', 'step_decay', 'cosine_decay', 'warmup_cosine_decay', 'reduce_on_plateau')
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The full experiment, or with 'quick' a seconds-scale one."""
+    config = ml_collections.ConfigDict()
+    config.dataset = 'mnist'
+    config.validation_size = 10_000
+    config.train_limit = ml_collections.FieldReference(None, field_type=int)
+    config.test_limit = ml_collections.FieldReference(None, field_type=int)
+    config.seeds = (0, 1, 2)
+    config.data_seed = 0
+    config.checkpoint_every = 5
+    config.model = dict(name='mlp', hidden_widths=(100, 100), activation='relu', kernel_init='he_normal')
+    config.optimizer = dict(name='sgd', learning_rate=0.1)
+    config.loss = 'softmax_cross_entropy'
+    config.penalties = ()
+    config.early_stopping = {}
+    config.batch_size = 128
+    config.sweep_epochs = 5
+    # log10 of the lowest and highest rate, and how many rates, per optimizer.
+    config.grids = dict(sgd=(-3.0, 1.0, 9), momentum=(-4.0, 0.0, 9), adam=(-5.0, -1.0, 9))
+    config.schedule_epochs = 15
+    config.warmup_fraction = 0.05
+    config.plateau = dict(factor=0.5, patience=1, rtol=1e-3)  # on each epoch's mean training loss
+    if arg == 'quick':
+        config.validation_size, config.train_limit, config.test_limit, config.seeds = 500, 1024, 500, (0, 1)
+        config.model.hidden_widths = (32,)
+        config.sweep_epochs, config.schedule_epochs = 2, 2
+        config.grids = dict(sgd=(-2.0, 0.0, 3), momentum=(-3.0, -1.0, 3), adam=(-4.0, -2.0, 3))
+    elif arg not in (None, ''):
+        raise ValueError(f"unknown step_size config argument {arg!r}; allowed: '' or 'quick'")
+    return config
+
+
+def rates(grid) -> tuple[float, ...]:
+    low, high, count = grid
+    return tuple(float(rate) for rate in np.logspace(low, high, int(count)))
+
+
+def by_rate(runs: dict, key) -> dict[float, list]:
+    """{rate: [key(run) for each seed]}."""
+    grouped = {}
+    for run in runs.values():
+        grouped.setdefault(run['hparams']['optimizer.learning_rate'], []).append(key(run))
+    return grouped
+
+
+def _final(run: dict, metric: str) -> float:
+    value = run['history'][-1].get(metric)
+    return float('nan') if value is None else float(value)
+
+
+def schedule_config(name: str, config, steps: int) -> tuple[dict, tuple]:
+    """(schedule, extra transforms) of a named schedule over `steps` steps."""
+    if name == 'step_decay':
+        return {'name': 'step_decay', 'boundaries': (steps // 2, 3 * steps // 4), 'factor': 0.1}, ()
+    if name == 'cosine_decay':
+        return {'name': 'cosine_decay', 'decay_steps': steps}, ()
+    if name == 'warmup_cosine_decay':
+        warmup = max(1, int(config.warmup_fraction * steps))
+        return {'name': 'warmup_cosine_decay', 'warmup_steps': warmup, 'decay_steps': steps}, ()
+    if name == 'reduce_on_plateau':
+        steps_per_epoch = steps // config.schedule_epochs
+        plateau = {'name': 'reduce_on_plateau', **config.plateau.to_dict(), 'accumulation_size': steps_per_epoch}
+        return {}, (plateau,)
+    return {}, ()
+
+
+def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
+    """The sweep, then the schedules; writes the report and figures; returns the summary."""
+    started = time.perf_counter()
+    splits = data_lib.load_splits(config.dataset, data_dir=data_dir, cache_dir=cache_dir,
+                                  validation_size=config.validation_size, train_limit=config.train_limit,
+                                  test_limit=config.test_limit)  # fmt: skip
+    data, test = runner.device_data(splits)
+    shape = runner.input_shape(config.dataset)
+    runs, summary = {}, {}
+    for name in OPTIMIZERS:
+        task, hparams = tasks.build({**config.to_dict(), 'optimizer': {'name': name, 'learning_rate': 0.1}}, shape)
+        members = runner.grid(config.seeds, {'optimizer.learning_rate': rates(config.grids[name])})
+        _, runs[f'sweep_{name}'] = runner.run_variant(workdir, config, f'sweep_{name}', task, hparams, members, data,
+                                                      test, resume=resume, epochs=config.sweep_epochs)  # fmt: skip
+        validation = by_rate(runs[f'sweep_{name}'], lambda run: _final(run, 'val_accuracy'))
+        best = max(validation, key=lambda rate: np.nan_to_num(np.mean(validation[rate]), nan=-1.0))
+        summary[f'best_learning_rate_{name}'] = best
+        summary[f'accuracy_{name}'] = float(
+            np.mean(by_rate(runs[f'sweep_{name}'], lambda r: r['test']['accuracy'])[best])
+        )
+
+    steps = (len(splits.train_labels) // config.batch_size) * config.schedule_epochs
+    peak = summary['best_learning_rate_momentum']
+    for name in SCHEDULES:
+        schedule, transforms = schedule_config(name, config, steps)
+        optimizer = {'name': 'momentum', 'learning_rate': peak, 'schedule': schedule, 'transforms': transforms}
+        task, hparams = tasks.build({**config.to_dict(), 'optimizer': optimizer}, shape)
+        _, runs[f'schedule_{name}'] = runner.run_variant(workdir, config, f'schedule_{name}', task, hparams,
+                                                         runner.grid(config.seeds), data, test, resume=resume,
+                                                         epochs=config.schedule_epochs)  # fmt: skip
+        summary[f'schedule_{name}_accuracy'] = float(
+            np.mean([r['test']['accuracy'] for r in runs[f'schedule_{name}'].values()])
+        )
+    summary['wall_seconds'] = time.perf_counter() - started
+
+    figures = [
+        plot_sweep(os.path.join(workdir, 'learning_rate_sweep.png'), runs),
+        plot_schedules(os.path.join(workdir, 'schedules.png'), config, runs, peak, steps),
+    ]
+    sweep_rows = []
+    for name in OPTIMIZERS:
+        loss = by_rate(runs[f'sweep_{name}'], lambda run: _final(run, 'train_loss'))
+        accuracy = by_rate(runs[f'sweep_{name}'], lambda run: _final(run, 'val_accuracy'))
+        for rate in loss:
+            marker = ' (best)' if rate == summary[f'best_learning_rate_{name}'] else ''
+            sweep_rows.append(
+                [name + marker, f'{rate:.3g}', float(np.mean(loss[rate])), float(np.mean(accuracy[rate]))]
+            )
+    report.write_run(
+        workdir,
+        'The step size: learning-rate sweeps and schedules',
+        summary=summary,
+        config=config.to_dict(),
+        runs=runs,
+        curves=['train_loss', 'val_accuracy'],
+        sections=[
+            ' '.join(__doc__.split('\n\n')[1:3]).replace('\n', ' '),
+            f'Seeds {list(config.seeds)}; wall time {summary["wall_seconds"]:.0f} s.',
+            '## Sweep: final training loss and validation accuracy (mean over seeds; nan: diverged)',
+            report.markdown_table(
+                ['optimizer', 'learning rate', 'final train loss', 'final val accuracy'], sweep_rows
+            ),  # fmt: skip
+            f'## Schedules (SGD with momentum, peak rate {peak:.3g}, {config.schedule_epochs} epochs): test accuracy',
+            report.markdown_table(
+                ['schedule', 'test accuracy'], [[name, summary[f'schedule_{name}_accuracy']] for name in SCHEDULES]
+            ),  # fmt: skip
+        ],
+        extra_sections=[f'![{os.path.basename(path)}]({os.path.basename(path)})' for path in figures],
+    )
+    return summary
+
+
+def plot_sweep(path: str, runs: dict) -> str:
+    """Final training loss (the U-curve) and final validation accuracy against the rate, per optimizer."""
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name in OPTIMIZERS:
+        for axis, metric in zip(axes, ('train_loss', 'val_accuracy')):
+            values = by_rate(runs[f'sweep_{name}'], lambda run, metric=metric: _final(run, metric))
+            grid = sorted(values)
+            mean = np.array([np.mean(values[rate]) for rate in grid])
+            if metric == 'train_loss':
+                mean = np.where(np.isfinite(mean), np.minimum(mean, 3.0), 3.0)  # diverged: drawn at the top
+            axis.plot(grid, mean, marker='o', label=name)
+    axes[0].set(xscale='log', xlabel='learning rate', ylabel='final training loss (diverged drawn at 3)', ylim=(0, 3.1))
+    axes[1].set(xscale='log', xlabel='learning rate', ylabel='final validation accuracy')
+    for axis in axes:
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def plot_schedules(path: str, config, runs: dict, peak: float, steps: int) -> str:
+    """Each schedule's rate against the step (reduce-on-plateau's is data-dependent: not drawn) and the mean
+    validation accuracy per epoch."""
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    grid = np.arange(0, steps, max(1, steps // 200))
+    for name in SCHEDULES:
+        schedule, _ = schedule_config(name, config, steps)
+        if name != 'reduce_on_plateau':
+            rate = [float(optimizers.learning_rate_at({'schedule': schedule}, peak, step)) for step in grid]
+            axes[0].plot(grid, rate, label=name)
+        curves = np.array(
+            [[row['val_accuracy'] for row in run['history']] for run in runs[f'schedule_{name}'].values()]
+        )
+        axes[1].plot(np.arange(1, curves.shape[1] + 1), curves.mean(0), label=name)
+    axes[0].set(xlabel='step', ylabel='learning rate')
+    axes[1].set(xlabel='epoch', ylabel='validation accuracy (mean over seeds)')
+    for axis in axes:
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
