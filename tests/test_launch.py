@@ -32,7 +32,7 @@ def launch(data_dir, compilation_cache):
             f'--compilation_cache_dir={compilation_cache}',
             *flags,
         ]
-        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
         if expect_success:
             assert result.returncode == 0, result.stderr[-3000:]
         return result
@@ -286,3 +286,35 @@ def test_batchnorm_quick_chooses_on_validation_and_compares_at_every_checkpoint(
     assert {'nikolenko_plain_accuracy', 'nikolenko_bn_accuracy', 'bn_before_accuracy', 'bn_after_accuracy'} <= set(
         summary
     )
+
+
+def test_step_size_quick_picks_each_optimizers_rate_on_validation(launch, tmp_path):
+    launch('--config=experiments/step_size.py:quick', f'--workdir={tmp_path / "lr"}')
+    results = json.loads((tmp_path / 'lr' / 'results.json').read_text())
+    summary, runs = results['summary'], results['runs']
+    for name in ('sgd', 'momentum', 'adam'):
+        finals = {}
+        for run in runs[f'sweep_{name}'].values():
+            finals.setdefault(run['hparams']['optimizer.learning_rate'], []).append(run['history'][-1]['val_accuracy'])
+        assert len(finals) == results['config']['grids'][name][2]
+        assert summary[f'best_learning_rate_{name}'] == max(finals, key=lambda rate: np.mean(finals[rate]))
+    schedules = ('constant', 'step_decay', 'cosine_decay', 'warmup_cosine_decay', 'reduce_on_plateau')
+    assert {f'schedule_{name}_accuracy' for name in schedules} <= set(summary)
+    # The schedules really differ: a decayed rate ends elsewhere than the constant one.
+    final_loss = lambda name: runs[f'schedule_{name}']['seed=0']['history'][-1]['train_loss']
+    assert final_loss('cosine_decay') != final_loss('constant')
+
+
+def test_presentation_order_quick_trains_every_order(launch, tmp_path):
+    launch('--config=experiments/presentation_order.py:quick', f'--workdir={tmp_path / "order"}')
+    results = json.loads((tmp_path / 'order' / 'results.json').read_text())
+    summary, runs = results['summary'], results['runs']
+    names = ('reshuffle', 'fixed', 'sorted_by_class', 'hardest_first', 'easiest_first', 'class_balanced')
+    assert set(runs) == set(names)
+    for name in names:
+        assert summary[f'accuracy_{name}'] == pytest.approx(
+            np.mean([r['test']['accuracy'] for r in runs[name].values()])
+        )
+    # Each order trains differently from the default reshuffle.
+    loss = lambda name: runs[name]['seed=0']['history'][-1]['train_loss']
+    assert len({loss(name) for name in names}) == len(names)
