@@ -7,6 +7,7 @@
 (2) Dead units: ReLU against leaky ReLU on the deep net with plain SGD at a growing learning rate (the rates are
     members of one vmapped program). A unit is dead when its output is 0 on every probe example; a leaky unit is
     never exactly 0, so we also count the units whose pre-activation is ≤ 0 on every probe example (inactive).
+    The headline fractions are read at the highest rate at which no member of either activation diverged.
 (3) The lecture says the choice "does not matter much" for shallow nets: the four on 784 → 100 → 10, and the spread
     (max − min) of their mean test accuracies.
 
@@ -53,7 +54,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         model=dict(name='mlp', hidden_widths=(100,) * 10),
         optimizer=dict(name='sgd', learning_rate=0.1),
         learning_rates=(0.1, 0.3, 1.0),
-        high_learning_rate=1.0,  # where dead_fraction_<activation> is read
         epochs=5,
     )
     config.shallow = dict(
@@ -69,9 +69,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.shallow.model.hidden_widths = (16,)
     elif arg not in (None, ''):
         raise ValueError(f"unknown activations config argument {arg!r}; allowed: '' or 'quick'")
-    if config.dead.high_learning_rate not in config.dead.learning_rates:
-        raise ValueError(f'dead.high_learning_rate {config.dead.high_learning_rate} must be one of '
-                         f'dead.learning_rates {tuple(config.dead.learning_rates)}')  # fmt: skip
     return config
 
 
@@ -91,6 +88,12 @@ def mean_test_accuracy(runs: dict) -> float:
 
 def _members_at(runs: dict, learning_rate: float) -> list[dict]:
     return [run for run in runs.values() if run['hparams'].get('optimizer.learning_rate') == learning_rate]
+
+
+def _finite(runs: dict, learning_rate: float) -> bool:
+    """Whether every member at this rate ended with a finite training loss."""
+    losses = [run['history'][-1]['train_loss'] for run in _members_at(runs, learning_rate)]
+    return all(loss is not None and np.isfinite(loss) for loss in losses)
 
 
 def _unit_fraction(rows: list[dict], key: str) -> float:
@@ -121,9 +124,17 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         _, runs[name], at_init[name] = runner.run_probed_variant(workdir, config, name, task, hparams, rates, data,
                                                                  test, probe, resume=resume,
                                                                  epochs=config.dead.epochs)  # fmt: skip
-        final = [run['history'][-1] for run in _members_at(runs[name], config.dead.high_learning_rate)]
-        summary[f'dead_fraction_{activation}'] = _unit_fraction(final, 'dead_fraction')
-        summary[f'inactive_fraction_{activation}'] = _unit_fraction(final, 'inactive_fraction')
+    # The headline rate: the highest at which no member of either activation diverged (a non-finite loss makes
+    # every unit look alive, since NaN is not 0).
+    finite = [rate for rate in config.dead.learning_rates
+              if all(_finite(runs[f'dead_{a}'], rate) for a in ('relu', 'leaky_relu'))]  # fmt: skip
+    summary['dead_learning_rate'] = max(finite) if finite else float('nan')
+    for activation in ('relu', 'leaky_relu'):
+        final = [run['history'][-1] for run in _members_at(runs[f'dead_{activation}'], summary['dead_learning_rate'])]
+        summary[f'dead_fraction_{activation}'] = _unit_fraction(final, 'dead_fraction') if final else float('nan')
+        summary[f'inactive_fraction_{activation}'] = (
+            _unit_fraction(final, 'inactive_fraction') if final else float('nan')
+        )
     for activation in ACTIVATIONS:
         task, hparams = build(config, 'shallow', activation)
         name = f'shallow_{activation}'
@@ -148,7 +159,8 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     for activation in ('relu', 'leaky_relu'):
         for rate in config.dead.learning_rates:
             final = [run['history'][-1] for run in _members_at(runs[f'dead_{activation}'], rate)]
-            dead_rows.append([activation, rate, _unit_fraction(final, 'dead_fraction'),
+            dead_rows.append([activation, rate, 'no' if _finite(runs[f'dead_{activation}'], rate) else 'yes',
+                              _unit_fraction(final, 'dead_fraction'),
                               _unit_fraction(final, 'inactive_fraction'),
                               float(np.mean([run['test']['accuracy'] for run in
                                              _members_at(runs[f'dead_{activation}'], rate)]))])  # fmt: skip
@@ -183,7 +195,11 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
                 gradient_rows,
             ),  # fmt: skip
             '## Dead and inactive units after training with plain SGD (fraction of all hidden units)',
-            report.markdown_table(['activation', 'learning rate', 'dead', 'inactive', 'test accuracy'], dead_rows),
+            report.markdown_table(
+                ['activation', 'learning rate', 'diverged', 'dead', 'inactive', 'test accuracy'], dead_rows
+            ),  # fmt: skip
+            f'The headline dead fractions are read at rate {summary["dead_learning_rate"]:g}, the highest at which '
+            'no member of either activation diverged.',
         ],
         extra_sections=[f'![{os.path.basename(path)}]({os.path.basename(path)})' for path in figures],
         init_diagnostics=at_init,
