@@ -154,7 +154,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     for activation in ACTIVATIONS:
         first, last = _gradient_ends(at_init[f'deep_{activation}'])
         trained = _gradient_ends(_final_diagnostics(runs[f'deep_{activation}']))
-        gradient_rows.append([activation, first, last, first / last, trained[0], trained[1]])
+        gradient_rows.append([activation] + [f'{v:.3g}' for v in (first, last, first / last, *trained)])
     dead_rows = []
     for activation in ('relu', 'leaky_relu'):
         for rate in config.dead.learning_rates:
@@ -173,7 +173,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         runs=runs,
         curves=['train_loss', 'test_accuracy'],
         sections=[
-            ' '.join(__doc__.split('\n\n')[1:3]).replace('\n', ' '),
+            report.prose(__doc__, 1, 3),
             f'Seeds {list(config.seeds)}; deep net {widths("deep")}, shallow {widths("shallow")}; wall time '
             f'{summary["wall_seconds"]:.0f} s.',
             '## Test accuracy (mean over seeds)',

@@ -184,7 +184,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         runs=runs,
         curves=['train_loss', 'val_accuracy', 'test_accuracy'],
         sections=[
-            ' '.join(__doc__.split('\n\n')[1:3]).replace('\n', ' '),
+            report.prose(__doc__, 1, 3),
             f'Seeds {list(config.seeds)}; (a) {steps} steps; wall time {summary["wall_seconds"]:.0f} s.',
             '## (a) Choice on validation (mean final validation accuracy over seeds)',
             report.markdown_table(['net', 'schedule', 'learning rate', 'val accuracy', 'variant'], selection_rows),

@@ -160,7 +160,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         config=config.to_dict(),
         runs={'gradient_descent': gd_runs, 'sgd': sgd_runs},
         curves=['train_loss', 'val_loss'],
-        sections=[__doc__.split('\n\n')[1].replace('\n', ' '), describe(config, summary)],
+        sections=[report.prose(__doc__, 1, 2), describe(config, summary)],
         extra_sections=[f'![trajectory]({os.path.basename(figure)})'],
     )
     return summary

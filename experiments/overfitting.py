@@ -165,7 +165,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         curves=['train_loss', 'val_loss', 'val_accuracy'],
         sweeps=all_runs,
         chosen_strengths=strengths,
-        sections=[__doc__.split('\n\n')[1].replace('\n', ' '), describe(config, summary, strengths)],
+        sections=[report.prose(__doc__, 1, 2), describe(config, summary, strengths)],
         extra_sections=[f'![test accuracy]({os.path.basename(bars)})'],
     )
     return summary

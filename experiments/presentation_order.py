@@ -73,7 +73,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         runs=runs,
         curves=['train_loss', 'val_accuracy', 'test_accuracy'],
         sections=[
-            __doc__.split('\n\n')[1].replace('\n', ' '),
+            report.prose(__doc__, 1, 2),
             f'Seeds {list(config.seeds)}, {config.epochs} epochs; wall time {summary["wall_seconds"]:.0f} s.',
             report.markdown_table(['order', 'final test accuracy (mean)', 'min', 'max', 'after epoch 1'], rows),
         ],

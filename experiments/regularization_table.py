@@ -90,7 +90,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     widths = '-'.join(map(str, config.model.hidden_widths))
     report.write_run(workdir, 'Regularization on all of MNIST (Srivastava et al. 2014, Table 9)', summary=summary,
                      config=config.to_dict(), runs=runs, curves=['train_loss', 'train_accuracy'],
-                     sections=[__doc__.split('\n\n')[1].replace('\n', ' '),
+                     sections=[report.prose(__doc__, 1, 2),
                                f'784-{widths}-10, {config.epochs} epochs, seeds {list(config.seeds)}; L2 λ = '
                                f'{config.l2:g}, L1 {config.l1:g}, max-norm c = {config.max_norm:g}, dropout '
                                f'{config.input_dropout} (input) and {config.hidden_dropout} (hidden). Wall time '

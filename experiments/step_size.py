@@ -149,7 +149,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         runs=runs,
         curves=['train_loss', 'val_accuracy'],
         sections=[
-            ' '.join(__doc__.split('\n\n')[1:3]).replace('\n', ' '),
+            report.prose(__doc__, 1, 3),
             f'Seeds {list(config.seeds)}; wall time {summary["wall_seconds"]:.0f} s.',
             '## Sweep: final training loss and validation accuracy (mean over seeds; nan: diverged)',
             report.markdown_table(

@@ -105,7 +105,7 @@ def summarize(acc: dict[str, Any]) -> dict[str, jax.Array]:
     """Per-layer numbers (see the module docstring), each an array [layers]."""
     mean, variance = _moments(acc['sum'], acc['sum_squares'], acc['count'])
     _, preactivation_variance = _moments(acc['preactivation_sum'], acc['preactivation_sum_squares'], acc['count'])
-    fraction = lambda flags: jnp.stack([1.0 - f.mean(dtype=jnp.float32) for f in flags]) if flags else jnp.zeros((0,))
+    fraction = lambda flags: jnp.stack([(~f).mean(dtype=jnp.float32) for f in flags]) if flags else jnp.zeros((0,))
     return {
         'activation_mean': mean,
         'activation_variance': variance,

@@ -207,6 +207,12 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return '\n'.join(lines)
 
 
+def prose(text: str, first: int = 1, last: int | None = None) -> str:
+    """Paragraphs [first:last] of a docstring (or any text with blank lines between paragraphs) as markdown: each
+    paragraph on one line, its line breaks and indentation gone."""
+    return '\n\n'.join(' '.join(paragraph.split()) for paragraph in text.split('\n\n')[first:last])
+
+
 def write_report(workdir: str, title: str, sections: Sequence[str]) -> str:
     """Writes DIR/report.md from a title and markdown sections."""
     path = os.path.join(workdir, 'report.md')
