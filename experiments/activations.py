@@ -97,7 +97,7 @@ def _finite(runs: dict, learning_rate: float) -> bool:
 
 
 def _unit_fraction(rows: list[dict], key: str) -> float:
-    """The fraction over all hidden units (every layer has the same width), mean over the given history rows."""
+    """The fraction over all hidden units (every layer has the same width), mean over the given members."""
     return float(np.mean([np.mean(row[key]) for row in rows]))
 
 
@@ -130,7 +130,9 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
               if all(_finite(runs[f'dead_{a}'], rate) for a in ('relu', 'leaky_relu'))]  # fmt: skip
     summary['dead_learning_rate'] = max(finite) if finite else float('nan')
     for activation in ('relu', 'leaky_relu'):
-        final = [run['history'][-1] for run in _members_at(runs[f'dead_{activation}'], summary['dead_learning_rate'])]
+        final = [
+            run['final_diagnostics'] for run in _members_at(runs[f'dead_{activation}'], summary['dead_learning_rate'])
+        ]
         summary[f'dead_fraction_{activation}'] = _unit_fraction(final, 'dead_fraction') if final else float('nan')
         summary[f'inactive_fraction_{activation}'] = (
             _unit_fraction(final, 'inactive_fraction') if final else float('nan')
@@ -158,7 +160,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     dead_rows = []
     for activation in ('relu', 'leaky_relu'):
         for rate in config.dead.learning_rates:
-            final = [run['history'][-1] for run in _members_at(runs[f'dead_{activation}'], rate)]
+            final = [run['final_diagnostics'] for run in _members_at(runs[f'dead_{activation}'], rate)]
             dead_rows.append([activation, rate, 'no' if _finite(runs[f'dead_{activation}'], rate) else 'yes',
                               _unit_fraction(final, 'dead_fraction'),
                               _unit_fraction(final, 'inactive_fraction'),
@@ -208,8 +210,8 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
 
 
 def _final_diagnostics(runs: dict) -> dict:
-    """The last epoch's diagnostics of every member, as {statistic: [members][layers]}."""
-    return {name: [run['history'][-1][name] for run in runs.values()] for name in diagnostics.STATISTICS}
+    """The diagnostics of every member's final weights, as {statistic: [members][layers]}."""
+    return {name: [run['final_diagnostics'][name] for run in runs.values()] for name in diagnostics.STATISTICS}
 
 
 def _gradient_ends(values: dict) -> tuple[float, float]:

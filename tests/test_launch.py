@@ -265,7 +265,10 @@ def test_activations_quick_counts_dead_units_and_the_shallow_spread(launch, tmp_
     # The dead part's members differ in their learning rate only, and each reports its own diagnostics.
     rates = {run['hparams']['optimizer.learning_rate'] for run in runs['dead_relu'].values()}
     assert len(rates) == len(results['config']['dead']['learning_rates'])
-    assert all('dead_fraction' in run['history'][-1] for run in runs['dead_relu'].values())
+    assert all(
+        run['final_diagnostics']['dead_fraction'] == run['history'][-1]['dead_fraction']
+        for run in runs['dead_relu'].values()
+    )
 
 
 def test_batchnorm_quick_chooses_on_validation_and_compares_at_every_checkpoint(launch, tmp_path):
