@@ -64,6 +64,18 @@ OPTIMIZERS: dict[str, Component] = {
 }
 
 
+def _warmup_cosine_decay(learning_rate, warmup_steps, decay_steps, end_value):
+    """optax.warmup_cosine_decay_schedule from 0, built from its parts: optax's own branches on the peak's value,
+    which a traced (swept) learning rate does not have."""
+    return optax.join_schedules(
+        [
+            optax.linear_schedule(0.0, learning_rate, warmup_steps),
+            optax.cosine_decay_schedule(learning_rate, decay_steps - warmup_steps, alpha=end_value / learning_rate),
+        ],
+        [warmup_steps],
+    )
+
+
 def _step_decay(learning_rate, boundaries, factor):
     return optax.piecewise_constant_schedule(learning_rate, {int(step): factor for step in boundaries})
 
@@ -83,10 +95,7 @@ SCHEDULES: dict[str, Component] = {
         {'decay_steps': None, 'alpha': 0.0},
     ),
     'warmup_cosine_decay': Component(
-        lambda learning_rate, warmup_steps, decay_steps, end_value: optax.warmup_cosine_decay_schedule(
-            0.0, learning_rate, warmup_steps, decay_steps, end_value
-        ),
-        {'warmup_steps': None, 'decay_steps': None, 'end_value': 0.0},
+        _warmup_cosine_decay, {'warmup_steps': None, 'decay_steps': None, 'end_value': 0.0}
     ),
 }
 

@@ -180,6 +180,26 @@ def test_a_schedule_sets_the_learning_rate_of_each_step_and_takes_a_traced_peak(
         )
 
 
+@pytest.mark.parametrize('name', list(optimizers.SCHEDULES))
+def test_every_schedule_takes_a_traced_peak_and_matches_optax(name):
+    fields = {'boundaries': (3,), 'transition_steps': 2, 'decay_rate': 0.5, 'decay_steps': 8, 'warmup_steps': 2,
+              'end_value': 0.01}  # fmt: skip
+    schedule = {'name': name, **{k: v for k, v in fields.items() if k in optimizers.SCHEDULES[name].fields}}
+    steps = jnp.arange(10)
+    peaks = jnp.asarray([0.1, 0.3])
+    rate_at = lambda peak, t: optimizers.learning_rate_at({'schedule': schedule}, peak, t)
+    traced = jax.jit(jax.vmap(lambda peak: jax.vmap(lambda t: rate_at(peak, t))(steps)))(peaks)  # swept peaks
+    reference = {
+        'constant': lambda peak: optax.constant_schedule(peak),
+        'step_decay': lambda peak: optax.piecewise_constant_schedule(peak, {3: 0.1}),
+        'exponential_decay': lambda peak: optax.exponential_decay(peak, 2, 0.5),
+        'cosine_decay': lambda peak: optax.cosine_decay_schedule(peak, 8),
+        'warmup_cosine_decay': lambda peak: optax.warmup_cosine_decay_schedule(0.0, peak, 2, 8, 0.01),
+    }[name]
+    for row, peak in zip(traced, (0.1, 0.3)):
+        np.testing.assert_allclose(row, [reference(peak)(int(t)) for t in steps], rtol=1e-5, atol=1e-8)
+
+
 def test_a_one_seed_sweep_of_three_l2_strengths_gives_three_members_each_equal_to_its_run_alone(data):
     task, hparams = mlp_task('sgd', 0.1, BATCH, penalties=({'kernel_l2': 0.0},))
     strengths = [0.0, 1e-3, 1e-2]
