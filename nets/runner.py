@@ -10,6 +10,7 @@ import os
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from nets import checkpoint, data as data_lib, diagnostics, parallel, report, tasks, train
@@ -76,6 +77,7 @@ def train_variant(
     checkpoint_dir: str | None = None,
     resume: bool = False,
     on_epoch_end: EpochHook | None = None,
+    prepare_state: Callable[[train.TrainState], train.TrainState] | None = None,
     tensorboard_dir: str | None = None,
     checkpoint_every: int = 1,
     log: Callable[[str], None] = report.log,
@@ -88,7 +90,9 @@ def train_variant(
     `on_epoch_end(epoch, state, history)` (which may return a changed state, of other shapes too), the checkpoint
     (every `checkpoint_every` epochs, at the last and when every member has stopped; with the architecture, so that
     `resume` restores a grown or pruned state bit for bit), the progress line and
-    the TensorBoard rows. With more than one device (or host), every batch is split over all of them.
+    the TensorBoard rows. `prepare_state(state)` turns the freshly initialised state into the one training starts
+    from (masks, a pruning state, pretrained weights); it also shapes the like-state that a resume restores into.
+    With more than one device (or host), every batch is split over all of them.
     Runs are {label: {'seed', 'hparams' (the member's overrides), 'history', 'test' (metrics, or absent)}}.
     """
     if not members:
@@ -107,20 +111,25 @@ def train_variant(
         order_keys = [jax.random.fold_in(key, 1) for key in init_keys]
         data_key = train.stack(order_keys) if stacked else order_keys[0]
 
+    def start(architecture=None):
+        state = initial_state(task, hparams, members, input_shape, architecture)
+        return state if prepare_state is None else prepare_state(state)
+
     saver = checkpoint.Checkpointer(checkpoint_dir) if checkpoint_dir else None
     start_epoch, history = 0, []
     if saver is not None and saver.latest_epoch() is not None:
         if not resume:
             raise ValueError(f'{checkpoint_dir} already holds a checkpoint; pass --resume to continue it')
         metadata = saver.metadata()
-        # The like-state takes the checkpoint's shapes, which growth or pruning may have changed.
-        state, metadata = saver.restore(
-            initial_state(task, hparams, members, input_shape, metadata.get('architecture'))
-        )
+        # The like-state takes the checkpoint's shapes, which growth or pruning may have changed, and its masks.
+        like = start(metadata.get('architecture'))
+        if metadata.get('masked') and like.masks is None:
+            like = like.replace(masks=jax.tree.map(lambda leaf: jnp.ones(leaf.shape, bool), like.params))
+        state, metadata = saver.restore(like)
         start_epoch, history = metadata['epoch'], metadata['history']
         log(f'{name}: resumed after epoch {start_epoch}')
     else:
-        state = initial_state(task, hparams, members, input_shape)
+        state = start()
 
     constrain_batch = None
     if jax.device_count() > 1:
@@ -140,7 +149,12 @@ def train_variant(
             saver.save(
                 epoch,
                 state,
-                {'epoch': epoch, 'history': history, 'architecture': dict(task.architecture_of(state.params))},
+                {
+                    'epoch': epoch,
+                    'history': history,
+                    'architecture': dict(task.architecture_of(state.params)),
+                    'masked': state.masks is not None,  # masks mirroring params (pruning, growth's spare units)
+                },
             )
         log(report.epoch_line(name, history[-1]))
         if board is not None:
@@ -231,6 +245,7 @@ def run_variant(
     *,
     resume: bool = False,
     on_epoch_end: EpochHook | None = None,
+    prepare_state: Callable[[train.TrainState], train.TrainState] | None = None,
     epochs: int | None = None,
 ) -> tuple[train.TrainState, dict]:
     """`train_variant` as an experiment runs it: epochs (unless given), data_seed, shuffle and checkpoint_every
@@ -250,6 +265,7 @@ def run_variant(
         tensorboard_dir=tensorboard_directory(workdir),
         resume=resume,
         on_epoch_end=on_epoch_end,
+        prepare_state=prepare_state,
     )
 
 

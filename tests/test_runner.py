@@ -227,3 +227,26 @@ def test_the_evaluation_hook_records_the_same_metrics_as_a_final_evaluation():
     for run in runs.values():
         assert run['history'][-1]['test_accuracy'] == pytest.approx(run['test']['accuracy'])
         assert run['history'][-1]['test_loss'] == pytest.approx(run['test']['loss'], rel=1e-6)
+
+
+def test_prepare_state_shapes_the_start_and_the_resume_of_a_masked_run(tmp_path):
+    from nets import pruning
+
+    task, hparams = mlp_task('adam', 1e-2, batch_size=32, hidden_widths=(8,), after_update=pruning.apply_masks)
+    data = teacher_data(8, 128, 32)
+
+    def prepare(state):  # remove every other input of the hidden layer, for both members
+        keep = jax.tree.map(lambda leaf: np.ones(leaf.shape, bool), state.params)
+        keep['dense_0']['kernel'][..., ::2, :] = False
+        return pruning.apply_masks(state.replace(masks=keep))
+
+    run = lambda epochs, directory, resume=False: runner.train_variant(
+        task, hparams, runner.grid((0, 1)), data, None, epochs=epochs, name='masked', prepare_state=prepare,
+        checkpoint_dir=str(directory), resume=resume, log=lambda _: None)  # fmt: skip
+    whole, _ = run(2, tmp_path / 'whole')
+    run(1, tmp_path / 'split')
+    resumed, _ = run(2, tmp_path / 'split', resume=True)
+    assert not np.any(np.asarray(whole.params['dense_0']['kernel'])[:, ::2, :])
+    for a, b in zip(jax.tree.leaves((whole.params, whole.opt_state, whole.masks)),
+                    jax.tree.leaves((resumed.params, resumed.opt_state, resumed.masks))):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
