@@ -57,7 +57,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.early_stopping = {}
     config.batch_size = 128
     config.epochs = 10
-    config.learning_rates = (0.01, 0.03, 0.1)
+    config.learning_rates = (0.03, 0.1, 0.3)
     config.checkpoint_every = 5
     if arg == 'quick':
         config.seeds, config.epochs, config.learning_rates = (0, 1), 2, (0.01, 0.1)
@@ -83,6 +83,24 @@ def least_squares_loss(x: np.ndarray, y: np.ndarray, kernel: np.ndarray, bias: n
     """½·mean((x·w + b - y)²) for every leading index of kernel [..., 2] and bias [...], in float64."""
     residual = np.einsum('nf,...f->...n', x, kernel) + bias[..., None] - y
     return 0.5 * np.mean(residual**2, -1)
+
+
+def convergence(excess: np.ndarray, steps_per_epoch: int) -> dict:
+    """From the relative excess loss [epochs, seeds]: the steps until every seed stays within 1% (-1: never, or
+    diverged) and the mean final excess (inf when a seed diverged)."""
+    within = np.all(excess <= 0.01, axis=1)
+    # Within from that epoch on: the first epoch after the last one where some seed was above 1%.
+    above = np.nonzero(~within)[0]
+    first = 0 if not len(above) else above[-1] + 1
+    steps = int((first + 1) * steps_per_epoch) if first < len(within) else -1
+    final = float(np.mean(excess[-1])) if np.all(np.isfinite(excess[-1])) else float('inf')
+    return {'steps_to_1_percent': steps, 'final': final}
+
+
+def fastest_first(found: dict) -> tuple[float, float]:
+    """Sort key of a step size's `convergence`: fewer steps to 1% first (never: last), then a lower final excess."""
+    steps = found['steps_to_1_percent']
+    return (steps if steps > 0 else np.inf, found['final'])
 
 
 def choose(runs: dict, metric: str, maximize: bool) -> tuple[float, dict]:
@@ -123,28 +141,34 @@ def run_toy(config, workdir: str) -> tuple[dict, dict, dict]:
         _, runs = runner.train_variant(task, hparams, members, data, None, epochs=toy.epochs, name=f'toy_{name}',
                                        data_seed=config.data_seed, shuffle=toy.shuffle, on_epoch_end=record,
                                        log=lambda line: None)  # fmt: skip
-        rate, kept = choose(runs, 'val_loss', maximize=False)
-        indices = [list(runs).index(label) for label in kept]
-        kernels = np.stack([kernel for kernel, _ in weights])[:, indices]  # [epochs, seeds, 2]
-        biases = np.stack([bias for _, bias in weights])[:, indices]
         # The excess of the training loss over its minimum, as a fraction of where SGD started (w = 0, b = 0).
         design = np.concatenate([inputs[0].astype(np.float64), np.ones((len(y), 1))], 1)
         solution = np.linalg.lstsq(design, y, rcond=None)[0]
         optimum = least_squares_loss(inputs[0], y, solution[:2], np.asarray(solution[2]))
-        start = least_squares_loss(inputs[0], y, np.zeros(2), np.asarray(0.0))
-        excess = (least_squares_loss(inputs[0], y, kernels, biases) - optimum) / (start - optimum)  # [epochs, seeds]
-        within = np.nonzero(np.all(excess <= 0.01, axis=1))[0]
+        initial = least_squares_loss(inputs[0], y, np.zeros(2), np.asarray(0.0))
+        kernels, biases = np.stack([k for k, _ in weights]), np.stack([b for _, b in weights])  # [epochs, members..]
+        with np.errstate(all='ignore'):  # a diverged member's loss is inf or NaN
+            excess = (least_squares_loss(inputs[0], y, kernels, biases) - optimum) / (initial - optimum)
+        by_rate = {}
+        for rate in toy.learning_rates:
+            columns = [i for i, run in enumerate(runs.values()) if run['hparams']['optimizer.learning_rate'] == rate]
+            by_rate[rate] = {'columns': columns, **convergence(excess[:, columns], steps_per_epoch)}
+        # The fastest step size: fewest steps until every seed is within 1%, then the lowest final excess.
+        rate = min(by_rate, key=lambda r, found=by_rate: fastest_first(found[r]))
         hessian = inputs[0].T.astype(np.float64) @ inputs[0] / len(y)
         eigenvalues = np.linalg.eigvalsh(hessian)
         summary |= {
             f'toy_{name}_condition_number': float(eigenvalues[-1] / eigenvalues[0]),
             f'toy_{name}_learning_rate': rate,
-            f'toy_{name}_final_relative_excess_loss': float(excess[-1].mean()),
-            # -1 when some seed is still above 1% of its starting excess at the end
-            f'toy_{name}_steps_to_1_percent': int((within[0] + 1) * steps_per_epoch) if len(within) else -1,
+            f'toy_{name}_steps_to_1_percent': by_rate[rate]['steps_to_1_percent'],
+            f'toy_{name}_final_relative_excess_loss': by_rate[rate]['final'],
         }
-        chosen_runs[f'toy_{name}'] = kept
-        paths[name] = {'kernels': kernels, 'inputs': inputs[0], 'solution': solution, 'rate': rate}
+        chosen_runs[f'toy_{name}'] = {
+            label: runs[label] for i, label in enumerate(runs) if i in by_rate[rate]['columns']
+        }
+        paths[name] = {'kernels': kernels[:, by_rate[rate]['columns']], 'inputs': inputs[0], 'solution': solution,
+                       'rate': rate, 'by_rate': {r: {k: v for k, v in found.items() if k != 'columns'}
+                                                 for r, found in by_rate.items()}}  # fmt: skip
     return summary, chosen_runs, paths
 
 
@@ -187,9 +211,11 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     mnist_summary, mnist_runs, all_runs = run_mnist(config, workdir, data_dir, cache_dir, resume)
     summary |= mnist_summary
     figure = plot_paths(os.path.join(workdir, 'toy_paths.png'), config, paths)
+    toy_by_rate = {name: found['by_rate'] for name, found in paths.items()}
     report.write_run(workdir, 'Input standardization and SGD', summary=summary, config=config.to_dict(),
                      runs={**toy_runs, **mnist_runs}, curves=['val_accuracy', 'train_loss'], sweeps=all_runs,
-                     sections=[__doc__.split('\n\n')[1].replace('\n', ' '), describe(config, summary)],
+                     sections=[__doc__.split('\n\n')[1].replace('\n', ' '), describe(config, summary),
+                               by_rate_tables(config, toy_by_rate, all_runs)], toy_by_rate=toy_by_rate,
                      extra_sections=[f'![SGD paths]({os.path.basename(figure)})'])  # fmt: skip
     return summary
 
@@ -207,8 +233,9 @@ def describe(config, summary) -> str:
         f'Toy: {toy.num_train} training points, feature standard deviations {tuple(toy.feature_std)}, w* = '
         f'{tuple(toy.true_weights)}, noise σ = {toy.noise}; SGD with batch {toy.batch_size} for {toy.epochs} epochs '
         f'({toy.epochs * (toy.num_train // toy.batch_size)} steps) from w = 0, step sizes {tuple(toy.learning_rates)} '
-        f'and seeds {list(config.seeds)} in one program. "Steps to 1%": the first epoch end where every seed\'s '
-        'training loss is within 1% of the way from its start to the least-squares minimum (-1: never).\n\n'
+        f'and seeds {list(config.seeds)} in one program. "Steps to 1%": from the first epoch end on which every '
+        "seed's training loss stays within 1% of the way from its start to the least-squares minimum (-1: never); each "
+        'input gets the step size that gets there in the fewest steps.\n\n'
         + report.markdown_table(
             ['toy inputs', 'condition number', 'chosen step size', 'steps to 1%', 'final excess (fraction)'], rows
         )  # fmt: skip
@@ -218,6 +245,36 @@ def describe(config, summary) -> str:
         + report.markdown_table(
             ['MNIST inputs', 'chosen step size', 'validation accuracy after epoch 1', 'test accuracy', 'min', 'max'],
             mnist,
+        )  # fmt: skip
+    )
+
+
+def by_rate_tables(config, toy_by_rate: dict, sweeps: dict) -> str:
+    """Every step size's outcome: the toy's steps to 1% and final excess, MNIST's accuracies (means over seeds)."""
+    toy_rows = [[rate, *[value for name in TOY for value in (toy_by_rate[name][rate]['steps_to_1_percent'],
+                                                             toy_by_rate[name][rate]['final'])]]
+                for rate in config.toy.learning_rates]  # fmt: skip
+    mnist_rows = []
+    for name, runs in sweeps.items():
+        for rate in config.learning_rates:
+            members = [run for run in runs.values() if run['hparams']['optimizer.learning_rate'] == rate]
+            mean = lambda metric, row, members=members: float(np.mean([r['history'][row][metric] for r in members]))
+            mnist_rows.append([name.removeprefix('mnist_'), rate, mean('val_accuracy', 0), mean('train_loss', -1),
+                               mean('val_accuracy', -1)])  # fmt: skip
+    header = ['step size', *[f'{name} {column}' for name in TOY for column in ('steps to 1%', 'final excess')]]
+    return (
+        '### Every step size\n\nToy (-1: not within 1% by the end, or diverged):\n\n'
+        + report.markdown_table(header, toy_rows)
+        + '\n\nMNIST (mean over seeds):\n\n'
+        + report.markdown_table(
+            [
+                'inputs',
+                'step size',
+                'validation accuracy after epoch 1',
+                'final training loss',
+                'final validation accuracy',
+            ],
+            mnist_rows,
         )  # fmt: skip
     )
 

@@ -55,3 +55,13 @@ def test_mnist_headlines_are_the_chosen_step_sizes_mean_over_seeds(quick):
     first = {name: results['sweeps'][f'mnist_{name}']['seed=0,optimizer.learning_rate=0.01']['history'][0]['train_loss']
              for name in standardization.MNIST}  # fmt: skip
     assert len(set(first.values())) == 3
+
+
+def test_convergence_counts_steps_until_every_seed_stays_within_one_percent():
+    excess = np.array([[0.5, 0.5], [0.005, 0.02], [0.009, 0.5], [0.001, 0.001], [0.0, 0.002]])  # [epochs, seeds]
+    assert standardization.convergence(excess, steps_per_epoch=10) == {'steps_to_1_percent': 40, 'final': 0.001}
+    diverged = np.array([[0.5, 0.5], [0.001, np.nan]])
+    assert standardization.convergence(diverged, 10) == {'steps_to_1_percent': -1, 'final': float('inf')}
+    assert standardization.fastest_first({'steps_to_1_percent': -1, 'final': 0.0}) > standardization.fastest_first(
+        {'steps_to_1_percent': 300, 'final': 0.5}
+    )
