@@ -2,10 +2,10 @@
 
 Universal approximation: a net with one hidden layer of w tanh units fits a 1-D function on [-1, 1] (a sine, |x| and
 a step) by least squares; the error is the mean squared error on a dense grid of the interval, after training with
-Adam, mean over seeds (each width's seeds are one vmapped program). Width against depth: MLPs of 1 to 8 hidden ReLU
-layers, each as wide as the parameter budget allows, trained on MNIST with the same recipe; which one trains faster
-(validation accuracy after the first epoch) and which generalizes better (test accuracy, and the gap between the final
-training and test accuracy). `:quick` is a seconds-scale version.
+Adam at the learning rate that fits best, mean over seeds (each width's rates and seeds are one vmapped program).
+Width against depth: MLPs of 1 to 8 hidden ReLU layers, each as wide as the parameter budget allows, trained on MNIST
+with the same recipe; which one trains faster (validation accuracy after the first epoch) and which generalizes
+better (test accuracy, and the gap between the final training and test accuracy). `:quick` is a seconds-scale version.
 """
 
 from __future__ import annotations
@@ -34,14 +34,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.approximation = dict(
         functions=tuple(FUNCTIONS),
         widths=(1, 2, 4, 8, 16, 32, 64, 128),
-        num_train=1024,  # uniform on [-1, 1]
+        num_train=4096,  # uniform on [-1, 1]
         num_grid=1000,  # the evenly spaced points where the error is measured
         problem_seed=0,
         activation='tanh',
         kernel_init='he_uniform',  # slopes up to ~2.4 in the first layer, so that units start with curvature
-        learning_rate=0.01,  # Adam, cosine-decayed to 0 over the run
+        learning_rates=(0.01, 0.03, 0.1, 0.3),  # Adam, cosine-decayed to 0; each width gets its best
         batch_size=32,
-        epochs=150,
+        epochs=50,
     )
     config.dataset = 'mnist'
     config.validation_size = 10_000
@@ -62,7 +62,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.seeds, config.epochs, config.depths, config.parameter_budget = (0, 1), 2, (1, 3), 10_000
         config.train_limit, config.validation_size, config.test_limit = 2000, 1000, 1000
         config.approximation.functions, config.approximation.widths, config.approximation.epochs = ('abs',), (1, 32), 40
-        config.approximation.num_train = 256
+        config.approximation.num_train, config.approximation.learning_rates = 256, (0.01, 0.1)
     elif arg not in (None, ''):
         raise ValueError(f"unknown capacity config argument {arg!r}; allowed: '' or 'quick'")
     return config
@@ -97,30 +97,47 @@ def predict(task: train.Task, state: train.TrainState, inputs: jax.Array, member
     return np.asarray(jax.jit(jax.vmap(apply))(state) if members else jax.jit(apply)(state)[None])
 
 
-def run_approximation(config) -> tuple[dict, dict, dict]:
-    """Every function at every width; returns summary entries, the runs and the fitted curves."""
+def fitted_best(runs: dict) -> float:
+    """The learning rate whose members reach the lowest mean final training error (a diverged one never wins)."""
+    finals = {}
+    for run in runs.values():
+        value = run['history'][-1]['train_mse']
+        finals.setdefault(run['hparams']['optimizer.learning_rate'], []).append(value if np.isfinite(value) else np.inf)
+    return min(finals, key=lambda rate: np.mean(finals[rate]))
+
+
+def run_approximation(config) -> tuple[dict, dict, dict, dict]:
+    """Every function at every width, the learning rates and seeds as one program; returns summary entries, the runs
+    of each width's best learning rate, their fitted curves and that rate."""
     settings = config.approximation
     steps = settings.epochs * (settings.num_train // settings.batch_size)
     schedule = {'name': 'cosine_decay', 'decay_steps': steps}
-    summary, runs, fits = {}, {}, {}
-    every = max(1, settings.epochs // 3)
+    summary, runs, fits, rates = {}, {}, {}, {}
+    members = runner.grid(config.seeds, {'optimizer.learning_rate': settings.learning_rates})
+    every = max(1, settings.epochs // 2)
     log = lambda line: report.log(line) if int(line.split('epoch')[1].split()[0]) % every == 0 else None
     for function in settings.functions:
         data = approximation_data(settings, function)
         for width in settings.widths:
             task_config = {'model': {'name': 'mlp', 'hidden_widths': (width,), 'num_classes': 1,
                                      'activation': settings.activation, 'kernel_init': settings.kernel_init},
-                           'optimizer': {'name': 'adam', 'learning_rate': settings.learning_rate, 'schedule': schedule},
+                           'optimizer': {'name': 'adam', 'learning_rate': settings.learning_rates[0],
+                                         'schedule': schedule},
                            'loss': 'half_squared_error', 'batch_size': settings.batch_size}  # fmt: skip
             task, hparams = tasks.build(task_config, (1,))
             name = f'{function}_width_{width}'
-            state, runs[name] = runner.train_variant(task, hparams, runner.grid(config.seeds, {}), data, None,
-                                                     epochs=settings.epochs, name=name, data_seed=config.data_seed,
-                                                     log=log)  # fmt: skip
+            state, sweep = runner.train_variant(task, hparams, members, data, None, epochs=settings.epochs, name=name,
+                                                data_seed=config.data_seed, log=log)  # fmt: skip
+            # The capacity question is how well the width can fit, so each width gets its best-fitting rate.
+            rates[name] = fitted_best(sweep)
+            chosen = [
+                i for i, run in enumerate(sweep.values()) if run['hparams']['optimizer.learning_rate'] == rates[name]
+            ]
+            runs[name] = {label: sweep[label] for i, label in enumerate(sweep) if i in chosen}
             errors = [run['history'][-1]['val_mse'] for run in runs[name].values()]
             summary[f'{function}_error_width_{width}'] = float(np.mean(errors))
-            fits[name] = predict(task, state, data.validation_images, members=len(config.seeds) > 1)
-    return summary, runs, fits
+            fits[name] = predict(task, state, data.validation_images, members=len(members) > 1)[chosen]
+    return summary, runs, fits, rates
 
 
 def run_width_depth(config, workdir, data_dir, cache_dir, resume) -> tuple[dict, dict, dict]:
@@ -156,7 +173,7 @@ def run_width_depth(config, workdir, data_dir, cache_dir, resume) -> tuple[dict,
 
 def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
     """Both parts; writes the report and returns the summary."""
-    summary, approximation_runs, fits = run_approximation(config)
+    summary, approximation_runs, fits, rates = run_approximation(config)
     depth_summary, depth_runs, architectures = run_width_depth(config, workdir, data_dir, cache_dir, resume)
     summary |= depth_summary
     figures = [plot_approximation(os.path.join(workdir, 'approximation.png'), config, summary, fits),
@@ -164,16 +181,17 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     report.write_run(workdir, 'Capacity: universal approximation, and width against depth', summary=summary,
                      config=config.to_dict(), runs={**approximation_runs, **depth_runs},
                      curves=['val_accuracy'], architectures=architectures,
-                     sections=[__doc__.split('\n\n')[1].replace('\n', ' '), describe(config, summary)],
+                     approximation_learning_rates=rates,
+                     sections=[__doc__.split('\n\n')[1].replace('\n', ' '), describe(config, summary, rates)],
                      extra_sections=[f'![{os.path.splitext(os.path.basename(f))[0]}]({os.path.basename(f)})'
                                      for f in figures])  # fmt: skip
     return summary
 
 
-def describe(config, summary) -> str:
+def describe(config, summary, rates) -> str:
     settings = config.approximation
-    rows = [[function, *[summary[f'{function}_error_width_{width}'] for width in settings.widths]]
-            for function in settings.functions]  # fmt: skip
+    rows = [[function, *[f"{summary[f'{function}_error_width_{width}']:.2e} ({rates[f'{function}_width_{width}']:g})"
+                         for width in settings.widths]] for function in settings.functions]  # fmt: skip
     depth_rows = [[depth, summary[f'depth_{depth}_width'], summary[f'depth_{depth}_parameters'],
                    summary[f'depth_{depth}_epoch_1_val_accuracy'], summary[f'depth_{depth}_final_train_loss'],
                    summary[f'depth_{depth}_test_accuracy'], summary[f'depth_{depth}_gap']]
@@ -181,9 +199,10 @@ def describe(config, summary) -> str:
     steps = settings.epochs * (settings.num_train // settings.batch_size)
     return (
         f'Approximation: {settings.num_train} training points, one hidden layer of {settings.activation} units '
-        f'({settings.kernel_init}), Adam {settings.learning_rate} cosine-decayed over {steps} steps of batch '
-        f'{settings.batch_size}, seeds {list(config.seeds)}. Mean squared error on {settings.num_grid} evenly spaced '
-        'points of [-1, 1], mean over seeds:\n\n'
+        f'({settings.kernel_init}), Adam cosine-decayed over {steps} steps of batch {settings.batch_size}; the '
+        f'learning rates {tuple(settings.learning_rates)} and seeds {list(config.seeds)} are one program per width, '
+        'which keeps the rate with the lowest mean final training error. Mean squared error on '
+        f'{settings.num_grid} evenly spaced points of [-1, 1], mean over seeds (the chosen rate in brackets):\n\n'
         + report.markdown_table(['function', *[f'width {width}' for width in settings.widths]], rows)
         + f'\n\nWidth against depth: a budget of {config.parameter_budget:,} parameters, ReLU (He init), Adam '
         f'{config.optimizer.learning_rate}, batch {config.batch_size}, {config.epochs} epochs, seeds '
