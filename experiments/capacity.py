@@ -20,7 +20,7 @@ import numpy as np
 from nets import data as data_lib, report, runner, tasks, train
 
 FUNCTIONS = {
-    'sin': lambda x: np.sin(2 * np.pi * x),  # one period on [-1, 1]: smooth
+    'sin': lambda x: np.sin(2 * np.pi * x),  # two periods on [-1, 1]: smooth
     'abs': np.abs,  # continuous, with a kink
     'step': lambda x: (x > 0).astype(np.float64),  # not continuous: the uniform error cannot vanish
 }
