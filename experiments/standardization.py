@@ -57,7 +57,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.early_stopping = {}
     config.batch_size = 128
     config.epochs = 10
-    config.learning_rates = (0.1, 0.3, 1.0)
+    config.learning_rates = (0.1, 0.3, 1.0, 3.0)
     config.checkpoint_every = 5
     if arg == 'quick':
         config.seeds, config.epochs, config.learning_rates = (0, 1), 2, (0.01, 0.1)
