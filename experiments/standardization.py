@@ -4,8 +4,9 @@ Toy: least squares on two features of very different scales. The loss contours o
 ellipses (the Hessian's condition number is the ratio of the feature variances), so a step size small enough for
 the steep direction crawls along the shallow one. Standardized features (mean 0, variance 1, statistics of the
 training split) make the contours nearly round. Each is trained by minibatch SGD with the core, a grid of step sizes
-and the seeds' batch orders as one vmapped program; the step size is the one with the best final validation loss,
-and the figure draws its paths over the contours. MNIST: raw [0, 1] pixels, per-pixel standardized pixels and
+and the seeds' batch orders as one vmapped program; each gets its fastest step size (the fewest steps until every
+seed's training loss stays within 1% of the way to its minimum), and the figure draws its paths over the contours.
+MNIST: raw [0, 1] pixels, per-pixel standardized pixels and
 PCA-whitened inputs (`nets.preprocessing`, fitted on the training split only), an MLP trained by plain SGD, step
 sizes and seeds as one program per preprocessing, the step size chosen on validation. `:quick` is a seconds-scale
 version.
