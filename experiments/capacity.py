@@ -1,0 +1,271 @@
+"""Capacity: one hidden layer approximates smooth functions, and width against depth at an equal parameter count.
+
+Universal approximation: a net with one hidden layer of w tanh units fits a 1-D function on [-1, 1] (a sine, |x| and
+a step) by least squares; the error is the mean squared error on a dense grid of the interval, after training with
+Adam at the learning rate that fits best, mean over seeds (each width's rates and seeds are one vmapped program).
+Width against depth: MLPs of 1 to 8 hidden ReLU layers, each as wide as the parameter budget allows, trained on MNIST
+with the same recipe; which one trains faster (validation accuracy after the first epoch) and which generalizes
+better (test accuracy, and the gap between the final training and test accuracy). `:quick` is a seconds-scale version.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import matplotlib.pyplot as plt
+import ml_collections
+import numpy as np
+
+from nets import data as data_lib, report, runner, tasks, train
+
+FUNCTIONS = {
+    'sin': lambda x: np.sin(2 * np.pi * x),  # two periods on [-1, 1]: smooth
+    'abs': np.abs,  # continuous, with a kink
+    'step': lambda x: (x > 0).astype(np.float64),  # not continuous: the uniform error cannot vanish
+}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The full experiment, or with 'quick' a seconds-scale one."""
+    config = ml_collections.ConfigDict()
+    config.seeds = (0, 1, 2)
+    config.data_seed = 0
+    config.approximation = dict(
+        functions=tuple(FUNCTIONS),
+        widths=(1, 2, 4, 8, 16, 32, 64, 128),
+        num_train=4096,  # uniform on [-1, 1]
+        num_grid=1000,  # the evenly spaced points where the error is measured
+        problem_seed=0,
+        activation='tanh',
+        kernel_init='he_uniform',  # slopes up to ~2.4 in the first layer, so that units start with curvature
+        learning_rates=(0.01, 0.03, 0.1, 0.3),  # Adam, cosine-decayed to 0; each width gets its best
+        batch_size=32,
+        epochs=50,
+    )
+    config.dataset = 'mnist'
+    config.validation_size = 10_000
+    config.split_seed = 0
+    config.train_limit = ml_collections.FieldReference(None, field_type=int)
+    config.test_limit = ml_collections.FieldReference(None, field_type=int)
+    config.parameter_budget = 100_000
+    config.depths = (1, 2, 4, 8)
+    config.model = dict(name='mlp', hidden_widths=(), activation='relu', kernel_init='he_normal')  # widths per depth
+    config.optimizer = dict(name='adam', learning_rate=1e-3, schedule={}, transforms=())
+    config.penalties = ()
+    config.loss = 'softmax_cross_entropy'
+    config.early_stopping = {}
+    config.batch_size = 128
+    config.epochs = 10
+    config.checkpoint_every = 5
+    if arg == 'quick':
+        config.seeds, config.epochs, config.depths, config.parameter_budget = (0, 1), 2, (1, 3), 10_000
+        config.train_limit, config.validation_size, config.test_limit = 2000, 1000, 1000
+        config.approximation.functions, config.approximation.widths, config.approximation.epochs = ('abs',), (1, 32), 40
+        config.approximation.num_train, config.approximation.learning_rates = 256, (0.01, 0.1)
+    elif arg not in (None, ''):
+        raise ValueError(f"unknown capacity config argument {arg!r}; allowed: '' or 'quick'")
+    return config
+
+
+def parameter_count(inputs: int, width: int, depth: int, outputs: int) -> int:
+    """Weights and biases of an MLP with `depth` hidden layers of `width` units."""
+    return (inputs + 1) * width + (depth - 1) * (width + 1) * width + (width + 1) * outputs
+
+
+def width_for_budget(budget: int, depth: int, inputs: int = 784, outputs: int = 10) -> int:
+    """The largest width whose `depth`-layer MLP has at most `budget` parameters."""
+    width = 1
+    while parameter_count(inputs, width + 1, depth, outputs) <= budget:
+        width += 1
+    return width
+
+
+def approximation_data(settings, function: str) -> train.Data:
+    """Training points uniform on [-1, 1] and an evenly spaced grid (the 'validation' split) with f's values."""
+    rng = np.random.default_rng(settings.problem_seed)
+    x = rng.uniform(-1, 1, (settings.num_train, 1))
+    grid = np.linspace(-1, 1, settings.num_grid)[:, None]
+    f = FUNCTIONS[function]
+    arrays = (x, f(x[:, 0]), grid, f(grid[:, 0]))
+    return train.Data(*jax.device_put(tuple(np.asarray(a, np.float32) for a in arrays)))
+
+
+def predict(task: train.Task, state: train.TrainState, inputs: jax.Array, members: bool) -> np.ndarray:
+    """Every member's outputs on `inputs` ([members, N]); `members` says whether the state is stacked."""
+    apply = lambda s: task.model(s.hparams, s.params).apply({'params': s.params}, inputs, train=False)[:, 0]
+    return np.asarray(jax.jit(jax.vmap(apply))(state) if members else jax.jit(apply)(state)[None])
+
+
+def fitted_best(runs: dict) -> float:
+    """The learning rate whose members reach the lowest mean final training error (a diverged one never wins)."""
+    finals = {}
+    for run in runs.values():
+        value = run['history'][-1]['train_mse']
+        finals.setdefault(run['hparams']['optimizer.learning_rate'], []).append(value if np.isfinite(value) else np.inf)
+    return min(finals, key=lambda rate: np.mean(finals[rate]))
+
+
+def run_approximation(config) -> tuple[dict, dict, dict, dict]:
+    """Every function at every width, the learning rates and seeds as one program; returns summary entries, the runs
+    of each width's best learning rate, their fitted curves and that rate."""
+    settings = config.approximation
+    steps = settings.epochs * (settings.num_train // settings.batch_size)
+    schedule = {'name': 'cosine_decay', 'decay_steps': steps}
+    summary, runs, fits, rates = {}, {}, {}, {}
+    members = runner.grid(config.seeds, {'optimizer.learning_rate': settings.learning_rates})
+    every = max(1, settings.epochs // 2)
+    log = lambda line: report.log(line) if int(line.split('epoch')[1].split()[0]) % every == 0 else None
+    for function in settings.functions:
+        data = approximation_data(settings, function)
+        for width in settings.widths:
+            task_config = {'model': {'name': 'mlp', 'hidden_widths': (width,), 'num_classes': 1,
+                                     'activation': settings.activation, 'kernel_init': settings.kernel_init},
+                           'optimizer': {'name': 'adam', 'learning_rate': settings.learning_rates[0],
+                                         'schedule': schedule},
+                           'loss': 'half_squared_error', 'batch_size': settings.batch_size}  # fmt: skip
+            task, hparams = tasks.build(task_config, (1,))
+            name = f'{function}_width_{width}'
+            state, sweep = runner.train_variant(task, hparams, members, data, None, epochs=settings.epochs, name=name,
+                                                data_seed=config.data_seed, log=log)  # fmt: skip
+            # The capacity question is how well the width can fit, so each width gets its best-fitting rate.
+            rates[name] = fitted_best(sweep)
+            chosen = [
+                i for i, run in enumerate(sweep.values()) if run['hparams']['optimizer.learning_rate'] == rates[name]
+            ]
+            runs[name] = {label: sweep[label] for i, label in enumerate(sweep) if i in chosen}
+            errors = [run['history'][-1]['val_mse'] for run in runs[name].values()]
+            summary[f'{function}_error_width_{width}'] = float(np.mean(errors))
+            fits[name] = predict(task, state, data.validation_images, members=len(members) > 1)[chosen]
+    return summary, runs, fits, rates
+
+
+def run_width_depth(config, workdir, data_dir, cache_dir, resume) -> tuple[dict, dict, dict]:
+    """MLPs of each depth at the parameter budget on MNIST; returns summary entries, runs and the architectures."""
+    splits = data_lib.load_splits(config.dataset, data_dir=data_dir, cache_dir=cache_dir,
+                                  validation_size=config.validation_size, split_seed=config.split_seed,
+                                  train_limit=config.train_limit, test_limit=config.test_limit)  # fmt: skip
+    data, test = runner.device_data(splits)
+    input_shape = runner.input_shape(config.dataset)
+    summary, runs, architectures = {}, {}, {}
+    for depth in config.depths:
+        width = width_for_budget(config.parameter_budget, depth, input_shape[0], splits.num_classes)
+        model = {**config.model.to_dict(), 'hidden_widths': (width,) * depth}
+        task, hparams = tasks.build({**config.to_dict(), 'model': model}, input_shape)
+        name = f'depth_{depth}'
+        _, runs[name] = runner.run_variant(workdir, config, name, task, hparams, runner.grid(config.seeds), data,
+                                           test, resume=resume)  # fmt: skip
+        members = list(runs[name].values())
+        mean = lambda values: float(np.mean(values))
+        parameters = parameter_count(input_shape[0], width, depth, splits.num_classes)
+        test_accuracy = mean([run['test']['accuracy'] for run in members])
+        summary |= {
+            f'depth_{depth}_width': width,
+            f'depth_{depth}_parameters': parameters,
+            f'depth_{depth}_epoch_1_val_accuracy': mean([run['history'][0]['val_accuracy'] for run in members]),
+            f'depth_{depth}_final_train_loss': mean([run['history'][-1]['train_loss'] for run in members]),
+            f'depth_{depth}_test_accuracy': test_accuracy,
+            f'depth_{depth}_gap': mean([run['history'][-1]['train_accuracy'] for run in members]) - test_accuracy,
+        }
+        architectures[name] = {'width': width, 'depth': depth, 'parameters': parameters}
+    return summary, runs, architectures
+
+
+def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
+    """Both parts; writes the report and returns the summary."""
+    summary, approximation_runs, fits, rates = run_approximation(config)
+    depth_summary, depth_runs, architectures = run_width_depth(config, workdir, data_dir, cache_dir, resume)
+    summary |= depth_summary
+    figures = [plot_approximation(os.path.join(workdir, 'approximation.png'), config, summary, fits),
+               plot_width_depth(os.path.join(workdir, 'width_depth.png'), config, depth_runs)]  # fmt: skip
+    report.write_run(workdir, 'Capacity: universal approximation, and width against depth', summary=summary,
+                     config=config.to_dict(), runs={**approximation_runs, **depth_runs},
+                     curves=['val_accuracy'], architectures=architectures,
+                     approximation_learning_rates=rates,
+                     sections=[__doc__.split('\n\n')[1].replace('\n', ' '), describe(config, summary, rates)],
+                     extra_sections=[f'![{os.path.splitext(os.path.basename(f))[0]}]({os.path.basename(f)})'
+                                     for f in figures])  # fmt: skip
+    return summary
+
+
+def describe(config, summary, rates) -> str:
+    settings = config.approximation
+    rows = [[function, *[f"{summary[f'{function}_error_width_{width}']:.2e} ({rates[f'{function}_width_{width}']:g})"
+                         for width in settings.widths]] for function in settings.functions]  # fmt: skip
+    depth_rows = [[depth, summary[f'depth_{depth}_width'], summary[f'depth_{depth}_parameters'],
+                   summary[f'depth_{depth}_epoch_1_val_accuracy'], summary[f'depth_{depth}_final_train_loss'],
+                   summary[f'depth_{depth}_test_accuracy'], summary[f'depth_{depth}_gap']]
+                  for depth in config.depths]  # fmt: skip
+    steps = settings.epochs * (settings.num_train // settings.batch_size)
+    return (
+        f'Approximation: {settings.num_train} training points, one hidden layer of {settings.activation} units '
+        f'({settings.kernel_init}), Adam cosine-decayed over {steps} steps of batch {settings.batch_size}; the '
+        f'learning rates {tuple(settings.learning_rates)} and seeds {list(config.seeds)} are one program per width, '
+        'which keeps the rate with the lowest mean final training error. Mean squared error on '
+        f'{settings.num_grid} evenly spaced points of [-1, 1], mean over seeds (the chosen rate in brackets):\n\n'
+        + report.markdown_table(['function', *[f'width {width}' for width in settings.widths]], rows)
+        + f'\n\nWidth against depth: a budget of {config.parameter_budget:,} parameters, ReLU (He init), Adam '
+        f'{config.optimizer.learning_rate}, batch {config.batch_size}, {config.epochs} epochs, seeds '
+        f'{list(config.seeds)} in one program per depth; "gap" is the last epoch\'s training accuracy (measured '
+        'during the epoch) minus the test accuracy.\n\n'
+        + report.markdown_table(
+            [
+                'hidden layers',
+                'width',
+                'parameters',
+                'validation accuracy after epoch 1',
+                'final training loss',
+                'test accuracy',
+                'gap',
+            ],
+            depth_rows,
+        )  # fmt: skip
+    )
+
+
+def plot_approximation(path: str, config, summary, fits) -> str:
+    """Per function: the fits of seed 0 at each width over the target; then the error against the width."""
+    settings = config.approximation
+    grid = np.linspace(-1, 1, settings.num_grid)
+    functions = settings.functions
+    figure, axes = plt.subplots(1, len(functions) + 1, figsize=(4.5 * (len(functions) + 1), 3.8))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(settings.widths)))
+    for axis, function in zip(axes, functions):
+        axis.plot(grid, FUNCTIONS[function](grid), 'k-', linewidth=2.5, alpha=0.4, label='target')
+        for color, width in zip(colors, settings.widths):
+            axis.plot(grid, fits[f'{function}_width_{width}'][0], color=color, linewidth=1, label=f'{width} units')
+        axis.set_title(function)
+        axis.set_xlabel('x')
+        axis.legend(fontsize=7)
+    for function in functions:
+        errors = [summary[f'{function}_error_width_{width}'] for width in settings.widths]
+        axes[-1].loglog(settings.widths, errors, 'o-', label=function)
+    axes[-1].set_xlabel('hidden units (one layer)')
+    axes[-1].set_ylabel('mean squared error on the grid')
+    axes[-1].legend()
+    for axis in axes:
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def plot_width_depth(path: str, config, runs) -> str:
+    """Validation accuracy and training loss against the epoch, one line per depth (mean over seeds)."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for name, by_member in runs.items():
+        for axis, metric in zip(axes, ('val_accuracy', 'train_loss')):
+            curve = np.mean([[row[metric] for row in run['history']] for run in by_member.values()], 0)
+            axis.plot(np.arange(1, len(curve) + 1), curve, 'o-', markersize=3, label=name.replace('_', ' '))
+    for axis, label in zip(axes, ('validation accuracy', 'training loss')):
+        axis.set_xlabel('epoch')
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    axes[1].set_yscale('log')
+    figure.suptitle(f'{config.parameter_budget:,} parameters at every depth')
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

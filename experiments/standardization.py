@@ -1,0 +1,313 @@
+"""Input standardization: the lecture's "which situation is better for SGD?", before batch norm.
+
+Toy: least squares on two features of very different scales. The loss contours over the two weights are long thin
+ellipses (the Hessian's condition number is the ratio of the feature variances), so a step size small enough for
+the steep direction crawls along the shallow one. Standardized features (mean 0, variance 1, statistics of the
+training split) make the contours nearly round. Each is trained by minibatch SGD with the core, a grid of step sizes
+and the seeds' batch orders as one vmapped program; each gets its fastest step size (the fewest steps until every
+seed's training loss stays within 1% of the way to its minimum), and the figure draws its paths over the contours.
+MNIST: raw [0, 1] pixels, per-pixel standardized pixels and
+PCA-whitened inputs (`nets.preprocessing`, fitted on the training split only), an MLP trained by plain SGD, step
+sizes and seeds as one program per preprocessing, the step size chosen on validation. `:quick` is a seconds-scale
+version.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import matplotlib.pyplot as plt
+import ml_collections
+import numpy as np
+
+from nets import data as data_lib, preprocessing, report, runner, tasks, train
+
+TOY = ('raw', 'standardize')
+MNIST = ('raw', 'standardize', 'pca_whiten')
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The full experiment, or with 'quick' a seconds-scale one."""
+    config = ml_collections.ConfigDict()
+    config.seeds = (0, 1, 2)
+    config.data_seed = 0
+    config.shuffle = 'shared'  # MNIST: the members share each batch (the seeds set the weights)
+    config.toy = dict(
+        num_train=200,
+        num_validation=1000,
+        feature_std=(1.0, 10.0),  # raw scales: the Hessian's condition number is (10 / 1)² = 100
+        true_weights=(2.0, 0.2),  # both features move y by the same amount
+        noise=0.5,
+        problem_seed=0,
+        batch_size=20,
+        epochs=30,
+        learning_rates=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
+        shuffle='per_member',  # each seed its own batch order: from w = 0, the seeds are SGD's only randomness
+    )
+    config.dataset = 'mnist'
+    config.validation_size = 10_000
+    config.split_seed = 0
+    config.train_limit = ml_collections.FieldReference(None, field_type=int)
+    config.test_limit = ml_collections.FieldReference(None, field_type=int)
+    config.whitening_epsilon = 0.1  # in squared [0, 1]-pixel units; the top eigenvalue of MNIST's covariance is ~5
+    config.model = dict(name='mlp', hidden_widths=(128, 128), activation='relu', kernel_init='he_normal')
+    config.optimizer = dict(name='sgd', learning_rate=0.01, schedule={}, transforms=())
+    config.penalties = ()
+    config.loss = 'softmax_cross_entropy'
+    config.early_stopping = {}
+    config.batch_size = 128
+    config.epochs = 10
+    config.learning_rates = (0.1, 0.3, 1.0, 3.0)
+    config.checkpoint_every = 5
+    if arg == 'quick':
+        config.seeds, config.epochs, config.learning_rates = (0, 1), 2, (0.01, 0.1)
+        config.train_limit, config.validation_size, config.test_limit = 2000, 1000, 1000
+        config.model.hidden_widths = (32,)
+        config.toy.epochs, config.toy.learning_rates = 10, (0.003, 0.01, 0.1, 1.0)
+    elif arg not in (None, ''):
+        raise ValueError(f"unknown standardization config argument {arg!r}; allowed: '' or 'quick'")
+    return config
+
+
+def toy_problem(toy) -> tuple[np.ndarray, ...]:
+    """Two independent zero-mean features with standard deviations `feature_std`, y = x·w* + noise."""
+    rng = np.random.default_rng(toy.problem_seed)
+    total = toy.num_train + toy.num_validation
+    x = rng.standard_normal((total, 2)) * np.asarray(toy.feature_std)
+    y = x @ np.asarray(toy.true_weights) + toy.noise * rng.standard_normal(total)
+    split = toy.num_train
+    return x[:split], y[:split], x[split:], y[split:]
+
+
+def least_squares_loss(x: np.ndarray, y: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """½·mean((x·w + b - y)²) for every leading index of kernel [..., 2] and bias [...], in float64."""
+    residual = np.einsum('nf,...f->...n', x, kernel) + bias[..., None] - y
+    return 0.5 * np.mean(residual**2, -1)
+
+
+def convergence(excess: np.ndarray, steps_per_epoch: int) -> dict:
+    """From the relative excess loss [epochs, seeds]: the steps until every seed stays within 1% (-1: never, or
+    diverged) and the mean final excess (inf when a seed diverged)."""
+    within = np.all(excess <= 0.01, axis=1)
+    # Within from that epoch on: the first epoch after the last one where some seed was above 1%.
+    above = np.nonzero(~within)[0]
+    first = 0 if not len(above) else above[-1] + 1
+    steps = int((first + 1) * steps_per_epoch) if first < len(within) else -1
+    final = float(np.mean(excess[-1])) if np.all(np.isfinite(excess[-1])) else float('inf')
+    return {'steps_to_1_percent': steps, 'final': final}
+
+
+def fastest_first(found: dict) -> tuple[float, float]:
+    """Sort key of a step size's `convergence`: fewer steps to 1% first (never: last), then a lower final excess."""
+    steps = found['steps_to_1_percent']
+    return (steps if steps > 0 else np.inf, found['final'])
+
+
+def choose(runs: dict, metric: str, maximize: bool) -> tuple[float, dict]:
+    """The learning rate whose members have the best mean final `metric` (a diverged member counts as worst), and
+    those members' runs."""
+    path = 'optimizer.learning_rate'
+    worst = -np.inf if maximize else np.inf
+    final = lambda run: run['history'][-1][metric] if np.isfinite(run['history'][-1][metric]) else worst
+    rates = sorted({run['hparams'][path] for run in runs.values()})
+    score = {rate: np.mean([final(run) for run in runs.values() if run['hparams'][path] == rate]) for rate in rates}
+    best = (max if maximize else min)(rates, key=lambda rate: score[rate])
+    return best, {label: run for label, run in runs.items() if run['hparams'][path] == best}
+
+
+def run_toy(config, workdir: str) -> tuple[dict, dict, dict]:
+    """SGD on the 2-D least-squares problem, raw and standardized; returns summary entries, runs and paths."""
+    toy = config.toy
+    x, y, x_validation, y_validation = toy_problem(toy)
+    task_config = {'model': {'name': 'mlp', 'hidden_widths': (), 'num_classes': 1, 'init_scale': 0.0},
+                   'optimizer': {'name': 'sgd', 'learning_rate': 0.01}, 'loss': 'half_squared_error',
+                   'batch_size': toy.batch_size}  # fmt: skip
+    task, hparams = tasks.build(task_config, (2,))
+    steps_per_epoch = toy.num_train // toy.batch_size
+    summary, chosen_runs, paths = {}, {}, {}
+    for name in TOY:
+        affine = preprocessing.fit(name, x)  # training split only
+        inputs = [np.asarray(affine(part), np.float32) for part in (x, x_validation)]
+        data = train.Data(
+            *jax.device_put((inputs[0], y.astype(np.float32), inputs[1], y_validation.astype(np.float32)))
+        )
+        weights = []  # (kernel [members, 2], bias [members]) after every epoch
+
+        def record(epoch, state, history, weights=weights):
+            output = state.params['output']
+            weights.append((np.asarray(output['kernel'])[..., 0], np.asarray(output['bias'])[..., 0]))
+
+        members = runner.grid(config.seeds, {'optimizer.learning_rate': toy.learning_rates})
+        _, runs = runner.train_variant(task, hparams, members, data, None, epochs=toy.epochs, name=f'toy_{name}',
+                                       data_seed=config.data_seed, shuffle=toy.shuffle, on_epoch_end=record,
+                                       log=lambda line: None)  # fmt: skip
+        # The excess of the training loss over its minimum, as a fraction of where SGD started (w = 0, b = 0).
+        design = np.concatenate([inputs[0].astype(np.float64), np.ones((len(y), 1))], 1)
+        solution = np.linalg.lstsq(design, y, rcond=None)[0]
+        optimum = least_squares_loss(inputs[0], y, solution[:2], np.asarray(solution[2]))
+        initial = least_squares_loss(inputs[0], y, np.zeros(2), np.asarray(0.0))
+        kernels, biases = np.stack([k for k, _ in weights]), np.stack([b for _, b in weights])  # [epochs, members..]
+        with np.errstate(all='ignore'):  # a diverged member's loss is inf or NaN
+            excess = (least_squares_loss(inputs[0], y, kernels, biases) - optimum) / (initial - optimum)
+        by_rate = {}
+        for rate in toy.learning_rates:
+            columns = [i for i, run in enumerate(runs.values()) if run['hparams']['optimizer.learning_rate'] == rate]
+            by_rate[rate] = {'columns': columns, **convergence(excess[:, columns], steps_per_epoch)}
+        # The fastest step size: fewest steps until every seed is within 1%, then the lowest final excess.
+        rate = min(by_rate, key=lambda r, found=by_rate: fastest_first(found[r]))
+        hessian = inputs[0].T.astype(np.float64) @ inputs[0] / len(y)
+        eigenvalues = np.linalg.eigvalsh(hessian)
+        summary |= {
+            f'toy_{name}_condition_number': float(eigenvalues[-1] / eigenvalues[0]),
+            f'toy_{name}_learning_rate': rate,
+            f'toy_{name}_steps_to_1_percent': by_rate[rate]['steps_to_1_percent'],
+            f'toy_{name}_final_relative_excess_loss': by_rate[rate]['final'],
+        }
+        chosen_runs[f'toy_{name}'] = {
+            label: runs[label] for i, label in enumerate(runs) if i in by_rate[rate]['columns']
+        }
+        paths[name] = {'kernels': kernels[:, by_rate[rate]['columns']], 'inputs': inputs[0], 'solution': solution,
+                       'rate': rate, 'by_rate': {r: {k: v for k, v in found.items() if k != 'columns'}
+                                                 for r, found in by_rate.items()}}  # fmt: skip
+    return summary, chosen_runs, paths
+
+
+def run_mnist(config, workdir, data_dir, cache_dir, resume) -> tuple[dict, dict, dict]:
+    """The MLP on raw, standardized and PCA-whitened MNIST; returns summary entries, chosen runs and all runs."""
+    splits = data_lib.load_splits(config.dataset, data_dir=data_dir, cache_dir=cache_dir,
+                                  validation_size=config.validation_size, split_seed=config.split_seed,
+                                  train_limit=config.train_limit, test_limit=config.test_limit)  # fmt: skip
+    images = [data_lib.normalize(part) for part in (splits.train_images, splits.validation_images, splits.test_images)]
+    input_shape = runner.input_shape(config.dataset)
+    task, hparams = tasks.build(config, input_shape)
+    members = runner.grid(config.seeds, {'optimizer.learning_rate': config.learning_rates})
+    summary, chosen_runs, all_runs = {}, {}, {}
+    for name in MNIST:
+        affine = preprocessing.fit(name, images[0], config.whitening_epsilon)  # training split only
+        train_x, validation_x, test_x = (affine(jax.device_put(part)) for part in images)
+        labels = [jax.device_put(np.asarray(part, np.int32)) for part in
+                  (splits.train_labels, splits.validation_labels, splits.test_labels)]  # fmt: skip
+        data = train.Data(train_x, labels[0], validation_x, labels[1])
+        _, runs = runner.run_variant(workdir, config, f'mnist_{name}', task, hparams, members, data,
+                                     (test_x, labels[2]), resume=resume)  # fmt: skip
+        rate, kept = choose(runs, 'val_accuracy', maximize=True)
+        accuracies = [run['test']['accuracy'] for run in kept.values()]
+        summary |= {
+            f'mnist_{name}_test_accuracy': float(np.mean(accuracies)),
+            f'mnist_{name}_test_accuracy_min': float(np.min(accuracies)),
+            f'mnist_{name}_test_accuracy_max': float(np.max(accuracies)),
+            f'mnist_{name}_learning_rate': rate,
+            f'mnist_{name}_epoch_1_val_accuracy': float(
+                np.mean([r['history'][0]['val_accuracy'] for r in kept.values()])
+            ),
+        }
+        chosen_runs[f'mnist_{name}'], all_runs[f'mnist_{name}'] = kept, runs
+    return summary, chosen_runs, all_runs
+
+
+def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
+    """The toy paths and the MNIST comparison; writes the report and returns the summary."""
+    summary, toy_runs, paths = run_toy(config, workdir)
+    mnist_summary, mnist_runs, all_runs = run_mnist(config, workdir, data_dir, cache_dir, resume)
+    summary |= mnist_summary
+    figure = plot_paths(os.path.join(workdir, 'toy_paths.png'), config, paths)
+    toy_by_rate = {name: found['by_rate'] for name, found in paths.items()}
+    report.write_run(workdir, 'Input standardization and SGD', summary=summary, config=config.to_dict(),
+                     runs={**toy_runs, **mnist_runs}, curves=['val_accuracy', 'train_loss'], sweeps=all_runs,
+                     sections=[__doc__.split('\n\n')[1].replace('\n', ' '), describe(config, summary),
+                               by_rate_tables(config, toy_by_rate, all_runs)], toy_by_rate=toy_by_rate,
+                     extra_sections=[f'![SGD paths]({os.path.basename(figure)})'])  # fmt: skip
+    return summary
+
+
+def describe(config, summary) -> str:
+    toy = config.toy
+    rows = [[name, summary[f'toy_{name}_condition_number'], summary[f'toy_{name}_learning_rate'],
+             summary[f'toy_{name}_steps_to_1_percent'], summary[f'toy_{name}_final_relative_excess_loss']]
+            for name in TOY]  # fmt: skip
+    mnist = [[name, summary[f'mnist_{name}_learning_rate'], summary[f'mnist_{name}_epoch_1_val_accuracy'],
+              summary[f'mnist_{name}_test_accuracy'], summary[f'mnist_{name}_test_accuracy_min'],
+              summary[f'mnist_{name}_test_accuracy_max']] for name in MNIST]  # fmt: skip
+    widths = '-'.join(map(str, config.model.hidden_widths))
+    return (
+        f'Toy: {toy.num_train} training points, feature standard deviations {tuple(toy.feature_std)}, w* = '
+        f'{tuple(toy.true_weights)}, noise σ = {toy.noise}; SGD with batch {toy.batch_size} for {toy.epochs} epochs '
+        f'({toy.epochs * (toy.num_train // toy.batch_size)} steps) from w = 0, step sizes {tuple(toy.learning_rates)} '
+        f'and seeds {list(config.seeds)} in one program. "Steps to 1%": from the first epoch end on which every '
+        "seed's training loss stays within 1% of the way from its start to the least-squares minimum (-1: never); each "
+        'input gets the step size that gets there in the fewest steps.\n\n'
+        + report.markdown_table(
+            ['toy inputs', 'condition number', 'chosen step size', 'steps to 1%', 'final excess (fraction)'], rows
+        )  # fmt: skip
+        + f'\n\nMNIST: 784-{widths}-10 ReLU (He init), plain SGD, batch {config.batch_size}, {config.epochs} epochs, '
+        f'step sizes {tuple(config.learning_rates)} × seeds {list(config.seeds)} in one program per preprocessing, '
+        f'the step size with the best mean final validation accuracy; whitening ε = {config.whitening_epsilon}.\n\n'
+        + report.markdown_table(
+            ['MNIST inputs', 'chosen step size', 'validation accuracy after epoch 1', 'test accuracy', 'min', 'max'],
+            mnist,
+        )  # fmt: skip
+    )
+
+
+def by_rate_tables(config, toy_by_rate: dict, sweeps: dict) -> str:
+    """Every step size's outcome: the toy's steps to 1% and final excess, MNIST's accuracies (means over seeds)."""
+    toy_rows = [[rate, *[value for name in TOY for value in (toy_by_rate[name][rate]['steps_to_1_percent'],
+                                                             toy_by_rate[name][rate]['final'])]]
+                for rate in config.toy.learning_rates]  # fmt: skip
+    mnist_rows = []
+    for name, runs in sweeps.items():
+        for rate in config.learning_rates:
+            members = [run for run in runs.values() if run['hparams']['optimizer.learning_rate'] == rate]
+            mean = lambda metric, row, members=members: float(np.mean([r['history'][row][metric] for r in members]))
+            mnist_rows.append([name.removeprefix('mnist_'), rate, mean('val_accuracy', 0), mean('train_loss', -1),
+                               mean('val_accuracy', -1)])  # fmt: skip
+    header = ['step size', *[f'{name} {column}' for name in TOY for column in ('steps to 1%', 'final excess')]]
+    return (
+        '### Every step size\n\nToy (-1: not within 1% by the end, or diverged):\n\n'
+        + report.markdown_table(header, toy_rows)
+        + '\n\nMNIST (mean over seeds):\n\n'
+        + report.markdown_table(
+            [
+                'inputs',
+                'step size',
+                'validation accuracy after epoch 1',
+                'final training loss',
+                'final validation accuracy',
+            ],
+            mnist_rows,
+        )  # fmt: skip
+    )
+
+
+def plot_paths(path: str, config, paths: dict) -> str:
+    """Each input's loss contours over the two weights (bias at its best) with the SGD paths of the chosen step
+    size, one line per seed, a dot per epoch."""
+    toy = config.toy
+    _, y, _, _ = toy_problem(toy)
+    figure, axes = plt.subplots(1, len(paths), figsize=(6 * len(paths), 5))
+    for axis, (name, found) in zip(np.atleast_1d(axes), paths.items()):
+        inputs, solution, kernels = found['inputs'].astype(np.float64), found['solution'], found['kernels']
+        # One scale on both axes, so that the contours' true shape shows.
+        low, high = -0.3 * np.abs(solution[:2]).max(), 1.3 * np.abs(solution[:2]).max()
+        w1, w2 = np.meshgrid(np.linspace(low, high, 200), np.linspace(low, high, 200))
+        grid = np.stack([w1, w2], -1)
+        centred = inputs - inputs.mean(0)
+        losses = least_squares_loss(centred, y - y.mean(), grid, np.zeros(w1.shape))
+        # The same levels in both panels: fractions of the way from the minimum to the loss at w = 0.
+        lowest, start = losses.min(), least_squares_loss(centred, y - y.mean(), np.zeros(2), np.asarray(0.0))
+        levels = lowest + (start - lowest) * np.array([0.003, 0.01, 0.03, 0.1, 0.2, 0.4, 0.7, 1.0, 1.5])
+        axis.contour(w1, w2, losses, levels=levels, cmap='Greys_r', linewidths=0.8)
+        for seed in range(kernels.shape[1]):
+            route = np.concatenate([np.zeros((1, 2)), kernels[:, seed]])
+            axis.plot(route[:, 0], route[:, 1], '.-', markersize=3, label=f'seed {config.seeds[seed]}')
+        axis.plot(*solution[:2], 'r*', markersize=12, label='least squares')
+        axis.set_title(f'{name}: step size {found["rate"]:g}, {toy.epochs} epochs')
+        axis.set_xlabel('w1' + (' (feature std 1)' if name == 'raw' else ''))
+        axis.set_ylabel('w2' + (f' (feature std {toy.feature_std[1]:g})' if name == 'raw' else ''))
+        axis.set_aspect('equal')
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
