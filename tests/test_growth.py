@@ -170,6 +170,24 @@ def test_bucketed_growth_trains_as_an_exactly_shaped_one(data):
     )
 
 
+def test_place_units_writes_the_units_and_resets_their_moments_and_nothing_else(data):
+    task, state = trained_state(data)
+    units = member_units('random', task, state, data, 3)
+    placed = growth.place_units(state, 0, 2, units)
+    np.testing.assert_array_equal(placed.params['dense_0']['kernel'][..., 2:5], units.incoming)
+    np.testing.assert_array_equal(placed.params['output']['kernel'][:, 2:5], units.outgoing)
+    adam = lambda s: next(
+        n for n in jax.tree.leaves(s.opt_state, is_leaf=lambda n: hasattr(n, 'mu')) if hasattr(n, 'mu')
+    )
+    for moments in ('mu', 'nu'):
+        old, new = getattr(adam(state), moments), getattr(adam(placed), moments)
+        for module, axis in (('dense_0', -1), ('output', -2)):
+            kernel, changed = np.asarray(new[module]['kernel']), np.zeros(new[module]['kernel'].shape, bool)
+            changed[(Ellipsis, slice(2, 5)) + (slice(None),) * (-1 - axis)] = True
+            assert np.all(kernel[changed] == 0) and np.any(np.asarray(old[module]['kernel'])[changed] != 0)
+            np.testing.assert_array_equal(kernel[~changed], np.asarray(old[module]['kernel'])[~changed])
+
+
 def test_a_net2net_split_keeps_the_function(data):
     task, state = trained_state(data)
     units = member_units('net2net', task, state, data, 12)  # more new units than active ones: sources repeat
@@ -220,7 +238,7 @@ def test_highest_loss_selection_takes_the_worst_fit_examples(data):
 def test_plateaued():
     assert not growth.plateaued([1.0], 1, 0.1)  # not enough values yet
     assert growth.plateaued([1.0, 0.95], 1, 0.1) and not growth.plateaued([1.0, 0.85], 1, 0.1)
-    assert not growth.plateaued([1.0, 0.99, 0.8], 2, 0.1)  # the best of the window counts
+    assert not growth.plateaued([1.0, 0.8, 0.99], 2, 0.1)  # the best of the window counts, not its last
     assert growth.plateaued([1.0, 1.2, 0.95], 2, 0.1)  # a rise is no improvement
 
 
