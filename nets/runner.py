@@ -103,8 +103,11 @@ def train_variant(
         if not resume:
             raise ValueError(f'{checkpoint_dir} already holds a checkpoint; pass --resume to continue it')
         metadata = saver.metadata()
-        # The like-state takes the checkpoint's shapes, which growth or pruning may have changed.
-        state, metadata = saver.restore(initial_state(metadata.get('architecture')))
+        # The like-state takes the checkpoint's shapes, which growth or pruning may have changed, and its masks.
+        like = initial_state(metadata.get('architecture'))
+        if metadata.get('masked'):
+            like = like.replace(masks=jax.tree.map(lambda leaf: jax.numpy.ones(leaf.shape, bool), like.params))
+        state, metadata = saver.restore(like)
         start_epoch, history = metadata['epoch'], metadata['history']
         log(f'{name}: resumed after epoch {start_epoch}')
     else:
@@ -128,7 +131,12 @@ def train_variant(
             saver.save(
                 epoch,
                 state,
-                {'epoch': epoch, 'history': history, 'architecture': dict(task.architecture_of(state.params))},
+                {
+                    'epoch': epoch,
+                    'history': history,
+                    'architecture': dict(task.architecture_of(state.params)),
+                    'masked': state.masks is not None,  # boolean masks mirroring params (growth's spare units)
+                },
             )
         log(report.epoch_line(name, history[-1]))
         if board is not None:

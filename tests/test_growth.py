@@ -61,13 +61,15 @@ def test_growth_keeps_masks_and_pads_them_with_ones(data):
 
 
 def test_a_grown_run_killed_and_resumed_equals_an_uninterrupted_one(data, tmp_path):
-    """Grow a unit after epoch 1, checkpoint every epoch, stop after epoch 2, resume to 4: the bits of 4 at once."""
+    """Grow a unit (into a masked bucket) after epoch 1, checkpoint every epoch, stop after epoch 2, resume to 4: the
+    bits of 4 at once."""
     task, hparams = mlp_task('adam', 1e-2, 64, hidden_widths=(16,))
     members = runner.grid([0, 1])
 
-    def grow_after_first_epoch(epoch, state, history):
+    def grow_after_first_epoch(epoch, state, history):  # into a bucket of 32: masks to checkpoint and restore
         if epoch == 1:
-            return growth.add_neurons(state, 0, 1, *new_weights(state, 0, 1, key=epoch))
+            new_in, new_out = new_weights(state, 0, 1, key=epoch)
+            return growth.grow(state, 0, growth.NewUnits(new_in, jnp.zeros(new_in.shape[:-2] + (1,)), new_out), 32)
 
     def run(epochs, directory, resume=False):
         return runner.train_variant(
@@ -85,7 +87,7 @@ def test_a_grown_run_killed_and_resumed_equals_an_uninterrupted_one(data, tmp_pa
         )
 
     straight, straight_runs = run(4, tmp_path / 'straight')
-    assert straight.params['dense_0']['kernel'].shape == (2, 784, 17)
+    assert straight.params['dense_0']['kernel'].shape == (2, 784, 32) and growth.active_units(straight, 0) == 17
     run(2, tmp_path / 'killed')
     resumed, resumed_runs = run(4, tmp_path / 'killed', resume=True)
     jax.tree.map(np.testing.assert_array_equal, resumed, straight)
