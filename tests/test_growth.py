@@ -61,13 +61,15 @@ def test_growth_keeps_masks_and_pads_them_with_ones(data):
 
 
 def test_a_grown_run_killed_and_resumed_equals_an_uninterrupted_one(data, tmp_path):
-    """Grow a unit after epoch 1, checkpoint every epoch, stop after epoch 2, resume to 4: the bits of 4 at once."""
+    """Grow a unit (into a masked bucket) after epoch 1, checkpoint every epoch, stop after epoch 2, resume to 4: the
+    bits of 4 at once."""
     task, hparams = mlp_task('adam', 1e-2, 64, hidden_widths=(16,))
     members = runner.grid([0, 1])
 
-    def grow_after_first_epoch(epoch, state, history):
+    def grow_after_first_epoch(epoch, state, history):  # into a bucket of 32: masks to checkpoint and restore
         if epoch == 1:
-            return growth.add_neurons(state, 0, 1, *new_weights(state, 0, 1, key=epoch))
+            new_in, new_out = new_weights(state, 0, 1, key=epoch)
+            return growth.grow(state, 0, growth.NewUnits(new_in, jnp.zeros(new_in.shape[:-2] + (1,)), new_out), 32)
 
     def run(epochs, directory, resume=False):
         return runner.train_variant(
@@ -85,7 +87,7 @@ def test_a_grown_run_killed_and_resumed_equals_an_uninterrupted_one(data, tmp_pa
         )
 
     straight, straight_runs = run(4, tmp_path / 'straight')
-    assert straight.params['dense_0']['kernel'].shape == (2, 784, 17)
+    assert straight.params['dense_0']['kernel'].shape == (2, 784, 32) and growth.active_units(straight, 0) == 17
     run(2, tmp_path / 'killed')
     resumed, resumed_runs = run(4, tmp_path / 'killed', resume=True)
     jax.tree.map(np.testing.assert_array_equal, resumed, straight)
@@ -94,3 +96,184 @@ def test_a_grown_run_killed_and_resumed_equals_an_uninterrupted_one(data, tmp_pa
         for label, run in runs.items()
     }
     assert strip(resumed_runs) == strip(straight_runs)
+
+
+# Growth in shape buckets, the new-unit strategies, the plateau rule and the epoch hook.
+
+
+def trained_state(data, widths=(8,), activation='relu', members=2, epochs=1):
+    """A stacked state of `members` seeds trained for `epochs` on the teacher problem, and its Task."""
+    task, hparams = mlp_task(
+        'adam', 1e-2, 64, hidden_widths=widths, activation=activation, after_update=pruning.apply_masks
+    )
+    state = train.init_members(task, [hparams] * members, jax.random.split(jax.random.PRNGKey(0), members), (784,))
+    state, _ = train.fit(task, state, data, epochs=epochs, data_key=jax.random.PRNGKey(1), members=True)
+    return task, state
+
+
+def member_units(name, task, state, data, n, key=0, **options):
+    """The new units of strategy `name` for every member of a stacked state."""
+    strategy = growth.get_strategy(name, **options)
+    active = jnp.asarray(growth.active_units(state, 0), jnp.int32)
+    call = lambda k, s: strategy(
+        k, s, task=task, layer=0, n=n, active=active, images=data.train_images, labels=data.train_labels
+    )
+    return jax.jit(jax.vmap(call))(jax.random.split(jax.random.PRNGKey(key), state.step.shape[0]), state)
+
+
+def member_losses(task, state, images, labels):
+    return np.asarray(jax.vmap(lambda s: train.evaluate(task, s, images, labels)['loss'])(state))
+
+
+def test_bucketed_growth_keeps_the_function_masks_spare_units_and_keeps_them_at_zero(data):
+    """8 -> 12 units in a bucket of 16: the same function, 4 spare units masked; 12 -> 16 fills the bucket without a
+    new shape; sigmoid units (0.5 at zero input) would learn if the masks did not hold them at exactly zero."""
+    task, state = trained_state(data, activation='sigmoid')
+    x, y = data.train_images, data.train_labels
+    before = member_losses(task, state, x, y)
+    grown = growth.grow(state, 0, member_units('zero_outgoing', task, state, data, 4), growth.capacity_for(12, 64))
+    assert grown.params['dense_0']['kernel'].shape == (2, 784, 16) and growth.active_units(grown, 0) == 12
+    np.testing.assert_array_equal(member_losses(task, grown, x, y), before)
+    assert not np.any(grown.masks['dense_0']['kernel'][..., 12:]) and np.all(grown.masks['dense_0']['kernel'][..., :12])
+    assert not np.any(grown.masks['output']['kernel'][:, 12:]) and np.all(grown.masks['output']['bias'])
+    trained, history = train.fit(task, grown, data, epochs=2, data_key=jax.random.PRNGKey(2), members=True)
+    assert history[1]['compile_seconds'] == 0
+    for leaf in (trained.params['dense_0']['kernel'][..., 12:], trained.params['dense_0']['bias'][..., 12:]):
+        assert not np.any(leaf)
+    assert not np.any(trained.params['output']['kernel'][:, 12:]) and np.all(
+        trained.params['output']['kernel'][:, 8:12] != 0
+    )
+    adam = [
+        node for node in jax.tree.leaves(trained.opt_state, is_leaf=lambda n: hasattr(n, 'mu')) if hasattr(node, 'mu')
+    ]
+    assert (
+        adam
+        and not np.any(adam[0].mu['output']['kernel'][:, 12:])
+        and not np.any(adam[0].nu['dense_0']['kernel'][..., 12:])
+    )
+    filled = growth.grow(trained, 0, member_units('zero_outgoing', task, trained, data, 4), growth.capacity_for(16, 64))
+    assert filled.params['dense_0']['kernel'].shape == (2, 784, 16) and growth.active_units(filled, 0) == 16
+    np.testing.assert_array_equal(member_losses(task, filled, x, y), member_losses(task, trained, x, y))
+
+
+def test_bucketed_growth_trains_as_an_exactly_shaped_one(data):
+    """The masked spare units change nothing: the same new units grown into a bucket or to the exact width give the
+    same function, and the same losses after two epochs of training (up to float summation order)."""
+    task, state = trained_state(data, activation='sigmoid')
+    units = member_units('random', task, state, data, 4)
+    bucketed = growth.grow(state, 0, units, 32)
+    exact = growth.grow(state, 0, units)
+    assert exact.masks is None and exact.params['dense_0']['kernel'].shape[-1] == 12
+    x, y = data.validation_images, data.validation_labels
+    np.testing.assert_allclose(member_losses(task, bucketed, x, y), member_losses(task, exact, x, y), rtol=1e-6)
+    fit = lambda s: train.fit(task, s, data, epochs=2, data_key=jax.random.PRNGKey(3), members=True)[1]
+    np.testing.assert_allclose(
+        [row['val_loss'] for row in fit(bucketed)], [row['val_loss'] for row in fit(exact)], rtol=1e-4
+    )
+
+
+def test_place_units_writes_the_units_and_resets_their_moments_and_nothing_else(data):
+    task, state = trained_state(data)
+    units = member_units('random', task, state, data, 3)
+    placed = growth.place_units(state, 0, 2, units)
+    np.testing.assert_array_equal(placed.params['dense_0']['kernel'][..., 2:5], units.incoming)
+    np.testing.assert_array_equal(placed.params['output']['kernel'][:, 2:5], units.outgoing)
+    adam = lambda s: next(
+        n for n in jax.tree.leaves(s.opt_state, is_leaf=lambda n: hasattr(n, 'mu')) if hasattr(n, 'mu')
+    )
+    for moments in ('mu', 'nu'):
+        old, new = getattr(adam(state), moments), getattr(adam(placed), moments)
+        for module, axis in (('dense_0', -1), ('output', -2)):
+            kernel, changed = np.asarray(new[module]['kernel']), np.zeros(new[module]['kernel'].shape, bool)
+            changed[(Ellipsis, slice(2, 5)) + (slice(None),) * (-1 - axis)] = True
+            assert np.all(kernel[changed] == 0) and np.any(np.asarray(old[module]['kernel'])[changed] != 0)
+            np.testing.assert_array_equal(kernel[~changed], np.asarray(old[module]['kernel'])[~changed])
+
+
+def test_a_net2net_split_keeps_the_function(data):
+    task, state = trained_state(data)
+    units = member_units('net2net', task, state, data, 12)  # more new units than active ones: sources repeat
+    grown = growth.grow(state, 0, units)
+    x = data.validation_images
+    logits = lambda s: jax.vmap(lambda m: task.model(m.hparams, m.params).apply({'params': m.params}, x, train=False))(
+        s
+    )
+    np.testing.assert_allclose(logits(grown), logits(state), atol=1e-5)
+    kernel = np.asarray(grown.params['dense_0']['kernel'][0])
+    sources = [int(np.argmin(np.abs(kernel[:, :8] - kernel[:, [unit]]).sum(0))) for unit in range(8, 20)]
+    np.testing.assert_array_equal(kernel[:, 8:], kernel[:, sources])  # copies of active units
+    outgoing = np.asarray(grown.params['output']['kernel'][0])
+    assert np.all(np.std(outgoing[8:] / outgoing[sources], axis=1) < 1e-4)  # a share of the source's outgoing row
+
+
+def test_the_lecture_strategies_lower_the_loss_they_train_on_and_keep_their_constraints(data):
+    """Trained on the whole training set (highest_loss: on its worst-fit quarter), the new units lower that loss;
+    random_inputs' units see about a quarter of the inputs; the best of 4 starts fits at least as well as start 0."""
+    task, state = trained_state(data, widths=(4,), members=1)  # one member: the worst quarter is its own
+    x, y = data.train_images, data.train_labels
+    options = dict(steps=30, sample_size=x.shape[0], learning_rate=0.01)
+    worst = np.argsort(np.asarray(growth._per_example_loss(task, train.member(state, 0), x, y)))[-128:]
+    examples = {'highest_loss': (x[worst], y[worst])}
+    results = {}
+    for name in ('random_subsample', 'highest_loss', 'random_inputs', 'best_of_k'):
+        chosen = dict(options, sample_size=128, pool_size=x.shape[0]) if name == 'highest_loss' else options
+        units = member_units(name, task, state, data, 4, **chosen, **({'starts': 4} if name == 'best_of_k' else {}))
+        grown = growth.grow(state, 0, units)
+        before = member_losses(task, state, *examples.get(name, (x, y)))
+        results[name] = member_losses(task, grown, *examples.get(name, (x, y)))
+        assert np.all(results[name] < before), (name, results[name], before)
+        if name == 'random_inputs':
+            assert 0.15 < np.mean(np.asarray(units.incoming) != 0) < 0.35
+    assert np.all(results['best_of_k'] <= results['random_subsample'])
+
+
+def test_highest_loss_selection_takes_the_worst_fit_examples(data):
+    task, state = trained_state(data, members=1)
+    single = train.member(state, 0)
+    x, y = data.train_images, data.train_labels
+    chosen_x, chosen_y = growth._sample(jax.random.PRNGKey(0), task, single, x, y, 64, 'highest_loss', x.shape[0])
+    losses = np.asarray(growth._per_example_loss(task, single, x, y))
+    chosen_losses = np.asarray(growth._per_example_loss(task, single, chosen_x, chosen_y))
+    np.testing.assert_allclose(np.sort(chosen_losses), np.sort(losses)[-64:], rtol=1e-6)
+
+
+def test_plateaued():
+    assert not growth.plateaued([1.0], 1, 0.1)  # not enough values yet
+    assert growth.plateaued([1.0, 0.95], 1, 0.1) and not growth.plateaued([1.0, 0.85], 1, 0.1)
+    assert not growth.plateaued([1.0, 0.8, 0.99], 2, 0.1)  # the best of the window counts, not its last
+    assert growth.plateaued([1.0, 1.2, 0.95], 2, 0.1)  # a rise is no improvement
+
+
+def test_the_growth_hook_grows_on_a_plateau_up_to_the_maximum_and_recompiles_only_for_a_new_bucket(data):
+    """Start at 4 units, grow 3 at a time to 10 whenever the loss stalls (here: always), in power-of-two buckets
+    capped at the maximum; zero outgoing weights leave the probe loss unchanged at every growth."""
+    task, hparams = mlp_task('adam', 1e-2, 64, hidden_widths=(4,), after_update=pruning.apply_masks)
+    hook = growth.growth_hook(
+        task,
+        growth.get_strategy('zero_outgoing'),
+        layer=0,
+        max_width=10,
+        units_per_growth=3,
+        window=1,
+        tolerance=10.0,
+        images=data.train_images,
+        labels=data.train_labels,
+        key=jax.random.PRNGKey(0),
+        probe=(data.validation_images, data.validation_labels),
+    )
+    state, runs = runner.train_variant(
+        task, hparams, runner.grid([0, 1]), data, None, epochs=5, name='grow', on_epoch_end=hook, log=lambda line: None
+    )
+    history = runs['seed=0']['history']
+    # Epoch 1 has no reference yet; from then on every epoch's loss 'stalls' until the maximum width.
+    assert [row['width'] for row in history] == [4, 4, 7, 10, 10]
+    assert [row['capacity'] for row in history] == [4, 4, 8, 10, 10]
+    assert [row['units_added'] for row in history] == [0, 3, 3, 0, 0]
+    assert [row['compile_seconds'] > 0 for row in history] == [True, False, True, True, False]
+    assert [row['growth_seconds'] > 0 for row in history] == [False, True, True, False, False]
+    # Function-preserving: the same loss up to the summation order of the wider program's matmuls.
+    np.testing.assert_allclose(
+        [row['probe_loss_after_growth'] for row in history], [row['probe_loss'] for row in history], rtol=1e-6
+    )
+    assert state.params['dense_0']['kernel'].shape == (2, 784, 10) and growth.active_units(state, 0) == 10
+    assert all(np.all(mask) for mask in jax.tree.leaves(state.masks))
