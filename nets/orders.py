@@ -10,8 +10,8 @@ orders that read them. By name (`config.order`):
     sorted_by_class  all the 0s, then all the 1s, ...: the damage a bad order does
     hardest_first    by decreasing loss under the current weights
     easiest_first    by increasing loss (a curriculum)
-    class_balanced   round-robin over the classes (shuffled within each), so each batch holds every class
-                     about equally, until the rarest class runs out
+    class_balanced   stratified: every batch holds each class in proportion to its share of the data (random
+                     within a class)
 """
 
 from __future__ import annotations
@@ -58,9 +58,12 @@ def _class_balanced(key, num_examples, labels, losses, batch_size):
     shuffled = jax.random.permutation(key, num_examples)
     grouped = shuffled[jnp.argsort(labels[shuffled], stable=True)]  # by class, random within a class
     sorted_labels = labels[grouped]
-    rank = jnp.arange(labels.shape[0]) - jnp.searchsorted(sorted_labels, sorted_labels, side='left')
-    # Round-robin: the first of every class, then the second of every class, ...
-    return batches(grouped[jnp.lexsort((sorted_labels, rank))], batch_size)
+    first = jnp.searchsorted(sorted_labels, sorted_labels, side='left')
+    count = jnp.searchsorted(sorted_labels, sorted_labels, side='right') - first
+    # Stratified: the i-th of a class's n examples goes to the fraction (i + ½)/n of the epoch, so every stretch of
+    # the epoch (every batch) holds each class in proportion to its size, to within about one example.
+    place = (jnp.arange(num_examples) - first + 0.5) / count
+    return batches(grouped[jnp.lexsort((sorted_labels, place))], batch_size)
 
 
 @dataclasses.dataclass(frozen=True)
