@@ -58,6 +58,7 @@ def train_variant(
     checkpoint_dir: str | None = None,
     resume: bool = False,
     on_epoch_end: EpochHook | None = None,
+    on_init: Callable[[train.TrainState], train.TrainState] | None = None,
     tensorboard_dir: str | None = None,
     checkpoint_every: int = 1,
     log: Callable[[str], None] = report.log,
@@ -65,7 +66,9 @@ def train_variant(
     """Trains every member of a variant in one program; returns the final state and the runs by member label.
 
     A member is {'seed': s, PATH: value, ...} (see `grid`): the seed sets the weights and the dropout stream, the
-    other entries override the task's hyper-parameters `hparams`. The batch order comes from `data_seed`, shared
+    other entries override the task's hyper-parameters `hparams`. `on_init(state)` may change the freshly initialised
+    state (transplant pretrained weights, say); a resumed run skips it, as its checkpoint already holds the result.
+    The batch order comes from `data_seed`, shared
     by all members ('shared'), or from each member's seed ('per_member'). After every epoch, in this order:
     `on_epoch_end(epoch, state, history)` (which may return a changed state, of other shapes too), the checkpoint
     (every `checkpoint_every` epochs, at the last and when every member has stopped; with the architecture, so that
@@ -109,6 +112,8 @@ def train_variant(
         log(f'{name}: resumed after epoch {start_epoch}')
     else:
         state = initial_state()
+        if on_init is not None:
+            state = on_init(state)
 
     constrain_batch = None
     if jax.device_count() > 1:
@@ -192,6 +197,7 @@ def run_variant(
     *,
     resume: bool = False,
     on_epoch_end: EpochHook | None = None,
+    on_init: Callable[[train.TrainState], train.TrainState] | None = None,
     epochs: int | None = None,
 ) -> tuple[train.TrainState, dict]:
     """`train_variant` as an experiment runs it: epochs (unless given), data_seed, shuffle and checkpoint_every
@@ -211,4 +217,5 @@ def run_variant(
         tensorboard_dir=tensorboard_directory(workdir),
         resume=resume,
         on_epoch_end=on_epoch_end,
+        on_init=on_init,
     )
