@@ -147,15 +147,16 @@ def pretrain_units(
     """Trains every unit group (a member of the stacked `state`: a one-hidden-layer net with its own head) for
     `steps` steps of `task`'s train_step on its own subsample (its row of `subsample`, shuffled by its row of
     `order_keys`), all groups as one vmapped, scanned program. Returns the state and the metrics [steps, groups]."""
-    units, size = subsample.shape
-    order = jax.vmap(lambda key: _unit_batches(key, size, steps, task.batch_size))(order_keys)  # [units, steps, batch]
-    examples = jnp.swapaxes(jax.vmap(lambda rows, positions: rows[positions])(subsample, order), 0, 1)
+    size = subsample.shape[1]
     step = jax.vmap(lambda s, x, y: train.train_step(task, s, x, y))
 
-    def body(state, indices):  # indices: [units, batch]
-        return step(state, images[indices], labels[indices])
+    def program(state, subsample, order_keys, images, labels):
+        order = jax.vmap(lambda key: _unit_batches(key, size, steps, task.batch_size))(order_keys)
+        examples = jax.vmap(lambda rows, positions: rows[positions])(subsample, order)  # [units, steps, batch]
+        body = lambda state, indices: step(state, images[indices], labels[indices])
+        return jax.lax.scan(body, state, jnp.swapaxes(examples, 0, 1))
 
-    return jax.jit(lambda s, e: jax.lax.scan(body, s, e))(state, examples)
+    return jax.jit(program)(state, subsample, order_keys, images, labels)
 
 
 def assemble_units(params: Mapping[str, Any], with_head: bool = False) -> dict[str, Any]:
@@ -195,14 +196,15 @@ def pretrain_first_layer(
     assembled. Returns the assembled layers stacked over seeds, and the per-step metrics [steps, seeds, groups]."""
     if not 0 < subsample_size <= len(images):
         raise ValueError(f'a subsample has 1 to {len(images)} examples, got {subsample_size}')
+
     # Per seed: the groups' initial weights, their subsamples and their batch orders, each from its own key.
-    seed_keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
-    per_group = lambda purpose: jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, purpose), groups))(
-        seed_keys
-    ).reshape(len(seeds) * groups, -1)
-    state = train.init_members(task, [hparams] * len(seeds) * groups, per_group(0), images.shape[1:])
-    subsample = jax.vmap(lambda k: jax.random.permutation(k, len(images))[:subsample_size])(per_group(1))
-    state, metrics = pretrain_units(task, state, images, labels, subsample, per_group(2), steps=steps)
+    def keys(purpose):
+        split = lambda seed: jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), purpose), groups)
+        return jax.jit(jax.vmap(split))(jnp.asarray(seeds)).reshape(len(seeds) * groups, -1)
+
+    state = train.init_members(task, [hparams] * len(seeds) * groups, keys(0), images.shape[1:])
+    draw = jax.jit(jax.vmap(lambda key: jax.random.permutation(key, len(images))[:subsample_size]))
+    state, metrics = pretrain_units(task, state, images, labels, draw(keys(1)), keys(2), steps=steps)
     by_seed = jax.tree.map(lambda leaf: leaf.reshape(len(seeds), groups, *leaf.shape[1:]), state.params)
     metrics = jax.tree.map(lambda m: m.reshape(steps, len(seeds), groups), metrics)
     return assemble_units(by_seed), metrics
