@@ -111,23 +111,40 @@ class MLP(nn.Module):
 class Autoencoder(MLP):
     """An MLP encoder (the hidden layers of MLP, named as in MLP so that they transplant into a classifier) and a
     mirrored decoder back to the input's size. The output is linear: the image itself for an MSE loss, or its
-    logits for binary cross-entropy. `num_classes` is unused.
+    logits for binary cross-entropy. `num_classes` is unused. With `tied_weights`, decoder layer i uses the
+    transpose of the mirrored encoder kernel and has only a bias of its own. `input_dropout` corrupts the input
+    while the loss still compares with the clean image: a denoising autoencoder.
     """
+
+    tied_weights: bool = False
 
     @nn.compact
     def __call__(self, inputs: jax.Array, train: bool) -> jax.Array:
         activation = get_activation(self.activation, self.negative_slope)
         x = self.hidden_layers(inputs, train)
-        for layer, width in enumerate(tuple(self.hidden_widths)[-2::-1]):
-            x = activation(
-                nn.Dense(
-                    width, kernel_init=self._kernel_init(), bias_init=nn.initializers.zeros, name=f'decoder_{layer}'
-                )(x)
-            )
+        widths = tuple(self.hidden_widths)
         features = int(np.prod(inputs.shape[1:]))
-        return nn.Dense(
-            features, kernel_init=self._kernel_init(), bias_init=nn.initializers.zeros, name='reconstruction'
-        )(x)
+        sizes = (*widths[-2::-1], features)
+        for layer, width in enumerate(sizes):
+            name = 'reconstruction' if layer == len(sizes) - 1 else f'decoder_{layer}'
+            if self.tied_weights:
+                kernel = self.variables['params'][f'dense_{len(widths) - 1 - layer}']['kernel']
+                x = _TransposedDense(width, name=name)(x, kernel)
+            else:
+                x = nn.Dense(width, kernel_init=self._kernel_init(), bias_init=nn.initializers.zeros, name=name)(x)
+            if layer < len(sizes) - 1:
+                x = activation(x)
+        return x
+
+
+class _TransposedDense(nn.Module):
+    """x @ kernel.T + bias: a decoder layer that shares an encoder layer's kernel and owns only its bias."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array, kernel: jax.Array) -> jax.Array:
+        return inputs @ kernel.T + self.param('bias', nn.initializers.zeros, (self.features,))
 
 
 def hidden_widths(params) -> tuple[int, ...]:

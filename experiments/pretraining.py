@@ -1,0 +1,387 @@
+"""Pretraining: when does an autoencoder's encoder, or per-unit subsample pretraining, help a classifier?
+
+A denoising autoencoder (masking noise, binary cross-entropy, mirrored decoder) learns from all training images
+without labels. Its encoder is then cut out and given a fresh softmax head, and the classifier is trained on 100,
+1,000 or all labels (class-balanced subsets of the training split), fully fine-tuned (`ae_finetune`) or with the
+encoder frozen (`ae_frozen`), against the same classifier from random initialisation (`random`) and from subsample
+pretraining (`subsample`: every group of first-layer units first trained alone, with its own head, on its own random
+half of the labeled images). The encoder's learning-rate factor (fine-tuning) and the dropout (frozen) are chosen on
+the validation split; test is never looked at. Each method's seeds and candidates are one vmapped program; the test
+error reported is the final epoch's, mean over seeds. `:quick` is a seconds-scale version.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import matplotlib.pyplot as plt
+import ml_collections
+import numpy as np
+
+from nets import data as data_lib, pretraining, report, runner, tasks, train
+
+METHODS = ('random', 'ae_finetune', 'ae_frozen', 'subsample')
+# Kingma et al. 2014, Table 1 (test error): a plain neural net and a contractive autoencoder (CAE);
+# Hinton & Salakhutdinov 2006: 1.2% with all labels after pretraining.
+PUBLISHED = {'NN (Kingma et al.)': {100: 0.258, 1000: 0.107}, 'CAE (Kingma et al.)': {100: 0.1347, 1000: 0.0477}}
+PUBLISHED_ALL = {'pretrained DBN-init net (Hinton & Salakhutdinov)': 0.012}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The full experiment, or with 'quick' a seconds-scale one."""
+    config = ml_collections.ConfigDict()
+    config.dataset = 'mnist'
+    config.validation_size = 5000  # held out of the training split; chooses the encoder's learning-rate factor
+    config.split_seed = 0
+    config.test_limit = ml_collections.FieldReference(None, field_type=int)
+    config.train_limit = ml_collections.FieldReference(None, field_type=int)
+    config.labels = ('100', '1000', 'all')  # labeled images: class-balanced subsets, or all of the training split
+    config.subset_seed = 0
+    config.seeds = (0, 1, 2)
+    config.data_seed = 0
+    config.checkpoint_every = 10
+    config.hidden_widths = (512, 256)
+    config.activation = 'relu'
+    config.kernel_init = 'glorot_uniform'
+    # The autoencoder: masking noise on the input (input dropout), the clean image as the target.
+    config.autoencoder = ml_collections.ConfigDict(
+        dict(seeds=(0,), epochs=20, masking_noise=0.3, learning_rate=1e-3, batch_size=128, loss='binary_cross_entropy')
+    )  # one autoencoder, shared by the classifier's seeds, to fit the time budget
+    # The classifier: encoder + softmax head, the issue's recipe.
+    config.input_dropout, config.hidden_dropout = 0.2, 0.5
+    config.learning_rate = 3e-4
+    config.batch_sizes = (32, 32, 128)  # per entry of config.labels
+    config.passes = (200, 200, 5)  # passes over the labeled images, per entry of config.labels
+    config.epoch_size = 10000  # a small labeled set is repeated so that an epoch has about this many images
+    # Candidates, chosen on validation: ae_finetune's factor on the encoder's learning rate, and ae_frozen's dropout
+    # (the frozen encoder never sees input dropout: it cannot adapt to noise inside it).
+    config.encoder_learning_rate_factors = (1.0, 0.1)
+    config.frozen_hidden_dropout = (0.0, 0.5)
+    # Subsample pretraining: groups of first-layer units, each with its own head and random subsample.
+    config.units = ml_collections.ConfigDict(
+        dict(group_width=8, subsample_fraction=0.5, steps=500, batch_size=32, learning_rate=1e-3)
+    )
+    if arg == 'quick':
+        config.train_limit, config.test_limit, config.validation_size = 2000, 500, 500
+        config.labels, config.passes, config.epoch_size, config.batch_sizes = ('100',), (20,), 1000, (32,)
+        config.seeds, config.hidden_widths = (0, 1), (32, 16)
+        config.autoencoder.epochs, config.units.steps, config.units.group_width = 2, 20, 4
+    elif arg not in (None, ''):
+        raise ValueError(f"unknown pretraining config argument {arg!r}; allowed: '' or 'quick'")
+    return config
+
+
+def classifier_config(config, batch_size: int = 128, transforms=(), **model) -> dict:
+    """The classifier's task: the encoder's widths and a softmax head, with input and hidden dropout."""
+    return {
+        'model': {
+            'name': 'mlp',
+            'hidden_widths': tuple(config.hidden_widths),
+            'activation': config.activation,
+            'kernel_init': config.kernel_init,
+            'input_dropout': config.input_dropout,
+            'hidden_dropout': config.hidden_dropout,
+            **model,
+        },
+        'optimizer': {'name': 'adam', 'learning_rate': config.learning_rate, 'transforms': transforms},
+        'batch_size': batch_size,
+    }
+
+
+def method_spec(config, method: str, batch_size: int) -> tuple[dict, dict]:
+    """A method's classifier task config and its swept candidates (config path -> values)."""
+    if method == 'ae_finetune':
+        transforms = pretraining.fine_tuning_transforms('lower_learning_rate', 1.0)
+        swept = {'optimizer.transforms[0].factor': tuple(config.encoder_learning_rate_factors)}
+        return classifier_config(config, batch_size, transforms), swept
+    if method == 'ae_frozen':
+        transforms = pretraining.fine_tuning_transforms('frozen')
+        swept = {'model.hidden_dropout': tuple(config.frozen_hidden_dropout)}
+        return classifier_config(config, batch_size, transforms, input_dropout=0.0), swept
+    return classifier_config(config, batch_size), {}
+
+
+def autoencoder_config(config) -> dict:
+    """The denoising autoencoder's task."""
+    ae = config.autoencoder
+    model = classifier_config(config)['model'] | {'name': 'autoencoder', 'input_dropout': ae.masking_noise}
+    return {
+        'model': {**model, 'hidden_dropout': 0.0},
+        'optimizer': {'name': 'adam', 'learning_rate': ae.learning_rate},
+        'loss': ae.loss,
+        'batch_size': ae.batch_size,
+    }
+
+
+def unit_config(config) -> dict:
+    """One group of first-layer units with a head of its own, trained without dropout."""
+    units = config.units
+    return {
+        'model': {'name': 'mlp', 'hidden_widths': (units.group_width,), 'activation': config.activation},
+        'optimizer': {'name': 'adam', 'learning_rate': units.learning_rate},
+        'batch_size': units.batch_size,
+    }
+
+
+def labeled_data(config, splits, labels: str, data: train.Data) -> tuple[train.Data, np.ndarray]:
+    """The labeled training images (repeated up to about config.epoch_size) as train.Data, and their indices."""
+    if labels == 'all':
+        indices = np.arange(len(splits.train_labels))
+    else:
+        indices = data_lib.few_label_subset(splits.train_labels, int(labels) // 10, config.subset_seed)
+    repeated = np.tile(indices, max(1, config.epoch_size // len(indices)))
+    return train.Data(
+        data.train_images[repeated], data.train_labels[repeated], data.validation_images, data.validation_labels
+    ), indices
+
+
+def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
+    """Pretrains the autoencoders, trains every method at every label count, writes the report and figures."""
+    input_shape = runner.input_shape(config.dataset)
+    splits = data_lib.load_splits(
+        config.dataset,
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        validation_size=config.validation_size,
+        split_seed=config.split_seed,
+        train_limit=config.train_limit,
+        test_limit=config.test_limit,
+    )
+    data, test = runner.device_data(splits)
+    seeds = list(config.seeds)
+    variant = lambda name, task, hparams, members, data, **kwargs: runner.run_variant(
+        workdir, config, name, task, hparams, members, data, test, resume=resume, **kwargs
+    )
+
+    ae_task, ae_hparams = tasks.build(autoencoder_config(config), input_shape)
+    unlabeled = train.Data(data.train_images, None, data.validation_images, None)
+    ae_seeds = list(config.autoencoder.seeds)
+    ae_state, ae_runs = variant(
+        'autoencoder', ae_task, ae_hparams, runner.grid(ae_seeds), unlabeled, epochs=config.autoencoder.epochs
+    )
+    mse = np.atleast_1d(pretraining.reconstruction_mse(ae_task, ae_state, test[0], members=len(ae_seeds) > 1))
+    encoders = pretraining.encoder(ae_state.params, ae_state.batch_stats)
+    if len(ae_seeds) == 1:
+        encoders = jax.tree.map(lambda leaf: leaf[None], encoders)
+    summary = {'reconstruction_mse': float(mse.mean())}
+    all_runs, chosen_runs, chosen_values, first_layers = {'autoencoder': ae_runs}, {}, {}, {}
+    unit_task, unit_hparams = tasks.build(unit_config(config), input_shape)
+    for labels, passes, batch_size in zip(config.labels, config.passes, config.batch_sizes):
+        labeled, indices = labeled_data(config, splits, labels, data)
+        epochs = max(1, round(passes * len(indices) / labeled.train_images.shape[0]))
+        units, _ = pretraining.pretrain_first_layer(
+            unit_task,
+            unit_hparams,
+            seeds,
+            data.train_images[indices],
+            data.train_labels[indices],
+            groups=config.hidden_widths[0] // config.units.group_width,
+            subsample_size=max(1, round(config.units.subsample_fraction * len(indices))),
+            steps=config.units.steps,
+        )
+        for method in METHODS:
+            task_config, swept = method_spec(config, method, batch_size)
+            task, hparams = tasks.build(task_config, input_shape)
+            members = runner.grid(seeds, swept)
+            # Classifier seed i takes autoencoder i (cycling when there are fewer) and subsample layer i.
+            pretrained = {'ae_finetune': encoders, 'ae_frozen': encoders, 'subsample': units}.get(method)
+            count = len(ae_seeds) if method.startswith('ae') else len(seeds)
+            prepare_state = None
+            if pretrained is not None:
+                chosen = pretraining.take_members(pretrained, [seeds.index(m['seed']) % count for m in members])
+                chosen = chosen if len(members) > 1 else train.member(chosen, 0)  # one member is not stacked
+                prepare_state = lambda state, chosen=chosen: pretraining.with_encoder(state, chosen)
+            name = f'{method}_{labels}'
+            state, runs = variant(name, task, hparams, members, labeled, epochs=epochs, prepare_state=prepare_state)
+            chosen_values[name], kept = choose(runs, swept)
+            all_runs[name], chosen_runs[name] = runs, kept
+            summary[f'test_error_{method}_{labels}'] = float(
+                np.mean([1 - r['test']['accuracy'] for r in kept.values()])
+            )
+            if labels == config.labels[-1]:
+                first = train.member(state, 0) if len(members) > 1 else state
+                first_layers[method] = np.asarray(first.params['dense_0']['kernel'])
+    first_layers['autoencoder (before fine-tuning)'] = np.asarray(encoders['params']['dense_0']['kernel'][0])
+    figures = [
+        plot_error(os.path.join(workdir, 'test_error.png'), config, chosen_runs, len(splits.train_labels)),
+        plot_reconstructions(os.path.join(workdir, 'reconstructions.png'), ae_task, ae_state, test[0], len(ae_seeds)),
+        plot_features(os.path.join(workdir, 'first_layer_features.png'), first_layers),
+    ]
+    report.write_run(
+        workdir,
+        'Pretraining: autoencoder and subsample pretraining against random initialisation',
+        summary=summary,
+        config=config.to_dict(),
+        runs=chosen_runs,
+        curves=['train_loss', 'val_loss', 'val_accuracy'],
+        sweeps=all_runs,
+        chosen_values=chosen_values,
+        reconstruction_mse_by_seed=mse.tolist(),
+        sections=[
+            __doc__.split('\n\n')[1].replace('\n', ' '),
+            describe(config, summary, chosen_values),
+            findings(config, chosen_runs),
+        ],
+        extra_sections=[
+            f'![{os.path.splitext(os.path.basename(path))[0]}]({os.path.basename(path)})' for path in figures
+        ],
+    )
+    return summary
+
+
+def choose(runs: dict, swept: dict) -> tuple[float | None, dict]:
+    """The swept value whose members have the highest mean final validation accuracy, and those members' runs."""
+    if not swept:
+        return None, runs
+    ((path, values),) = swept.items()
+    score = lambda value: np.mean(
+        [r['history'][-1]['val_accuracy'] for r in runs.values() if r['hparams'][path] == value]
+    )
+    best = max(values, key=score)
+    return best, {label: run for label, run in runs.items() if run['hparams'][path] == best}
+
+
+def describe(config, summary, chosen_values) -> str:
+    rows = []
+    for labels in config.labels:
+        row = [labels] + [f'{100 * summary[f"test_error_{method}_{labels}"]:.2f}%' for method in METHODS]
+        row += [f'{chosen_values[f"{method}_{labels}"]:g}' for method in ('ae_finetune', 'ae_frozen')]
+        published = [PUBLISHED[name].get(int(labels)) if labels != 'all' else None for name in PUBLISHED]
+        rows.append(row + [f'{100 * p:.2f}%' if p else '' for p in published])
+    widths = '-'.join(map(str, config.hidden_widths))
+    ae, units = config.autoencoder, config.units
+    return (
+        f'Classifier 784-{widths}-10 {config.activation} ({config.kernel_init}), input dropout '
+        f'{config.input_dropout}, dropout {config.hidden_dropout}, Adam {config.learning_rate}, batch sizes '
+        f'{tuple(config.batch_sizes)} and passes over the labeled images {tuple(config.passes)} for labels '
+        f'{tuple(config.labels)}; {len(config.seeds)} seeds; one class-balanced label subset (seed '
+        f'{config.subset_seed}) shared by the seeds; validation {config.validation_size} images held out of the '
+        f'training split. Autoencoder: mirrored decoder, {ae.loss}, masking noise {ae.masking_noise}, Adam '
+        f'{ae.learning_rate}, batch {ae.batch_size}, {ae.epochs} epochs on the training images without labels, '
+        f'{len(ae.seeds)} seed(s) shared by the classifier seeds; reconstruction MSE per pixel on test '
+        f"{summary['reconstruction_mse']:.4f}. Fine-tuning: `ae_finetune` trains everything, with the encoder's "
+        f'learning-rate factor chosen from {tuple(config.encoder_learning_rate_factors)}; `ae_frozen` trains only '
+        f'the head, without input dropout, its hidden dropout chosen from {tuple(config.frozen_hidden_dropout)}. '
+        f'Subsample pretraining: {config.hidden_widths[0] // units.group_width} groups of {units.group_width} '
+        f'first-layer units, each with its own softmax head, {units.steps} steps of batch {units.batch_size} '
+        f'(Adam {units.learning_rate}) on its own random {units.subsample_fraction:g} of the labeled images, then '
+        f'assembled into the first layer; the second layer and the head start fresh.\n\n'
+        + report.markdown_table(
+            ['labels', *[f'{m} test error' for m in METHODS], 'chosen encoder lr factor', 'chosen frozen dropout']
+            + [f'published: {name}' for name in PUBLISHED],
+            rows,
+        )
+        + '\n\nPublished anchors: Kingma et al. 2014, Table 1: a plain neural net 25.8% and 10.7% test error with '
+        '100 and 1,000 labels, a contractive autoencoder 13.47% and 4.77%; Hinton & Salakhutdinov 2006: 1.2% with '
+        'all labels after pretraining.'
+    )
+
+
+def findings(config, chosen_runs) -> str:
+    """What the numbers say: each pretrained method against random initialisation, per label count, with the seeds'
+    ranges, and the issue's two targets."""
+    errors = lambda name: [1 - run['test']['accuracy'] for run in chosen_runs[name].values()]
+    spread = lambda values: f'{100 * np.mean(values):.2f}% ({100 * min(values):.2f}–{100 * max(values):.2f})'
+    lines = ['## Findings', '']
+    for labels in config.labels:
+        random = errors(f'random_{labels}')
+        parts = []
+        for method in METHODS[1:]:
+            values = errors(f'{method}_{labels}')
+            gain = 100 * (np.mean(random) - np.mean(values))
+            verdict = 'clear gain' if max(values) < min(random) else 'worse' if min(values) > max(random) else 'overlap'
+            parts.append(f'{method} {spread(values)}: {gain:+.2f} points, seeds {verdict}')
+        lines.append(f'- {labels} labels: random {spread(random)}; ' + '; '.join(parts) + '.')
+    if '1000' in config.labels:
+        best = min(METHODS[1:3], key=lambda method: np.mean(errors(f'{method}_1000')))
+        value = np.mean(errors(f'{best}_1000'))
+        met = 'met' if value <= 0.06 else 'not met'
+        lines.append(f'- Target AE pretraining ≤ 6% error with 1,000 labels: {met} ({best} {100 * value:.2f}%).')
+    if '100' in config.labels:
+        random, tuned = errors('random_100'), errors('ae_finetune_100')
+        clear = 'yes' if max(tuned) < min(random) else 'no'
+        lines.append(
+            f'- A clear gain over random init with 100 labels (every AE fine-tuned seed better than every random '
+            f'seed): {clear}, {100 * (np.mean(random) - np.mean(tuned)):+.2f} points.'
+        )
+    lines.append(
+        '\n"seeds clear gain" means every seed of the method beats every seed of random init; "worse" the reverse; '
+        'otherwise the seed ranges overlap. Error ranges are min–max over seeds; the seeds share one label subset'
+        + (' and one autoencoder' if len(config.autoencoder.seeds) == 1 else '')
+        + ', so the ranges show the noise of initialisation, dropout and subsample draws only.'
+    )
+    return '\n'.join(lines)
+
+
+def label_count(labels: str, num_train: int) -> int:
+    return num_train if labels == 'all' else int(labels)
+
+
+def plot_error(path: str, config, chosen_runs, num_train: int) -> str:
+    """Test error against the number of labels, per method: mean over seeds, the seeds' min and max as bars."""
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    counts = [label_count(labels, num_train) for labels in config.labels]
+    for offset, method in enumerate(METHODS):
+        errors = [
+            [1 - r['test']['accuracy'] for r in chosen_runs[f'{method}_{labels}'].values()] for labels in config.labels
+        ]
+        means = np.array([np.mean(e) for e in errors])
+        bars = np.array([[m - min(e), max(e) - m] for m, e in zip(means, errors)]).T
+        positions = np.array(counts) * (1 + 0.04 * (offset - 1.5))
+        axis.errorbar(positions, 100 * means, yerr=100 * bars, marker='o', capsize=3, label=method)
+    for marker, (name, values) in zip(('x', '+'), PUBLISHED.items()):
+        axis.scatter(list(values), [100 * v for v in values.values()], marker=marker, color='k', label=name, zorder=3)
+    axis.scatter(
+        [num_train],
+        [100 * PUBLISHED_ALL[next(iter(PUBLISHED_ALL))]],
+        marker='*',
+        color='k',
+        zorder=3,
+        label=next(iter(PUBLISHED_ALL)),
+    )
+    axis.set_xscale('log')
+    axis.set_yscale('log')
+    axis.set_xlabel('labeled training images')
+    axis.set_ylabel('test error (%), seed min–max')
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3, which='both')
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def plot_reconstructions(path: str, task, state, images, num_seeds: int, count: int = 12) -> str:
+    """Test digits (top row) and the first seed's denoising autoencoder's reconstructions (bottom row)."""
+    first = train.member(state, 0) if num_seeds > 1 else state
+    shown = images[:count]
+    rebuilt = np.asarray(pretraining.reconstruct(task, first, shown))
+    figure, axes = plt.subplots(2, count, figsize=(count, 2.2))
+    for column in range(count):
+        for row, picture in enumerate((np.asarray(shown[column]), rebuilt[column])):
+            axes[row, column].imshow(picture.reshape(28, 28), cmap='gray', vmin=0, vmax=1)
+            axes[row, column].axis('off')
+    axes[0, 0].set_title('original', fontsize=8, loc='left')
+    axes[1, 0].set_title('reconstructed', fontsize=8, loc='left')
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def plot_features(path: str, kernels: dict, count: int = 12) -> str:
+    """The first-layer weights of the first `count` units as 28x28 images, a row per network."""
+    figure, axes = plt.subplots(len(kernels), count, figsize=(count, 1.15 * len(kernels)), squeeze=False)
+    for row, (name, kernel) in enumerate(kernels.items()):
+        for column in range(count):
+            weights = kernel[:, column].reshape(28, 28)
+            limit = np.abs(weights).max() or 1.0
+            axes[row, column].imshow(weights, cmap='RdBu', vmin=-limit, vmax=limit)
+            axes[row, column].set_xticks([])
+            axes[row, column].set_yticks([])
+        axes[row, 0].set_ylabel(name, fontsize=7, rotation=0, ha='right', va='center')
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
