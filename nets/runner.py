@@ -58,6 +58,7 @@ def train_variant(
     checkpoint_dir: str | None = None,
     resume: bool = False,
     on_epoch_end: EpochHook | None = None,
+    prepare_state: Callable[[train.TrainState], train.TrainState] | None = None,
     tensorboard_dir: str | None = None,
     checkpoint_every: int = 1,
     log: Callable[[str], None] = report.log,
@@ -70,7 +71,9 @@ def train_variant(
     `on_epoch_end(epoch, state, history)` (which may return a changed state, of other shapes too), the checkpoint
     (every `checkpoint_every` epochs, at the last and when every member has stopped; with the architecture, so that
     `resume` restores a grown or pruned state bit for bit), the progress line and
-    the TensorBoard rows. With more than one device (or host), every batch is split over all of them.
+    the TensorBoard rows. `prepare_state(state)` turns the freshly initialised state into the one training starts
+    from (masks, a pruning state, weights of an earlier variant); it also shapes the state that a resume restores.
+    With more than one device (or host), every batch is split over all of them.
     Runs are {label: {'seed', 'hparams' (the member's overrides), 'history', 'test' (metrics, or absent)}}.
     """
     if not members:
@@ -86,10 +89,12 @@ def train_variant(
 
     def initial_state(architecture=None):
         if stacked:
-            return train.init_members(task, member_hparams, train.stack(init_keys), input_shape, architecture)
-        return jax.jit(lambda hp, key: train.init_state(task, hp, key, input_shape, architecture))(
-            member_hparams[0], init_keys[0]
-        )
+            state = train.init_members(task, member_hparams, train.stack(init_keys), input_shape, architecture)
+        else:
+            state = jax.jit(lambda hp, key: train.init_state(task, hp, key, input_shape, architecture))(
+                member_hparams[0], init_keys[0]
+            )
+        return state if prepare_state is None else prepare_state(state)
 
     if shuffle == 'shared':
         data_key = jax.random.PRNGKey(data_seed)
@@ -192,6 +197,7 @@ def run_variant(
     *,
     resume: bool = False,
     on_epoch_end: EpochHook | None = None,
+    prepare_state: Callable[[train.TrainState], train.TrainState] | None = None,
     epochs: int | None = None,
 ) -> tuple[train.TrainState, dict]:
     """`train_variant` as an experiment runs it: epochs (unless given), data_seed, shuffle and checkpoint_every
@@ -211,4 +217,5 @@ def run_variant(
         tensorboard_dir=tensorboard_directory(workdir),
         resume=resume,
         on_epoch_end=on_epoch_end,
+        prepare_state=prepare_state,
     )
