@@ -11,20 +11,22 @@ elsewhere), 'previous_masks': the masks before that removal}, plus whatever mask
 
 Saliency: one function per criterion, each giving a params-like tree of scores (small = unimportant):
 `exact_saliency` (the loss increase when one weight alone is zeroed, on a validation batch), `obd_saliency`
-(LeCun et al. 1990, Hutchinson's Hessian diagonal), `taylor_saliency` |w·g|, `magnitude_saliency` |w| and
-`random_saliency`.
+(LeCun et al. 1990; the Gauss–Newton diagonal for softmax cross-entropy, else Hutchinson's Hessian diagonal),
+`taylor_saliency` |w·g|, `magnitude_saliency` |w| and `random_saliency`.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Callable, Mapping, Sequence
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nets import train
+from nets import losses, train
 from nets.activations import get_activation
 
 PRUNABLE = 'kernel$'  # the leaves that pruning removes weights from, by path ('dense_0/kernel')
@@ -137,9 +139,22 @@ def hessian_diagonal(loss_of: Callable[[Any], jax.Array], params: Any, key: jax.
     return jax.tree.map(lambda leaf: leaf.mean(0), samples)
 
 
-def obd_saliency(loss_of: Callable[[Any], jax.Array], params: Any, key: jax.Array, probes: int = 64) -> Any:
-    """Optimal Brain Damage (LeCun et al. 1990): ½·h_ii·w_i², with h_ii from `hessian_diagonal`."""
-    diagonal = hessian_diagonal(loss_of, params, key, probes)
+def gauss_newton_diagonal(logits_of: Callable[[Any, jax.Array], jax.Array], params: Any, images: jax.Array) -> Any:
+    """diag of the Gauss–Newton matrix of the mean softmax cross-entropy (its Fisher): the mean over examples of
+    Σ_c p_c·(∂ log p_c/∂w)². Never negative, like LeCun et al.'s approximation of the Hessian."""
+
+    def per_example(image):
+        log_probabilities = lambda p: jax.nn.log_softmax(logits_of(p, image[None]))[0]
+        jacobian = jax.jacrev(log_probabilities)(params)  # leaves [classes, ...]
+        probabilities = jnp.exp(log_probabilities(params))
+        return jax.tree.map(lambda j: jnp.tensordot(probabilities, j * j, axes=1), jacobian)
+
+    squares = jax.lax.map(per_example, images, batch_size=min(len(images), 16))
+    return jax.tree.map(lambda leaf: leaf.mean(0), squares)
+
+
+def obd_saliency(diagonal: Any, params: Any) -> Any:
+    """Optimal Brain Damage (LeCun et al. 1990): ½·h_ii·w_i², from a Hessian diagonal estimate h."""
     return jax.tree.map(lambda h, w: 0.5 * h * w * w, diagonal, params)
 
 
@@ -153,26 +168,36 @@ def _layers(params: Mapping[str, Any]) -> list[str]:
     return names + ['output']
 
 
+@flax.struct.dataclass
 class _Forward:
-    """An MLP's forward pass kept layer by layer, and the rest of the pass from any layer's pre-activation."""
+    """An MLP's forward pass kept layer by layer (x_l enters layer l, z_l = x_l W_l + b_l), and the rest of the
+    pass from any layer's pre-activation. A pytree, so that jitted candidate chunks take it as an argument."""
 
-    def __init__(self, params, images, activation):
-        self.names = _layers(params)
-        self.kernels = [params[name]['kernel'] for name in self.names]
-        self.biases = [params[name]['bias'] for name in self.names]
-        self.activation = activation
-        x = images.reshape(images.shape[0], -1)
-        self.inputs, self.preactivations = [], []  # x_l enters layer l; z_l = x_l W_l + b_l
-        for layer in range(len(self.names)):
-            z = x @ self.kernels[layer] + self.biases[layer]
-            self.inputs.append(x)
-            self.preactivations.append(z)
-            x = activation(z)
-        self.logits = self.preactivations[-1]
+    kernels: list
+    biases: list
+    inputs: list
+    preactivations: list
+    activation: Callable = flax.struct.field(pytree_node=False)
+
+    @classmethod
+    def of(cls, params, images, activation):
+        names = _layers(params)
+        kernels = [params[name]['kernel'] for name in names]
+        biases = [params[name]['bias'] for name in names]
+        x, inputs, preactivations = images.reshape(images.shape[0], -1), [], []
+        for kernel, bias in zip(kernels, biases):
+            inputs.append(x)
+            preactivations.append(x @ kernel + bias)
+            x = activation(preactivations[-1])
+        return cls(kernels, biases, inputs, preactivations, activation)
+
+    @property
+    def logits(self) -> jax.Array:
+        return self.preactivations[-1]
 
     def from_preactivation(self, layer: int, z: jax.Array) -> jax.Array:
         """The logits when layer `layer`'s pre-activation is `z`."""
-        for following in range(layer + 1, len(self.names)):
+        for following in range(layer + 1, len(self.kernels)):
             z = self.activation(z) @ self.kernels[following] + self.biases[following]
         return z
 
@@ -187,10 +212,17 @@ class _Forward:
         fan_out = self.kernels[layer].shape[1]
         row, column = index // fan_out, index % fan_out
         change = -self.kernels[layer][row, column] * self.inputs[layer][:, row]  # of z_l[:, column]
-        if layer == len(self.names) - 1:
+        if layer == len(self.kernels) - 1:
             return self.logits.at[:, column].add(change)
         z = self.preactivations[layer][:, column]
         return self.after_unit_change(layer, column, self.activation(z + change) - self.activation(z))
+
+
+@functools.partial(jax.jit, static_argnames=('layer', 'loss'))
+def _zeroing_losses(forward: _Forward, labels: jax.Array, indices: jax.Array, layer: int, loss: Callable) -> jax.Array:
+    """The loss increase for each candidate in `indices` of layer `layer`'s kernel, vmapped."""
+    base = loss(forward.logits, labels)
+    return jax.vmap(lambda index: loss(forward.after_zeroing(layer, index), labels))(indices) - base
 
 
 def exact_saliency(
@@ -209,29 +241,18 @@ def exact_saliency(
     over chunks of `chunk` candidates. With `keep` (masks), only kept weights are scored (the others get 0).
     Biases are not candidates (their score is +inf). For an MLP without batch norm (dropout is off in evaluation).
     """
-    function = get_activation(activation)
-    forward = _Forward(params, images, function)
-    base = loss(forward.logits, labels)
-
-    scores = jax.tree.map(lambda leaf: jnp.full(leaf.shape, jnp.inf, leaf.dtype), params)
-    scores = {name: dict(leaves) for name, leaves in scores.items()}
-    for layer, name in enumerate(forward.names):
-        kernel = forward.kernels[layer]
-        if keep is None:
-            candidates = np.arange(kernel.size)
-        else:
-            candidates = np.flatnonzero(np.asarray(keep[name]['kernel']).reshape(-1))
-        values = np.zeros(kernel.size, np.float32)
-        run = jax.jit(
-            lambda indices, layer=layer: (
-                jax.vmap(lambda i: loss(forward.after_zeroing(layer, i), labels))(indices) - base
-            )
-        )
+    names = _layers(params)
+    forward = jax.jit(_Forward.of, static_argnums=2)(params, images, get_activation(activation))
+    scores = {name: {leaf: jnp.full(value.shape, jnp.inf) for leaf, value in params[name].items()} for name in params}
+    for layer, name in enumerate(names):
+        size = params[name]['kernel'].size
+        candidates = np.arange(size) if keep is None else np.flatnonzero(np.asarray(keep[name]['kernel']).reshape(-1))
+        values = np.zeros(size, np.float32)
         for begin in range(0, len(candidates), chunk):
             indices = candidates[begin : begin + chunk]
-            padded = np.pad(indices, (0, chunk - len(indices)))
-            values[indices] = np.asarray(run(padded))[: len(indices)]
-        scores[name]['kernel'] = jnp.asarray(values.reshape(kernel.shape))
+            losses = _zeroing_losses(forward, labels, np.pad(indices, (0, chunk - len(indices))), layer, loss)
+            values[indices] = np.asarray(losses)[: len(indices)]
+        scores[name]['kernel'] = jnp.asarray(values.reshape(params[name]['kernel'].shape))
     return scores
 
 
@@ -239,7 +260,7 @@ def exact_neuron_saliency(
     params: Any, images: jax.Array, labels: jax.Array, loss: Callable, activation: str = 'relu'
 ) -> list[jax.Array]:
     """The loss increase when each hidden unit's output alone is zeroed: one [width] array per hidden layer."""
-    forward = _Forward(params, images, get_activation(activation))
+    forward = _Forward.of(params, images, get_activation(activation))
     base = loss(forward.logits, labels)
 
     def layer_scores(layer):
@@ -247,7 +268,7 @@ def exact_neuron_saliency(
         change = lambda unit: loss(forward.after_unit_change(layer, unit, -outputs[:, unit]), labels) - base
         return jax.vmap(change)(jnp.arange(outputs.shape[1]))
 
-    return [layer_scores(layer) for layer in range(len(forward.names) - 1)]
+    return [layer_scores(layer) for layer in range(len(forward.kernels) - 1)]
 
 
 def saliency(
@@ -267,11 +288,18 @@ def saliency(
         activation = getattr(model, 'activation', 'relu')
         return exact_saliency(state.params, images, labels, task.loss.value, activation, keep=state.masks)
 
-    def loss_of(params):
-        return task.loss.value(model.apply({'params': params}, images, train=False), labels)
+    logits_of = lambda params, x: model.apply({'params': params}, x, train=False)
+    loss_of = lambda params: task.loss.value(logits_of(params, images), labels)
+
+    def curvature():
+        # Softmax cross-entropy: the Gauss–Newton diagonal, as LeCun et al.; otherwise Hutchinson's estimate of the
+        # true Hessian's diagonal, whose noise can make h_ii negative (and a large weight look unimportant).
+        if task.loss.value is losses.softmax_cross_entropy:
+            return gauss_newton_diagonal(logits_of, state.params, images)
+        return hessian_diagonal(loss_of, state.params, key, probes)
 
     return {
-        'obd': lambda: obd_saliency(loss_of, state.params, key, probes),
+        'obd': lambda: obd_saliency(curvature(), state.params),
         'taylor': lambda: taylor_saliency(loss_of, state.params),
         'magnitude': lambda: magnitude_saliency(state.params),
         'random': lambda: random_saliency(state.params, key),

@@ -69,6 +69,22 @@ def test_hutchinson_hessian_diagonal_converges_to_the_exact_one():
     assert jnp.abs(estimate - exact).max() < 0.2 * jnp.abs(exact).max()
 
 
+def test_gauss_newton_diagonal_equals_the_diagonal_of_j_t_h_j():
+    task, hparams = tiny_task('relu', widths=(4,), features=3)
+    state = train.init_state(task, hparams, jax.random.PRNGKey(0), (3,))
+    images = jax.random.normal(jax.random.PRNGKey(1), (8, 3))
+    model = task.model(state.hparams, state.params)
+    logits_of = lambda params, x: model.apply({'params': params}, x, train=False)
+    flat, unravel = jax.flatten_util.ravel_pytree(state.params)
+    jacobian = jax.jacobian(lambda v: logits_of(unravel(v), images))(flat)  # [examples, classes, params]
+    p = jax.nn.softmax(logits_of(state.params, images))
+    output_hessian = jax.vmap(jnp.diag)(p) - p[:, :, None] * p[:, None, :]
+    exact = jnp.einsum('ncp,ncd,ndp->p', jacobian, output_hessian, jacobian) / len(images)
+    estimate, _ = jax.flatten_util.ravel_pytree(pruning.gauss_newton_diagonal(logits_of, state.params, images))
+    np.testing.assert_allclose(estimate, exact, rtol=1e-4, atol=1e-7)
+    assert np.all(estimate >= 0)
+
+
 def test_prune_least_salient_removes_exactly_the_n_lowest_kept_weights(data):
     task, hparams = mlp_task(after_update=pruning.apply_masks)
     state = pruning.start(train.init_state(task, hparams, jax.random.PRNGKey(0), (784,)))
