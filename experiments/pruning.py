@@ -20,6 +20,7 @@ import time
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import ml_collections
 import numpy as np
 import scipy.stats
@@ -449,6 +450,8 @@ def plot_error_vs_kept(path, config, ladders, summary) -> str:
     for kept, error, source in PUBLISHED:
         axis.scatter([kept], [error], marker='*', s=120, zorder=5, label=source)
     axis.set_xscale('log')
+    axis.set_xticks(config.keep_levels, [f'{level:g}' for level in config.keep_levels], fontsize=7)
+    axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axis.set_xlabel('fraction of kernel weights kept')
     axis.set_ylabel('test error')
     top = max(np.mean(r['test'], 0).max() for r in ladders.values() if r is not ladders.get('random'))
@@ -470,6 +473,8 @@ def plot_layer_kept(path, config, ladders) -> str:
             axis.plot(kept, np.mean(values, 0), marker='.', label=layer)
         axis.set_xscale('log')
         axis.set_yscale('log')
+        for ticks in (axis.xaxis, axis.yaxis):
+            ticks.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.set_title(criterion)
         axis.set_xlabel('kept overall')
         axis.grid(alpha=0.3, which='both')
@@ -495,6 +500,7 @@ def plot_scatter(path, scores, spearman, samples: int = 20000) -> str:
         axis.scatter(flat(scores[criterion])[pick], exact[pick], s=1, alpha=0.3)
         axis.set_xscale('symlog', linthresh=1e-8)
         axis.set_yscale('symlog', linthresh=1e-8)
+        axis.xaxis.set_major_locator(matplotlib.ticker.SymmetricalLogLocator(base=100, linthresh=1e-8))
         axis.set_xlabel(criterion)
         axis.set_title(f'ρ = {spearman[criterion]:.3f}')
         axis.grid(alpha=0.3)
