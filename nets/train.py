@@ -42,6 +42,7 @@ class TrainState:
     early_stopping: Any = None  # EarlyStoppingState when the task stops early
     best: Any = None  # params and batch_stats of the best epoch, when the task restores them
     masks: Any = None  # a pytree mirroring params (1 keeps a weight, 0 removes it), read by an after-update hook
+    pruning: Any = None  # what pruning must carry across epochs and checkpoints (nets.pruning: rewind point, ...)
 
 
 @flax.struct.dataclass
