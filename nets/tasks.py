@@ -122,6 +122,11 @@ def build(
         loss = losses.get_loss(config.get('loss', 'softmax_cross_entropy'))
     with _section('order'):
         order = orders.get_order(config.get('order', 'reshuffle'))
+        if order.reads_labels and loss.targets != 'labels':
+            raise ValueError(
+                f'order {config["order"]!r} reads the labels, which a loss whose targets are the inputs does not '
+                'have; allowed here: ' + ', '.join(name for name, o in orders.ORDERS.items() if not o.reads_labels)
+            )
 
     defaults = sweepable_defaults(config)
     for path, value in defaults.items():

@@ -118,3 +118,13 @@ def test_reduce_on_plateau_reads_the_training_loss_and_cuts_the_step():
                      if hasattr(node, 'scale')]  # fmt: skip
     assert len(plateau_state) == 1
     assert float(plateau_state[0].scale) == pytest.approx(0.5**4, rel=1e-6)
+
+
+def test_an_order_that_reads_labels_is_refused_for_a_loss_without_labels():
+    from nets import tasks
+
+    config = {'model': {'name': 'autoencoder', 'hidden_widths': (8,)}, 'batch_size': 16, 'loss': 'mse',
+              'optimizer': {'name': 'sgd', 'learning_rate': 0.1}, 'order': 'sorted_by_class'}  # fmt: skip
+    with pytest.raises(ValueError, match="order 'sorted_by_class' reads the labels.*allowed here: reshuffle, fixed"):
+        tasks.build(config, (784,))
+    tasks.build({**config, 'order': 'hardest_first'}, (784,))  # loss orders need no labels
