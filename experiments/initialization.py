@@ -114,7 +114,12 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         for init in config.shallow.inits
     ]  # fmt: skip
     deep_rows = [
-        [part, init, summary[f'{part}_{init}_accuracy'], *_variance_ends(at_init[f'{part}_{init}'])]
+        [
+            part,
+            init,
+            summary[f'{part}_{init}_accuracy'],
+            *(f'{v:.3g}' for v in _variance_ends(at_init[f'{part}_{init}'])),
+        ]
         for part in ('deep_relu', 'deep_tanh')
         for init in config[part].inits
     ]
