@@ -40,9 +40,19 @@ class Checkpointer:
         newest)."""
         epoch = self.latest_epoch() if epoch is None else epoch
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state)
-        restored = self._manager.restore(
-            epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore())
-        )
+        try:
+            restored = self._manager.restore(
+                epoch,
+                args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore()),
+            )
+        except ValueError as error:
+            # Orbax explains a mismatch over many lines; one is enough to say what to do.
+            first = str(error).strip().splitlines()[0].rstrip(':') if str(error).strip() else type(error).__name__
+            raise ValueError(
+                f'{self._manager.directory}: the checkpoint of epoch {epoch} holds a state of another layout than this '
+                f'run builds (another version of the code or another config wrote it); resume it with that, or use a '
+                f'fresh workdir ({first})'
+            ) from None
         return restored['state'], restored['metadata']
 
     def close(self) -> None:

@@ -250,3 +250,19 @@ def test_prepare_state_shapes_the_start_and_the_resume_of_a_masked_run(tmp_path)
     for a, b in zip(jax.tree.leaves((whole.params, whole.opt_state, whole.masks)),
                     jax.tree.leaves((resumed.params, resumed.opt_state, resumed.masks))):  # fmt: skip
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_checkpoint_of_another_state_layout_is_refused_with_one_line(tmp_path):
+    task, hparams = mlp_task('sgd', 0.1, hidden_widths=(8,))
+    state = train.init_state(task, hparams, jax.random.PRNGKey(0), (784,))
+    saver = checkpoint.Checkpointer(str(tmp_path / 'checkpoints'))
+    saver.save(1, state, {'epoch': 1})
+    # A like-state that carries masks the saved one did not (as after a TrainState field was added).
+    like = state.replace(masks=jax.tree.map(lambda leaf: np.ones(leaf.shape, bool), state.params))
+    with pytest.raises(ValueError, match='holds a state of another layout than this run builds') as error:
+        saver.restore(like)
+    assert '\n' not in str(error.value)
+    restored, metadata = saver.restore(state)  # the matching layout still restores
+    assert metadata == {'epoch': 1}
+    np.testing.assert_array_equal(restored.params['dense_0']['kernel'], state.params['dense_0']['kernel'])
+    saver.close()
