@@ -235,8 +235,7 @@ def plot_gradients(path: str, runs: dict, at_init: dict) -> str:
         for axis, values in zip(axes, (at_init[name], _final_diagnostics(runs[name]))):
             norms = np.atleast_2d(np.asarray(values['gradient_norm'], np.float64))
             layers = np.arange(1, norms.shape[1] + 1)
-            line = axis.plot(layers, norms.mean(0), marker='o', markersize=3, label=activation)[0]
-            axis.fill_between(layers, norms.min(0), norms.max(0), color=line.get_color(), alpha=0.2)
+            report.plot_band(axis, layers, norms, activation, marker='o', markersize=3)
     for axis, when in zip(axes, ('at init', 'after training')):
         axis.set(yscale='log', xlabel='layer (the last is the output layer)', title=f'kernel-gradient norm {when}')
         axis.grid(alpha=0.3)

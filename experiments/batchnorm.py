@@ -209,8 +209,7 @@ def plot_ioffe(path: str, candidates: dict, chosen: dict, at_init: dict, steps_p
         title = f'{"with BN" if net == "bn" else "without BN"} ({chosen[net][1]}, lr {chosen[net][2]:g})'
         curves = np.array([[row['test_accuracy'] for row in run['history']] for run in member_runs.values()])
         steps = np.arange(1, curves.shape[1] + 1) * steps_per_epoch
-        line = axes[0].plot(steps, curves.mean(0), style, label=title)[0]
-        axes[0].fill_between(steps, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.2)
+        report.plot_band(axes[0], steps, curves, title, style)
         # One member's sigmoid input (the first seed at the chosen rate), at init and after every epoch.
         label, run = next(iter(member_runs.items()))
         start = at_init[name][label]

@@ -163,20 +163,12 @@ def _variance_ends(values: dict) -> list[float]:
     return [float(variance[0]), float(variance[-1])]
 
 
-def _band(axis, x, curves, label):
-    """Mean over members as a line and their min–max as a band."""
-    curves = np.asarray(curves, dtype=np.float64)
-    line = axis.plot(x, curves.mean(0), label=label)[0]
-    axis.fill_between(x, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.2)
-    return line
-
-
 def plot_shallow(path: str, config, runs: dict) -> str:
     """Test accuracy per epoch of part (a), per init, with the published points."""
     figure, axis = plt.subplots(figsize=(6, 4))
     for init in config.shallow.inits:
         curves = [[row['test_accuracy'] for row in run['history']] for run in runs[f'shallow_{init}'].values()]
-        line = _band(axis, np.arange(1, len(curves[0]) + 1), curves, f'{init} (ours, seed band)')
+        line = report.plot_band(axis, np.arange(1, len(curves[0]) + 1), curves, f'{init} (ours, seed band)')
         epochs = sorted(PUBLISHED[init])
         axis.plot(epochs, [PUBLISHED[init][e] for e in epochs], 'x', color=line.get_color(), label=f'{init} published')
     axis.set_xlabel('epoch')
@@ -198,9 +190,9 @@ def plot_deep(path: str, config, runs: dict, at_init: dict) -> str:
         for init in config[part].inits:
             name = f'{part}_{init}'
             variance = np.atleast_2d(np.asarray(at_init[name]['preactivation_variance'], np.float64))
-            _band(axes[0, column], np.arange(1, variance.shape[1] + 1), variance, init)
+            report.plot_band(axes[0, column], np.arange(1, variance.shape[1] + 1), variance, init)
             curves = [[row['test_accuracy'] for row in run['history']] for run in runs[name].values()]
-            _band(axes[1, column], np.arange(1, len(curves[0]) + 1), curves, init)
+            report.plot_band(axes[1, column], np.arange(1, len(curves[0]) + 1), curves, init)
         axes[0, column].set(yscale='log', xlabel='hidden layer', ylabel='pre-activation variance at init', title=part)
         axes[1, column].set(xlabel='epoch', ylabel='test accuracy', ylim=(0, 1))
         for axis in axes[:, column]:

@@ -161,6 +161,17 @@ def write_history_csv(workdir: str, runs: Mapping[str, Any]) -> str:
     return path
 
 
+def plot_band(axis, x, curves, label: str, *style, **options):
+    """The mean over members (rows of `curves`) as a line, and their min–max as a band of the line's colour; NaN
+    (a member that stopped early) is left out. Returns the line."""
+    curves = np.asarray(curves, dtype=np.float64)
+    with np.errstate(all='ignore'), warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)  # points where every member has stopped
+        line = axis.plot(x, np.nanmean(curves, 0), *style, label=label, **options)[0]
+        axis.fill_between(x, np.nanmin(curves, 0), np.nanmax(curves, 0), color=line.get_color(), alpha=0.2)
+    return line
+
+
 def plot_curves(
     path: str, runs: Mapping[str, Any], metrics: Sequence[str] = ('train_loss', 'val_loss'), title: str = ''
 ) -> str:
@@ -183,10 +194,7 @@ def plot_curves(
             length = max(len(curve) for curve in curves)
             curves = np.array([curve + [np.nan] * (length - len(curve)) for curve in curves], dtype=np.float64)
             epochs = np.arange(1, length + 1)
-            with np.errstate(all='ignore'), warnings.catch_warnings():
-                warnings.simplefilter('ignore', RuntimeWarning)  # epochs where every member has stopped
-                axis.plot(epochs, np.nanmean(curves, 0), label=variant)
-                axis.fill_between(epochs, np.nanmin(curves, 0), np.nanmax(curves, 0), alpha=0.2)
+            plot_band(axis, epochs, curves, variant)
         axis.set_xlabel('epoch')
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)

@@ -208,12 +208,10 @@ def evaluation_hook(
 ) -> EpochHook:
     """An epoch hook that adds the task's evaluation metrics on (images, labels) to the history row as
     `<prefix><metric>` (per member for a sweep): curves against a held-out set that chooses nothing."""
-    check = lambda s: train.evaluate(task, s, images, labels)
-    program = jax.jit(jax.vmap(check) if members else check)
+    evaluate = train.evaluator(task, members)
 
     def hook(epoch: int, state: train.TrainState, history: list[dict]) -> None:
-        metrics = jax.device_get(program(state))
-        history[-1].update({f'{prefix}{name}': np.asarray(value).tolist() for name, value in metrics.items()})
+        history[-1].update({f'{prefix}{name}': value for name, value in evaluate(state, images, labels).items()})
 
     return hook
 

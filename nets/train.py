@@ -388,11 +388,18 @@ def restore_best(state: TrainState) -> TrainState:
     return state.replace(params=best['params'], batch_stats=best['batch_stats'])
 
 
+def evaluator(task: Task, members: bool = False) -> Callable[[TrainState, jax.Array, jax.Array], dict[str, Any]]:
+    """A compiled `evaluate` (vmapped over a stacked state's members) that returns Python numbers (lists over
+    members); build it once to evaluate after every epoch without recompiling."""
+    check = lambda s, x, y: evaluate(task, s, x, y)
+    program = jax.jit(jax.vmap(check, in_axes=(0, None, None)) if members else check)
+    return lambda state, images, labels: {
+        k: _to_python(v) for k, v in jax.device_get(program(state, images, labels)).items()
+    }
+
+
 def evaluate_members(
     task: Task, state: TrainState, images: jax.Array, labels: jax.Array, members: bool = False
 ) -> dict[str, Any]:
     """The task's evaluation-mode metrics as Python numbers (lists over members for a stacked state)."""
-    check = lambda s, x, y: evaluate(task, s, x, y)
-    if members:
-        check = jax.vmap(check, in_axes=(0, None, None))
-    return {k: _to_python(v) for k, v in jax.device_get(jax.jit(check)(state, images, labels)).items()}
+    return evaluator(task, members)(state, images, labels)
