@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import warnings
 from typing import Any, Mapping, Sequence
 
@@ -26,21 +27,53 @@ SPLIT_PREFIXES = ('train_', 'val_')
 
 
 def versions() -> dict[str, str]:
-    """Library versions and the backend that produced the numbers."""
-    import flax
-    import jax
-    import optax
+    """Library versions, the code's git commit and the backend that produced the numbers."""
+    from importlib import metadata
 
+    import jax
+
+    packages = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'numpy', 'tensorflow-datasets', 'ml-collections')
+    installed = {}
+    for package in packages:
+        try:
+            installed[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            installed[package] = ''
     return {
-        'jax': jax.__version__,
-        'jaxlib': jax.lib.__version__ if hasattr(jax.lib, '__version__') else '',
-        'flax': flax.__version__,
-        'optax': optax.__version__,
+        **installed,
+        **git_revision(),
         'python': platform.python_version(),
         'backend': jax.default_backend(),
         'device': jax.devices()[0].device_kind,
         'device_count': str(jax.device_count()),
     }
+
+
+def git_revision() -> dict[str, str]:
+    """The commit of the code that ran and whether its tree had uncommitted changes ('' where git cannot tell)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    git = lambda *args: subprocess.run(['git', '-C', root, *args], capture_output=True, text=True, timeout=10)
+    try:
+        commit = git('rev-parse', 'HEAD')
+        status = git('status', '--porcelain', '--untracked-files=no')
+    except (OSError, subprocess.SubprocessError):
+        return {'git_commit': '', 'git_dirty': ''}
+    if commit.returncode != 0:
+        return {'git_commit': '', 'git_dirty': ''}
+    return {'git_commit': commit.stdout.strip(), 'git_dirty': str(bool(status.stdout.strip())).lower()}
+
+
+def diverged_members(runs: Mapping[str, Any], prefix: str = '') -> dict[str, int]:
+    """{'variant/label': epoch} for every run (found at any depth of `runs`) whose training loss turned
+    non-finite."""
+    found = {}
+    for key, value in runs.items():
+        if isinstance(value, Mapping):
+            if 'diverged_epoch' in value:
+                found[f'{prefix}{key}'] = int(value['diverged_epoch'])
+            else:
+                found |= diverged_members(value, f'{prefix}{key}/')
+    return found
 
 
 def member_history(history: Sequence[Mapping[str, Any]], index: int) -> list[dict[str, Any]]:
@@ -126,7 +159,8 @@ def write_results(
     runs: Mapping[str, Any],
     **extra: Any,
 ) -> str:
-    """Writes DIR/results.json with summary, config, seeds, versions and runs; returns its path."""
+    """Writes DIR/results.json with summary, config, seeds, versions (with the git commit and the device), the
+    members whose loss diverged ({'variant/label': epoch}, empty when none) and runs; returns its path."""
     path = os.path.join(workdir, 'results.json')
     write_json(
         path,
@@ -135,6 +169,7 @@ def write_results(
             'config': dict(config),
             'seeds': list(seeds),
             'versions': versions(),
+            'diverged': diverged_members(runs),
             'runs': runs,
             **extra,
         },
@@ -255,8 +290,10 @@ def member_statistics(run: Mapping[str, Any]) -> dict[str, float]:
     validation = [key for key in history[0] if key.startswith('val_')]
     for key in validation:
         series = np.array([row[key] for row in history], dtype=np.float64)
+        if np.all(np.isnan(series)):  # a member that diverged in its first epoch has no finite value
+            continue
         values[f'best_{key}'] = float(np.nanmax(series) if _maximized(key) else np.nanmin(series))
-    if validation:
+    if validation and f'best_{validation[0]}' in values:
         key = validation[0]
         series = np.array([row[key] for row in history], dtype=np.float64)
         values['best_epoch'] = int(
@@ -318,6 +355,12 @@ def write_run(
         [variant, len(runs[variant])] + [_mean_range(by_name[name]) if name in by_name else '' for name in names]
         for variant, by_name in statistics.items()
     ]
+    diverged = diverged_members(runs)
+    divergence = (
+        ['## Diverged', 'Training loss turned non-finite; these members froze at the weights of the epoch before: '
+         + ', '.join(f'{member} in epoch {epoch}' for member, epoch in diverged.items()) + '.']
+        if diverged else []
+    )  # fmt: skip
     member_names = [name for name in names if name != 'epochs']
     member_rows = [
         [variant, label] + [member_statistics(run).get(name, '') for name in member_names]
@@ -331,6 +374,7 @@ def write_run(
             *sections,
             '## Summary',
             markdown_table(['metric', 'value'], [[key, value] for key, value in summary.items()]),
+            *divergence,
             '## Variants (mean, and min–max over members)',
             markdown_table(['variant', 'members', *names], variant_rows),
             '## Members',

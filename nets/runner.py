@@ -144,7 +144,7 @@ def train_variant(
     def after_epoch(epoch, state, history):
         if on_epoch_end is not None:
             state = on_epoch_end(epoch, state, history) or state
-        stopped = bool(np.all(history[-1].get('stopped', False)))  # every member has stopped early
+        stopped = bool(np.all(train.finished(history[-1])))  # every member has stopped early or diverged
         if saver is not None and (epoch % checkpoint_every == 0 or epoch == epochs or stopped):
             saver.save(
                 epoch,
@@ -188,7 +188,17 @@ def train_variant(
         }
         if test is not None:
             runs[label]['test'] = {metric: value[index] if stacked else value for metric, value in test_metrics.items()}
+        diverged_at = diverged_epoch(runs[label]['history'])
+        if diverged_at is not None:
+            runs[label]['diverged_epoch'] = diverged_at
+            log(f'{name}: {label} diverged (non-finite training loss) in epoch {diverged_at}; its weights are those '
+                'of the epoch before')  # fmt: skip
     return state, runs
+
+
+def diverged_epoch(history: Sequence[Mapping[str, Any]]) -> int | None:
+    """The epoch in which one member's training loss turned non-finite, or None."""
+    return next((row['epoch'] for row in history if row.get('diverged')), None)
 
 
 def chain(*hooks: EpochHook | None) -> EpochHook:

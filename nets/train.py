@@ -43,6 +43,8 @@ class TrainState:
     best: Any = None  # params and batch_stats of the best epoch, when the task restores them
     masks: Any = None  # a pytree mirroring params (1 keeps a weight, 0 removes it), read by an after-update hook
     pruning: Any = None  # what pruning must carry across epochs and checkpoints (nets.pruning: rewind point, ...)
+    # True once the training loss turned non-finite; the run's weights then stay those from before that epoch.
+    diverged: Any = None
 
 
 @flax.struct.dataclass
@@ -138,6 +140,7 @@ def init_state(
         best=jax.tree.map(jnp.copy, {'params': params, 'batch_stats': batch_stats})
         if rule and rule.restore_best_weights
         else None,
+        diverged=jnp.zeros((), bool),
     )
 
 
@@ -276,9 +279,22 @@ def run_epoch(
     if data.validation_images.shape[0]:
         validation = check(state, data.validation_images, data.validation_labels)
         summary |= {f'val_{name}': value for name, value in validation.items()}
+    state, summary = _freeze_diverged(start, state, summary)
     if task.early_stopping is not None:
         state, summary = _stop_early(task.early_stopping, start, state, summary, members)
     return state, summary
+
+
+def _freeze_diverged(start: TrainState, state: TrainState, summary: dict) -> tuple[TrainState, dict]:
+    """Marks the runs whose training loss turned non-finite this epoch and keeps, from then on, their weights of
+    before it: a diverged member of a sweep stops changing (its later rows are NaN) while the others go on."""
+    if start.diverged is None or 'train_loss' not in summary:
+        return state, summary
+    diverged = start.diverged | ~jnp.isfinite(summary['train_loss'])
+    state = where_members(diverged, start, state).replace(diverged=diverged)
+    # The epoch it diverged in keeps its non-finite loss, so the history shows where; later epochs are NaN.
+    summary = {name: jnp.where(start.diverged, jnp.nan, value) for name, value in summary.items()}
+    return state, summary | {'diverged': diverged}
 
 
 def where_members(mask: jax.Array, if_true: Any, if_false: Any) -> Any:
@@ -300,7 +316,9 @@ def _stop_early(rule, start: TrainState, state: TrainState, summary: dict, membe
     active = ~start.early_stopping.stopped
     # A stopped run trained this epoch inside the vmapped program too; keep its weights from before.
     state = where_members(active, state, start)
-    summary = {name: jnp.where(active, value, jnp.nan) for name, value in summary.items()}
+    summary = {
+        name: value if name == 'diverged' else jnp.where(active, value, jnp.nan) for name, value in summary.items()
+    }
     update = lambda es, value: early_stopping_lib.update(rule, es, value)
     decided, improved = (jax.vmap(update) if members else update)(state.early_stopping, summary[rule.monitor])
     state = state.replace(early_stopping=decided)
@@ -373,11 +391,16 @@ def fit(
         )
         if on_epoch_end is not None:
             state = on_epoch_end(epoch + 1, state, history) or state
-        if task.early_stopping is not None and np.all(metrics['stopped']):
+        if np.all(finished(metrics)):
             break
     if task.early_stopping is not None and task.early_stopping.restore_best_weights:
         state = jax.jit(restore_best)(state)
     return state, history
+
+
+def finished(row: Mapping[str, Any]) -> np.ndarray:
+    """Which runs (members) of a history row have ended: stopped early or diverged."""
+    return np.asarray(row.get('stopped', False)) | np.asarray(row.get('diverged', False))
 
 
 def restore_best(state: TrainState) -> TrainState:

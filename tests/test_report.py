@@ -257,7 +257,8 @@ def test_write_run_writes_results_history_report_and_curves(tmp_path):
     )
     assert statistics == report.variant_statistics(runs)
     results = strict_json((tmp_path / 'results.json').read_text())
-    assert set(results) == {'summary', 'config', 'seeds', 'versions', 'runs', 'statistics'}
+    assert set(results) == {'summary', 'config', 'seeds', 'versions', 'diverged', 'runs', 'statistics'}
+    assert results['diverged'] == {}
     assert results['summary'] == {'headline_accuracy': 0.91}
     assert results['config'] == {'epochs': 3, 'batch_size': 64}
     assert results['seeds'] == [0, 1]

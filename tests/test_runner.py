@@ -1,6 +1,7 @@
 """The runner: member grids and labels, train_variant's runs by member, refused member lists, per-member batch
 orders, checkpoints that resume bit for bit, the caller's hook before the checkpoint, and TensorBoard folders."""
 
+import math
 import os
 
 import jax
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import mlp_task, teacher_data
-from nets import checkpoint, runner, train
+from nets import checkpoint, report, runner, train
 from test_report import read_scalars
 
 NUM_TRAIN, NUM_VALIDATION, BATCH = 512, 128, 64
@@ -266,3 +267,34 @@ def test_a_checkpoint_of_another_state_layout_is_refused_with_one_line(tmp_path)
     assert metadata == {'epoch': 1}
     np.testing.assert_array_equal(restored.params['dense_0']['kernel'], state.params['dense_0']['kernel'])
     saver.close()
+
+
+def test_a_diverged_member_freezes_and_leaves_the_others_bit_for_bit(data, task):
+    """Learning rate 1e30 blows member 1 up in epoch 1: it is marked with that epoch, its later rows are NaN and
+    its weights stay those it started the epoch with; member 0 trains exactly as beside a healthy member."""
+    sweep = lambda rates: runner.train_variant(
+        *task, runner.grid([0], {'optimizer.learning_rate': rates}), data, None, epochs=3, name='d', log=quiet
+    )
+    state, runs = sweep((0.1, 1e30))
+    healthy_state, healthy_runs = sweep((0.1, 0.01))
+    blown, kept = runs['seed=0,optimizer.learning_rate=1e+30'], runs['seed=0,optimizer.learning_rate=0.1']
+    assert blown['diverged_epoch'] == 1 and 'diverged_epoch' not in kept
+    assert not math.isfinite(blown['history'][0]['train_loss'])
+    assert all(math.isnan(row['train_loss']) and row['diverged'] for row in blown['history'][1:])
+    assert [row['diverged'] for row in kept['history']] == [False] * 3
+    start = runner.initial_state(
+        *task, runner.grid([0], {'optimizer.learning_rate': (0.1, 1e30)}), (data.train_images.shape[1],)
+    )
+    jax.tree.map(np.testing.assert_array_equal, train.member(state.params, 1), train.member(start.params, 1))
+    jax.tree.map(np.testing.assert_array_equal, train.member(state.params, 0), train.member(healthy_state.params, 0))
+    timeless = lambda run: [{k: v for k, v in row.items() if 'seconds' not in k} for row in run['history']]
+    assert timeless(kept) == timeless(healthy_runs['seed=0,optimizer.learning_rate=0.1'])
+    assert report.diverged_members({'d': runs}) == {'d/seed=0,optimizer.learning_rate=1e+30': 1}
+
+
+def test_a_run_whose_every_member_diverged_stops_after_that_epoch(data, task):
+    _, runs = runner.train_variant(
+        *task, [{'seed': 0, 'optimizer.learning_rate': 1e30}], data, None, epochs=4, name='d', log=quiet
+    )
+    (run,) = runs.values()
+    assert run['diverged_epoch'] == 1 and len(run['history']) == 1
