@@ -5,18 +5,22 @@ With no flags it runs the baseline into a fresh folder under runs/ and prints wh
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import importlib.util
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
+from typing import Any
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from nets import data as data_lib, parallel, report
+from nets import data as data_lib, parallel, report, validation
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 
@@ -40,7 +44,14 @@ flags.DEFINE_integer('num_processes', None, 'Multi-host: number of processes.')
 flags.DEFINE_integer('process_id', None, 'Multi-host: index of this process.')
 FLAGS = flags.FLAGS
 
-RESULT_FILES = ('results.json', 'checkpoints')
+RECORDED_CONFIG = 'config.json'  # the config a workdir's run was started with; --resume must match it
+LOCK_FILE = '.lock'
+# Fields that --resume may change: they do not alter the numbers of the epochs already trained.
+RESUMABLE_CHANGES = {'epochs': 'may only grow', 'checkpoint_every': 'may change'}
+
+
+class Refused(Exception):
+    """A request launch.py refuses before it trains (one line, exit code 1)."""
 
 
 def experiment_module(config_path: str):
@@ -60,22 +71,107 @@ def default_workdir(config_path: str) -> str:
     return os.path.join(REPO, 'runs', f'{stem}-{time.strftime("%Y%m%d-%H%M%S")}')
 
 
+def saved_checkpoints(workdir: str) -> list[str]:
+    """The checkpoint steps saved in a workdir ('VARIANT/EPOCH'); an empty checkpoints/ folder holds none."""
+    root = os.path.join(workdir, 'checkpoints')
+    if not os.path.isdir(root):
+        return []
+    return [
+        f'{variant}/{step}'
+        for variant in sorted(os.listdir(root))
+        if os.path.isdir(os.path.join(root, variant))
+        for step in sorted(os.listdir(os.path.join(root, variant)))
+        if step.isdigit()
+    ]
+
+
 def check_workdir(workdir: str, resume: bool) -> None:
-    """Refuses to overwrite a workdir that already holds results, unless resuming."""
-    existing = [name for name in RESULT_FILES if os.path.exists(os.path.join(workdir, name))]
+    """Refuses to overwrite a workdir that already holds results or a checkpoint, unless resuming."""
+    existing = [name for name in ('results.json',) if os.path.exists(os.path.join(workdir, name))]
+    existing += ['checkpoints'] if saved_checkpoints(workdir) else []
     if existing and not resume:
-        raise FileExistsError(
+        raise Refused(
             f'--workdir={workdir} already holds {", ".join(existing)}; '
             'pass --resume to continue it or choose another --workdir'
         )
 
 
+def lock_workdir(workdir: str):
+    """An exclusive lock on the workdir, held until this process exits; a second run into it is refused at once."""
+    handle = open(os.path.join(workdir, LOCK_FILE), 'a+')
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise Refused(f'--workdir={workdir} is in use by another run (it holds {LOCK_FILE}); wait for it or choose '
+                      'another --workdir') from None  # fmt: skip
+    return handle
+
+
+def _flat(config: Any, prefix: str = '') -> dict[str, Any]:
+    if isinstance(config, dict):
+        return {k: v for key, value in config.items() for k, v in _flat(value, f'{prefix}{key}.').items()}
+    if isinstance(config, (list, tuple)):
+        return {prefix[:-1]: json.loads(json.dumps(config))}
+    return {prefix[:-1]: config}
+
+
+def check_resume(workdir: str, config: dict) -> None:
+    """Refuses a --resume whose config differs from the one the workdir's run started with, in any field that
+    changes the numbers (RESUMABLE_CHANGES may differ), naming the first such field."""
+    path = os.path.join(workdir, RECORDED_CONFIG)
+    if not os.path.exists(path):
+        raise Refused(f'--resume: {workdir} has no {RECORDED_CONFIG}, so what it ran cannot be checked; start it '
+                      'again in a fresh --workdir')  # fmt: skip
+    with open(path) as file:
+        recorded, requested = _flat(json.load(file)), _flat(json.loads(json.dumps(config)))
+    for key in sorted(set(recorded) | set(requested)):
+        old, new = recorded.get(key, '<absent>'), requested.get(key, '<absent>')
+        if old == new:
+            continue
+        if key == 'epochs' and isinstance(old, int) and isinstance(new, int) and new >= old:
+            continue
+        if key == 'checkpoint_every':
+            continue
+        allowed = f' (it {RESUMABLE_CHANGES[key]})' if key in RESUMABLE_CHANGES else ''
+        raise Refused(f'--resume: --config.{key}={new!r} differs from the {old!r} this workdir ran with{allowed}; '
+                      'resume with the same config or start a fresh --workdir')  # fmt: skip
+
+
+def remove_traces(workdir: str, created: bool) -> None:
+    """After a run failed before its first checkpoint: removes what it made, so that a plain re-run may start."""
+    if saved_checkpoints(workdir) or os.path.exists(os.path.join(workdir, 'results.json')):
+        return
+    if created:
+        shutil.rmtree(workdir, ignore_errors=True)
+        return
+    for name in ('checkpoints', 'tensorboard', RECORDED_CONFIG):
+        path = os.path.join(workdir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
 def enable_compilation_cache(directory: str) -> None:
-    """Persists compiled programs so that a re-run of the same config skips XLA compilation."""
-    os.makedirs(directory, exist_ok=True)
+    """Persists compiled programs so that a re-run of the same config skips XLA compilation; an unusable directory
+    costs a warning line and the cache, not the run."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=directory)
+        probe.close()
+    except OSError as error:
+        print(f'launch.py: warning: --compilation_cache_dir={directory} is not writable ({error.strerror}); '
+              'compiling without the cache', file=sys.stderr)  # fmt: skip
+        return
     jax.config.update('jax_compilation_cache_dir', directory)
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
     jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+
+def fail(message: str, code: int = 1) -> None:
+    print(f'launch.py: error: {message}', file=sys.stderr)
+    sys.exit(code)
 
 
 def main(argv):
@@ -85,14 +181,26 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     config_path = config_flags.get_config_filename(FLAGS['config'])
     workdir = os.path.abspath(FLAGS.workdir or default_workdir(config_path))
+    config = FLAGS.config.to_dict()
+    created = not os.path.exists(workdir)
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        lock = lock_workdir(workdir)  # noqa: F841 (held until exit)
+    except OSError as error:
+        fail(f'--workdir={workdir} cannot be used: {error.strerror or error}')
+    except Refused as error:
+        fail(str(error))
+    started = time.perf_counter()
     try:
         check_workdir(workdir, FLAGS.resume)
+        module = experiment_module(config_path)
+        validation.check(FLAGS.config, getattr(module, 'CONFIG_RULES', None))
+        if FLAGS.resume:
+            check_resume(workdir, config)
+        report.write_json(os.path.join(workdir, RECORDED_CONFIG), config)
         parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
         if FLAGS.compilation_cache_dir:
             enable_compilation_cache(FLAGS.compilation_cache_dir)
-        module = experiment_module(config_path)
-        os.makedirs(workdir, exist_ok=True)
-        started = time.perf_counter()
         summary = module.run(
             FLAGS.config,
             workdir,
@@ -100,12 +208,50 @@ def main(argv):
             cache_dir=FLAGS.cache_dir,
             resume=FLAGS.resume,
         )
-    except (ValueError, FileExistsError, data_lib.DataError) as error:
-        print(f'launch.py: error: {error}', file=sys.stderr)
-        sys.exit(1)
+    except (Refused, ValueError, FileExistsError, data_lib.DataError) as error:
+        remove_traces(workdir, created)
+        fail(str(error))
+    except OSError as error:
+        remove_traces(workdir, created)
+        fail(f'{error.strerror or type(error).__name__}: {error.filename or error}')
+    except BaseException:
+        remove_traces(workdir, created)
+        raise
     report.log(json.dumps(summary))
     report.log(f'finished in {time.perf_counter() - started:.1f}s; report: {os.path.join(workdir, "report.md")}')
+    diverged = read_diverged(workdir)
+    if diverged and not config.get('allow_divergence', False):
+        members = ', '.join(f'{member} in epoch {epoch}' for member, epoch in diverged.items())
+        fail(f'training diverged (non-finite loss): {members}; results so far are in {workdir}', code=3)
+
+
+def read_diverged(workdir: str) -> dict[str, int]:
+    """The members that results.json marks as diverged."""
+    path = os.path.join(workdir, 'results.json')
+    if not os.path.exists(path):
+        return {}
+    with open(path) as file:
+        return json.load(file).get('diverged', {})
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with a bad flag (a missing config file, an unknown --config key, a value of the wrong
+    type) reported in one line instead of a traceback or the whole usage text."""
+    try:
+        remaining = FLAGS(argv)
+        FLAGS.config.keys()  # config_flags reports a config file that failed to load only when it is read
+        return remaining
+    except Exception as error:  # config_flags raises many kinds while it loads the file and applies overrides
+        text = str(error).strip()
+        message = text.splitlines()[0] if text else type(error).__name__
+        if message.endswith(':') and len(text.splitlines()) > 1:  # the reason is on the last line
+            message = f'{message} {text.splitlines()[-1].strip()}'
+        if 'Failed loading config file' in text:  # its last line says why: no such file, a syntax error
+            message = f'--config cannot be loaded: {text.splitlines()[-1].strip()}'
+        elif isinstance(error, AttributeError):  # an override of a field the config does not have
+            message = f"unknown --config key {message.strip(chr(34) + chr(39))!r}; see the experiment's get_config"
+        fail(message, code=2)
 
 
 if __name__ == '__main__':
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

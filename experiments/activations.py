@@ -45,19 +45,22 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.early_stopping = {}
     config.batch_size = 128
     config.negative_slope = 0.01
+    # The dead-unit sweep's highest learning rate is meant to blow some nets up: their divergence is a result, so
+    # it is recorded (results.json 'diverged') without failing the run.
+    config.allow_divergence = True
     config.deep = dict(
-        model=dict(name='mlp', hidden_widths=(100,) * 10),
+        model=tasks.model_config(hidden_widths=(100,) * 10),
         optimizer=dict(name='momentum', learning_rate=0.01, momentum=0.9),
         epochs=10,
     )
     config.dead = dict(
-        model=dict(name='mlp', hidden_widths=(100,) * 10),
+        model=tasks.model_config(hidden_widths=(100,) * 10),
         optimizer=dict(name='sgd', learning_rate=0.1),
         learning_rates=(0.1, 0.3, 1.0),
         epochs=5,
     )
     config.shallow = dict(
-        model=dict(name='mlp', hidden_widths=(100,)),
+        model=tasks.model_config(hidden_widths=(100,)),
         optimizer=dict(name='momentum', learning_rate=0.01, momentum=0.9),
         epochs=10,
     )

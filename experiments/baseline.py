@@ -27,7 +27,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data_seed = 0
     config.shuffle = 'shared'
     # The task (nets.tasks): model, optimizer, penalties, loss, early stopping, batch size.
-    config.model = dict(
+    config.model = tasks.model_config(
         name='mlp',
         hidden_widths=(512, 512),
         activation='relu',

@@ -45,8 +45,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.penalties = ()
     config.early_stopping = {}
     config.ioffe = dict(
-        model=dict(name='mlp', hidden_widths=(100, 100, 100), activation='sigmoid', kernel_init='normal',
-                   init_std=0.1),
+        model=tasks.model_config(hidden_widths=(100, 100, 100), activation='sigmoid', kernel_init='normal',
+                                 init_std=0.1),
         optimizer=dict(name='sgd', learning_rate=1.0),
         batch_size=60,
         epochs=60,  # 833 steps an epoch on 50,000 images: 49,980 steps
@@ -57,8 +57,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         unit=0,  # the sigmoid of the last hidden layer whose input percentiles are drawn
     )  # fmt: skip
     config.nikolenko = dict(
-        model=dict(name='mlp', hidden_widths=(100, 100), activation='tanh', kernel_init='truncated_normal',
-                   init_std=0.1),
+        model=tasks.model_config(hidden_widths=(100, 100), activation='tanh', kernel_init='truncated_normal',
+                                 init_std=0.1),
         optimizer=dict(name='sgd', learning_rate=0.01),
         batch_size=100,
         epochs=20,

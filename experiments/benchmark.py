@@ -27,7 +27,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.repeats = 10
     # Each a task in the schema of nets.tasks.
     config.network = dict(
-        model=dict(name='mlp', hidden_widths=(512, 512), activation='relu', hidden_dropout=0.2),
+        model=tasks.model_config(hidden_widths=(512, 512), activation='relu', hidden_dropout=0.2),
         optimizer=dict(name='adam', learning_rate=0.001),
         batch_size=128,
     )
@@ -35,7 +35,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.python_loop_epochs = 4
     # The init-comparison sweep of the initialization issue: 784-4x100 tanh-10, SGD lr 0.01, batch 64.
     config.sweep = dict(
-        model=dict(name='mlp', hidden_widths=(100, 100, 100, 100), activation='tanh'),
+        model=tasks.model_config(hidden_widths=(100, 100, 100, 100), activation='tanh'),
         optimizer=dict(name='sgd', learning_rate=0.01),
         batch_size=64,
     )

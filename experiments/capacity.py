@@ -17,13 +17,14 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, report, runner, tasks, train
+from nets import data as data_lib, report, runner, tasks, train, validation
 
 FUNCTIONS = {
     'sin': lambda x: np.sin(2 * np.pi * x),  # two periods on [-1, 1]: smooth
     'abs': np.abs,  # continuous, with a kink
     'step': lambda x: (x > 0).astype(np.float64),  # not continuous: the uniform error cannot vanish
 }
+CONFIG_RULES = {'functions': validation.several(validation.name_in(FUNCTIONS))}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -50,7 +51,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.test_limit = ml_collections.FieldReference(None, field_type=int)
     config.parameter_budget = 100_000
     config.depths = (1, 2, 4, 8)
-    config.model = dict(name='mlp', hidden_widths=(), activation='relu', kernel_init='he_normal')  # widths per depth
+    config.model = tasks.model_config(hidden_widths=(), activation='relu', kernel_init='he_normal')  # widths per depth
     config.optimizer = dict(name='adam', learning_rate=1e-3, schedule={}, transforms=())
     config.penalties = ()
     config.loss = 'softmax_cross_entropy'

@@ -41,7 +41,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data_seed = 0
     config.checkpoint_every = 10
     # The fixed net; the growing nets are the same with hidden_widths=(start_width,).
-    config.model = dict(name='mlp', hidden_widths=(128,), activation='relu', kernel_init='glorot_uniform')
+    config.model = tasks.model_config(hidden_widths=(128,), activation='relu', kernel_init='glorot_uniform')
     config.optimizer = dict(name='adam', learning_rate=1e-3)
     config.loss = 'softmax_cross_entropy'
     config.batch_size = 128

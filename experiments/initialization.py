@@ -40,14 +40,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.penalties = ()
     config.early_stopping = {}
     config.shallow = dict(
-        model=dict(name='mlp', hidden_widths=(100,) * 4, activation='tanh'),
+        model=tasks.model_config(hidden_widths=(100,) * 4, activation='tanh'),
         optimizer=dict(name='sgd', learning_rate=0.01),
         batch_size=64,
         epochs=30,
         inits=('uniform', 'glorot_normal'),
     )
     deep = dict(
-        model=dict(name='mlp', hidden_widths=(100,) * 30),
+        model=tasks.model_config(hidden_widths=(100,) * 30),
         # 0.01 made the 30-layer He ReLU net unstable (train accuracy fell from 0.88 to 0.72 over epochs 3-9).
         optimizer=dict(name='momentum', learning_rate=0.003, momentum=0.9),
         batch_size=128,

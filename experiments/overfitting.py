@@ -34,7 +34,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.seeds = (0, 1, 2)
     config.data_seed = 0
     config.checkpoint_every = 10
-    config.model = dict(name='mlp', hidden_widths=(512, 512), activation='relu', kernel_init='he_normal')
+    config.model = tasks.model_config(hidden_widths=(512, 512), activation='relu', kernel_init='he_normal')
     config.optimizer = dict(name='adam', learning_rate=1e-3, transforms=())
     config.penalties = ()
     config.loss = 'softmax_cross_entropy'

@@ -28,7 +28,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data_seed = 0
     config.checkpoint_every = 5
     config.epochs = 10
-    config.model = dict(name='mlp', hidden_widths=(100, 100), activation='relu', kernel_init='he_normal')
+    config.model = tasks.model_config(hidden_widths=(100, 100), activation='relu', kernel_init='he_normal')
     config.optimizer = dict(name='momentum', learning_rate=0.01, momentum=0.9)
     config.loss = 'softmax_cross_entropy'
     config.penalties = ()

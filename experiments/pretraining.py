@@ -19,13 +19,22 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, pretraining, report, runner, tasks, train
+from nets import data as data_lib, pretraining, report, runner, tasks, train, validation
 
 METHODS = ('random', 'ae_finetune', 'ae_frozen', 'subsample')
 # Kingma et al. 2014, Table 1 (test error): a plain neural net and a contractive autoencoder (CAE);
 # Hinton & Salakhutdinov 2006: 1.2% with all labels after pretraining.
 PUBLISHED = {'NN (Kingma et al.)': {100: 0.258, 1000: 0.107}, 'CAE (Kingma et al.)': {100: 0.1347, 1000: 0.0477}}
 PUBLISHED_ALL = {'pretrained DBN-init net (Hinton & Salakhutdinov)': 0.012}
+
+
+def _label_count(path: str, value) -> None:
+    multiple_of_ten = isinstance(value, str) and value.isdigit() and int(value) >= 10 and int(value) % 10 == 0
+    if value != 'all' and not multiple_of_ten:
+        raise ValueError(f"config.{path} must be 'all' or a multiple of 10 labels (one tenth a class), got {value!r}")
+
+
+CONFIG_RULES = {'labels': validation.several(_label_count)}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -45,7 +45,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.seeds = (0, 1, 2)
     config.data_seed = 0
     config.checkpoint_every = 1
-    config.model = dict(name='mlp', hidden_widths=(300, 100), activation='relu', kernel_init='glorot_uniform')
+    config.model = tasks.model_config(hidden_widths=(300, 100), activation='relu', kernel_init='glorot_uniform')
     config.optimizer = dict(name='adam', learning_rate=1e-3, transforms=())
     config.penalties = ()
     config.loss = 'softmax_cross_entropy'

@@ -21,10 +21,14 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, optimizers, report, runner, tasks
+from nets import data as data_lib, optimizers, report, runner, tasks, validation
 
 OPTIMIZERS = ('sgd', 'momentum', 'adam')
 SCHEDULES = ('constant', 'step_decay', 'cosine_decay', 'warmup_cosine_decay', 'reduce_on_plateau')
+
+
+# Each optimizer's learning-rate grid: (log10 low, log10 high, count).
+CONFIG_RULES = {f'grids.{name}': validation.grid for name in optimizers.OPTIMIZERS}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -37,7 +41,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.seeds = (0, 1, 2)
     config.data_seed = 0
     config.checkpoint_every = 5
-    config.model = dict(name='mlp', hidden_widths=(100, 100), activation='relu', kernel_init='he_normal')
+    config.model = tasks.model_config(hidden_widths=(100, 100), activation='relu', kernel_init='he_normal')
     config.optimizer = dict(name='sgd', learning_rate=0.1)
     config.loss = 'softmax_cross_entropy'
     config.penalties = ()

@@ -23,6 +23,7 @@ import math
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
+import ml_collections
 import numpy as np
 
 from nets import early_stopping as early_stopping_lib, losses, models, optimizers, orders, regularizers, train
@@ -61,6 +62,29 @@ def _check_number(path: str, value: Any, low: float = -math.inf, low_inclusive: 
     if not ok:
         bound = f'>= {low}' if low_inclusive else f'> {low}'
         raise ValueError(f'config.{path} must be a finite number {bound}, got {value!r}')
+
+
+# The model fields model_config leaves out unless given: a traced dropout rate of 0 still draws a mask every step.
+_UNSET_UNLESS_GIVEN = ('input_dropout', 'hidden_dropout')
+
+
+def model_config(name: str = 'mlp', **fields: Any) -> ml_collections.ConfigDict:
+    """config.model with every field of model `name` at its default, updated by `fields`, so that `--config.model.X`
+    can set any of them; a None default becomes a typed placeholder that the command line can fill. Dropout rates
+    are there only when given (a rate that a sweep may trace costs a mask draw even at 0)."""
+    spec = models.get_model(name)
+    config = ml_collections.ConfigDict({'name': name})
+    for field in dataclasses.fields(spec.module):
+        if field.name in ('parent', 'name') or (field.name in _UNSET_UNLESS_GIVEN and field.name not in fields):
+            continue
+        value = fields.pop(field.name, field.default)
+        if value is None:
+            kind = {'batch_norm': str, 'init_std': float, 'batch_norm_layers': tuple}[field.name]
+            value = ml_collections.config_dict.placeholder(kind)
+        config[field.name] = value
+    if fields:
+        raise ValueError(f'unknown field model.{sorted(fields)[0]}; allowed: {", ".join(config)}')
+    return config
 
 
 def sweepable_defaults(config: Mapping[str, Any]) -> dict[str, float]:

@@ -1,5 +1,6 @@
 """launch.py end to end with :quick: results.json, refusals with one clear line, and bit-identical resume."""
 
+import fcntl
 import json
 import math
 import os
@@ -12,6 +13,7 @@ import pytest
 
 from experiments import baseline
 from nets import checkpoint, tasks, train
+from test_report import strict_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = 'experiments/baseline.py:quick'
@@ -98,7 +100,7 @@ def test_unknown_activation_exits_with_one_clear_line(launch, tmp_path):
         f'--config={QUICK}', f'--workdir={tmp_path / "run"}', '--config.model.activation=swish', expect_success=False
     )
     line = _one_error_line(result)
-    assert "unknown activation 'swish'" in line and 'relu' in line
+    assert 'config.model.activation' in line and "'swish'" in line and "'relu'" in line
     assert not (tmp_path / 'run' / 'results.json').exists()
 
 
@@ -108,6 +110,94 @@ def test_missing_data_dir_exits_with_one_clear_line(launch, tmp_path):
     )
     line = _one_error_line(result)
     assert '/no/such/tfds' in line and '--data_dir' in line
+    assert not (tmp_path / 'run').exists()  # the run failed before its first checkpoint: no trace left behind
+
+
+@pytest.mark.parametrize(
+    'flags,words',
+    [
+        (['--config=experiments/no_such_experiment.py'], ['cannot be loaded', 'no_such_experiment.py']),
+        ([f'--config={QUICK}', '--config.no_such_key=1'], ["unknown --config key 'no_such_key'"]),
+        (['--config=experiments/baseline.py:bogus'], ["unknown baseline config argument 'bogus'"]),
+        ([f'--config={QUICK}', '--config.epochs=ten'], ['--config.epochs', 'ten']),
+        ([f'--config={QUICK}', '--config.epochs=0'], ['config.epochs', '>= 1', 'got 0']),
+        ([f'--config={QUICK}', '--config.seeds=()'], ['config.seeds', 'at least one']),
+        ([f'--config={QUICK}', '--config.seeds=(3,3)'], ['config.seeds', 'twice']),
+        ([f'--config={QUICK}', '--config.optimizer.learning_rate=nan'], ['config.optimizer.learning_rate', '> 0']),
+        ([f'--config={QUICK}', '--config.batch_size=5000'], ['config.batch_size', '2000 training examples']),
+        ([f'--config={QUICK}', '--config.model.hidden_widths=(0,)'], ['config.model.hidden_widths[0]', '>= 1']),
+    ],
+)
+def test_bad_input_exits_with_one_line_before_any_data_loads(launch, tmp_path, flags, words):
+    workdir = tmp_path / 'run'
+    # A data directory that does not exist: a check that came after loading would fail on it instead.
+    result = launch(*flags, f'--workdir={workdir}', '--data_dir=/no/such/tfds', expect_success=False)
+    line = _one_error_line(result)
+    assert all(word in line for word in words), line
+    assert 'Traceback' not in result.stderr
+    assert not workdir.exists()  # nothing left that would block a plain re-run
+
+
+def test_a_busy_workdir_is_refused_at_once(launch, tmp_path):
+    workdir = tmp_path / 'busy'
+    workdir.mkdir()
+    with open(workdir / '.lock', 'a+') as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        line = _one_error_line(launch(f'--config={QUICK}', f'--workdir={workdir}', expect_success=False))
+    assert 'in use by another run' in line and str(workdir) in line
+    assert sorted(path.name for path in workdir.iterdir()) == ['.lock']
+
+
+def test_resume_with_a_changed_learning_rate_is_refused_naming_it(launch, quick_run):
+    workdir, _ = quick_run
+    before = (workdir / 'results.json').read_bytes()
+    result = launch(
+        f'--config={QUICK}', f'--workdir={workdir}', '--resume', '--config.optimizer.learning_rate=0.01',
+        expect_success=False,
+    )  # fmt: skip
+    line = _one_error_line(result)
+    assert '--config.optimizer.learning_rate=0.01' in line and '0.001' in line
+    assert (workdir / 'results.json').read_bytes() == before
+
+
+def test_a_diverged_run_writes_strict_json_marks_the_member_and_exits_non_zero(launch, tmp_path):
+    workdir = tmp_path / 'diverged'
+    result = launch(
+        f'--config={QUICK}', f'--workdir={workdir}', '--config.optimizer.learning_rate=1e30', '--config.epochs=3',
+        '--config.refit=False', expect_success=False,
+    )  # fmt: skip
+    assert result.returncode == 3
+    line = _one_error_line(result)
+    assert 'diverged' in line and 'baseline/seed=0 in epoch 1' in line
+    results = strict_json((workdir / 'results.json').read_text())
+    assert results['diverged'] == {'baseline/seed=0': 1}
+    assert len(results['runs']['baseline']['seed=0']['history']) == 1  # it stopped at the end of that epoch
+    assert 'Diverged' in (workdir / 'report.md').read_text()
+
+
+def test_results_record_the_commit_the_device_and_every_config_field(quick_run):
+    workdir, _ = quick_run
+    results = json.loads((workdir / 'results.json').read_text())
+    versions = results['versions']
+    assert len(versions['git_commit']) == 40 and versions['git_dirty'] in ('true', 'false')
+    assert versions['backend'] == jax.default_backend() and versions['device'] and versions['orbax-checkpoint']
+    assert results['config'] == json.loads(json.dumps(baseline.get_config('quick').to_dict()))
+    assert json.loads((workdir / 'config.json').read_text()) == results['config']
+
+
+def test_none_valued_model_fields_can_be_set_from_the_command_line(launch, tmp_path):
+    workdir = tmp_path / 'batch_norm'
+    launch(
+        f'--config={QUICK}', f'--workdir={workdir}', '--config.model.batch_norm=before',
+        '--config.model.activation=leaky_relu', '--config.model.negative_slope=0.2', '--config.refit=False',
+    )  # fmt: skip
+    results = json.loads((workdir / 'results.json').read_text())
+    assert results['config']['model']['batch_norm'] == 'before'
+    assert results['config']['model']['negative_slope'] == 0.2
+    task, hparams = tasks.build(results['config'], (784,))
+    state, _ = _final_state(workdir, train.init_state(task, hparams, jax.random.PRNGKey(0), (784,)))
+    assert list(state.batch_stats) == ['batch_norm_0']  # the net that trained had batch norm
+    assert float(state.hparams['model.negative_slope']) == pytest.approx(0.2)
 
 
 def _final_state(workdir, like_state):

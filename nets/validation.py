@@ -1,0 +1,325 @@
+"""Checks every field of an experiment's config before any data loads, by the field's name, and refuses a bad value
+with one line that names the field, the value and what is allowed.
+
+A field's name says what it holds: `epochs`, `steps` and `batch_size` are counts (integers >= 1), a `*_seed` is an
+integer >= 0, `learning_rate` and `l2` are finite numbers > 0, `hidden_dropout` is a rate in [0, 1), `activation`
+is a registered name. A plural holds several (`learning_rates`, `inits`), none twice: each becomes a member or a
+variant, and the results are keyed by it. `RULES` maps each name to its check, an experiment adds the names only
+it uses (its `CONFIG_RULES`), and a field with no rule is itself refused, so a new field cannot go unchecked.
+Every sub-config that is a task (it has `model` and `optimizer`) is also built by `nets.tasks.build`, which checks
+the task schema against the input shape. Finally no batch may be larger than the training set it draws from.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping, Sequence
+
+from nets import activations, data as data_lib, growth, initializers, losses, models, optimizers, orders, pruning, tasks
+
+Rule = Callable[[str, Any], None]
+
+
+def _plain(value: Any) -> Any:
+    value = value.to_dict() if hasattr(value, 'to_dict') else value
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return tuple(_plain(item) for item in value)
+    return value
+
+
+def _refuse(path: str, value: Any, allowed: str) -> None:
+    raise ValueError(f'config.{path} must be {allowed}, got {value!r}')
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def integer(low: int, optional: bool = False) -> Rule:
+    """An integer >= low (or None when optional)."""
+    allowed = f'an integer >= {low}' + (' or None' if optional else '')
+
+    def rule(path: str, value: Any) -> None:
+        if optional and value is None:
+            return
+        if not _is_int(value) or value < low:
+            _refuse(path, value, allowed)
+
+    return rule
+
+
+def number(low: float = -math.inf, high: float = math.inf, *, low_open: bool = False, high_open: bool = False) -> Rule:
+    """A finite number in the interval from low to high (open or closed at each end)."""
+    left, right = '(' if low_open else '[', ')' if high_open else ']'
+    allowed = f'a finite number in {left}{low:g}, {high:g}{right}'
+    if high == math.inf:
+        allowed = f'a finite number {">" if low_open else ">="} {low:g}'
+
+    def rule(path: str, value: Any) -> None:
+        ok = _is_number(value)
+        ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+        if not ok:
+            _refuse(path, value, allowed)
+
+    return rule
+
+
+def positive(path: str, value: Any) -> None:
+    """A finite number > 0."""
+    number(0.0, low_open=True)(path, value)
+
+
+def rate(path: str, value: Any) -> None:
+    """A rate in [0, 1): dropout, momentum, masking noise."""
+    number(0.0, 1.0, high_open=True)(path, value)
+
+
+def fraction(path: str, value: Any) -> None:
+    """A fraction in (0, 1]: a kept share, a subsample, a decay factor."""
+    number(0.0, 1.0, low_open=True)(path, value)
+
+
+def name_in(choices: Sequence[str] | Mapping[str, Any], *, optional: bool = False) -> Rule:
+    """One of `choices` (or None / '' when optional)."""
+    names = list(choices)
+
+    def rule(path: str, value: Any) -> None:
+        if optional and value in (None, ''):
+            return
+        if not isinstance(value, str) or value not in names:
+            _refuse(path, value, 'one of ' + ', '.join(map(repr, names)) + (' or empty' if optional else ''))
+
+    return rule
+
+
+def boolean(path: str, value: Any) -> None:
+    """True or False."""
+    if not isinstance(value, bool):
+        _refuse(path, value, 'True or False')
+
+
+def several(each: Rule, *, distinct: bool = True, allow_empty: bool = False) -> Rule:
+    """A tuple of values that each pass `each`; distinct (each becomes a member or a variant) unless told."""
+
+    def rule(path: str, value: Any) -> None:
+        if not isinstance(value, tuple) or (not value and not allow_empty):
+            _refuse(path, value, 'a tuple' + ('' if allow_empty else ' of at least one value'))
+        for index, item in enumerate(value):
+            each(f'{path}[{index}]', item)
+        if distinct and len(set(value)) != len(value):
+            repeated = next(item for item in value if value.count(item) > 1)
+            raise ValueError(f'config.{path} names {repeated!r} twice; each value once, got {value!r}')
+
+    return rule
+
+
+def one_or_several(each: Rule) -> Rule:
+    """One value or a tuple of distinct values."""
+    return lambda path, value: (several(each) if isinstance(value, tuple) else each)(path, value)
+
+
+def grid(path: str, value: Any) -> None:
+    """(low, high, count): `count` >= 2 values from low to high."""
+    if (
+        not isinstance(value, tuple)
+        or len(value) != 3
+        or not all(_is_number(item) for item in value[:2])
+        or not _is_int(value[2])
+        or value[2] < 2
+        or not value[0] < value[1]
+    ):
+        _refuse(path, value, '(low, high, count) with finite low < high and an integer count >= 2')
+
+
+count = integer(1)
+counts = several(count, distinct=False)
+ignored = lambda path, value: None  # checked by nets.tasks.build with the whole task (penalties, transforms, ...)
+
+RULES: dict[str, Rule] = {
+    # what runs and on what
+    'dataset': name_in(data_lib.DATASETS),
+    'seeds': several(integer(0)),
+    **{name: integer(0) for name in ('seed', 'data_seed', 'split_seed', 'problem_seed', 'subset_seed')},
+    **{name: integer(0) for name in ('saliency_seed', 'mc_seed', 'unit', 'layer', 'validation_size')},
+    'train_limit': integer(1, optional=True),
+    'test_limit': integer(1, optional=True),
+    'shuffle': name_in(('shared', 'per_member')),
+    'refit': boolean,
+    'allow_divergence': boolean,
+    # counts
+    **{
+        name: count
+        for name in (
+            'epochs',
+            'batch_size',
+            'steps',
+            'checkpoint_every',
+            'epoch_size',
+            'probe_size',
+            'repeats',
+            'timing_repeats',
+            'best_of',
+            'units_per_growth',
+            'window',
+            'start_width',
+            'group_width',
+            'sample_size',
+            'mc_samples',
+            'gemm_size',
+            'features',
+            'num_train',
+            'num_validation',
+            'num_grid',
+            'parameter_budget',
+            'gradient_descent_steps',
+            'lecture_rounds',
+            'obd_probes',
+            'saliency_examples',
+            'num_classes',
+            'growth_epochs',
+            'python_loop_epochs',
+            'sweep_epochs',
+            'schedule_epochs',
+            'retrain_epochs',
+            'ticket_epochs',
+        )
+    },  # fmt: skip
+    'patience': integer(0),
+    **{name: counts for name in ('batch_sizes', 'epochs_by_size', 'passes')},
+    **{name: several(count) for name in ('depths', 'widths', 'train_sizes', 'sweep_members', 'naive_members')},
+    'hidden_widths': several(count, distinct=False, allow_empty=True),
+    'neuron_widths': several(several(count, distinct=False)),
+    'batch_norm_layers': lambda path, value: value is None or several(integer(0), allow_empty=True)(path, value),
+    # numbers
+    **{name: positive for name in ('learning_rate', 'retrain_learning_rate', 'condition', 'whitening_epsilon')},
+    **{name: positive for name in ('tolerance', 'rtol')},
+    'init_std': lambda path, value: value is None or positive(path, value),
+    'batch_norm_epsilon': positive,
+    'batch_norm_momentum': rate,
+    'init_scale': number(0.0),
+    'noise': number(0.0),
+    'lecture_tolerance': number(0.0),
+    'negative_slope': number(0.0, 1.0, high_open=True),  # a slope of 1 makes leaky ReLU the identity
+    **{name: rate for name in ('input_dropout', 'hidden_dropout', 'masking_noise', 'momentum', 'warmup_fraction')},
+    **{name: fraction for name in ('input_fraction', 'subsample_fraction', 'ticket_level', 'lecture_step')},
+    **{name: fraction for name in ('learning_rate_decay', 'factor')},
+    **{name: one_or_several(positive) for name in ('l1', 'l2', 'decay')},
+    **{name: several(positive) for name in ('learning_rates', 'encoder_learning_rate_factors')},
+    'feature_std': several(positive),
+    'true_weights': several(number(), distinct=False),
+    'max_norm': one_or_several(positive),
+    **{name: several(rate) for name in ('dropout', 'frozen_hidden_dropout')},
+    'keep_levels': several(fraction),
+    'ridge_grid': grid,
+    # names
+    'activation': name_in(activations.ACTIVATIONS),
+    'kernel_init': name_in(initializers.INITIALIZERS),
+    'inits': several(name_in(initializers.INITIALIZERS)),
+    'loss': name_in(losses.LOSSES),
+    'order': name_in(orders.ORDERS),
+    'orders': several(name_in(orders.ORDERS)),
+    'criteria': several(name_in(pruning.CRITERIA)),
+    'strategies': several(name_in(growth.STRATEGIES)),
+    'exact_shapes_strategy': name_in(growth.STRATEGIES, optional=True),
+    'bucket': name_in(growth.BUCKETS),
+    'monitor': name_in(('train_loss', 'val_loss')),
+    'schedules': several(name_in(('constant', *optimizers.SCHEDULES))),
+    'batch_norm': lambda path, value: name_in(('before', 'after'), optional=True)(path, value),
+    'tied_weights': boolean,
+    'model.name': name_in(models.MODELS),
+    'optimizer.name': name_in(optimizers.OPTIMIZERS),
+    # parts of the task schema that nets.tasks.build checks as a whole
+    **{name: ignored for name in ('penalties', 'transforms', 'schedule', 'early_stopping')},
+}
+TASK_FIELDS = ('loss', 'penalties', 'early_stopping', 'batch_size', 'order')
+
+
+def _leaves(config: Mapping[str, Any], prefix: str = '') -> list[tuple[str, Any]]:
+    """(path, value) of every field, descending into sub-configs but not into the task schema's own dicts."""
+    found = []
+    for key, value in config.items():
+        path = f'{prefix}{key}'
+        if isinstance(value, Mapping) and value and key not in ('schedule', 'early_stopping'):
+            found += _leaves(value, f'{path}.')
+        else:
+            found.append((path, value))
+    return found
+
+
+def _rule_for(path: str, rules: Mapping[str, Rule]) -> Rule | None:
+    parts = path.split('.')
+    for start in range(len(parts)):  # the longest suffix with a rule: 'model.name' before 'name'
+        rule = rules.get('.'.join(parts[start:]))
+        if rule is not None:
+            return rule
+    return None
+
+
+def _training_examples(config: Mapping[str, Any], node: Mapping[str, Any]) -> tuple[int, str] | None:
+    """How many examples a batch drawn inside `node` comes from, and where that number comes from."""
+    if 'num_train' in node:
+        return node['num_train'], 'num_train'
+    if 'train_sizes' in config:
+        return min(config['train_sizes']), 'the smallest of train_sizes'
+    if config.get('train_limit') is not None:
+        return config['train_limit'], 'train_limit'
+    dataset = config.get('dataset')
+    if dataset in data_lib.TRAIN_EXAMPLES:
+        available = data_lib.TRAIN_EXAMPLES[dataset] - config.get('validation_size', 0)
+        return available, f"{dataset}'s {data_lib.TRAIN_EXAMPLES[dataset]} less validation_size"
+    return None
+
+
+def _check_batches(config: Mapping[str, Any], node: Mapping[str, Any], prefix: str) -> None:
+    for key, value in node.items():
+        if isinstance(value, Mapping):
+            _check_batches(config, value, f'{prefix}{key}.')
+        elif key in ('batch_size', 'batch_sizes'):
+            available = _training_examples(config, node)
+            sizes = value if isinstance(value, tuple) else (value,)
+            if available is not None and max(sizes) > available[0]:
+                raise ValueError(
+                    f'config.{prefix}{key}={value!r} is larger than the {available[0]} training examples '
+                    f'({available[1]}); a batch must be at most that'
+                )
+
+
+def check(config: Any, rules: Mapping[str, Rule] | None = None, input_shape: Sequence[int] | None = None) -> None:
+    """Refuses `config` with one line (ValueError) at its first bad field; `rules` adds the experiment's own."""
+    config = _plain(config)
+    rules = {**RULES, **(rules or {})}
+    if config.get('validation_size', 0) and config.get('dataset') in data_lib.TRAIN_EXAMPLES:
+        integer(0)('validation_size', config['validation_size'])
+        if config['validation_size'] >= data_lib.TRAIN_EXAMPLES[config['dataset']]:
+            _refuse('validation_size', config['validation_size'], 'smaller than the training split')
+    for path, value in _leaves(config):
+        rule = _rule_for(path, rules)
+        if rule is None:
+            raise ValueError(f"config.{path} has no check; name what it may hold in the experiment's CONFIG_RULES")
+        rule(path, value)
+    _check_batches(config, config, '')
+    if input_shape is None and config.get('dataset') in data_lib.DATASETS:
+        input_shape = (math.prod(data_lib.image_shape(config['dataset'])),)
+    for prefix, task in _tasks(config):
+        merged = {**{name: config[name] for name in TASK_FIELDS if name in config}, **task}
+        if input_shape is not None and 'batch_size' in merged:
+            try:
+                tasks.build(merged, input_shape)
+            except ValueError as error:
+                message = str(error)
+                raise ValueError(message.replace('config.', f'config.{prefix}', 1) if prefix else message) from None
+
+
+def _tasks(config: Mapping[str, Any], prefix: str = '') -> list[tuple[str, Mapping[str, Any]]]:
+    """Every sub-config that describes a task (it has model and optimizer), with its path."""
+    found = [(prefix, config)] if 'model' in config and 'optimizer' in config else []
+    for key, value in config.items():
+        if isinstance(value, Mapping) and key not in ('model', 'optimizer'):
+            found += _tasks(value, f'{prefix}{key}.')
+    return found

@@ -1,0 +1,205 @@
+"""The config validator of every experiment: random bad values are refused with one line naming the field, random
+good ones are accepted, and every field has a check (hypothesis)."""
+
+import copy
+import glob
+import importlib
+import math
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from nets import validation
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPERIMENTS = sorted(
+    os.path.splitext(os.path.basename(path))[0]
+    for path in glob.glob(os.path.join(REPO, 'experiments', '*.py'))
+    if not path.endswith('__init__.py')
+)
+# The task schema's own parts, which nets.tasks.build checks as a whole (tests/test_tasks.py).
+SCHEMA_PARTS = ('penalties', 'transforms', 'schedule', 'early_stopping')
+# Fields whose values are read together with others (parallel tuples, shapes that must fit the data): a good value
+# for them alone is not defined by the field, so they are fuzzed with bad values only.
+COUPLED = (
+    'batch_sizes',
+    'epochs_by_size',
+    'passes',
+    'labels',
+    'train_sizes',
+    'validation_size',
+    'batch_size',
+    'train_limit',
+    'num_train',
+    'unit',
+    'layer',
+    'batch_norm_layers',
+    'start_width',
+    'hidden_widths',
+    'sample_size',
+    'probe_size',
+    'saliency_examples',
+    'epoch_size',
+    'neuron_widths',
+    'group_width',
+    'parameter_budget',
+    'ticket_level',
+    'features',
+    'true_weights',
+    'num_classes',
+    'ridge_grid',
+    'sgd',
+    'momentum',
+    'adam',
+)  # fmt: skip  (the last: ranges, (low, high, count))
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def configs():
+    """(experiment, arg, its config as plain dicts, its CONFIG_RULES) for the full and the quick config."""
+    found = []
+    for name in EXPERIMENTS:
+        module = importlib.import_module(f'experiments.{name}')
+        for arg in (None, 'quick'):
+            found.append((name, arg, module.get_config(arg).to_dict(), getattr(module, 'CONFIG_RULES', None)))
+    return found
+
+
+CONFIGS = configs()
+
+
+def leaves(config, prefix=''):
+    for key, value in config.items():
+        if isinstance(value, dict) and value and key not in ('schedule', 'early_stopping'):
+            yield from leaves(value, f'{prefix}{key}.')
+        elif key not in SCHEMA_PARTS:
+            yield f'{prefix}{key}', value
+
+
+FIELDS = [(index, path, value) for index, (_, _, config, _) in enumerate(CONFIGS) for path, value in leaves(config)]
+
+
+def with_value(config, path, value):
+    changed = copy.deepcopy(config)
+    node = changed
+    *parents, last = path.split('.')
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return changed
+
+
+def bad_values(path, default):
+    """Values no field of this kind may hold, decided by the default's type alone (not by the validator)."""
+    strange = st.sampled_from([float('nan'), float('inf'), -float('inf')])
+    garbage = st.text(min_size=1, max_size=8).map(lambda text: f'zz_{text}')
+    if isinstance(default, bool):
+        return st.one_of(st.integers(2, 5), garbage)
+    if isinstance(default, int):  # counts, seeds, sizes: all >= 0
+        return st.one_of(st.integers(max_value=-1), strange, garbage)
+    if isinstance(default, float):  # rates, strengths, scales: all >= 0 and finite
+        return st.one_of(st.floats(max_value=-1e-6, allow_nan=False), strange, garbage)
+    if isinstance(default, str):
+        return garbage.filter(lambda text: text != default)
+    if isinstance(default, (list, tuple)):
+        inner = next((item for item in default), None)
+        if isinstance(inner, str):
+            bad = garbage
+        elif isinstance(inner, (list, tuple)):
+            bad = st.tuples(strange)
+        else:
+            bad = strange
+        return st.tuples(bad, st.integers(0, len(default))).map(
+            lambda pair: tuple(default[: pair[1]]) + (pair[0],) + tuple(default[pair[1] :])
+        )
+    # None: a typed placeholder (train_limit, batch_norm, init_std, ...).
+    return st.one_of(st.integers(max_value=-1), strange, garbage)
+
+
+def good_values(default):
+    """Values that stay valid for any field of this kind: the default scaled towards zero, or a permutation."""
+    if isinstance(default, bool):
+        return st.booleans()
+    if isinstance(default, int):
+        return st.integers(default, default + 3)
+    if isinstance(default, float):
+        return st.floats(0.25, 1.0).map(lambda factor: default * factor if default > 0 else default)
+    if isinstance(default, (list, tuple)) and default:
+        return st.permutations(list(default)).map(tuple)
+    return st.just(default)
+
+
+@pytest.mark.parametrize('name,arg,config,rules', CONFIGS, ids=[f'{c[0]}:{c[1] or "full"}' for c in CONFIGS])
+def test_every_experiments_config_passes_and_every_field_has_a_check(name, arg, config, rules):
+    validation.check(config, rules)
+    merged = {**validation.RULES, **(rules or {})}
+    for path, _ in leaves(config):
+        assert validation._rule_for(path, merged) is not None, f'{name}: config.{path} has no check'
+
+
+def test_a_field_without_a_check_is_refused_by_name():
+    config = with_value(CONFIGS[0][2], 'brand_new_field', 3)
+    with pytest.raises(ValueError, match=r'config\.brand_new_field has no check'):
+        validation.check(config, CONFIGS[0][3])
+
+
+def _refused_in_one_line(config, rules, path):
+    with pytest.raises(ValueError) as error:
+        validation.check(config, rules)
+    message = str(error.value)
+    assert '\n' not in message, message
+    # The line names the field (a tuple's item as PATH[i]).
+    assert f'config.{path}' in message, (path, message)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_random_bad_values_are_refused_in_one_line_naming_the_field(data):
+    index, path, default = data.draw(st.sampled_from(FIELDS))
+    _, _, config, rules = CONFIGS[index]
+    value = data.draw(bad_values(path, default))
+    _refused_in_one_line(with_value(config, path, value), rules, path)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_random_good_values_are_accepted(data):
+    index, path, default = data.draw(
+        st.sampled_from([field for field in FIELDS if field[1].split('.')[-1] not in COUPLED])
+    )
+    _, _, config, rules = CONFIGS[index]
+    value = data.draw(good_values(default))
+    validation.check(with_value(config, path, value), rules)
+
+
+@pytest.mark.parametrize(
+    'path,value,words',
+    [
+        ('optimizer.learning_rate', 0.0, '> 0'),
+        ('optimizer.learning_rate', math.nan, '> 0'),
+        ('epochs', 0, '>= 1'),
+        ('seeds', (), 'at least one'),
+        ('seeds', (1, 1), 'twice'),
+        ('model.hidden_widths', (512, 0), '>= 1'),
+        ('model.batch_norm', 'middle', "'before', 'after'"),
+        ('batch_size', 50_001, 'larger than the 50000 training examples'),
+        ('model.activation', 'swish', "'relu'"),
+        ('model.negative_slope', 1.0, '[0, 1)'),
+    ],
+)
+def test_the_issues_bad_inputs_name_what_is_allowed(path, value, words):
+    from experiments import baseline
+
+    with pytest.raises(ValueError, match=r'^config\.') as error:
+        validation.check(with_value(baseline.get_config().to_dict(), path, value))
+    assert words in str(error.value) and '\n' not in str(error.value)
+
+
+def test_a_sub_task_is_built_whole_and_named_by_its_path():
+    """The fields' own checks pass, but the task does not fit together: tasks.build refuses, under the sub-path."""
+    index = next(i for i, c in enumerate(CONFIGS) if c[0] == 'activations' and c[1] == 'quick')
+    _, _, config, rules = CONFIGS[index]
+    config = with_value(config, 'dead.model.batch_norm_layers', (7,))
+    with pytest.raises(ValueError, match=r'config\.dead\.model'):
+        validation.check(config, rules)
