@@ -101,6 +101,11 @@ def train_variant(
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
         raise ValueError(f'{name}: members {", ".join(duplicates)} appear twice; each seed and value once')
+    if data.train_images.shape[0] < task.batch_size:
+        raise ValueError(
+            f'{name}: batch_size {task.batch_size} is larger than the {data.train_images.shape[0]} training examples, '
+            'so an epoch would train no step; use a batch of at most that'
+        )
     stacked = len(members) > 1
     init_keys = [jax.random.PRNGKey(member['seed']) for member in members]
     input_shape = data.train_images.shape[1:]

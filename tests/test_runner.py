@@ -298,3 +298,9 @@ def test_a_run_whose_every_member_diverged_stops_after_that_epoch(data, task):
     )
     (run,) = runs.values()
     assert run['diverged_epoch'] == 1 and len(run['history']) == 1
+
+
+def test_a_batch_larger_than_the_training_set_is_refused(data):
+    task = mlp_task('sgd', 0.1, NUM_TRAIN + 1)
+    with pytest.raises(ValueError, match=f'batch_size {NUM_TRAIN + 1} is larger than the {NUM_TRAIN} training'):
+        runner.train_variant(*task, runner.grid([0]), data, None, epochs=1, name='big', log=quiet)
