@@ -94,9 +94,8 @@ def _members_at(runs: dict, learning_rate: float) -> list[dict]:
 
 
 def _finite(runs: dict, learning_rate: float) -> bool:
-    """Whether every member at this rate ended with a finite training loss."""
-    losses = [run['history'][-1]['train_loss'] for run in _members_at(runs, learning_rate)]
-    return all(loss is not None and np.isfinite(loss) for loss in losses)
+    """Whether no member at this rate diverged (its training loss never turned non-finite)."""
+    return not any('diverged_epoch' in run for run in _members_at(runs, learning_rate))
 
 
 def _unit_fraction(rows: list[dict], key: str) -> float:
@@ -127,8 +126,8 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         _, runs[name], at_init[name] = runner.run_probed_variant(workdir, config, name, task, hparams, rates, data,
                                                                  test, probe, resume=resume,
                                                                  epochs=config.dead.epochs)  # fmt: skip
-    # The headline rate: the highest at which no member of either activation diverged (a non-finite loss makes
-    # every unit look alive, since NaN is not 0).
+    # The headline rate: the highest at which no member of either activation diverged (a diverged member is frozen
+    # at its weights of the epoch before, which say nothing about units dying under that rate).
     finite = [rate for rate in config.dead.learning_rates
               if all(_finite(runs[f'dead_{a}'], rate) for a in ('relu', 'leaky_relu'))]  # fmt: skip
     summary['dead_learning_rate'] = max(finite) if finite else float('nan')
