@@ -72,15 +72,28 @@ def _cache_file_name(name: str, version: str, split: str) -> str:
     return safe + '.npz'
 
 
+def _error_name(error: BaseException) -> str:
+    # 'zlib.error' says more than 'error'; builtins keep their bare names.
+    kind = type(error)
+    return kind.__qualname__ if kind.__module__ == 'builtins' else f'{kind.__module__}.{kind.__qualname__}'
+
+
+def _warn_rebuild(path: str, reason: str) -> None:
+    # One line per bad cache: the user learns why this load is slow, and that the next one will not be.
+    _logger.warning('Cache %s %s; decoding the split again and rewriting the cache.', path, reason)
+
+
 def _read_cache(path: str, num_examples: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Arrays stored at `path`, or None when the file is absent, unreadable or stale."""
+    """Arrays stored at `path`, or None when the file is absent, unreadable or stale (then with one warning)."""
     if not os.path.isfile(path):
         return None
     try:
         with np.load(path, allow_pickle=False) as cache:
             images, labels = cache['images'], cache['labels']
-    except (OSError, ValueError, KeyError) as error:
-        _logger.warning('Ignoring unreadable cache %s: %s', path, _one_line(error))
+    # A damaged file fails in many ways (BadZipFile, EOFError, zlib.error, ValueError, OSError, ...); a cache that
+    # cannot be read is rebuilt whatever the reason, so no exception of it may stop the load.
+    except Exception as error:
+        _warn_rebuild(path, f'is unreadable ({_error_name(error)}: {_one_line(error)})')
         return None
     # A length that differs from the data source means the data were prepared again since the cache was made.
     if (
@@ -88,9 +101,11 @@ def _read_cache(path: str, num_examples: int) -> tuple[np.ndarray, np.ndarray] |
         or labels.dtype != np.int32
         or images.ndim != 4
         or len(images) != num_examples
-        or len(labels) != num_examples
+        # A shape, not a length: a 0-d array has none, and it must not raise here.
+        or labels.shape != (num_examples,)
     ):
-        _logger.warning('Ignoring stale cache %s (%d examples, the data have %d).', path, len(images), num_examples)
+        found = f'images {images.shape} {images.dtype}, labels {labels.shape} {labels.dtype}'
+        _warn_rebuild(path, f'is stale ({found}; the data have {num_examples} examples)')
         return None
     return images, labels
 

@@ -1,9 +1,12 @@
 """Tests of nets.data: the decoded-array cache, missing data, splits, few-label subsets and device arrays."""
 
+import logging
 import os
 import shutil
 import subprocess
 import sys
+import zipfile
+import zlib
 from pathlib import Path
 
 import jax
@@ -116,6 +119,86 @@ def test_stale_cache_is_replaced(read_only_copy, test_split, tmp_path, monkeypat
     assert len(loaded_images) == 10_000
     with np.load(cache_file) as cache:
         assert np.array_equal(cache['labels'], labels)
+
+
+def _cache_warnings(caplog) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == data.__name__ and record.levelno >= logging.WARNING
+    ]
+
+
+def _assert_rebuilt(cache_file: Path, reason: str, read_only_copy, test_split, monkeypatch, caplog) -> None:
+    """One load decodes, with one warning naming `cache_file` and `reason`; the rewritten cache serves the next load."""
+    images, labels, _ = test_split
+    decodings = []
+    monkeypatch.setattr(data, '_decode_split', lambda data_source: decodings.append(1) or (images, labels))
+    load = lambda: data.load_split_arrays(
+        'mnist', 'test', data_dir=str(read_only_copy), cache_dir=str(cache_file.parent), download=False
+    )
+    with caplog.at_level(logging.WARNING, logger=data.__name__):
+        loaded_images, loaded_labels = load()
+    assert decodings == [1]
+    assert np.array_equal(loaded_images, images) and np.array_equal(loaded_labels, labels)
+    warnings = _cache_warnings(caplog)
+    assert len(warnings) == 1, warnings
+    assert str(cache_file) in warnings[0] and reason in warnings[0] and 'rewriting' in warnings[0]
+    assert '\n' not in warnings[0]
+
+    caplog.clear()
+    monkeypatch.setattr(data, '_decode_split', _fail_decoding)
+    with caplog.at_level(logging.WARNING, logger=data.__name__):
+        cached_images, cached_labels = load()
+    assert np.array_equal(cached_images, images) and cached_images.dtype == np.uint8
+    assert np.array_equal(cached_labels, labels) and cached_labels.dtype == np.int32
+    assert _cache_warnings(caplog) == []
+
+
+def _flip_bytes(raw: bytes, offset: int, count: int = 8) -> bytes:
+    return raw[:offset] + bytes(byte ^ 0x5A for byte in raw[offset : offset + count]) + raw[offset + count :]
+
+
+def _deflate_start(path: Path, member: str) -> int:
+    """Offset of the compressed data of `member` in the zip file at `path`."""
+    with zipfile.ZipFile(path) as archive:
+        offset = archive.getinfo(member).header_offset
+    header = path.read_bytes()[offset : offset + 30]
+    # The local header's own name and extra lengths (bytes 26-29), which may differ from the central directory's.
+    return offset + 30 + int.from_bytes(header[26:28], 'little') + int.from_bytes(header[28:30], 'little')
+
+
+def _corrupt(kind: str, cache_file: Path, good: bytes, images: np.ndarray, labels: np.ndarray) -> type:
+    """Writes a damaged cache of `kind` to `cache_file`; returns the exception np.load raises on it."""
+    if kind == 'empty':
+        cache_file.write_bytes(b'')
+        return EOFError
+    if kind == 'truncated':
+        cache_file.write_bytes(good[: len(good) // 2])
+        return zipfile.BadZipFile
+    if kind == 'garbage':
+        cache_file.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+        return ValueError
+    if kind == 'flipped_in_zip':
+        # The middle of the file lies inside images.npy, whose CRC-32 then fails.
+        cache_file.write_bytes(_flip_bytes(good, len(good) // 2))
+        return zipfile.BadZipFile
+    assert kind == 'corrupt_deflate'
+    np.savez_compressed(cache_file, images=images, labels=labels)
+    cache_file.write_bytes(_flip_bytes(cache_file.read_bytes(), _deflate_start(cache_file, 'images.npy') + 2))
+    return zlib.error
+
+
+@pytest.mark.parametrize('kind', ['empty', 'truncated', 'garbage', 'flipped_in_zip', 'corrupt_deflate'])
+def test_damaged_cache_is_rebuilt_with_one_warning(kind, read_only_copy, test_split, tmp_path, monkeypatch, caplog):
+    images, labels, cache_dir = test_split
+    cache_file = tmp_path / f'mnist-{VERSION}-test.npz'
+    error = _corrupt(kind, cache_file, (cache_dir / cache_file.name).read_bytes(), images, labels)
+    # The damage is real: reading the file the plain way fails with the kind of error that once escaped.
+    with pytest.raises(error):
+        with np.load(cache_file, allow_pickle=False) as cache:
+            cache['images'], cache['labels']
+    _assert_rebuilt(cache_file, 'unreadable', read_only_copy, test_split, monkeypatch, caplog)
 
 
 def test_failed_cache_write_leaves_no_partial_file(read_only_copy, test_split, tmp_path, monkeypatch):
