@@ -201,6 +201,28 @@ def test_damaged_cache_is_rebuilt_with_one_warning(kind, read_only_copy, test_sp
     _assert_rebuilt(cache_file, 'unreadable', read_only_copy, test_split, monkeypatch, caplog)
 
 
+def test_cache_whose_arrays_differ_from_its_checksum_is_rebuilt(
+    read_only_copy, test_split, tmp_path, monkeypatch, caplog
+):
+    images, labels, cache_dir = test_split
+    with np.load(cache_dir / f'mnist-{VERSION}-test.npz', allow_pickle=False) as cache:
+        checksum = cache['checksum']
+    changed = images.copy()
+    changed[1234, 14, 14, 0] ^= 0xFF
+    cache_file = tmp_path / f'mnist-{VERSION}-test.npz'
+    # A consistent zip, so only the checksum can tell that one pixel differs from what was decoded.
+    np.savez(cache_file, images=changed, labels=labels, checksum=checksum)
+    _assert_rebuilt(cache_file, 'does not match its checksum', read_only_copy, test_split, monkeypatch, caplog)
+
+
+def test_cache_without_checksum_is_rebuilt(read_only_copy, test_split, tmp_path, monkeypatch, caplog):
+    images, labels, _ = test_split
+    cache_file = tmp_path / f'mnist-{VERSION}-test.npz'
+    # The layout that the cache had before checksums.
+    np.savez(cache_file, images=images, labels=labels)
+    _assert_rebuilt(cache_file, 'no checksum', read_only_copy, test_split, monkeypatch, caplog)
+
+
 def test_failed_cache_write_leaves_no_partial_file(read_only_copy, test_split, tmp_path, monkeypatch):
     images, labels, _ = test_split
 
