@@ -110,15 +110,17 @@ def test_cache_is_written_next_to_writable_data(tmp_path, test_split, monkeypatc
     assert np.array_equal(cached_images, images) and np.array_equal(cached_labels, labels)
 
 
-def test_stale_cache_is_replaced(read_only_copy, test_split, tmp_path, monkeypatch):
-    images, labels, _ = test_split
+@pytest.mark.parametrize('stale', ['fewer_examples', 'scalar_labels'])
+def test_stale_cache_is_replaced(stale, read_only_copy, test_split, tmp_path, monkeypatch, caplog):
+    images, labels = test_split[:2]
+    if stale == 'fewer_examples':
+        images, labels = np.zeros((3, 28, 28, 1), np.uint8), np.zeros(3, np.int32)
+    else:
+        labels = np.array(7, np.int32)
     cache_file = tmp_path / f'mnist-{VERSION}-test.npz'
-    np.savez(cache_file, images=np.zeros((3, 28, 28, 1), np.uint8), labels=np.zeros(3, np.int32))
-    monkeypatch.setattr(data, '_decode_split', lambda data_source: (images, labels))
-    loaded_images, _ = data.load_split_arrays('mnist', 'test', data_dir=str(read_only_copy), cache_dir=str(tmp_path))
-    assert len(loaded_images) == 10_000
-    with np.load(cache_file) as cache:
-        assert np.array_equal(cache['labels'], labels)
+    # A matching checksum, so that only the shapes make the cache stale.
+    np.savez(cache_file, images=images, labels=labels, checksum=np.array(data._arrays_checksum(images, labels)))
+    _assert_rebuilt(cache_file, 'is stale', read_only_copy, test_split, monkeypatch, caplog)
 
 
 def _cache_warnings(caplog) -> list[str]:
