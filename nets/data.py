@@ -10,6 +10,8 @@ import logging
 import os
 import re
 import tempfile
+import threading
+import urllib.parse
 
 import jax
 import numpy as np
@@ -19,6 +21,9 @@ from nets.registry import lookup
 
 DEFAULT_CACHE_DIR = os.path.join('~', '.cache', 'nets', 'tfds')
 _DATA_DIR_HINT = 'Pass --data_dir=<a TFDS data directory> or set TFDS_DATA_DIR.'
+# Seconds that the download probe waits for the dataset's host: a reachable one answers within a second; the margin is
+# for slow links, where a false alarm would stop a download that works. Only a silent (firewalled) network waits it out.
+DOWNLOAD_PROBE_TIMEOUT_S = 5.0
 
 _logger = logging.getLogger(__name__)
 
@@ -163,6 +168,47 @@ def _decode_split(data_source) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def _probe_download_host(name: str, data_dir: str | None) -> None:
+    """Raises ConnectionError within DOWNLOAD_PROBE_TIMEOUT_S if TFDS would download `name` but gets no answer."""
+    # Without this an unreachable host costs about 206 s before TFDS gives up: it fetches each file through urllib3's
+    # Retry(total=10, backoff_factor=0.2) (tensorflow_datasets/core/download/downloader.py, MAX_RETRIES), which sleeps
+    # 0.4, 0.8, ... 102.4 s between tries even when the host name does not resolve at all.
+    builder = tfds.builder(name, data_dir=data_dir)
+    url = getattr(builder, 'URL', None)
+    # TFDS downloads only when the version directory is absent; a builder without a single http(s) URL (none in
+    # DATASETS) is left to TFDS.
+    if builder.data_path.exists() or not isinstance(url, str) or not url.startswith(('http://', 'https://')):
+        return
+    # Imported here because only a download needs it (a TFDS dependency, ~0.1 s to import). TFDS downloads with
+    # requests too, so the probe goes through the same proxies (*_proxy, no_proxy) and certificates.
+    import requests
+
+    timeout = DOWNLOAD_PROBE_TIMEOUT_S
+    failures = []
+
+    def ask() -> None:
+        try:
+            # Any HTTP answer, even 404 for the folder URL, shows that the files can be asked for.
+            requests.head(url, timeout=timeout, allow_redirects=False).close()
+        except Exception as error:
+            failures.append(error)
+
+    # requests' timeout does not cover the name lookup, which can hang on a broken resolver; waiting for a daemon
+    # thread bounds both.
+    thread = threading.Thread(target=ask, name='download-probe', daemon=True)
+    thread.start()
+    thread.join(timeout)
+    host = urllib.parse.urlsplit(url).netloc
+    if thread.is_alive():
+        raise ConnectionError(f'{host} did not answer within {timeout:g} s')
+    if failures:
+        # requests wraps urllib3's error, whose `reason` says what failed: name lookup, refused connection, TLS.
+        error = failures[0]
+        cause = getattr(error.args[0] if error.args else None, 'reason', None)
+        cause = cause if isinstance(cause, BaseException) else error
+        raise ConnectionError(f'cannot reach {host} ({type(cause).__name__}: {cause})')
+
+
 def _open_data_source(name: str, split: str, data_dir: str | None, download: bool):
     """The TFDS data source of one split, or DataError with one line that says what to do."""
     where = data_dir if data_dir is not None else f'the TFDS default directory {tfds.core.constants.DATA_DIR}'
@@ -176,6 +222,8 @@ def _open_data_source(name: str, split: str, data_dir: str | None, download: boo
         if not download and not os.path.isdir(dataset_folder):
             raise DataError(f"Dataset '{name}' is not in {data_dir} and download is off. {_DATA_DIR_HINT}")
     try:
+        if download:
+            _probe_download_host(name, data_dir)
         return tfds.data_source(name, split=split, data_dir=data_dir, download=download)
     except Exception as error:  # TFDS raises many kinds: not found, network, missing TensorFlow for preparation.
         attempt = 'could not be downloaded' if download else 'download is off'

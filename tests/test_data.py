@@ -1,10 +1,12 @@
 """Tests of nets.data: the decoded-array cache, missing data, splits, few-label subsets and device arrays."""
 
+import io
 import logging
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import zipfile
 import zlib
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+import requests
 import tensorflow_datasets as tfds
 
 from conftest import mnist_data_dir
@@ -23,6 +26,8 @@ VERSION = '3.0.1'
 TEST_SPLIT_FILES = ('dataset_info.json', 'features.json', 'mnist-test.array_record-00000-of-00001')
 # Label counts of the canonical MNIST test set, digits 0 to 9.
 MNIST_TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+# Where TFDS downloads MNIST from (tfds.image_classification.MNIST.URL).
+MNIST_URL = 'https://storage.googleapis.com/cvdf-datasets/mnist/'
 
 
 def _copy_test_split(destination: Path) -> Path:
@@ -289,11 +294,97 @@ def test_failed_download_fails_with_one_line_naming_the_default_dir(monkeypatch)
         raise ConnectionError('Failed to reach storage.googleapis.com\nName or service not known')
 
     monkeypatch.delenv('TFDS_DATA_DIR', raising=False)
+    # The host answers, so that the failure comes from TFDS itself, whatever network this machine has.
+    monkeypatch.setattr(data, '_probe_download_host', lambda name, data_dir: None)
     monkeypatch.setattr(tfds, 'data_source', offline)
     with pytest.raises(data.DataError) as error:
         data.load_split_arrays('mnist', 'train')
     _assert_one_line(error, str(tfds.core.constants.DATA_DIR), '--data_dir', 'mnist', 'ConnectionError')
     assert isinstance(error.value.__cause__, ConnectionError)
+
+
+@pytest.fixture
+def tfds_downloads(monkeypatch) -> list[dict]:
+    """The calls that would let TFDS download, recorded instead of waiting minutes for its retries."""
+    calls = []
+
+    def record(*args, **kwargs):
+        calls.append(kwargs)
+        raise RuntimeError('TFDS was asked to download')
+
+    monkeypatch.setattr(tfds, 'data_source', record)
+    return calls
+
+
+def _answer(status: int) -> requests.Response:
+    response = requests.Response()
+    response.status_code, response.url, response.raw = status, MNIST_URL, io.BytesIO()
+    return response
+
+
+def test_empty_data_dir_without_network_fails_before_tfds_downloads(tmp_path, tfds_downloads):
+    # The real network: none on the test machines. Where there is one, TFDS would rightly download.
+    try:
+        requests.head(MNIST_URL, timeout=2)
+        pytest.skip(f'{MNIST_URL} is reachable from here')
+    except requests.RequestException:
+        pass
+    with pytest.raises(data.DataError) as error:
+        data.load_split_arrays('mnist', 'test', data_dir=str(tmp_path), download=True)
+    _assert_one_line(
+        error, str(tmp_path), '--data_dir', 'mnist', 'could not be downloaded', 'cannot reach storage.googleapis.com'
+    )
+    assert isinstance(error.value.__cause__, ConnectionError)
+    assert tfds_downloads == [], 'TFDS was left to retry an unreachable host'
+
+
+def test_unreachable_download_host_fails_before_tfds_downloads(tmp_path, tfds_downloads, monkeypatch):
+    asked = []
+
+    def unreachable(url, **kwargs):
+        asked.append(url)
+        raise requests.ConnectionError('Failed to resolve storage.googleapis.com')
+
+    monkeypatch.setattr(requests, 'head', unreachable)
+    with pytest.raises(data.DataError) as error:
+        data.load_split_arrays('mnist', 'test', data_dir=str(tmp_path), download=True)
+    _assert_one_line(error, str(tmp_path), '--data_dir', 'cannot reach storage.googleapis.com', 'Failed to resolve')
+    assert asked == [MNIST_URL] and tfds_downloads == []
+
+
+def test_download_host_that_never_answers_fails_after_the_probe_timeout(tmp_path, tfds_downloads, monkeypatch):
+    release = threading.Event()
+    # A name lookup or connection that hangs; released at the end so that the probe's thread ends too.
+    monkeypatch.setattr(requests, 'head', lambda url, **kwargs: release.wait(10) and _answer(200))
+    monkeypatch.setattr(data, 'DOWNLOAD_PROBE_TIMEOUT_S', 0.05)
+    try:
+        with pytest.raises(data.DataError) as error:
+            data.load_split_arrays('mnist', 'test', data_dir=str(tmp_path), download=True)
+    finally:
+        release.set()
+    _assert_one_line(error, str(tmp_path), '--data_dir', 'storage.googleapis.com did not answer within 0.05 s')
+    assert tfds_downloads == []
+
+
+@pytest.mark.parametrize('status', [200, 404])
+def test_reachable_download_host_lets_tfds_download(status, tmp_path, tfds_downloads, monkeypatch):
+    asked = []
+    monkeypatch.setattr(requests, 'head', lambda url, **kwargs: asked.append(url) or _answer(status))
+    # The DataError comes from the recorder that stands in for TFDS.
+    with pytest.raises(data.DataError, match='TFDS was asked to download'):
+        data.load_split_arrays('mnist', 'test', data_dir=str(tmp_path), download=True)
+    assert asked == [MNIST_URL]
+    assert tfds_downloads == [dict(split='test', data_dir=str(tmp_path), download=True)]
+
+
+def test_prepared_data_with_download_on_asks_no_host(read_only_copy, test_split, monkeypatch):
+    asked = []
+    monkeypatch.setattr(requests, 'head', lambda url, **kwargs: asked.append(url) or _answer(200))
+    images, _ = data.load_split_arrays(
+        'mnist', 'test', data_dir=str(read_only_copy), cache_dir=str(test_split[2]), download=True
+    )
+    assert len(images) == 10_000
+    assert asked == []
 
 
 def test_resolve_data_dir_prefers_flag_then_environment(monkeypatch):
