@@ -1,14 +1,20 @@
 """Tests of nets.data: the decoded-array cache, missing data, splits, few-label subsets and device arrays."""
 
+import io
+import logging
 import os
 import shutil
 import subprocess
 import sys
+import threading
+import zipfile
+import zlib
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+import requests
 import tensorflow_datasets as tfds
 
 from conftest import mnist_data_dir
@@ -20,6 +26,8 @@ VERSION = '3.0.1'
 TEST_SPLIT_FILES = ('dataset_info.json', 'features.json', 'mnist-test.array_record-00000-of-00001')
 # Label counts of the canonical MNIST test set, digits 0 to 9.
 MNIST_TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+# Where TFDS downloads MNIST from (tfds.image_classification.MNIST.URL).
+MNIST_URL = 'https://storage.googleapis.com/cvdf-datasets/mnist/'
 
 
 def _copy_test_split(destination: Path) -> Path:
@@ -107,15 +115,119 @@ def test_cache_is_written_next_to_writable_data(tmp_path, test_split, monkeypatc
     assert np.array_equal(cached_images, images) and np.array_equal(cached_labels, labels)
 
 
-def test_stale_cache_is_replaced(read_only_copy, test_split, tmp_path, monkeypatch):
+@pytest.mark.parametrize('stale', ['fewer_examples', 'scalar_labels'])
+def test_stale_cache_is_replaced(stale, read_only_copy, test_split, tmp_path, monkeypatch, caplog):
+    images, labels = test_split[:2]
+    if stale == 'fewer_examples':
+        images, labels = np.zeros((3, 28, 28, 1), np.uint8), np.zeros(3, np.int32)
+    else:
+        labels = np.array(7, np.int32)
+    cache_file = tmp_path / f'mnist-{VERSION}-test.npz'
+    # A matching checksum, so that only the shapes make the cache stale.
+    np.savez(cache_file, images=images, labels=labels, checksum=np.array(data._arrays_checksum(images, labels)))
+    _assert_rebuilt(cache_file, 'is stale', read_only_copy, test_split, monkeypatch, caplog)
+
+
+def _cache_warnings(caplog) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == data.__name__ and record.levelno >= logging.WARNING
+    ]
+
+
+def _assert_rebuilt(cache_file: Path, reason: str, read_only_copy, test_split, monkeypatch, caplog) -> None:
+    """One load decodes, with one warning naming `cache_file` and `reason`; the rewritten cache serves the next load."""
+    images, labels, _ = test_split
+    decodings = []
+    monkeypatch.setattr(data, '_decode_split', lambda data_source: decodings.append(1) or (images, labels))
+    load = lambda: data.load_split_arrays(
+        'mnist', 'test', data_dir=str(read_only_copy), cache_dir=str(cache_file.parent), download=False
+    )
+    with caplog.at_level(logging.WARNING, logger=data.__name__):
+        loaded_images, loaded_labels = load()
+    assert decodings == [1]
+    assert np.array_equal(loaded_images, images) and np.array_equal(loaded_labels, labels)
+    warnings = _cache_warnings(caplog)
+    assert len(warnings) == 1, warnings
+    assert str(cache_file) in warnings[0] and reason in warnings[0] and 'rewriting' in warnings[0]
+    assert '\n' not in warnings[0]
+
+    caplog.clear()
+    monkeypatch.setattr(data, '_decode_split', _fail_decoding)
+    with caplog.at_level(logging.WARNING, logger=data.__name__):
+        cached_images, cached_labels = load()
+    assert np.array_equal(cached_images, images) and cached_images.dtype == np.uint8
+    assert np.array_equal(cached_labels, labels) and cached_labels.dtype == np.int32
+    assert _cache_warnings(caplog) == []
+
+
+def _flip_bytes(raw: bytes, offset: int, count: int = 8) -> bytes:
+    return raw[:offset] + bytes(byte ^ 0x5A for byte in raw[offset : offset + count]) + raw[offset + count :]
+
+
+def _deflate_start(path: Path, member: str) -> int:
+    """Offset of the compressed data of `member` in the zip file at `path`."""
+    with zipfile.ZipFile(path) as archive:
+        offset = archive.getinfo(member).header_offset
+    header = path.read_bytes()[offset : offset + 30]
+    # The local header's own name and extra lengths (bytes 26-29), which may differ from the central directory's.
+    return offset + 30 + int.from_bytes(header[26:28], 'little') + int.from_bytes(header[28:30], 'little')
+
+
+def _corrupt(kind: str, cache_file: Path, good: bytes, images: np.ndarray, labels: np.ndarray) -> type:
+    """Writes a damaged cache of `kind` to `cache_file`; returns the exception np.load raises on it."""
+    if kind == 'empty':
+        cache_file.write_bytes(b'')
+        return EOFError
+    if kind == 'truncated':
+        cache_file.write_bytes(good[: len(good) // 2])
+        return zipfile.BadZipFile
+    if kind == 'garbage':
+        cache_file.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+        return ValueError
+    if kind == 'flipped_in_zip':
+        # The middle of the file lies inside images.npy, whose CRC-32 then fails.
+        cache_file.write_bytes(_flip_bytes(good, len(good) // 2))
+        return zipfile.BadZipFile
+    assert kind == 'corrupt_deflate'
+    np.savez_compressed(cache_file, images=images, labels=labels)
+    cache_file.write_bytes(_flip_bytes(cache_file.read_bytes(), _deflate_start(cache_file, 'images.npy') + 2))
+    return zlib.error
+
+
+@pytest.mark.parametrize('kind', ['empty', 'truncated', 'garbage', 'flipped_in_zip', 'corrupt_deflate'])
+def test_damaged_cache_is_rebuilt_with_one_warning(kind, read_only_copy, test_split, tmp_path, monkeypatch, caplog):
+    images, labels, cache_dir = test_split
+    cache_file = tmp_path / f'mnist-{VERSION}-test.npz'
+    error = _corrupt(kind, cache_file, (cache_dir / cache_file.name).read_bytes(), images, labels)
+    # The damage is real: reading the file the plain way fails with the kind of error that once escaped.
+    with pytest.raises(error):
+        with np.load(cache_file, allow_pickle=False) as cache:
+            cache['images'], cache['labels']
+    _assert_rebuilt(cache_file, 'unreadable', read_only_copy, test_split, monkeypatch, caplog)
+
+
+def test_cache_whose_arrays_differ_from_its_checksum_is_rebuilt(
+    read_only_copy, test_split, tmp_path, monkeypatch, caplog
+):
+    images, labels, cache_dir = test_split
+    with np.load(cache_dir / f'mnist-{VERSION}-test.npz', allow_pickle=False) as cache:
+        checksum = cache['checksum']
+    changed = images.copy()
+    changed[1234, 14, 14, 0] ^= 0xFF
+    cache_file = tmp_path / f'mnist-{VERSION}-test.npz'
+    # A consistent zip, so only the checksum can tell that one pixel differs from what was decoded.
+    np.savez(cache_file, images=changed, labels=labels, checksum=checksum)
+    _assert_rebuilt(cache_file, 'does not match its checksum', read_only_copy, test_split, monkeypatch, caplog)
+
+
+def test_cache_without_checksum_is_rebuilt(read_only_copy, test_split, tmp_path, monkeypatch, caplog):
     images, labels, _ = test_split
     cache_file = tmp_path / f'mnist-{VERSION}-test.npz'
-    np.savez(cache_file, images=np.zeros((3, 28, 28, 1), np.uint8), labels=np.zeros(3, np.int32))
-    monkeypatch.setattr(data, '_decode_split', lambda data_source: (images, labels))
-    loaded_images, _ = data.load_split_arrays('mnist', 'test', data_dir=str(read_only_copy), cache_dir=str(tmp_path))
-    assert len(loaded_images) == 10_000
-    with np.load(cache_file) as cache:
-        assert np.array_equal(cache['labels'], labels)
+    # The layout that the cache had before checksums.
+    np.savez(cache_file, images=images, labels=labels)
+    _assert_rebuilt(cache_file, 'no checksum', read_only_copy, test_split, monkeypatch, caplog)
 
 
 def test_failed_cache_write_leaves_no_partial_file(read_only_copy, test_split, tmp_path, monkeypatch):
@@ -182,11 +294,97 @@ def test_failed_download_fails_with_one_line_naming_the_default_dir(monkeypatch)
         raise ConnectionError('Failed to reach storage.googleapis.com\nName or service not known')
 
     monkeypatch.delenv('TFDS_DATA_DIR', raising=False)
+    # The host answers, so that the failure comes from TFDS itself, whatever network this machine has.
+    monkeypatch.setattr(data, '_probe_download_host', lambda name, data_dir: None)
     monkeypatch.setattr(tfds, 'data_source', offline)
     with pytest.raises(data.DataError) as error:
         data.load_split_arrays('mnist', 'train')
     _assert_one_line(error, str(tfds.core.constants.DATA_DIR), '--data_dir', 'mnist', 'ConnectionError')
     assert isinstance(error.value.__cause__, ConnectionError)
+
+
+@pytest.fixture
+def tfds_downloads(monkeypatch) -> list[dict]:
+    """The calls that would let TFDS download, recorded instead of waiting minutes for its retries."""
+    calls = []
+
+    def record(*args, **kwargs):
+        calls.append(kwargs)
+        raise RuntimeError('TFDS was asked to download')
+
+    monkeypatch.setattr(tfds, 'data_source', record)
+    return calls
+
+
+def _answer(status: int) -> requests.Response:
+    response = requests.Response()
+    response.status_code, response.url, response.raw = status, MNIST_URL, io.BytesIO()
+    return response
+
+
+def test_empty_data_dir_without_network_fails_before_tfds_downloads(tmp_path, tfds_downloads):
+    # The real network: none on the test machines. Where there is one, TFDS would rightly download.
+    try:
+        requests.head(MNIST_URL, timeout=2)
+        pytest.skip(f'{MNIST_URL} is reachable from here')
+    except requests.RequestException:
+        pass
+    with pytest.raises(data.DataError) as error:
+        data.load_split_arrays('mnist', 'test', data_dir=str(tmp_path), download=True)
+    _assert_one_line(
+        error, str(tmp_path), '--data_dir', 'mnist', 'could not be downloaded', 'cannot reach storage.googleapis.com'
+    )
+    assert isinstance(error.value.__cause__, ConnectionError)
+    assert tfds_downloads == [], 'TFDS was left to retry an unreachable host'
+
+
+def test_unreachable_download_host_fails_before_tfds_downloads(tmp_path, tfds_downloads, monkeypatch):
+    asked = []
+
+    def unreachable(url, **kwargs):
+        asked.append(url)
+        raise requests.ConnectionError('Failed to resolve storage.googleapis.com')
+
+    monkeypatch.setattr(requests, 'head', unreachable)
+    with pytest.raises(data.DataError) as error:
+        data.load_split_arrays('mnist', 'test', data_dir=str(tmp_path), download=True)
+    _assert_one_line(error, str(tmp_path), '--data_dir', 'cannot reach storage.googleapis.com', 'Failed to resolve')
+    assert asked == [MNIST_URL] and tfds_downloads == []
+
+
+def test_download_host_that_never_answers_fails_after_the_probe_timeout(tmp_path, tfds_downloads, monkeypatch):
+    release = threading.Event()
+    # A name lookup or connection that hangs; released at the end so that the probe's thread ends too.
+    monkeypatch.setattr(requests, 'head', lambda url, **kwargs: release.wait(10) and _answer(200))
+    monkeypatch.setattr(data, 'DOWNLOAD_PROBE_TIMEOUT_S', 0.05)
+    try:
+        with pytest.raises(data.DataError) as error:
+            data.load_split_arrays('mnist', 'test', data_dir=str(tmp_path), download=True)
+    finally:
+        release.set()
+    _assert_one_line(error, str(tmp_path), '--data_dir', 'storage.googleapis.com did not answer within 0.05 s')
+    assert tfds_downloads == []
+
+
+@pytest.mark.parametrize('status', [200, 404])
+def test_reachable_download_host_lets_tfds_download(status, tmp_path, tfds_downloads, monkeypatch):
+    asked = []
+    monkeypatch.setattr(requests, 'head', lambda url, **kwargs: asked.append(url) or _answer(status))
+    # The DataError comes from the recorder that stands in for TFDS.
+    with pytest.raises(data.DataError, match='TFDS was asked to download'):
+        data.load_split_arrays('mnist', 'test', data_dir=str(tmp_path), download=True)
+    assert asked == [MNIST_URL]
+    assert tfds_downloads == [dict(split='test', data_dir=str(tmp_path), download=True)]
+
+
+def test_prepared_data_with_download_on_asks_no_host(read_only_copy, test_split, monkeypatch):
+    asked = []
+    monkeypatch.setattr(requests, 'head', lambda url, **kwargs: asked.append(url) or _answer(200))
+    images, _ = data.load_split_arrays(
+        'mnist', 'test', data_dir=str(read_only_copy), cache_dir=str(test_split[2]), download=True
+    )
+    assert len(images) == 10_000
+    assert asked == []
 
 
 def test_resolve_data_dir_prefers_flag_then_environment(monkeypatch):
