@@ -1,27 +1,138 @@
 """Orbax save and restore of a whole run: the TrainState (stacked for a sweep) plus JSON metadata (epoch, history,
-architecture)."""
+architecture), verified by a checksum on restore."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
+import sys
+import traceback
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+CHECKSUM = 'checksum'  # the metadata key of {'arrays': digest(state), 'metadata': sha256 of the rest}
+
+
+class DamagedCheckpoint(ValueError):
+    """A checkpoint that does not read back as it was written: changed or missing files, unreadable metadata."""
+
+    def __init__(self, directory: str, epoch: int, reason: str):
+        super().__init__(f'{directory}: the checkpoint of epoch {epoch} is damaged ({reason})')
+        self.epoch, self.reason = epoch, reason
+
+
+def digest(state: Any) -> str:
+    """The sha256 of every array of `state`: its path, dtype, shape and bytes, in tree order."""
+    hasher = hashlib.sha256()
+    flat = jax.tree_util.tree_flatten_with_path(state)[0]
+    # One device_get for all leaves overlaps their transfers.
+    arrays = jax.device_get([_local_copy(leaf) for _, leaf in flat])
+    for (path, _), array in zip(flat, arrays):
+        array = np.ascontiguousarray(array)
+        hasher.update(f'{jax.tree_util.keystr(path)} {array.dtype.name} {array.shape}\n'.encode())
+        hasher.update(array.data)
+    return hasher.hexdigest()
+
+
+def _json_digest(metadata: dict) -> str:
+    # Canonical JSON: what a JSON round trip gives back (tuples as lists, NaN as NaN) hashes the same.
+    return hashlib.sha256(json.dumps(metadata, sort_keys=True).encode()).hexdigest()
+
+
+def _local_copy(leaf: Any) -> Any:
+    # A state replicated over several hosts is not fully addressable; each host's first shard is the whole array.
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable and leaf.sharding.is_fully_replicated:
+        return leaf.addressable_data(0)
+    return leaf
+
+
+def _key_name(key: Any) -> str:
+    for attribute in ('key', 'name', 'idx'):  # DictKey, GetAttrKey (dataclass field, namedtuple), SequenceKey
+        if hasattr(key, attribute):
+            return str(getattr(key, attribute))
+    return str(key)
+
+
+def _layout(tree: Any) -> dict[str, tuple]:
+    """{path: (shape, dtype)} of every array leaf; orbax saves dataclasses and namedtuples as dicts, so a path is
+    the dotted key names alone."""
+    return {
+        '.'.join(_key_name(key) for key in path): (tuple(leaf.shape), np.dtype(leaf.dtype).name)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
+
+
+def _reason(error: BaseException) -> str:
+    """The first line of the innermost cause, without TensorStore's spec dumps: what broke, in one short line."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    lines = str(error).strip().splitlines()
+    text = lines[0].split(' [tensorstore_spec')[0] if lines else ''
+    text = text if len(text) <= 240 else text[:237] + '...'
+    return f'{type(error).__name__}: {text}' if text else type(error).__name__
+
+
+def _abandoned_read(unraisable: Any) -> bool:
+    """Whether an unraisable error is one of orbax's reads left behind by a failed restore: its coroutine being
+    collected, or TensorStore finishing it into the event loop orbax has closed."""
+    if getattr(unraisable.object, '__qualname__', None) == '_read_array_index_and_device_put':
+        return True
+    frames = traceback.extract_tb(unraisable.exc_traceback) if unraisable.exc_traceback else []
+    return (
+        isinstance(unraisable.exc_value, RuntimeError)
+        and str(unraisable.exc_value) == 'Event loop is closed'
+        and any(frame.name == 'call_soon_threadsafe' for frame in frames)
+    )
+
+
+class _AbandonedTasks(logging.Filter):
+    """Drops asyncio's reports of orbax tasks left pending or failed when a restore gave up."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        left = message.startswith(('Task exception was never retrieved', 'Task was destroyed but it is pending'))
+        return not (left and 'orbax' in message)
+
+
+def _drop_abandoned_reads() -> None:
+    """Keeps a failed restore to its one line: orbax closes its event loop with the sibling reads still in flight,
+    and as they finish or are collected, at any later time, Python would print each one's traceback."""
+    if not getattr(sys.unraisablehook, 'drops_abandoned_reads', False):
+        previous = sys.unraisablehook
+
+        def hook(unraisable):
+            if not _abandoned_read(unraisable):
+                previous(unraisable)
+
+        hook.drops_abandoned_reads = True
+        sys.unraisablehook = hook
+    asyncio_logger = logging.getLogger('asyncio')
+    if not any(isinstance(each, _AbandonedTasks) for each in asyncio_logger.filters):
+        asyncio_logger.addFilter(_AbandonedTasks())
 
 
 class Checkpointer:
-    """Saves the state and metadata after every epoch into `directory`, keeping the newest `max_to_keep`."""
+    """Saves the state and metadata after every epoch into `directory`, keeping the newest `max_to_keep`; `restore`
+    verifies each checkpoint's checksum."""
 
     def __init__(self, directory: str, max_to_keep: int = 2):
+        self.directory = os.path.abspath(directory)
         # Synchronous saves: the state is small, and a run killed right after an epoch must find it on disk.
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False)
-        self._manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
+        # Registered handlers let item_metadata read the saved tree before any restore.
+        handlers = {'state': ocp.StandardCheckpointHandler(), 'metadata': ocp.JsonCheckpointHandler()}
+        self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
     def save(self, epoch: int, state: Any, metadata: dict) -> None:
-        """Writes `state` and the JSON-serialisable `metadata` as the checkpoint of `epoch`."""
+        """Writes `state` and the JSON-serialisable `metadata` (plus their checksum) as the checkpoint of `epoch`."""
+        stored = {**metadata, CHECKSUM: {'arrays': digest(state), 'metadata': _json_digest(metadata)}}
         self._manager.save(
-            epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(metadata))
+            epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(stored))
         )
         self._manager.wait_until_finished()
 
@@ -32,28 +143,77 @@ class Checkpointer:
     def metadata(self, epoch: int | None = None) -> dict:
         """The JSON metadata of `epoch` (default newest) alone: the epoch, the history and the architecture, from
         which the caller builds the like-state that `restore` needs."""
-        epoch = self.latest_epoch() if epoch is None else epoch
-        return self._manager.restore(epoch, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))['metadata']
+        return self._verified_metadata(self.latest_epoch() if epoch is None else epoch)[0]
 
     def restore(self, like_state: Any, epoch: int | None = None) -> tuple[Any, dict]:
-        """The state (with the structure, shapes and dtypes of `like_state`) and metadata of `epoch` (default
-        newest)."""
+        """The state (with the structure, shapes and dtypes of `like_state`) and metadata of `epoch` (default newest);
+        raises DamagedCheckpoint when its files do not give back what was saved."""
         epoch = self.latest_epoch() if epoch is None else epoch
+        metadata, expected = self._verified_metadata(epoch)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state)
+        self._check_layout(abstract, epoch)
         try:
-            restored = self._manager.restore(
-                epoch,
-                args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore()),
-            )
-        except ValueError as error:
-            # Orbax explains a mismatch over many lines; one is enough to say what to do.
-            first = str(error).strip().splitlines()[0].rstrip(':') if str(error).strip() else type(error).__name__
-            raise ValueError(
-                f'{self._manager.directory}: the checkpoint of epoch {epoch} holds a state of another layout than this '
-                f'run builds (another version of the code or another config wrote it); resume it with that, or use a '
-                f'fresh workdir ({first})'
-            ) from None
-        return restored['state'], restored['metadata']
+            state = self._manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+        except Exception as error:  # TensorStore raises bare Exceptions; the layout matched, so the files are bad
+            _drop_abandoned_reads()
+            raise self._damaged(epoch, f'its arrays cannot be read: {_reason(error)}') from None
+        state = state['state']
+        if expected is not None and digest(state) != expected:
+            raise self._damaged(epoch, 'checksum mismatch: its arrays changed on disk after the save')
+        return state, metadata
 
     def close(self) -> None:
         self._manager.close()
+
+    def _damaged(self, epoch: int, reason: str) -> DamagedCheckpoint:
+        return DamagedCheckpoint(self.directory, epoch, reason)
+
+    def _verified_metadata(self, epoch: int) -> tuple[dict, str | None]:
+        """The metadata, checked against its checksum, and the checksum of the arrays; both checksums are None for
+        a checkpoint from before checksums, which restores unverified."""
+        try:
+            metadata = self._manager.restore(epoch, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))
+            metadata = metadata['metadata']
+        except Exception as error:  # a missing or unparsable file: orbax raises whatever its reader raised
+            raise self._damaged(epoch, f'its metadata cannot be read: {_reason(error)}') from None
+        if not isinstance(metadata, dict):
+            raise self._damaged(epoch, f'its metadata is a {type(metadata).__name__}, not a dict')
+        metadata = dict(metadata)
+        checksum = metadata.pop(CHECKSUM, None)
+        if checksum is None:
+            return metadata, None
+        # Checked before the caller builds a like-state from it: a changed architecture would mislead that.
+        if not isinstance(checksum, dict) or set(checksum) != {'arrays', 'metadata'}:
+            raise self._damaged(epoch, f'its checksum entry is malformed: {checksum!r:.80}')
+        if checksum['metadata'] != _json_digest(metadata):
+            raise self._damaged(epoch, 'checksum mismatch: its metadata changed on disk after the save')
+        return metadata, checksum['arrays']
+
+    def _check_layout(self, abstract: Any, epoch: int) -> None:
+        """Refuses a like-state of another layout than the saved one: a mistake of the caller, not damage, that no
+        older checkpoint would mend."""
+        try:
+            saved = self._manager.item_metadata(epoch)['state']
+        except Exception as error:
+            _drop_abandoned_reads()
+            raise self._damaged(epoch, f'its array index cannot be read: {_reason(error)}') from None
+        if saved is None:  # orbax's answer when the tree metadata file (state/_METADATA) is missing or unreadable
+            raise self._damaged(epoch, 'its tree metadata (state/_METADATA) cannot be read')
+        have = _layout(saved.tree)
+        want = _layout(abstract)
+        if want == have:
+            return
+        lacks, extra = sorted(want.keys() - have.keys()), sorted(have.keys() - want.keys())
+        changed = sorted(path for path in want.keys() & have.keys() if want[path] != have[path])
+        if lacks:
+            first = f'the checkpoint lacks {lacks[0]}'
+        elif extra:
+            first = f'this run has no {extra[0]}'
+        else:
+            first = f'{changed[0]} is {have[changed[0]]} there, {want[changed[0]]} here'
+        more = len(lacks) + len(extra) + len(changed) - 1
+        raise ValueError(
+            f'{self.directory}: the checkpoint of epoch {epoch} holds a state of another layout than this run builds '
+            f'(another version of the code or another config wrote it); resume it with that, or use a fresh workdir '
+            f'({first}{f", and {more} more differences" if more else ""})'
+        )
