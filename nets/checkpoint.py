@@ -9,13 +9,14 @@ import logging
 import os
 import sys
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
 CHECKSUM = 'checksum'  # the metadata key of {'arrays': digest(state), 'metadata': sha256 of the rest}
+DAMAGED_PREFIX = 'damaged_'  # where restore_newest_good moves a damaged checkpoint, beside the good ones
 
 
 class DamagedCheckpoint(ValueError):
@@ -136,6 +137,10 @@ class Checkpointer:
         )
         self._manager.wait_until_finished()
 
+    def epochs(self) -> list[int]:
+        """Every saved epoch, oldest first."""
+        return sorted(self._manager.all_steps())
+
     def latest_epoch(self) -> int | None:
         """The newest saved epoch, or None when there is no checkpoint."""
         return self._manager.latest_step()
@@ -161,6 +166,26 @@ class Checkpointer:
         if expected is not None and digest(state) != expected:
             raise self._damaged(epoch, 'checksum mismatch: its arrays changed on disk after the save')
         return state, metadata
+
+    def restore_newest_good(self, make_like: Callable[[dict], Any], log: Callable[[str], None]) -> tuple[Any, dict]:
+        """The state and metadata of the newest intact checkpoint, each tried into `make_like(its metadata)`; logs one
+        line for each damaged newer one and moves it aside (to damaged_<epoch>). ValueError when none is intact."""
+        damaged = []  # newest first
+        for epoch in reversed(self.epochs()):
+            try:
+                state, metadata = self.restore(make_like(self.metadata(epoch)), epoch)
+            except DamagedCheckpoint as error:
+                damaged.append((epoch, error))
+                continue
+            for bad, error in damaged:
+                # Out of the way, so that the resumed run can save that epoch again, but kept for a look.
+                kept = self._move_aside(bad)
+                log(f'{error}; resuming from epoch {epoch} (the damaged one is kept as {kept})')
+            return state, metadata
+        if not damaged:
+            raise ValueError(f'{self.directory}: holds no checkpoint to resume')
+        reasons = '; '.join(f'epoch {epoch}: {error.reason}' for epoch, error in damaged)
+        raise ValueError(f'{self.directory}: no checkpoint restores intact ({reasons}); start again in a fresh workdir')
 
     def close(self) -> None:
         self._manager.close()
@@ -190,8 +215,8 @@ class Checkpointer:
         return metadata, checksum['arrays']
 
     def _check_layout(self, abstract: Any, epoch: int) -> None:
-        """Refuses a like-state of another layout than the saved one: a mistake of the caller, not damage, that no
-        older checkpoint would mend."""
+        """Refuses a like-state of another layout than the saved one: a mistake of the caller, not damage, so
+        restore_newest_good must not fall back from it to an older checkpoint."""
         try:
             saved = self._manager.item_metadata(epoch)['state']
         except Exception as error:
@@ -217,3 +242,15 @@ class Checkpointer:
             f'(another version of the code or another config wrote it); resume it with that, or use a fresh workdir '
             f'({first}{f", and {more} more differences" if more else ""})'
         )
+
+    def _move_aside(self, epoch: int) -> str:
+        """Renames the checkpoint of `epoch` to a free damaged_<epoch>[.n] (not a step name, so orbax skips it)."""
+        name, count = f'{DAMAGED_PREFIX}{epoch}', 0
+        while os.path.exists(os.path.join(self.directory, name)):
+            count += 1
+            name = f'{DAMAGED_PREFIX}{epoch}.{count}'
+        if ocp.multihost.is_primary_host(0):
+            os.rename(os.path.join(self.directory, str(epoch)), os.path.join(self.directory, name))
+        ocp.multihost.sync_global_processes(f'checkpoint_move_aside_{epoch}')
+        self._manager.reload()
+        return name

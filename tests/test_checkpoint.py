@@ -1,10 +1,11 @@
 """Verified checkpoints: a checksum refuses changed bytes that orbax would restore silently, and a damaged or
-incomplete checkpoint gives one line instead of orbax's traceback."""
+incomplete checkpoint gives one line and resume falls back to the one before."""
 
 import gc
 import glob
 import logging
 import os
+import shutil
 import sys
 import time
 from types import SimpleNamespace
@@ -15,7 +16,13 @@ import orbax.checkpoint as ocp
 import pytest
 
 from conftest import mlp_task, teacher_data
-from nets import checkpoint, train
+from nets import checkpoint, runner, train
+
+EPOCHS = 3
+
+
+def quiet(_):
+    pass
 
 
 @pytest.fixture(scope='module')
@@ -33,6 +40,11 @@ def saved_state(small):
 
 def step_dir(directory, epoch):
     return os.path.join(str(directory), str(epoch))
+
+
+def on_disk(directory):
+    """The epochs whose checkpoints are in `directory`."""
+    return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
 
 
 def data_files(directory, epoch):
@@ -208,3 +220,126 @@ def test_the_checksum_covers_every_leaf_with_its_path_and_dtype(saved_state):
     swapped = {'dense_0': params['output'], 'output': params['dense_0']}
     assert checkpoint.digest(saved_state.replace(params=swapped)) != base
     assert checkpoint.digest(saved_state.replace(step=saved_state.step.astype(np.uint32))) != base
+
+
+# Resume: the runner falls back to the newest checkpoint that restores intact.
+
+
+@pytest.fixture(scope='module')
+def whole_run(small, tmp_path_factory):
+    """Two members trained for EPOCHS epochs with a checkpoint after each: the final state, runs and directory."""
+    task, hparams, data = small
+    directory = str(tmp_path_factory.mktemp('whole') / 'checkpoints')
+    state, runs = runner.train_variant(
+        task, hparams, runner.grid([0, 1]), data, None, epochs=EPOCHS, name='v', checkpoint_dir=directory, log=quiet
+    )
+    return state, runs, directory
+
+
+def resume(small, directory, lines):
+    task, hparams, data = small
+    return runner.train_variant(
+        task, hparams, runner.grid([0, 1]), data, None, epochs=EPOCHS, name='v', checkpoint_dir=directory,
+        resume=True, log=lines.append)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    'fault, reason',
+    [
+        (flip_a_byte, 'checksum mismatch'),
+        (delete_data_files, 'its arrays cannot be read'),
+        (edit_metadata(lambda text: '{'), 'its metadata cannot be read'),
+    ],
+    ids=['flipped', 'data-deleted', 'metadata-unreadable'],
+)
+def test_resume_falls_back_from_a_damaged_newest_checkpoint_to_the_same_final_bits(
+    small, whole_run, tmp_path, fault, reason
+):
+    straight, straight_runs, template = whole_run
+    assert on_disk(template) == [EPOCHS - 1, EPOCHS]
+    directory = str(tmp_path / 'checkpoints')
+    shutil.copytree(template, directory)
+    fault(directory, EPOCHS)
+    lines = []
+    resumed, resumed_runs = resume(small, directory, lines)
+    damaged = [line for line in lines if 'damaged' in line]
+    assert len(damaged) == 1 and '\n' not in damaged[0]
+    assert damaged[0].startswith(f'{directory}: the checkpoint of epoch {EPOCHS} is damaged (') and reason in damaged[0]
+    assert damaged[0].endswith(f'; resuming from epoch {EPOCHS - 1} (the damaged one is kept as damaged_{EPOCHS})')
+    assert f'v: resumed after epoch {EPOCHS - 1}' in lines
+    assert [line.split()[:3] for line in lines if line.startswith('v epoch')] == [['v', 'epoch', str(EPOCHS)]]
+    jax.tree.map(np.testing.assert_array_equal, resumed, straight)
+    for label, run in straight_runs.items():
+        for got, want in zip(resumed_runs[label]['history'], run['history'], strict=True):
+            assert {k: v for k, v in got.items() if 'seconds' not in k} == {
+                k: v for k, v in want.items() if 'seconds' not in k
+            }
+    # The epoch is saved again, intact, and the damaged one stays beside it for a look.
+    assert sorted(os.listdir(directory)) == sorted([str(EPOCHS - 1), str(EPOCHS), f'damaged_{EPOCHS}'])
+    saver = checkpoint.Checkpointer(directory)
+    restored, metadata = saver.restore(straight)
+    saver.close()
+    assert metadata['epoch'] == EPOCHS
+    jax.tree.map(np.testing.assert_array_equal, restored, straight)
+
+
+def test_restore_newest_good_gives_the_exact_state_of_the_epoch_before(saved_state, tmp_path):
+    saver = checkpoint.Checkpointer(str(tmp_path))
+    later = saved_state.replace(params=jax.tree.map(lambda leaf: leaf + 1.0, saved_state.params))
+    saver.save(1, saved_state, {'epoch': 1})
+    saver.save(2, later, {'epoch': 2})
+    flip_a_byte(tmp_path, 2)
+    lines, asked = [], []
+    restored, metadata = saver.restore_newest_good(lambda metadata: asked.append(metadata) or saved_state, lines.append)
+    assert metadata == {'epoch': 1} and asked == [{'epoch': 2}, {'epoch': 1}]  # each like-state from its own metadata
+    jax.tree.map(np.testing.assert_array_equal, restored, saved_state)
+    assert len(lines) == 1 and 'epoch 2 is damaged (checksum mismatch: its arrays' in lines[0]
+    assert saver.epochs() == [1] and saver.latest_epoch() == 1
+    saver.save(2, later, {'epoch': 2})  # the run can save the epoch again
+    assert saver.epochs() == [1, 2]
+    flip_a_byte(tmp_path, 2)
+    saver.restore_newest_good(lambda metadata: saved_state, lines.append)
+    assert lines[-1].endswith('(the damaged one is kept as damaged_2.1)')
+    assert sorted(os.listdir(tmp_path)) == ['1', 'damaged_2', 'damaged_2.1']
+    saver.close()
+
+
+def test_a_like_state_is_never_built_from_metadata_that_changed_on_disk(saved_state, tmp_path):
+    saver = checkpoint.Checkpointer(str(tmp_path))
+    saver.save(1, saved_state, {'epoch': 1, 'architecture': {'hidden_widths': [32]}})
+    saver.save(2, saved_state, {'epoch': 2, 'architecture': {'hidden_widths': [32]}})
+    edit_metadata(lambda text: text.replace('[32]', '[33]'))(tmp_path, 2)
+    asked = []
+    _, metadata = saver.restore_newest_good(lambda metadata: asked.append(metadata) or saved_state, quiet)
+    assert metadata['epoch'] == 1 and [each['epoch'] for each in asked] == [1]
+    saver.close()
+
+
+def test_when_no_checkpoint_is_intact_resume_is_refused_with_one_line(saved_state, tmp_path):
+    saver = checkpoint.Checkpointer(str(tmp_path))
+    saver.save(1, saved_state, {'epoch': 1})
+    saver.save(2, saved_state, {'epoch': 2})
+    flip_a_byte(tmp_path, 2)
+    delete('metadata/metadata')(tmp_path, 1)
+    lines = []
+    with pytest.raises(ValueError, match='no checkpoint restores intact') as error:
+        saver.restore_newest_good(lambda metadata: saved_state, lines.append)
+    message = str(error.value)
+    assert '\n' not in message and str(tmp_path) in message
+    assert 'epoch 2: checksum mismatch: its arrays' in message and 'epoch 1: its metadata cannot be read' in message
+    assert lines == [] and saver.epochs() == [1, 2]  # nothing moved while nothing restores
+    saver.close()
+
+
+def test_a_like_state_of_another_layout_is_refused_not_taken_for_damage(saved_state, tmp_path):
+    saver = checkpoint.Checkpointer(str(tmp_path))
+    saver.save(1, saved_state, {'epoch': 1})
+    saver.save(2, saved_state, {'epoch': 2})
+    masked = saved_state.replace(masks=jax.tree.map(lambda leaf: np.ones(leaf.shape, bool), saved_state.params))
+    lines = []
+    with pytest.raises(ValueError, match='another layout') as error:
+        saver.restore_newest_good(lambda metadata: masked, lines.append)
+    assert not isinstance(error.value, checkpoint.DamagedCheckpoint)
+    assert 'the checkpoint lacks masks.dense_0.bias, and 3 more differences' in str(error.value)
+    assert lines == [] and saver.epochs() == [1, 2]
+    saver.close()
