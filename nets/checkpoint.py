@@ -1,11 +1,12 @@
 """Orbax save and restore of a whole run: the TrainState (stacked for a sweep) plus JSON metadata (epoch, history,
-architecture), verified by a checksum on restore."""
+architecture), verified by a checksum on restore, keeping the newest checkpoints and the best one."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import math
 import os
 import sys
 import traceback
@@ -117,25 +118,47 @@ def _drop_abandoned_reads() -> None:
         asyncio_logger.addFilter(_AbandonedTasks())
 
 
-class Checkpointer:
-    """Saves the state and metadata after every epoch into `directory`, keeping the newest `max_to_keep`; `restore`
-    verifies each checkpoint's checksum."""
+def score(metadata: dict, metric: str) -> float | None:
+    """The `metric` of the checkpoint's own epoch in its history (the mean over members of the finite values for a
+    sweep), or None when it has none."""
+    rows = [row for row in metadata.get('history') or [] if row.get('epoch') == metadata.get('epoch')]
+    if not rows or metric not in rows[-1]:
+        return None
+    values = [float(value) for value in np.ravel(np.asarray(rows[-1][metric], dtype=float)) if math.isfinite(value)]
+    return float(np.mean(values)) if values else None
 
-    def __init__(self, directory: str, max_to_keep: int = 2):
+
+class Checkpointer:
+    """Checksummed checkpoints in `directory`: the newest `max_to_keep` and, given `best=(metric, 'min' | 'max')`, the
+    best epoch's by that metric in its history row (for a stacked sweep the mean of the members' finite values)."""
+
+    def __init__(self, directory: str, max_to_keep: int = 2, best: tuple[str, str] | None = None):
+        if max_to_keep < 1:
+            raise ValueError(f'max_to_keep must be at least 1, got {max_to_keep}')
+        if best is not None and best[1] not in ('min', 'max'):
+            raise ValueError(f"best must be (metric, 'min' or 'max'), got {best!r}")
         self.directory = os.path.abspath(directory)
-        # Synchronous saves: the state is small, and a run killed right after an epoch must find it on disk.
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False)
+        self._max_to_keep, self._best = max_to_keep, best
+        self._scores: dict[int, float | None] = {}  # by epoch, each read from its metadata once
+        # Orbax keeps every step and `_retain` deletes: its best_fn alone would drop the newest, and its metrics
+        # files would be a second copy of the history. Synchronous saves: the state is small, and a run killed
+        # right after an epoch must find it on disk.
+        options = ocp.CheckpointManagerOptions(max_to_keep=None, enable_async_checkpointing=False)
         # Registered handlers let item_metadata read the saved tree before any restore.
         handlers = {'state': ocp.StandardCheckpointHandler(), 'metadata': ocp.JsonCheckpointHandler()}
         self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
     def save(self, epoch: int, state: Any, metadata: dict) -> None:
-        """Writes `state` and the JSON-serialisable `metadata` (plus their checksum) as the checkpoint of `epoch`."""
+        """Writes `state` and the JSON-serialisable `metadata` (plus their checksum) as the checkpoint of `epoch`,
+        then deletes the checkpoints that neither the newest `max_to_keep` nor the best need."""
         stored = {**metadata, CHECKSUM: {'arrays': digest(state), 'metadata': _json_digest(metadata)}}
         self._manager.save(
             epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(stored))
         )
         self._manager.wait_until_finished()
+        if self._best is not None:
+            self._scores[epoch] = score(metadata, self._best[0])
+        self._retain()
 
     def epochs(self) -> list[int]:
         """Every saved epoch, oldest first."""
@@ -243,6 +266,30 @@ class Checkpointer:
             f'({first}{f", and {more} more differences" if more else ""})'
         )
 
+    def _retain(self) -> None:
+        """Deletes every checkpoint but the newest `max_to_keep` and the best scored one (the earliest of ties,
+        as early stopping counts only a strict improvement as one)."""
+        epochs = self.epochs()
+        keep = set(epochs[-self._max_to_keep :])
+        if self._best is not None:
+            metric, mode = self._best
+            sign = 1.0 if mode == 'min' else -1.0
+            scored = [(sign * value, epoch) for epoch in epochs if (value := self._score(epoch, metric)) is not None]
+            if scored:
+                keep.add(min(scored)[1])
+        for epoch in epochs:
+            if epoch not in keep:
+                self._manager.delete(epoch)
+                self._scores.pop(epoch, None)
+
+    def _score(self, epoch: int, metric: str) -> float | None:
+        if epoch not in self._scores:  # saved by an earlier run of this directory
+            try:
+                self._scores[epoch] = score(self.metadata(epoch), metric)
+            except DamagedCheckpoint:
+                self._scores[epoch] = None
+        return self._scores[epoch]
+
     def _move_aside(self, epoch: int) -> str:
         """Renames the checkpoint of `epoch` to a free damaged_<epoch>[.n] (not a step name, so orbax skips it)."""
         name, count = f'{DAMAGED_PREFIX}{epoch}', 0
@@ -253,4 +300,5 @@ class Checkpointer:
             os.rename(os.path.join(self.directory, str(epoch)), os.path.join(self.directory, name))
         ocp.multihost.sync_global_processes(f'checkpoint_move_aside_{epoch}')
         self._manager.reload()
+        self._scores.pop(epoch, None)
         return name

@@ -115,7 +115,10 @@ def train_variant(
         state = initial_state(task, hparams, members, input_shape, architecture)
         return state if prepare_state is None else prepare_state(state)
 
-    saver = checkpoint.Checkpointer(checkpoint_dir) if checkpoint_dir else None
+    rule = task.early_stopping
+    # Besides the newest checkpoints, keep the best epoch's by what early stopping monitors.
+    best = None if rule is None else (rule.monitor, 'max' if rule.maximize else 'min')
+    saver = checkpoint.Checkpointer(checkpoint_dir, best=best) if checkpoint_dir else None
     start_epoch, history = 0, []
     if saver is not None and saver.latest_epoch() is not None:
         if not resume:

@@ -1,5 +1,5 @@
-"""Verified checkpoints: a checksum refuses changed bytes that orbax would restore silently, and a damaged or
-incomplete checkpoint gives one line and resume falls back to the one before."""
+"""Verified checkpoints: a checksum refuses changed bytes that orbax would restore silently, a damaged or incomplete
+checkpoint gives one line and resume falls back to the one before, and retention keeps the newest and the best."""
 
 import gc
 import glob
@@ -343,3 +343,70 @@ def test_a_like_state_of_another_layout_is_refused_not_taken_for_damage(saved_st
     assert 'the checkpoint lacks masks.dense_0.bias, and 3 more differences' in str(error.value)
     assert lines == [] and saver.epochs() == [1, 2]
     saver.close()
+
+
+# Retention: the newest max_to_keep and the best by the monitored metric.
+
+
+def save_scores(saver, state, scores, epochs=None):
+    """Saves `epochs` (default all) of a run whose val_loss of epoch e was scores[e - 1]."""
+    for epoch in epochs or range(1, len(scores) + 1):
+        rows = [{'epoch': e, 'val_loss': value} for e, value in enumerate(scores[:epoch], start=1)]
+        saver.save(epoch, state, {'epoch': epoch, 'history': rows})
+
+
+@pytest.mark.parametrize(
+    'mode, scores, kept',
+    [
+        ('min', [3.0, 1.0, 2.0, 4.0, 5.0], [2, 4, 5]),
+        ('max', [0.1, 0.9, 0.5, 0.3, 0.2], [2, 4, 5]),
+        ('min', [1.0, 1.0, 2.0, 3.0], [1, 3, 4]),  # the earliest of equal bests, as early stopping counts it
+        ('min', [5.0, 4.0, 3.0, 2.0], [3, 4]),  # the best is among the newest
+        # A sweep: the mean over members of the finite values (NaN where a member had stopped).
+        ('min', [[9.0, 9.0], [2.0, 2.0], [1.0, float('nan')], [3.0, 3.0], [4.0, 4.0]], [3, 4, 5]),
+        ('min', [[float('nan')] * 2, [2.0, 2.0], [3.0, 3.0], [4.0, 4.0]], [2, 3, 4]),  # NaN alone is no best
+    ],
+    ids=['min', 'max', 'tie', 'best-is-newest', 'sweep', 'all-nan'],
+)
+def test_retention_keeps_the_newest_and_the_best(saved_state, tmp_path, mode, scores, kept):
+    saver = checkpoint.Checkpointer(str(tmp_path), max_to_keep=2, best=('val_loss', mode))
+    save_scores(saver, saved_state, scores)
+    assert saver.epochs() == kept and on_disk(tmp_path) == kept
+    saver.close()
+
+
+def test_retention_without_a_metric_keeps_the_newest_alone(saved_state, tmp_path):
+    saver = checkpoint.Checkpointer(str(tmp_path), max_to_keep=2)
+    save_scores(saver, saved_state, [3.0, 1.0, 2.0, 4.0])
+    assert on_disk(tmp_path) == [3, 4]
+    saver.close()
+
+
+def test_retention_reads_the_best_of_an_earlier_run_from_its_checkpoint(saved_state, tmp_path):
+    scores = [1.0, 2.0, 3.0, 4.0, 0.5, 6.0, 7.0]
+    first = checkpoint.Checkpointer(str(tmp_path), best=('val_loss', 'min'))
+    save_scores(first, saved_state, scores, range(1, 4))
+    first.close()
+    assert on_disk(tmp_path) == [1, 2, 3]
+    second = checkpoint.Checkpointer(str(tmp_path), best=('val_loss', 'min'))
+    save_scores(second, saved_state, scores, [4])
+    assert on_disk(tmp_path) == [1, 3, 4]  # epoch 1's score read from its checkpoint
+    save_scores(second, saved_state, scores, range(5, 8))
+    assert on_disk(tmp_path) == [5, 6, 7]
+    second.close()
+
+
+def test_a_run_with_early_stopping_keeps_the_best_epoch_by_its_monitor_and_mode(small, tmp_path):
+    """Early stopping on train_loss in 'max' mode (patience long enough never to stop): the best is epoch 1, where
+    the loss is highest; a saver that ignored the mode would keep the newest two alone."""
+    _, _, data = small
+    task, hparams = mlp_task(
+        'adam', 1e-2, batch_size=32, hidden_widths=(32,),
+        early_stopping={'monitor': 'train_loss', 'mode': 'max', 'patience': 10})  # fmt: skip
+    directory = tmp_path / 'checkpoints'
+    _, runs = runner.train_variant(
+        task, hparams, runner.grid([0, 1]), data, None, epochs=4, name='es', checkpoint_dir=str(directory), log=quiet
+    )
+    losses = [np.mean(row['train_loss']) for row in next(iter(runs.values()))['history']]
+    assert np.argmax(losses) == 0  # what the test relies on: the loss falls
+    assert on_disk(directory) == [1, 3, 4]
