@@ -120,17 +120,24 @@ def train_variant(
         state = initial_state(task, hparams, members, input_shape, architecture)
         return state if prepare_state is None else prepare_state(state)
 
-    saver = checkpoint.Checkpointer(checkpoint_dir) if checkpoint_dir else None
+    rule = task.early_stopping
+    # Besides the newest checkpoints, keep the best epoch's by what early stopping monitors.
+    best = None if rule is None else (rule.monitor, 'max' if rule.maximize else 'min')
+    saver = checkpoint.Checkpointer(checkpoint_dir, best=best) if checkpoint_dir else None
     start_epoch, history = 0, []
     if saver is not None and saver.latest_epoch() is not None:
         if not resume:
             raise ValueError(f'{checkpoint_dir} already holds a checkpoint; pass --resume to continue it')
-        metadata = saver.metadata()
-        # The like-state takes the checkpoint's shapes, which growth or pruning may have changed, and its masks.
-        like = start(metadata.get('architecture'))
-        if metadata.get('masked') and like.masks is None:
-            like = like.replace(masks=jax.tree.map(lambda leaf: jnp.ones(leaf.shape, bool), like.params))
-        state, metadata = saver.restore(like)
+
+        def like(metadata):
+            # The like-state takes the checkpoint's shapes, which growth or pruning may have changed, and its masks.
+            shaped = start(metadata.get('architecture'))
+            if metadata.get('masked') and shaped.masks is None:
+                shaped = shaped.replace(masks=jax.tree.map(lambda leaf: jnp.ones(leaf.shape, bool), shaped.params))
+            return shaped
+
+        # A damaged newest checkpoint falls back to the one before, with a line that says so.
+        state, metadata = saver.restore_newest_good(like, log)
         start_epoch, history = metadata['epoch'], metadata['history']
         log(f'{name}: resumed after epoch {start_epoch}')
     else:
