@@ -96,9 +96,11 @@ def check_workdir(workdir: str, resume: bool) -> None:
         )
 
 
-def lock_workdir(workdir: str):
-    """An exclusive lock on the workdir, held until this process exits; a second run into it is refused at once."""
-    handle = open(os.path.join(workdir, LOCK_FILE), 'a+')
+def lock_workdir(workdir: str, process_id: int | None = None):
+    """An exclusive lock on the workdir, held until this process exits; a second run into it is refused at once.
+    The hosts of one multi-host run share the workdir, so each takes the lock of its own process index."""
+    name = LOCK_FILE if not process_id else f'{LOCK_FILE}.{process_id}'
+    handle = open(os.path.join(workdir, name), 'a+')
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -185,20 +187,22 @@ def main(argv):
     created = not os.path.exists(workdir)
     try:
         os.makedirs(workdir, exist_ok=True)
-        lock = lock_workdir(workdir)  # noqa: F841 (held until exit)
+        lock = lock_workdir(workdir, FLAGS.process_id)  # noqa: F841 (held until exit)
     except OSError as error:
         fail(f'--workdir={workdir} cannot be used: {error.strerror or error}')
     except Refused as error:
         fail(str(error))
     started = time.perf_counter()
+    primary = not FLAGS.process_id
     try:
+        # First of all JAX calls (the checks below build the task abstractly, which starts the backend).
+        parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
         check_workdir(workdir, FLAGS.resume)
         module = experiment_module(config_path)
         validation.check(FLAGS.config, getattr(module, 'CONFIG_RULES', None))
         if FLAGS.resume:
             check_resume(workdir, config)
         report.write_json(os.path.join(workdir, RECORDED_CONFIG), config)
-        parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
         if FLAGS.compilation_cache_dir:
             enable_compilation_cache(FLAGS.compilation_cache_dir)
         summary = module.run(
@@ -209,13 +213,16 @@ def main(argv):
             resume=FLAGS.resume,
         )
     except (Refused, ValueError, FileExistsError, data_lib.DataError) as error:
-        remove_traces(workdir, created)
+        if primary:  # the other hosts of a multi-host run leave the shared workdir to process 0
+            remove_traces(workdir, created)
         fail(str(error))
     except OSError as error:
-        remove_traces(workdir, created)
+        if primary:  # the other hosts of a multi-host run leave the shared workdir to process 0
+            remove_traces(workdir, created)
         fail(f'{error.strerror or type(error).__name__}: {error.filename or error}')
     except BaseException:
-        remove_traces(workdir, created)
+        if primary:  # the other hosts of a multi-host run leave the shared workdir to process 0
+            remove_traces(workdir, created)
         raise
     report.log(json.dumps(summary))
     report.log(f'finished in {time.perf_counter() - started:.1f}s; report: {os.path.join(workdir, "report.md")}')
