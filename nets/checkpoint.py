@@ -204,6 +204,9 @@ class Checkpointer:
                 # Out of the way, so that the resumed run can save that epoch again, but kept for a look.
                 kept = self._move_aside(bad)
                 log(f'{error}; resuming from epoch {epoch} (the damaged one is kept as {kept})')
+            # A run killed between a save and its clean-up left one checkpoint too many; after a variant's last
+            # epoch no later save would delete it.
+            self._retain()
             return state, metadata
         if not damaged:
             raise ValueError(f'{self.directory}: holds no checkpoint to resume')
