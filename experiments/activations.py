@@ -42,7 +42,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.checkpoint_every = 5
     config.loss = 'softmax_cross_entropy'
     config.penalties = ()
-    config.early_stopping = {}
+    config.early_stopping = tasks.early_stopping_config()
     config.batch_size = 128
     config.negative_slope = 0.01
     # The dead-unit sweep's highest learning rate is meant to blow some nets up: their divergence is a result, so

@@ -39,7 +39,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer = dict(name='rmsprop', learning_rate=0.001, schedule={}, transforms=())
     config.penalties = ()
     config.loss = 'softmax_cross_entropy'
-    config.early_stopping = {}
+    config.early_stopping = tasks.early_stopping_config()
     config.batch_size = 128
     config.epochs = 20
     config.refit = True  # after the validation run, train on train + validation and report that test accuracy

@@ -43,7 +43,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.checkpoint_every = 10
     config.loss = 'softmax_cross_entropy'
     config.penalties = ()
-    config.early_stopping = {}
+    config.early_stopping = tasks.early_stopping_config()
     config.ioffe = dict(
         model=tasks.model_config(hidden_widths=(100, 100, 100), activation='sigmoid', kernel_init='normal',
                                  init_std=0.1),

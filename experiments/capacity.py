@@ -55,7 +55,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer = dict(name='adam', learning_rate=1e-3, schedule={}, transforms=())
     config.penalties = ()
     config.loss = 'softmax_cross_entropy'
-    config.early_stopping = {}
+    config.early_stopping = tasks.early_stopping_config()
     config.batch_size = 128
     config.epochs = 10
     config.checkpoint_every = 5

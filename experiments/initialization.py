@@ -38,7 +38,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.checkpoint_every = 5
     config.loss = 'softmax_cross_entropy'
     config.penalties = ()
-    config.early_stopping = {}
+    config.early_stopping = tasks.early_stopping_config()
     config.shallow = dict(
         model=tasks.model_config(hidden_widths=(100,) * 4, activation='tanh'),
         optimizer=dict(name='sgd', learning_rate=0.01),

@@ -38,7 +38,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer = dict(name='adam', learning_rate=1e-3, transforms=())
     config.penalties = ()
     config.loss = 'softmax_cross_entropy'
-    config.early_stopping = {}
+    config.early_stopping = tasks.early_stopping_config()
     config.batch_size = 64
     # The candidates of each variant's sweep (its config path -> values); chosen on validation.
     config.l2 = (1e-5, 1e-4, 1e-3)

@@ -32,7 +32,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer = dict(name='momentum', learning_rate=0.01, momentum=0.9)
     config.loss = 'softmax_cross_entropy'
     config.penalties = ()
-    config.early_stopping = {}
+    config.early_stopping = tasks.early_stopping_config()
     config.batch_size = 128
     config.orders = tuple(orders.ORDERS)
     if arg == 'quick':

@@ -49,7 +49,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer = dict(name='adam', learning_rate=1e-3, transforms=())
     config.penalties = ()
     config.loss = 'softmax_cross_entropy'
-    config.early_stopping = {}
+    config.early_stopping = tasks.early_stopping_config()
     config.batch_size = 128
     config.epochs = 10  # the dense net's
     config.criteria = pruning.CRITERIA

@@ -45,7 +45,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer = dict(name='sgd', learning_rate=0.1)
     config.loss = 'softmax_cross_entropy'
     config.penalties = ()
-    config.early_stopping = {}
+    config.early_stopping = tasks.early_stopping_config()
     config.batch_size = 128
     config.sweep_epochs = 5
     # log10 of the lowest and highest rate, and how many rates, per optimizer.

@@ -5,7 +5,7 @@
                            'schedule': {} or {'name': ..., ...}, 'transforms': ({'name': ..., ...}, ...)}
     config.penalties      ({'layers': regex, 'kernel_l2': float, ...}, ...)   Keras-style, see nets.regularizers
     config.loss           'softmax_cross_entropy' | 'mse' | 'binary_cross_entropy'
-    config.early_stopping {} (off) or keras.callbacks.EarlyStopping's arguments
+    config.early_stopping {} (off), keras.callbacks.EarlyStopping's arguments, or early_stopping_config(...)
     config.batch_size     int
     config.order          'reshuffle' (default) | 'fixed' | 'sorted_by_class' | 'hardest_first' | ...  see nets.orders
 
@@ -87,6 +87,19 @@ def model_config(name: str = 'mlp', **fields: Any) -> ml_collections.ConfigDict:
     return config
 
 
+def early_stopping_config(**fields: Any) -> ml_collections.ConfigDict:
+    """config.early_stopping with every argument of keras.callbacks.EarlyStopping at its default, updated by
+    `fields`, and `enabled` (True once any field is given), so that `--config.early_stopping.enabled=True
+    --config.early_stopping.patience=5` turns it on from the command line."""
+    config = ml_collections.ConfigDict({'enabled': bool(fields)})
+    for field in dataclasses.fields(early_stopping_lib.EarlyStopping):
+        value = fields.pop(field.name, field.default)
+        config[field.name] = ml_collections.config_dict.placeholder(float) if value is None else value
+    if fields:
+        raise ValueError(f'unknown field early_stopping.{sorted(fields)[0]}; allowed: {", ".join(config)}')
+    return config
+
+
 def sweepable_defaults(config: Mapping[str, Any]) -> dict[str, float]:
     """Every hyper-parameter of the task (path -> its config value); a sweep may give each member others."""
     config = _plain(config)
@@ -158,7 +171,10 @@ def build(
 
     penalties = tuple(config.get('penalties') or ())
     with _section('early_stopping'):
-        rule = early_stopping_lib.EarlyStopping(**config['early_stopping']) if config.get('early_stopping') else None
+        early = dict(config.get('early_stopping') or {})
+        enabled = early.pop('enabled', bool(early))
+        checked = early_stopping_lib.EarlyStopping(**early)  # its fields are checked even while it is off
+        rule = checked if enabled else None
     penalty = None
     if penalties:
         penalty_of = regularizers.make_penalty(penalties)

@@ -300,3 +300,21 @@ def test_keras_penalties_on_kernel_bias_and_activity_follow_keras_formulas(data)
         + c * np.square(activation).sum() / BATCH
     )
     np.testing.assert_allclose(task.penalty(params, sown['intermediates'], hparams), expected, rtol=1e-5)
+
+
+def test_early_stopping_can_be_turned_on_from_its_full_default_config():
+    """early_stopping_config lists every Keras argument, so --config.early_stopping.* can set any; off until
+    `enabled` (or a field given in code)."""
+    config = dict(model={'name': 'mlp', 'hidden_widths': (8,)}, optimizer={'name': 'sgd', 'learning_rate': 0.1},
+                  batch_size=4)  # fmt: skip
+    off = tasks.early_stopping_config()
+    assert tasks.build({**config, 'early_stopping': off}, (4,))[0].early_stopping is None
+    on = tasks.early_stopping_config()
+    on.enabled, on.patience, on.monitor = True, 3, 'train_loss'
+    rule = tasks.build({**config, 'early_stopping': on}, (4,))[0].early_stopping
+    assert rule is not None and rule.patience == 3 and rule.monitor == 'train_loss' and rule.baseline is None
+    assert tasks.early_stopping_config(patience=2).enabled
+    bad = tasks.early_stopping_config()
+    bad.mode = 'sideways'
+    with pytest.raises(ValueError, match='config.early_stopping.*sideways'):
+        tasks.build({**config, 'early_stopping': bad}, (4,))
