@@ -46,8 +46,11 @@ FLAGS = flags.FLAGS
 
 RECORDED_CONFIG = 'config.json'  # the config a workdir's run was started with; --resume must match it
 LOCK_FILE = '.lock'
-# Fields that --resume may change: they do not alter the numbers of the epochs already trained.
-RESUMABLE_CHANGES = {'epochs': 'may only grow', 'checkpoint_every': 'may change'}
+# Fields that --resume may change, and how: they do not alter the numbers of the epochs already trained.
+RESUMABLE_CHANGES = {
+    'epochs': ('may only grow', lambda old, new: isinstance(new, int) and isinstance(old, int) and new >= old),
+    'checkpoint_every': ('may change', lambda old, new: True),
+}
 
 
 class Refused(Exception):
@@ -129,13 +132,10 @@ def check_resume(workdir: str, config: dict) -> None:
         recorded, requested = _flat(json.load(file)), _flat(json.loads(json.dumps(config)))
     for key in sorted(set(recorded) | set(requested)):
         old, new = recorded.get(key, '<absent>'), requested.get(key, '<absent>')
-        if old == new:
+        changeable = RESUMABLE_CHANGES.get(key)
+        if old == new or (changeable and changeable[1](old, new)):
             continue
-        if key == 'epochs' and isinstance(old, int) and isinstance(new, int) and new >= old:
-            continue
-        if key == 'checkpoint_every':
-            continue
-        allowed = f' (it {RESUMABLE_CHANGES[key]})' if key in RESUMABLE_CHANGES else ''
+        allowed = f' (it {changeable[0]})' if changeable else ''
         raise Refused(f'--resume: --config.{key}={new!r} differs from the {old!r} this workdir ran with{allowed}; '
                       'resume with the same config or start a fresh --workdir')  # fmt: skip
 

@@ -31,13 +31,13 @@ from nets import early_stopping as early_stopping_lib, losses, models, optimizer
 FIELDS = ('model', 'optimizer', 'penalties', 'loss', 'early_stopping', 'batch_size')
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """A ConfigDict (or anything with to_dict) as plain dicts and tuples."""
     value = value.to_dict() if hasattr(value, 'to_dict') else value
     if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return tuple(_plain(item) for item in value)
+        return tuple(plain(item) for item in value)
     return value
 
 
@@ -102,7 +102,7 @@ def early_stopping_config(**fields: Any) -> ml_collections.ConfigDict:
 
 def sweepable_defaults(config: Mapping[str, Any]) -> dict[str, float]:
     """Every hyper-parameter of the task (path -> its config value); a sweep may give each member others."""
-    config = _plain(config)
+    config = plain(config)
     model = dict(config['model'])
     spec = models.get_model(model.pop('name', 'mlp'))
     values = {f'model.{name}': model[name] for name in spec.sweepable if name in model}
@@ -131,7 +131,7 @@ def build(
 
     Raises ValueError with one line naming the field, the value and what is allowed, before any data loads.
     """
-    config = _plain(config)
+    config = plain(config)
     missing = [name for name in ('model', 'optimizer', 'batch_size') if name not in config]
     if missing:
         raise ValueError(f'config.{missing[0]} is missing; a task needs {", ".join(FIELDS)}')

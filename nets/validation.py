@@ -20,15 +20,6 @@ from nets import activations, data as data_lib, growth, initializers, losses, mo
 Rule = Callable[[str, Any], None]
 
 
-def _plain(value: Any) -> Any:
-    value = value.to_dict() if hasattr(value, 'to_dict') else value
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return tuple(_plain(item) for item in value)
-    return value
-
-
 def _refuse(path: str, value: Any, allowed: str) -> None:
     raise ValueError(f'config.{path} must be {allowed}, got {value!r}')
 
@@ -292,7 +283,7 @@ def _check_batches(config: Mapping[str, Any], node: Mapping[str, Any], prefix: s
 
 def check(config: Any, rules: Mapping[str, Rule] | None = None, input_shape: Sequence[int] | None = None) -> None:
     """Refuses `config` with one line (ValueError) at its first bad field; `rules` adds the experiment's own."""
-    config = _plain(config)
+    config = tasks.plain(config)
     rules = {**RULES, **(rules or {})}
     if config.get('validation_size', 0) and config.get('dataset') in data_lib.TRAIN_EXAMPLES:
         integer(0)('validation_size', config['validation_size'])
