@@ -50,18 +50,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.allow_divergence = True
     config.deep = dict(
         model=tasks.model_config(hidden_widths=(100,) * 10),
-        optimizer=dict(name='momentum', learning_rate=0.01, momentum=0.9),
+        optimizer=tasks.optimizer_config('momentum', 0.01, momentum=0.9),
         epochs=10,
     )
     config.dead = dict(
         model=tasks.model_config(hidden_widths=(100,) * 10),
-        optimizer=dict(name='sgd', learning_rate=0.1),
+        optimizer=tasks.optimizer_config('sgd', 0.1),
         learning_rates=(0.1, 0.3, 1.0),
         epochs=5,
     )
     config.shallow = dict(
         model=tasks.model_config(hidden_widths=(100,)),
-        optimizer=dict(name='momentum', learning_rate=0.01, momentum=0.9),
+        optimizer=tasks.optimizer_config('momentum', 0.01, momentum=0.9),
         epochs=10,
     )
     if arg == 'quick':

@@ -36,7 +36,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         hidden_dropout=0.2,
         batch_norm=None,
     )
-    config.optimizer = dict(name='rmsprop', learning_rate=0.001, schedule={}, transforms=())
+    config.optimizer = tasks.optimizer_config('rmsprop', 0.001, transforms=())
     config.penalties = ()
     config.loss = 'softmax_cross_entropy'
     config.early_stopping = tasks.early_stopping_config()

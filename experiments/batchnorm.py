@@ -47,7 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.ioffe = dict(
         model=tasks.model_config(hidden_widths=(100, 100, 100), activation='sigmoid', kernel_init='normal',
                                  init_std=0.1),
-        optimizer=dict(name='sgd', learning_rate=1.0),
+        optimizer=tasks.optimizer_config('sgd', 1.0, schedule=None),  # the schedule: see run()
         batch_size=60,
         epochs=60,  # 833 steps an epoch on 50,000 images: 49,980 steps
         learning_rates=(1.0, 2.0, 4.0),
@@ -59,7 +59,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.nikolenko = dict(
         model=tasks.model_config(hidden_widths=(100, 100), activation='tanh', kernel_init='truncated_normal',
                                  init_std=0.1),
-        optimizer=dict(name='sgd', learning_rate=0.01),
+        optimizer=tasks.optimizer_config('sgd', 0.01, schedule=None),
         batch_size=100,
         epochs=20,
     )  # fmt: skip

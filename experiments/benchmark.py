@@ -28,7 +28,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Each a task in the schema of nets.tasks.
     config.network = dict(
         model=tasks.model_config(hidden_widths=(512, 512), activation='relu', hidden_dropout=0.2),
-        optimizer=dict(name='adam', learning_rate=0.001),
+        optimizer=tasks.optimizer_config('adam', 0.001),
         batch_size=128,
     )
     config.epochs = 6  # timed epochs of each variant; the median and the minimum are reported
@@ -36,7 +36,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # The init-comparison sweep of the initialization issue: 784-4x100 tanh-10, SGD lr 0.01, batch 64.
     config.sweep = dict(
         model=tasks.model_config(hidden_widths=(100, 100, 100, 100), activation='tanh'),
-        optimizer=dict(name='sgd', learning_rate=0.01),
+        optimizer=tasks.optimizer_config('sgd', 0.01),
         batch_size=64,
     )
     config.sweep_members = (1, 2, 5, 10, 20)

@@ -52,7 +52,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.parameter_budget = 100_000
     config.depths = (1, 2, 4, 8)
     config.model = tasks.model_config(hidden_widths=(), activation='relu', kernel_init='he_normal')  # widths per depth
-    config.optimizer = dict(name='adam', learning_rate=1e-3, schedule={}, transforms=())
+    config.optimizer = tasks.optimizer_config('adam', 1e-3, transforms=())
     config.penalties = ()
     config.loss = 'softmax_cross_entropy'
     config.early_stopping = tasks.early_stopping_config()

@@ -32,7 +32,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data_seed = 0
     # A linear model: no hidden layer, one output, weights starting at exactly zero (init_scale 0).
     config.model = tasks.model_config(hidden_widths=(), num_classes=1, init_scale=0.0)
-    config.optimizer = dict(name='sgd', learning_rate=0.1)  # gradient descent's η: ηλ ≤ 0.1, as the analysis assumes
+    config.optimizer = tasks.optimizer_config('sgd', 0.1)  # gradient descent's η: ηλ ≤ 0.1, as the analysis assumes
     config.loss = 'half_squared_error'
     config.gradient_descent_steps = 5000  # ηt up to 500, where the smallest direction (λ = 0.01) converges
     config.sgd = dict(batch_size=20, learning_rate=0.02, epochs=1500)  # 20 steps an epoch: ηt up to 600

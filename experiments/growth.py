@@ -42,7 +42,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.checkpoint_every = 10
     # The fixed net; the growing nets are the same with hidden_widths=(start_width,).
     config.model = tasks.model_config(hidden_widths=(128,), activation='relu', kernel_init='glorot_uniform')
-    config.optimizer = dict(name='adam', learning_rate=1e-3)
+    config.optimizer = tasks.optimizer_config('adam', 1e-3)
     config.loss = 'softmax_cross_entropy'
     config.batch_size = 128
     config.epochs = 15  # the fixed net

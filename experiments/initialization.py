@@ -41,7 +41,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.early_stopping = tasks.early_stopping_config()
     config.shallow = dict(
         model=tasks.model_config(hidden_widths=(100,) * 4, activation='tanh'),
-        optimizer=dict(name='sgd', learning_rate=0.01),
+        optimizer=tasks.optimizer_config('sgd', 0.01),
         batch_size=64,
         epochs=30,
         inits=('uniform', 'glorot_normal'),
@@ -49,7 +49,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     deep = dict(
         model=tasks.model_config(hidden_widths=(100,) * 30),
         # 0.01 made the 30-layer He ReLU net unstable (train accuracy fell from 0.88 to 0.72 over epochs 3-9).
-        optimizer=dict(name='momentum', learning_rate=0.003, momentum=0.9),
+        optimizer=tasks.optimizer_config('momentum', 0.003, momentum=0.9),
         batch_size=128,
         epochs=10,
         inits=('he_normal', 'glorot_normal', 'uniform'),

@@ -35,7 +35,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data_seed = 0
     config.checkpoint_every = 10
     config.model = tasks.model_config(hidden_widths=(512, 512), activation='relu', kernel_init='he_normal')
-    config.optimizer = dict(name='adam', learning_rate=1e-3, transforms=())
+    config.optimizer = tasks.optimizer_config('adam', 1e-3, transforms=())
     config.penalties = ()
     config.loss = 'softmax_cross_entropy'
     config.early_stopping = tasks.early_stopping_config()

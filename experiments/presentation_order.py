@@ -29,7 +29,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.checkpoint_every = 5
     config.epochs = 10
     config.model = tasks.model_config(hidden_widths=(100, 100), activation='relu', kernel_init='he_normal')
-    config.optimizer = dict(name='momentum', learning_rate=0.01, momentum=0.9)
+    config.optimizer = tasks.optimizer_config('momentum', 0.01, momentum=0.9)
     config.loss = 'softmax_cross_entropy'
     config.penalties = ()
     config.early_stopping = tasks.early_stopping_config()

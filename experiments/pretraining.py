@@ -55,11 +55,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.kernel_init = 'glorot_uniform'
     # The autoencoder: masking noise on the input (input dropout), the clean image as the target.
     config.autoencoder = ml_collections.ConfigDict(
-        dict(seeds=(0,), epochs=20, masking_noise=0.3, learning_rate=1e-3, batch_size=128, loss='binary_cross_entropy')
+        dict(
+            seeds=(0,),
+            epochs=20,
+            masking_noise=0.3,
+            optimizer=tasks.optimizer_config('adam', 1e-3),
+            batch_size=128,
+            loss='binary_cross_entropy',
+        )
     )  # one autoencoder, shared by the classifier's seeds, to fit the time budget
     # The classifier: encoder + softmax head, the issue's recipe.
     config.input_dropout, config.hidden_dropout = 0.2, 0.5
-    config.learning_rate = 3e-4
+    config.optimizer = tasks.optimizer_config('adam', 3e-4)
     config.batch_sizes = (32, 32, 128)  # per entry of config.labels
     config.passes = (200, 200, 5)  # passes over the labeled images, per entry of config.labels
     config.epoch_size = 10000  # a small labeled set is repeated so that an epoch has about this many images
@@ -69,7 +76,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.frozen_hidden_dropout = (0.0, 0.5)
     # Subsample pretraining: groups of first-layer units, each with its own head and random subsample.
     config.units = ml_collections.ConfigDict(
-        dict(group_width=8, subsample_fraction=0.5, steps=500, batch_size=32, learning_rate=1e-3)
+        dict(
+            group_width=8,
+            subsample_fraction=0.5,
+            steps=500,
+            batch_size=32,
+            optimizer=tasks.optimizer_config('adam', 1e-3),
+        )
     )
     if arg == 'quick':
         config.train_limit, config.test_limit, config.validation_size = 2000, 500, 500
@@ -93,7 +106,7 @@ def classifier_config(config, batch_size: int = 128, transforms=(), **model) -> 
             'hidden_dropout': config.hidden_dropout,
             **model,
         },
-        'optimizer': {'name': 'adam', 'learning_rate': config.learning_rate, 'transforms': transforms},
+        'optimizer': {**config.optimizer.to_dict(), 'transforms': transforms},
         'batch_size': batch_size,
     }
 
@@ -117,7 +130,7 @@ def autoencoder_config(config) -> dict:
     model = classifier_config(config)['model'] | {'name': 'autoencoder', 'input_dropout': ae.masking_noise}
     return {
         'model': {**model, 'hidden_dropout': 0.0},
-        'optimizer': {'name': 'adam', 'learning_rate': ae.learning_rate},
+        'optimizer': ae.optimizer.to_dict(),
         'loss': ae.loss,
         'batch_size': ae.batch_size,
     }
@@ -128,7 +141,7 @@ def unit_config(config) -> dict:
     units = config.units
     return {
         'model': {'name': 'mlp', 'hidden_widths': (units.group_width,), 'activation': config.activation},
-        'optimizer': {'name': 'adam', 'learning_rate': units.learning_rate},
+        'optimizer': units.optimizer.to_dict(),
         'batch_size': units.batch_size,
     }
 
@@ -262,19 +275,21 @@ def describe(config, summary, chosen_values) -> str:
     ae, units = config.autoencoder, config.units
     return (
         f'Classifier 784-{widths}-10 {config.activation} ({config.kernel_init}), input dropout '
-        f'{config.input_dropout}, dropout {config.hidden_dropout}, Adam {config.learning_rate}, batch sizes '
+        f'{config.input_dropout}, dropout {config.hidden_dropout}, Adam {config.optimizer.learning_rate}, batch sizes '
         f'{tuple(config.batch_sizes)} and passes over the labeled images {tuple(config.passes)} for labels '
         f'{tuple(config.labels)}; {len(config.seeds)} seeds; one class-balanced label subset (seed '
         f'{config.subset_seed}) shared by the seeds; validation {config.validation_size} images held out of the '
         f'training split. Autoencoder: mirrored decoder, {ae.loss}, masking noise {ae.masking_noise}, Adam '
-        f'{ae.learning_rate}, batch {ae.batch_size}, {ae.epochs} epochs on the training images without labels, '
+        f'{ae.optimizer.learning_rate}, batch {ae.batch_size}, {ae.epochs} epochs on the training images without '
+        f'labels, '
         f'{len(ae.seeds)} seed(s) shared by the classifier seeds; reconstruction MSE per pixel on test '
         f"{summary['reconstruction_mse']:.4f}. Fine-tuning: `ae_finetune` trains everything, with the encoder's "
         f'learning-rate factor chosen from {tuple(config.encoder_learning_rate_factors)}; `ae_frozen` trains only '
         f'the head, without input dropout, its hidden dropout chosen from {tuple(config.frozen_hidden_dropout)}. '
         f'Subsample pretraining: {config.hidden_widths[0] // units.group_width} groups of {units.group_width} '
         f'first-layer units, each with its own softmax head, {units.steps} steps of batch {units.batch_size} '
-        f'(Adam {units.learning_rate}) on its own random {units.subsample_fraction:g} of the labeled images, then '
+        f'(Adam {units.optimizer.learning_rate}) on its own random {units.subsample_fraction:g} of the labeled '
+        f'images, then '
         f'assembled into the first layer; the second layer and the head start fresh.\n\n'
         + report.markdown_table(
             ['labels', *[f'{m} test error' for m in METHODS], 'chosen encoder lr factor', 'chosen frozen dropout']

@@ -46,7 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data_seed = 0
     config.checkpoint_every = 1
     config.model = tasks.model_config(hidden_widths=(300, 100), activation='relu', kernel_init='glorot_uniform')
-    config.optimizer = dict(name='adam', learning_rate=1e-3, transforms=())
+    config.optimizer = tasks.optimizer_config('adam', 1e-3, transforms=())
     config.penalties = ()
     config.loss = 'softmax_cross_entropy'
     config.early_stopping = tasks.early_stopping_config()

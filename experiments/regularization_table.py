@@ -32,7 +32,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.epochs = 40
     config.checkpoint_every = 5
     config.model = tasks.model_config(hidden_widths=(1024, 1024), activation='relu', kernel_init='he_normal')
-    config.optimizer = dict(name='adam', learning_rate=1e-3, transforms=(), schedule={})  # decay set in run()
+    config.optimizer = tasks.optimizer_config('adam', 1e-3, schedule=None, transforms=())  # decay set in run()
     config.learning_rate_decay = 0.98  # per epoch
     config.penalties = ()
     config.loss = 'softmax_cross_entropy'

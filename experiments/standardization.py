@@ -52,7 +52,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.test_limit = ml_collections.FieldReference(None, field_type=int)
     config.whitening_epsilon = 0.1  # in squared [0, 1]-pixel units; the top eigenvalue of MNIST's covariance is ~5
     config.model = tasks.model_config(hidden_widths=(128, 128), activation='relu', kernel_init='he_normal')
-    config.optimizer = dict(name='sgd', learning_rate=0.01, schedule={}, transforms=())
+    config.optimizer = tasks.optimizer_config('sgd', 0.01, transforms=())
     config.penalties = ()
     config.loss = 'softmax_cross_entropy'
     config.early_stopping = tasks.early_stopping_config()

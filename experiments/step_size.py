@@ -27,8 +27,11 @@ OPTIMIZERS = ('sgd', 'momentum', 'adam')
 SCHEDULES = ('constant', 'step_decay', 'cosine_decay', 'warmup_cosine_decay', 'reduce_on_plateau')
 
 
-# Each optimizer's learning-rate grid: (log10 low, log10 high, count).
-CONFIG_RULES = {f'grids.{name}': validation.grid for name in optimizers.OPTIMIZERS}
+# Each optimizer's learning-rate grid: (log10 low, log10 high, count); config.optimizers.NAME is optimizer NAME.
+CONFIG_RULES = {
+    **{f'grids.{name}': validation.grid for name in optimizers.OPTIMIZERS},
+    **{f'optimizers.{name}.name': validation.name_in((name,)) for name in OPTIMIZERS},
+}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -42,7 +45,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data_seed = 0
     config.checkpoint_every = 5
     config.model = tasks.model_config(hidden_widths=(100, 100), activation='relu', kernel_init='he_normal')
-    config.optimizer = dict(name='sgd', learning_rate=0.1)
+    # Each optimizer's constants; its learning rates are the grid's, and momentum's schedules are run()'s.
+    config.optimizers = {name: tasks.optimizer_config(name, schedule=None) for name in OPTIMIZERS}
     config.loss = 'softmax_cross_entropy'
     config.penalties = ()
     config.early_stopping = tasks.early_stopping_config()
@@ -107,7 +111,8 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     shape = runner.input_shape(config.dataset)
     runs, summary = {}, {}
     for name in OPTIMIZERS:
-        task, hparams = tasks.build({**config.to_dict(), 'optimizer': {'name': name, 'learning_rate': 0.1}}, shape)
+        optimizer = {**config.optimizers[name].to_dict(), 'learning_rate': rates(config.grids[name])[0]}
+        task, hparams = tasks.build({**config.to_dict(), 'optimizer': optimizer}, shape)
         members = runner.grid(config.seeds, {'optimizer.learning_rate': rates(config.grids[name])})
         _, runs[f'sweep_{name}'] = runner.run_variant(workdir, config, f'sweep_{name}', task, hparams, members, data,
                                                       test, resume=resume, epochs=config.sweep_epochs)  # fmt: skip
@@ -122,7 +127,12 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     peak = summary['best_learning_rate_momentum']
     for name in SCHEDULES:
         schedule, transforms = schedule_config(name, config, steps)
-        optimizer = {'name': 'momentum', 'learning_rate': peak, 'schedule': schedule, 'transforms': transforms}
+        optimizer = {
+            **config.optimizers.momentum.to_dict(),
+            'learning_rate': peak,
+            'schedule': schedule,
+            'transforms': transforms,
+        }
         task, hparams = tasks.build({**config.to_dict(), 'optimizer': optimizer}, shape)
         _, runs[f'schedule_{name}'] = runner.run_variant(workdir, config, f'schedule_{name}', task, hparams,
                                                          runner.grid(config.seeds), data, test, resume=resume,

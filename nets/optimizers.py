@@ -171,13 +171,45 @@ def _split(entry: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return entry.pop('name', None), entry
 
 
+def shared_fields(registry: Mapping[str, Component]) -> dict[str, Any]:
+    """Every field of every entry of `registry` with its default (None: required); entries that share a field
+    share its default, so that a config may list them all and still mean the same run whichever entry it names."""
+    fields: dict[str, Any] = {}
+    for name, component in registry.items():
+        for field, default in component.fields.items():
+            if fields.setdefault(field, default) != default:
+                raise ValueError(f'{name}.{field} defaults to {default!r}, another entry to {fields[field]!r}')
+    return fields
+
+
+def own_fields(component: Component, name: str, fields: Mapping[str, Any], shared: Mapping[str, Any], where: str):
+    """The checked fields of `component` (entry `name`) among `fields`, which may list every entry's fields (as
+    `shared_fields` gives them): a field of another entry must be unset (None) or at its default, and an unset
+    field of this one takes its default."""
+    own = {}
+    for field, value in fields.items():
+        if field in component.fields or field not in shared:
+            if value is not None:
+                own[field] = value
+        elif value is not None and value != shared[field]:
+            allowed = ', '.join(component.fields) or 'none'
+            kind = where.split('.')[-1]
+            raise ValueError(f'{where}.{field}={value!r} does not apply to {kind} {name!r} (its fields: {allowed})')
+    return check_fields(component, own, where)
+
+
+# What a config may list under config.optimizer and config.optimizer.schedule, whichever entry it names.
+OPTIMIZER_FIELDS = shared_fields(OPTIMIZERS)
+SCHEDULE_FIELDS = shared_fields(SCHEDULES)
+
+
 def _optimizer(config: Mapping[str, Any]) -> tuple[Component, dict[str, Any]]:
     """The optimizer entry and its checked fields (learning rate, schedule and transforms aside)."""
     name, fields = _split(config)
     for other in ('learning_rate', 'schedule', 'transforms'):
         fields.pop(other, None)
     component = lookup(OPTIMIZERS, name, 'optimizer')
-    return component, check_fields(component, fields, 'optimizer')
+    return component, own_fields(component, name, fields, OPTIMIZER_FIELDS, 'optimizer')
 
 
 def _transforms(config: Mapping[str, Any]):
@@ -195,7 +227,7 @@ def _learning_rate(config: Mapping[str, Any], learning_rate: Any) -> Any:
         return learning_rate
     name, fields = _split(schedule)
     component = lookup(SCHEDULES, name, 'schedule')
-    return component.build(learning_rate, **check_fields(component, fields, 'optimizer.schedule'))
+    return component.build(learning_rate, **own_fields(component, name, fields, SCHEDULE_FIELDS, 'optimizer.schedule'))
 
 
 def sweepable_defaults(config: Mapping[str, Any]) -> dict[str, float]:

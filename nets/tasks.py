@@ -2,7 +2,7 @@
 
     config.model          {'name': 'mlp' | 'autoencoder', ...the module's fields}
     config.optimizer      {'name': 'sgd' | 'momentum' | 'nesterov' | 'rmsprop' | 'adam', 'learning_rate': float,
-                           'schedule': {} or {'name': ..., ...}, 'transforms': ({'name': ..., ...}, ...)}
+                           ...its constants, 'schedule': {} or {'name': ..., ...}, 'transforms': ({'name': ...}, ...)}
     config.penalties      ({'layers': regex, 'kernel_l2': float, ...}, ...)   Keras-style, see nets.regularizers
     config.loss           'softmax_cross_entropy' | 'mse' | 'binary_cross_entropy'
     config.early_stopping {} (off), keras.callbacks.EarlyStopping's arguments, or early_stopping_config(...)
@@ -78,13 +78,54 @@ def model_config(name: str = 'mlp', **fields: Any) -> ml_collections.ConfigDict:
         if field.name in ('parent', 'name') or (field.name in _UNSET_UNLESS_GIVEN and field.name not in fields):
             continue
         value = fields.pop(field.name, field.default)
-        if value is None:
-            kind = {'batch_norm': str, 'init_std': float, 'batch_norm_layers': tuple}[field.name]
-            value = ml_collections.config_dict.placeholder(kind)
-        config[field.name] = value
+        config[field.name] = _settable(field.name, value)
     if fields:
         raise ValueError(f'unknown field model.{sorted(fields)[0]}; allowed: {", ".join(config)}')
     return config
+
+
+def optimizer_config(
+    name: str = 'sgd',
+    learning_rate: float | None = None,
+    *,
+    schedule: str | Mapping[str, Any] | None = 'constant',
+    transforms: Sequence[Mapping[str, Any]] | None = None,
+    **fields: Any,
+) -> ml_collections.ConfigDict:
+    """config.optimizer: optimizer `name` and every optimizer's constants at their defaults (nets.optimizers
+    refuses a constant the named optimizer does not use unless it is at its default), updated by `fields`, so that
+    `--config.optimizer.name=adam --config.optimizer.b2=0.99` works; `schedule` (a name, or a dict of its fields)
+    lists every schedule's fields the same way. An experiment that sets the learning rate, the schedule or the
+    transforms in code passes None for it, so that the command line cannot set a value the run would ignore."""
+    config = ml_collections.ConfigDict({'name': name})
+    if learning_rate is not None:
+        config.learning_rate = learning_rate
+    config.update(_listing(optimizers.OPTIMIZER_FIELDS, fields, 'optimizer'))
+    if schedule is not None:
+        schedule = {'name': schedule} if isinstance(schedule, str) else dict(schedule)
+        listing = {'name': schedule.pop('name'), **_listing(optimizers.SCHEDULE_FIELDS, schedule, 'optimizer.schedule')}
+        config.schedule = ml_collections.ConfigDict(listing)
+    if transforms is not None:
+        config.transforms = tuple(transforms)
+    return config
+
+
+def _listing(defaults: Mapping[str, Any], fields: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Every field of `defaults`, updated by `fields`, unset ones as typed placeholders."""
+    unknown = sorted(set(fields) - set(defaults))
+    if unknown:
+        raise ValueError(f'unknown field {where}.{unknown[0]}; allowed: {", ".join(defaults)}')
+    return {field: _settable(field, fields.get(field, default)) for field, default in defaults.items()}
+
+
+# The type of each config field whose default is None, so that the command line can fill it.
+_PLACEHOLDER_TYPES = {'batch_norm': str, 'init_std': float, 'batch_norm_layers': tuple, 'boundaries': tuple,
+                      'transition_steps': int, 'decay_rate': float, 'decay_steps': int,
+                      'warmup_steps': int}  # fmt: skip
+
+
+def _settable(field: str, value: Any) -> Any:
+    return ml_collections.config_dict.placeholder(_PLACEHOLDER_TYPES[field]) if value is None else value
 
 
 def early_stopping_config(**fields: Any) -> ml_collections.ConfigDict:

@@ -225,8 +225,18 @@ RULES: dict[str, Rule] = {
     'tied_weights': boolean,
     'model.name': name_in(models.MODELS),
     'optimizer.name': name_in(optimizers.OPTIMIZERS),
+    # the optimizers' constants and the schedules' fields (nets.tasks.optimizer_config lists them all)
+    **{name: rate for name in ('rho', 'b1', 'b2')},
+    'epsilon': positive,
+    'schedule.name': name_in(optimizers.SCHEDULES),
+    'boundaries': lambda path, value: value is None or several(integer(1))(path, value),
+    **{name: integer(1, optional=True) for name in ('transition_steps', 'decay_steps', 'warmup_steps')},
+    'decay_rate': lambda path, value: value is None or positive(path, value),
+    'staircase': boolean,
+    'alpha': number(0.0, 1.0),
+    'end_value': number(0.0),
     # parts of the task schema that nets.tasks.build checks as a whole
-    **{name: ignored for name in ('penalties', 'transforms', 'schedule', 'early_stopping')},
+    **{name: ignored for name in ('penalties', 'transforms', 'schedule', 'early_stopping')},  # 'schedule': {}
 }
 TASK_FIELDS = ('loss', 'penalties', 'early_stopping', 'batch_size', 'order')
 
@@ -236,7 +246,7 @@ def _leaves(config: Mapping[str, Any], prefix: str = '') -> list[tuple[str, Any]
     found = []
     for key, value in config.items():
         path = f'{prefix}{key}'
-        if isinstance(value, Mapping) and value and key not in ('schedule', 'early_stopping'):
+        if isinstance(value, Mapping) and value and key != 'early_stopping':
             found += _leaves(value, f'{path}.')
         else:
             found.append((path, value))
@@ -308,9 +318,14 @@ def check(config: Any, rules: Mapping[str, Rule] | None = None, input_shape: Seq
 
 
 def _tasks(config: Mapping[str, Any], prefix: str = '') -> list[tuple[str, Mapping[str, Any]]]:
-    """Every sub-config that describes a task (it has model and optimizer), with its path."""
+    """Every sub-config that describes a task (it has model and optimizer), with its path; a model with several
+    `optimizers` (whose learning rates the experiment sweeps) is one task per optimizer."""
     found = [(prefix, config)] if 'model' in config and 'optimizer' in config else []
+    if 'model' in config and isinstance(config.get('optimizers'), Mapping):
+        for optimizer in config['optimizers'].values():
+            optimizer = {'learning_rate': 1.0, **optimizer}  # a rate for the check when the experiment sets them
+            found.append((prefix, {**config, 'optimizer': optimizer}))
     for key, value in config.items():
-        if isinstance(value, Mapping) and key not in ('model', 'optimizer'):
+        if isinstance(value, Mapping) and key not in ('model', 'optimizer', 'optimizers'):
             found += _tasks(value, f'{prefix}{key}.')
     return found

@@ -9,6 +9,7 @@ import sys
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from experiments import baseline
@@ -185,19 +186,25 @@ def test_results_record_the_commit_the_device_and_every_config_field(quick_run):
     assert json.loads((workdir / 'config.json').read_text()) == results['config']
 
 
-def test_none_valued_model_fields_can_be_set_from_the_command_line(launch, tmp_path):
+def test_none_valued_model_and_optimizer_fields_can_be_set_from_the_command_line(launch, tmp_path):
     workdir = tmp_path / 'batch_norm'
     launch(
         f'--config={QUICK}', f'--workdir={workdir}', '--config.model.batch_norm=before',
         '--config.model.activation=leaky_relu', '--config.model.negative_slope=0.2', '--config.refit=False',
+        '--config.optimizer.name=adam', '--config.optimizer.b2=0.99', '--config.optimizer.schedule.name=cosine_decay',
+        '--config.optimizer.schedule.decay_steps=40',
     )  # fmt: skip
     results = json.loads((workdir / 'results.json').read_text())
     assert results['config']['model']['batch_norm'] == 'before'
     assert results['config']['model']['negative_slope'] == 0.2
+    assert results['config']['optimizer']['b2'] == 0.99
     task, hparams = tasks.build(results['config'], (784,))
     state, _ = _final_state(workdir, train.init_state(task, hparams, jax.random.PRNGKey(0), (784,)))
     assert list(state.batch_stats) == ['batch_norm_0']  # the net that trained had batch norm
     assert float(state.hparams['model.negative_slope']) == pytest.approx(0.2)
+    adam = [s for s in jax.tree.leaves(state.opt_state, is_leaf=lambda s: isinstance(s, optax.ScaleByAdamState))
+            if isinstance(s, optax.ScaleByAdamState)]  # fmt: skip
+    assert len(adam) == 1  # the run was Adam's, not the config file's RMSprop
 
 
 def _final_state(workdir, like_state):

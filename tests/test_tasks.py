@@ -318,3 +318,68 @@ def test_early_stopping_can_be_turned_on_from_its_full_default_config():
     bad.mode = 'sideways'
     with pytest.raises(ValueError, match='config.early_stopping.*sideways'):
         tasks.build({**config, 'early_stopping': bad}, (4,))
+
+
+# Each optimizer with its constants away from their defaults, and optax's own optimizer with the same ones.
+CONSTANTS = {
+    'sgd': ({}, lambda rate: optax.sgd(rate)),
+    'momentum': ({'momentum': 0.5}, lambda rate: optax.sgd(rate, momentum=0.5)),
+    'nesterov': ({'momentum': 0.5}, lambda rate: optax.sgd(rate, momentum=0.5, nesterov=True)),
+    'rmsprop': ({'rho': 0.5, 'epsilon': 1e-3}, lambda rate: optax.rmsprop(rate, decay=0.5, eps=1e-3)),
+    'adam': ({'b1': 0.5, 'b2': 0.9, 'epsilon': 1e-3}, lambda rate: optax.adam(rate, b1=0.5, b2=0.9, eps=1e-3)),
+}
+
+
+def _updates(chain, steps=3):
+    """The params after `steps` updates of `chain` on a fixed quadratic."""
+    params = {'w': jnp.asarray([1.0, -2.0, 0.5])}
+    state = chain.init(params)
+    for _ in range(steps):
+        grads = jax.tree.map(lambda w: 2.0 * w + 0.3, params)
+        updates, state = chain.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+    return params['w']
+
+
+def _chain(config):
+    values = optimizers.sweepable_defaults(config)
+    return optimizers.build(config, {path: jnp.asarray(value, jnp.float32) for path, value in values.items()})
+
+
+@pytest.mark.parametrize('name', list(optimizers.OPTIMIZERS))
+def test_every_optimizer_constant_listed_by_optimizer_config_reaches_optax(name):
+    """optimizer_config lists every optimizer's constants; the named one's, set as --config.optimizer.X would set
+    them, give optax's own optimizer's steps, and the others' (at their defaults) change nothing."""
+    assert set(optimizers.OPTIMIZER_FIELDS) <= set(tasks.optimizer_config(name, 0.1))
+    constants, reference = CONSTANTS[name]
+    config = tasks.optimizer_config('sgd', 0.1)  # named sgd first, switched as the command line would switch it
+    config.name = name
+    for field, value in constants.items():
+        config[field] = value
+    np.testing.assert_allclose(_updates(_chain(tasks.plain(config))), _updates(reference(0.1)), rtol=1e-6)
+
+
+def test_a_constant_the_named_optimizer_does_not_use_is_refused_unless_at_its_default():
+    config = tasks.optimizer_config('adam', 0.1)
+    config.rho = 0.5
+    with pytest.raises(ValueError, match=r"optimizer.rho=0.5 does not apply to optimizer 'adam' \(its fields: b1"):
+        _chain(tasks.plain(config))
+    with pytest.raises(ValueError, match='unknown field optimizer.beta'):
+        tasks.optimizer_config('adam', 0.1, beta=0.5)
+
+
+def test_a_schedule_can_be_chosen_and_set_from_the_listed_schedule_fields():
+    """optimizer_config's schedule lists every schedule's fields: 'constant' is the bare rate, and naming another
+    one and filling its fields gives optax's schedule; a required field left unset is refused by name."""
+    config = tasks.optimizer_config('sgd', 0.1)
+    constant = [float(optimizers.learning_rate_at(tasks.plain(config), 0.1, step)) for step in range(3)]
+    assert constant == pytest.approx([0.1] * 3)
+    config.schedule.name = 'cosine_decay'
+    with pytest.raises(ValueError, match='optimizer.schedule.decay_steps must be set'):
+        optimizers.learning_rate_at(tasks.plain(config), 0.1, 0)
+    config.schedule.decay_steps, config.schedule.alpha = 8, 0.1
+    rates = [float(optimizers.learning_rate_at(tasks.plain(config), 0.1, step)) for step in range(10)]
+    np.testing.assert_allclose(rates, [optax.cosine_decay_schedule(0.1, 8, 0.1)(t) for t in range(10)], rtol=1e-6)
+    config.schedule.boundaries = (3,)
+    with pytest.raises(ValueError, match=r"boundaries=\(3,\) does not apply to schedule 'cosine_decay'"):
+        optimizers.learning_rate_at(tasks.plain(config), 0.1, 0)
