@@ -55,8 +55,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
     config.dead = dict(
         model=tasks.model_config(hidden_widths=(100,) * 10),
-        optimizer=tasks.optimizer_config('sgd', 0.1),
-        learning_rates=(0.1, 0.3, 1.0),
+        optimizer=tasks.optimizer_config('sgd'),
+        learning_rates=(0.1, 0.3, 1.0),  # the members' rates
         epochs=5,
     )
     config.shallow = dict(
@@ -81,7 +81,8 @@ def build(config, part: str, activation: str):
     model = {**settings.model.to_dict(), 'activation': activation, 'kernel_init': FITTING_INIT[activation]}
     if activation == 'leaky_relu':
         model['negative_slope'] = config.negative_slope
-    task_config = {**config.to_dict(), 'model': model, 'optimizer': settings.optimizer.to_dict()}
+    rate = {'learning_rate': settings.learning_rates[0]} if 'learning_rates' in settings else {}  # members replace it
+    task_config = {**config.to_dict(), 'model': model, 'optimizer': {**rate, **settings.optimizer.to_dict()}}
     return tasks.build(task_config, runner.input_shape(config.dataset))
 
 

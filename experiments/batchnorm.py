@@ -47,7 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.ioffe = dict(
         model=tasks.model_config(hidden_widths=(100, 100, 100), activation='sigmoid', kernel_init='normal',
                                  init_std=0.1),
-        optimizer=tasks.optimizer_config('sgd', 1.0, schedule=None),  # the schedule: see run()
+        optimizer=tasks.optimizer_config('sgd', schedule=None),  # the rates: learning_rates; the schedule: run()
         batch_size=60,
         epochs=60,  # 833 steps an epoch on 50,000 images: 49,980 steps
         learning_rates=(1.0, 2.0, 4.0),
@@ -77,7 +77,8 @@ def build(config, part: str, model_changes: dict, schedule: dict | None = None):
     settings = config[part]
     task_config = {**config.to_dict(), **settings.to_dict()}
     task_config['model'] = {**settings.model.to_dict(), **model_changes}
-    task_config['optimizer'] = {**settings.optimizer.to_dict(), 'schedule': schedule or {}}
+    rate = {'learning_rate': settings.learning_rates[0]} if 'learning_rates' in settings else {}  # members replace it
+    task_config['optimizer'] = {**rate, **settings.optimizer.to_dict(), 'schedule': schedule or {}}
     return tasks.build(task_config, runner.input_shape(config.dataset))
 
 

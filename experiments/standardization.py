@@ -52,7 +52,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.test_limit = ml_collections.FieldReference(None, field_type=int)
     config.whitening_epsilon = 0.1  # in squared [0, 1]-pixel units; the top eigenvalue of MNIST's covariance is ~5
     config.model = tasks.model_config(hidden_widths=(128, 128), activation='relu', kernel_init='he_normal')
-    config.optimizer = tasks.optimizer_config('sgd', 0.01, transforms=())
+    config.optimizer = tasks.optimizer_config('sgd', transforms=())  # the rates: learning_rates
     config.penalties = ()
     config.loss = 'softmax_cross_entropy'
     config.early_stopping = tasks.early_stopping_config()
@@ -180,7 +180,8 @@ def run_mnist(config, workdir, data_dir, cache_dir, resume) -> tuple[dict, dict,
                                   train_limit=config.train_limit, test_limit=config.test_limit)  # fmt: skip
     images = [data_lib.normalize(part) for part in (splits.train_images, splits.validation_images, splits.test_images)]
     input_shape = runner.input_shape(config.dataset)
-    task, hparams = tasks.build(config, input_shape)
+    optimizer = {**config.optimizer.to_dict(), 'learning_rate': config.learning_rates[0]}  # the members replace it
+    task, hparams = tasks.build({**config.to_dict(), 'optimizer': optimizer}, input_shape)
     members = runner.grid(config.seeds, {'optimizer.learning_rate': config.learning_rates})
     summary, chosen_runs, all_runs = {}, {}, {}
     for name in MNIST:

@@ -320,11 +320,12 @@ def check(config: Any, rules: Mapping[str, Rule] | None = None, input_shape: Seq
 def _tasks(config: Mapping[str, Any], prefix: str = '') -> list[tuple[str, Mapping[str, Any]]]:
     """Every sub-config that describes a task (it has model and optimizer), with its path; a model with several
     `optimizers` (whose learning rates the experiment sweeps) is one task per optimizer."""
-    found = [(prefix, config)] if 'model' in config and 'optimizer' in config else []
-    if 'model' in config and isinstance(config.get('optimizers'), Mapping):
-        for optimizer in config['optimizers'].values():
-            optimizer = {'learning_rate': 1.0, **optimizer}  # a rate for the check when the experiment sets them
-            found.append((prefix, {**config, 'optimizer': optimizer}))
+    found = []
+    if 'model' in config:
+        several = config.get('optimizers') if isinstance(config.get('optimizers'), Mapping) else {}
+        for optimizer in [config['optimizer']] if 'optimizer' in config else several.values():
+            # A config whose experiment sweeps the learning rate does not list one: any rate does for the check.
+            found.append((prefix, {**config, 'optimizer': {'learning_rate': 1.0, **optimizer}}))
     for key, value in config.items():
         if isinstance(value, Mapping) and key not in ('model', 'optimizer', 'optimizers'):
             found += _tasks(value, f'{prefix}{key}.')
