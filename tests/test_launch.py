@@ -303,6 +303,9 @@ def test_overfitting_quick_chooses_strengths_on_validation_and_reports_every_var
     assert summary['gap_l2'] == pytest.approx(
         np.mean([run['train_accuracy_eval'] - run['test']['accuracy'] for run in kept])
     )
+    # `best` chooses its L2 strength, none included, on validation too.
+    assert {run['hparams']['penalties[0].kernel_l2'] for run in sweeps['best_300'].values()} == {0.0, 1e-4, 0.1}
+    assert chosen['best_300'] in (0.0, 1e-4, 0.1)
     assert (tmp_path / 'of' / 'test_accuracy.png').stat().st_size > 0
 
 
