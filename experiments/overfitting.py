@@ -3,11 +3,12 @@
 Each variant is one vmapped program: its candidate strengths times the seeds. The strength is chosen on the
 validation split alone (the highest mean over seeds of the best validation accuracy; test is never looked at), and
 the test accuracy reported is that strength's, mean over seeds. The dropout variants also report Monte Carlo
-dropout's test accuracy (the mean of softmax over random masks: dropout as an ensemble). `best` combines the
-chosen dropout rate and max-norm radius with an L2 penalty whose strength (0, or one of the L2 candidates) is again
-chosen on validation, and with early stopping that keeps the weights of the best validation accuracy. The
-`early_stopping` variant is Keras's default, on the validation loss. The generalization gap is the eval-mode
-accuracy on the training images minus the test accuracy. `:quick` is a seconds-scale version.
+dropout's test accuracy (the mean of softmax over random masks: dropout as an ensemble). `combined` adds to the
+chosen dropout rate and max-norm radius an L2 penalty whose strength (0, or one of the L2 candidates) is again
+chosen on validation, and early stopping that keeps the weights of the best validation accuracy (the
+`early_stopping` variant is Keras's default, on the validation loss). `best` is the variant, `combined` or any
+other, with the best validation score: the best combination the validation split can tell. The generalization gap
+is the eval-mode accuracy on the training images minus the test accuracy. `:quick` is a seconds-scale version.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import numpy as np
 
 from nets import data as data_lib, regularizers, report, runner, tasks, train
 
-VARIANTS = ('none', 'l2', 'l1', 'decay', 'dropout', 'dropout_maxnorm', 'early_stopping', 'best')
+TRAINED = ('none', 'l2', 'l1', 'decay', 'dropout', 'dropout_maxnorm', 'early_stopping', 'combined')
+VARIANTS = (*TRAINED, 'best')  # best: the trained variant with the best validation score
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -67,11 +69,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def variant_specs(config, chosen: dict) -> dict[str, tuple[dict, dict]]:
-    """name -> (task config changes, swept path -> candidate values). `best` reads the strengths chosen before it."""
+    """name -> (task config changes, swept path -> candidate values). `combined` reads the strengths chosen before
+    it."""
     dropout_model = {**config.model.to_dict(), 'input_dropout': 0.2, 'hidden_dropout': 0.5}
     stop = {'monitor': 'val_loss', 'patience': config.patience, 'restore_best_weights': True}
-    # The validation loss of a small training set turns up long before its accuracy stops rising: `best` watches
-    # the accuracy.
+    # The validation loss of a small training set turns up long before its accuracy stops rising: `combined`
+    # watches the accuracy.
     stop_best = {**stop, 'monitor': 'val_accuracy'}
     max_norm = {'name': 'max_norm', 'max_norm': 3.0}
     chosen_max_norm = {**max_norm, 'max_norm': chosen.get('dropout_maxnorm', 3.0)}
@@ -90,7 +93,7 @@ def variant_specs(config, chosen: dict) -> dict[str, tuple[dict, dict]]:
             {'optimizer.transforms[0].max_norm': config.max_norm},
         ),
         'early_stopping': ({'early_stopping': stop}, {}),
-        'best': (
+        'combined': (
             {
                 'model': {**dropout_model, 'hidden_dropout': chosen.get('dropout', 0.5)},
                 'optimizer': {**config.optimizer.to_dict(), 'transforms': (chosen_max_norm,)},
@@ -102,16 +105,18 @@ def variant_specs(config, chosen: dict) -> dict[str, tuple[dict, dict]]:
     }
 
 
+def validation_score(runs) -> float:
+    """The mean over members of the best validation accuracy: what every choice here is made by."""
+    return float(np.mean([report.member_statistics(run)['best_val_accuracy'] for run in runs]))
+
+
 def choose(runs: dict, swept: dict) -> tuple[float | None, dict]:
     """The swept value whose members have the highest mean best validation accuracy, and those members' runs."""
     if not swept:
         return None, runs
     ((path, values),) = swept.items()
 
-    def score(value):
-        members = [run for run in runs.values() if run['hparams'][path] == value]
-        return np.mean([report.member_statistics(run)['best_val_accuracy'] for run in members])
-
+    score = lambda value: validation_score([run for run in runs.values() if run['hparams'][path] == value])
     best = max(values, key=score)
     return best, {label: run for label, run in runs.items() if run['hparams'][path] == best}
 
@@ -133,7 +138,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         data, test = runner.device_data(splits)
         suffix = '' if size == config.train_sizes[0] else f'_{size}'
         chosen = {}
-        for variant in VARIANTS:
+        for variant in TRAINED:
             changes, swept = variant_specs(config, chosen)[variant]
             task, hparams = tasks.build({**config.to_dict(), **changes}, input_shape)
             name = f'{variant}_{size}'
@@ -161,6 +166,12 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
                 summary[f'mc_dropout_test_accuracy_{variant}{suffix}'] = mc_dropout_accuracy(
                     config, task, state, [list(runs).index(label) for label in kept], test
                 )
+        best = max(TRAINED, key=lambda variant: validation_score(chosen_runs[f'{variant}_{size}'].values()))
+        summary[f'best_variant{suffix}'] = best
+        for key in ('test_accuracy', 'gap'):
+            summary[f'{key}_best{suffix}'] = summary[f'{key}_{best}{suffix}']
+        chosen_runs[f'best_{size}'] = chosen_runs[f'{best}_{size}']
+        strengths[f'best_{size}'] = strengths[f'{best}_{size}']
     bars = plot_bars(os.path.join(workdir, 'test_accuracy.png'), config, chosen_runs)
     report.write_run(
         workdir,
@@ -199,7 +210,7 @@ def describe(config, summary, strengths) -> str:
             rows.append(
                 [
                     size,
-                    variant,
+                    f'best = {summary[f"best_variant{suffix}"]}' if variant == 'best' else variant,
                     '' if strength is None else f'{strength:g}',
                     summary[f'test_accuracy_{variant}{suffix}'],
                     summary[f'gap_{variant}{suffix}'],
