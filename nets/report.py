@@ -49,13 +49,14 @@ def versions() -> dict[str, str]:
     }
 
 
-def git_revision() -> dict[str, str]:
-    """The commit of the code that ran and whether its tree had uncommitted changes ('' where git cannot tell)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+def git_revision(root: str | None = None) -> dict[str, str]:
+    """The commit of the code that ran and whether its tree had uncommitted changes ('' where git cannot tell);
+    results/, where runs write their outputs, does not count."""
+    root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     git = lambda *args: subprocess.run(['git', '-C', root, *args], capture_output=True, text=True, timeout=10)
     try:
         commit = git('rev-parse', 'HEAD')
-        status = git('status', '--porcelain', '--untracked-files=no')
+        status = git('status', '--porcelain', '--untracked-files=no', '--', '.', ':(exclude)results')
     except (OSError, subprocess.SubprocessError):
         return {'git_commit': '', 'git_dirty': ''}
     if commit.returncode != 0:

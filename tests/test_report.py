@@ -6,6 +6,7 @@ import json
 import math
 import os
 import struct
+import subprocess
 
 import pytest
 
@@ -343,3 +344,20 @@ def test_tensorboard_writes_one_run_folder_per_member_and_leaves_out_nan(tmp_pat
     # The stopped member's NaN of epoch 2 is not written.
     assert second['train_loss'] == approx([(1, 0.8)])
     assert second['val_accuracy'] == approx([(1, 0.6)])
+
+
+def test_git_revision_counts_code_changes_as_dirty_but_not_a_runs_own_results(tmp_path):
+    """A run writing into results/ of its own checkout does not make the code it ran 'dirty'; a code change does."""
+    git = lambda *args: subprocess.run(['git', '-C', str(tmp_path), *args], check=True, capture_output=True)
+    git('init', '-q')
+    (tmp_path / 'results').mkdir()
+    (tmp_path / 'code.py').write_text('x = 1\n')
+    (tmp_path / 'results' / 'results.json').write_text('{}\n')
+    git('add', '.')
+    git('-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'start')
+    clean = report.git_revision(str(tmp_path))
+    assert len(clean['git_commit']) == 40 and clean['git_dirty'] == 'false'
+    (tmp_path / 'results' / 'results.json').write_text('{"summary": {}}\n')
+    assert report.git_revision(str(tmp_path))['git_dirty'] == 'false'
+    (tmp_path / 'code.py').write_text('x = 2\n')
+    assert report.git_revision(str(tmp_path))['git_dirty'] == 'true'
