@@ -46,16 +46,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         epochs=30,
         inits=('uniform', 'glorot_normal'),
     )
-    deep = dict(
-        model=tasks.model_config(hidden_widths=(100,) * 30),
+    deep = lambda activation: dict(
+        model=tasks.model_config(hidden_widths=(100,) * 30, activation=activation),
         # 0.01 made the 30-layer He ReLU net unstable (train accuracy fell from 0.88 to 0.72 over epochs 3-9).
         optimizer=tasks.optimizer_config('momentum', 0.003, momentum=0.9),
         batch_size=128,
         epochs=10,
         inits=('he_normal', 'glorot_normal', 'uniform'),
-    )
-    config.deep_relu = {**deep, 'model': {**deep['model'], 'activation': 'relu'}}
-    config.deep_tanh = {**deep, 'model': {**deep['model'], 'activation': 'tanh'}}
+    )  # a fresh config for each net, so that setting one never sets the other
+    config.deep_relu, config.deep_tanh = deep('relu'), deep('tanh')
     if arg == 'quick':
         config.train_limit, config.test_limit, config.probe_size, config.seeds = 1024, 500, 256, (0, 1)
         for part in (config.shallow, config.deep_relu, config.deep_tanh):

@@ -219,3 +219,23 @@ def test_a_sub_task_is_built_whole_and_named_by_its_path():
     config = with_value(config, 'dead.model.batch_norm_layers', (7,))
     with pytest.raises(ValueError, match=r'config\.dead\.model'):
         validation.check(config, rules)
+
+
+def sub_configs(node, path=''):
+    """(path, object) of every sub-config of a ConfigDict, at any depth."""
+    for key in node.keys():
+        value = node[key]
+        if hasattr(value, 'keys'):
+            yield f'{path}{key}', value
+            yield from sub_configs(value, f'{path}{key}.')
+
+
+@pytest.mark.parametrize('name', EXPERIMENTS)
+def test_no_two_fields_of_a_config_are_one_object(name):
+    """Setting --config.a.x must never set --config.b.x too: no sub-config is shared between two paths."""
+    module = importlib.import_module(f'experiments.{name}')
+    for arg in (None, 'quick'):
+        seen = {}
+        for path, value in sub_configs(module.get_config(arg)):
+            assert id(value) not in seen, f'{name}: config.{path} is config.{seen[id(value)]}'
+            seen[id(value)] = path
