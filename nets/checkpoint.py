@@ -81,14 +81,15 @@ def _reason(error: BaseException) -> str:
 
 def _abandoned_read(unraisable: Any) -> bool:
     """Whether an unraisable error is one of orbax's reads left behind by a failed restore: its coroutine being
-    collected, or TensorStore finishing it into the event loop orbax has closed."""
+    collected, or TensorStore finishing it into the event loop orbax has closed (asyncio's `_check_closed` raised
+    it, reached through `call_soon_threadsafe` or, from a future's callbacks, `call_soon`)."""
     if getattr(unraisable.object, '__qualname__', None) == '_read_array_index_and_device_put':
         return True
     frames = traceback.extract_tb(unraisable.exc_traceback) if unraisable.exc_traceback else []
     return (
         isinstance(unraisable.exc_value, RuntimeError)
         and str(unraisable.exc_value) == 'Event loop is closed'
-        and any(frame.name == 'call_soon_threadsafe' for frame in frames)
+        and any(frame.name in ('call_soon_threadsafe', 'call_soon', '_check_closed') for frame in frames)
     )
 
 
