@@ -121,7 +121,7 @@ def _listing(defaults: Mapping[str, Any], fields: Mapping[str, Any], where: str)
 # The type of each config field whose default is None, so that the command line can fill it.
 _PLACEHOLDER_TYPES = {'batch_norm': str, 'init_std': float, 'batch_norm_layers': tuple, 'boundaries': tuple,
                       'transition_steps': int, 'decay_rate': float, 'decay_steps': int,
-                      'warmup_steps': int}  # fmt: skip
+                      'warmup_steps': int, 'baseline': float}  # fmt: skip
 
 
 def _settable(field: str, value: Any) -> Any:
@@ -135,7 +135,7 @@ def early_stopping_config(**fields: Any) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict({'enabled': bool(fields)})
     for field in dataclasses.fields(early_stopping_lib.EarlyStopping):
         value = fields.pop(field.name, field.default)
-        config[field.name] = ml_collections.config_dict.placeholder(float) if value is None else value
+        config[field.name] = _settable(field.name, value)
     if fields:
         raise ValueError(f'unknown field early_stopping.{sorted(fields)[0]}; allowed: {", ".join(config)}')
     return config
