@@ -5,8 +5,10 @@
     (and the schedule, when config.ioffe.schedules offers several) is chosen on a 10,000-image validation split held
     out of the training images, by the mean final validation accuracy over seeds; the candidate rates of one
     schedule are members of one vmapped program. We
-    report the chosen runs' test accuracy after every epoch (their checkpoints), and the 15th, 50th and 85th
-    percentiles over probe images of the input to one sigmoid of the last hidden layer.
+    report the chosen runs' test accuracy after every epoch, and the 15th, 50th and 85th percentiles over probe
+    images of the input to one sigmoid of the last hidden layer. BN and the plain net are compared at the
+    checkpoints of their Fig. 1 (every config.ioffe.checkpoint_steps = 10,000 steps: the epochs that end nearest
+    10k, 20k, ..., 50k steps), and at every epoch.
 (b) Nikolenko p.160: 784 → 100 → 100 → 10 tanh, TensorFlow's truncated normal (std 0.1), SGD 0.01, batch 100, with
     and without BN on the first hidden layer (before its tanh).
 (c) (b)'s net with BN on both hidden layers, before against after the activation.
@@ -55,6 +57,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # rates: BN 97.92% at the end at 2.0, short of 98%).
         schedules=('cosine_decay',),
         unit=0,  # the sigmoid of the last hidden layer whose input percentiles are drawn
+        checkpoint_steps=10_000,  # Ioffe & Szegedy's Fig. 1 marks 10k, 20k, ..., 50k steps
     )  # fmt: skip
     config.nikolenko = dict(
         model=tasks.model_config(hidden_widths=(100, 100), activation='tanh', kernel_init='truncated_normal',
@@ -102,6 +105,14 @@ def percentile_hook(task, images, part_config, members: bool):
     return hook, program
 
 
+def checkpoint_epochs(checkpoint_steps: int, steps_per_epoch: int, epochs: int) -> list[int]:
+    """The epochs (1-based) whose ends are nearest to checkpoint_steps, 2·checkpoint_steps, ... within the run's
+    epochs·steps_per_epoch steps; the last epoch when the run is shorter than one checkpoint."""
+    count = max(1, round(epochs * steps_per_epoch / checkpoint_steps))
+    nearest = (round(k * checkpoint_steps / steps_per_epoch) for k in range(1, count + 1))
+    return sorted({min(epochs, max(1, epoch)) for epoch in nearest})
+
+
 def mean_history(runs: dict, key: str) -> np.ndarray:
     """The mean over members of a history key, per epoch."""
     return np.mean([[row[key] for row in run['history']] for run in runs.values()], axis=0)
@@ -145,9 +156,13 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         summary[f'{net}_accuracy_final'] = float(np.mean([run['test']['accuracy'] for run in member_runs.values()]))
     bn_curve = mean_history(candidates[chosen['bn']][2], 'test_accuracy')
     plain_curve = mean_history(candidates[chosen['plain']][2], 'test_accuracy')
-    summary['bn_above_plain_everywhere'] = bool(np.all(bn_curve > plain_curve))
-    summary['bn_above_plain_epochs'] = int(np.sum(bn_curve > plain_curve))
-    summary['checkpoints'] = len(bn_curve)
+    steps_per_epoch = len(splits.train_labels) // ioffe.batch_size
+    marks = checkpoint_epochs(ioffe.checkpoint_steps, steps_per_epoch, ioffe.epochs)
+    summary['checkpoint_steps'] = [epoch * steps_per_epoch for epoch in marks]
+    above = bn_curve > plain_curve
+    summary['bn_above_plain_everywhere'] = bool(all(above[epoch - 1] for epoch in marks))
+    summary['bn_above_plain_epochs'] = int(np.sum(above))
+    summary['epochs'] = len(bn_curve)
 
     nikolenko = config.nikolenko
     seeds = runner.grid(config.seeds)
@@ -165,9 +180,8 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         summary[f'{name}_accuracy'] = float(np.mean([run['test']['accuracy'] for run in runs[name].values()]))
     summary['wall_seconds'] = time.perf_counter() - started
 
-    steps_per_epoch = len(splits.train_labels) // ioffe.batch_size
     figures = [
-        plot_ioffe(os.path.join(workdir, 'ioffe_fig1.png'), candidates, chosen, at_init, steps_per_epoch),
+        plot_ioffe(os.path.join(workdir, 'ioffe_fig1.png'), candidates, chosen, at_init, steps_per_epoch, marks),
         report.plot_curves(
             os.path.join(workdir, 'nikolenko_p160.png'),
             {name: runs[name] for name in placements},
@@ -191,8 +205,16 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
             report.markdown_table(['net', 'schedule', 'learning rate', 'val accuracy', 'variant'], selection_rows),
             f'Chosen: BN {chosen["bn"][1]} at {chosen["bn"][2]:g} (test {summary["bn_accuracy_final"]:.4f}), '
             f'plain {chosen["plain"][1]} at {chosen["plain"][2]:g} (test {summary["plain_accuracy_final"]:.4f}). '
-            f'BN is above the plain net at {summary["bn_above_plain_epochs"]} of {summary["checkpoints"]} '
-            'checkpoints (epochs).',
+            "## (a) Test accuracy at the checkpoints of Ioffe & Szegedy's Fig. 1 (mean over seeds)",
+            report.markdown_table(
+                ['steps', 'BN', 'plain', 'BN above'],
+                [
+                    [steps, bn_curve[epoch - 1], plain_curve[epoch - 1], bool(above[epoch - 1])]
+                    for epoch, steps in zip(marks, summary['checkpoint_steps'])
+                ],
+            ),
+            f'BN is above the plain net at every checkpoint: {summary["bn_above_plain_everywhere"]}; after every '
+            f'epoch, it is above at {summary["bn_above_plain_epochs"]} of {summary["epochs"]} epochs.',
             '## (b, c) Test accuracy (mean over seeds)',
             report.markdown_table(['variant', 'test accuracy'], [[n, summary[f'{n}_accuracy']] for n in placements]),
         ],
@@ -202,15 +224,18 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     return summary
 
 
-def plot_ioffe(path: str, candidates: dict, chosen: dict, at_init: dict, steps_per_epoch: int) -> str:
-    """Ioffe & Szegedy's Fig. 1: (a) test accuracy against steps, (b, c) the percentiles of one sigmoid's input."""
+def plot_ioffe(path: str, candidates: dict, chosen: dict, at_init: dict, steps_per_epoch: int, marks: list) -> str:
+    """Ioffe & Szegedy's Fig. 1: (a) test accuracy against steps, with dots at the checkpoint epochs `marks`, (b, c)
+    the percentiles of one sigmoid's input."""
     figure, axes = plt.subplots(1, 3, figsize=(15, 4))
     for net, style in (('bn', '-'), ('plain', '--')):
         _, name, member_runs = candidates[chosen[net]]
         title = f'{"with BN" if net == "bn" else "without BN"} ({chosen[net][1]}, lr {chosen[net][2]:g})'
         curves = np.array([[row['test_accuracy'] for row in run['history']] for run in member_runs.values()])
         steps = np.arange(1, curves.shape[1] + 1) * steps_per_epoch
-        report.plot_band(axes[0], steps, curves, title, style)
+        line = report.plot_band(axes[0], steps, curves, title, style)
+        at = np.asarray(marks) - 1
+        axes[0].plot(steps[at], np.nanmean(curves, 0)[at], 'o', color=line.get_color(), markersize=4)
         # One member's sigmoid input (the first seed at the chosen rate), at init and after every epoch.
         label, run = next(iter(member_runs.items()))
         start = at_init[name][label]

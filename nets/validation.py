@@ -151,6 +151,7 @@ RULES: dict[str, Rule] = {
             'batch_size',
             'steps',
             'checkpoint_every',
+            'checkpoint_steps',
             'epoch_size',
             'probe_size',
             'repeats',
