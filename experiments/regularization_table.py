@@ -2,9 +2,14 @@
 dropout + L2 and dropout + max-norm.
 
 They report 1.62%, 1.60%, 1.35%, 1.25% and 1.05% test error (784-1024-1024-2048; 1.08% for dropout with 2×1024
-units). One fixed recipe for every variant, set before any run and never tuned on test: He init, Adam 1e-3 decayed
-×0.98 an epoch, batch 128, trained on all 60,000 training images; the test error is the final epoch's, mean over
-seeds (each variant's seeds are one vmapped program). `:quick` is a seconds-scale version.
+units). One recipe for every variant, never tuned on test: He init, Adam 1e-3 decayed ×0.98 an epoch, batch 128,
+trained on all 60,000 training images for 40 epochs, the dropout variants for twice as long (Srivastava et al.: a
+dropout net takes 2–3 times longer to train). The test error is the final epoch's, mean over seeds (each variant's
+seeds are one vmapped program). The strengths (L2 λ, L1, max-norm c, the dropout rates) were set before any run.
+The schedule and the dropout variants' length were checked on a validation probe (50,000 training / 10,000
+validation images, dropout + max-norm, seed 0, 60 epochs): ×0.98 an epoch ended at 1.30% validation error (mean of
+the last 5 epochs) against 1.36% and 1.41% for a cosine decay to 0 from 1e-3 and 2e-3, and the ×0.98 run's error
+fell from 1.45% at epoch 30 to 1.30% at 55–60. `:quick` is a seconds-scale version.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, report, runner, tasks
+from nets import data as data_lib, report, runner, tasks, validation
 
+CONFIG_RULES = {'dropout_epochs': validation.integer(1)}
 PUBLISHED_ERROR = {'l2': 0.0162, 'l2_l1': 0.0160, 'maxnorm': 0.0135, 'dropout_l2': 0.0125, 'dropout_maxnorm': 0.0105}
 
 
@@ -30,6 +36,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.seeds = (0, 1)
     config.data_seed = 0
     config.epochs = 40
+    config.dropout_epochs = 80  # the dropout variants
     config.checkpoint_every = 5
     config.model = tasks.model_config(hidden_widths=(1024, 1024), activation='relu', kernel_init='he_normal')
     config.optimizer = tasks.optimizer_config('adam', 1e-3, schedule=None, transforms=())  # decay set in run()
@@ -43,7 +50,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.max_norm = 3.0  # Srivastava et al.'s c
     config.input_dropout, config.hidden_dropout = 0.2, 0.5
     if arg == 'quick':
-        config.train_limit, config.test_limit, config.epochs, config.seeds = 1024, 500, 2, (0,)
+        config.train_limit, config.test_limit, config.seeds = 1024, 500, (0,)
+        config.epochs, config.dropout_epochs = 2, 3
         config.model.hidden_widths = (64, 64)
     elif arg not in (None, ''):
         raise ValueError(f"unknown regularization_table config argument {arg!r}; allowed: '' or 'quick'")
@@ -51,7 +59,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def variants(config) -> dict[str, dict]:
-    """name -> task config changes."""
+    """name -> task config changes (and 'epochs' where the variant trains for config.dropout_epochs)."""
     l2 = {'kernel_l2': config.l2}
     dropout = {**config.model.to_dict(), 'input_dropout': config.input_dropout, 'hidden_dropout': config.hidden_dropout}
     max_norm = {'name': 'max_norm', 'max_norm': config.max_norm}
@@ -59,8 +67,8 @@ def variants(config) -> dict[str, dict]:
         'l2': {'penalties': (l2,)},
         'l2_l1': {'penalties': ({**l2, 'kernel_l1': config.l1},)},
         'maxnorm': {'transforms': (max_norm,)},
-        'dropout_l2': {'model': dropout, 'penalties': (l2,)},
-        'dropout_maxnorm': {'model': dropout, 'transforms': (max_norm,)},
+        'dropout_l2': {'model': dropout, 'penalties': (l2,), 'epochs': config.dropout_epochs},
+        'dropout_maxnorm': {'model': dropout, 'transforms': (max_norm,), 'epochs': config.dropout_epochs},
     }
 
 
@@ -79,7 +87,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         task_config = {**config.to_dict(), **changes, 'optimizer': optimizer}
         task, hparams = tasks.build(task_config, runner.input_shape(config.dataset))
         _, runs[name] = runner.run_variant(workdir, config, name, task, hparams, runner.grid(config.seeds), data, test,
-                                           resume=resume)  # fmt: skip
+                                           resume=resume, epochs=task_config['epochs'])  # fmt: skip
         summary[f'test_error_{name}'] = float(np.mean([1 - r['test']['accuracy'] for r in runs[name].values()]))
     summary['wall_seconds'] = time.perf_counter() - started
     rows = [[name, PUBLISHED_ERROR[name], summary[f'test_error_{name}'],
@@ -91,7 +99,8 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     report.write_run(workdir, 'Regularization on all of MNIST (Srivastava et al. 2014, Table 9)', summary=summary,
                      config=config.to_dict(), runs=runs, curves=['train_loss', 'train_accuracy'],
                      sections=[report.prose(__doc__, 1, 2),
-                               f'784-{widths}-10, {config.epochs} epochs, seeds {list(config.seeds)}; L2 λ = '
+                               f'784-{widths}-10, {config.epochs} epochs ({config.dropout_epochs} with dropout), seeds '
+                               f'{list(config.seeds)}; L2 λ = '
                                f'{config.l2:g}, L1 {config.l1:g}, max-norm c = {config.max_norm:g}, dropout '
                                f'{config.input_dropout} (input) and {config.hidden_dropout} (hidden). Wall time '
                                f'{summary["wall_seconds"]:.0f} s.',

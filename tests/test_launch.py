@@ -333,6 +333,10 @@ def test_regularization_table_quick_reports_each_variants_mean_test_error(launch
     assert summary['wall_seconds'] > 0
     # Each variant really trains its own task: the penalties, transforms and dropout are in its config.
     assert runs['l2']['seed=0']['history'] != runs['maxnorm']['seed=0']['history']
+    # The dropout variants train for config.dropout_epochs, the others for config.epochs.
+    lengths = {name: len(by_member['seed=0']['history']) for name, by_member in runs.items()}
+    config = results['config']
+    assert lengths == {name: config['dropout_epochs' if 'dropout' in name else 'epochs'] for name in runs}
 
 
 def test_initialization_quick_reports_every_headline_and_the_inits_really_differ(launch, tmp_path):
