@@ -204,7 +204,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
             '## (a) Choice on validation (mean final validation accuracy over seeds)',
             report.markdown_table(['net', 'schedule', 'learning rate', 'val accuracy', 'variant'], selection_rows),
             f'Chosen: BN {chosen["bn"][1]} at {chosen["bn"][2]:g} (test {summary["bn_accuracy_final"]:.4f}), '
-            f'plain {chosen["plain"][1]} at {chosen["plain"][2]:g} (test {summary["plain_accuracy_final"]:.4f}). '
+            f'plain {chosen["plain"][1]} at {chosen["plain"][2]:g} (test {summary["plain_accuracy_final"]:.4f}).',
             "## (a) Test accuracy at the checkpoints of Ioffe & Szegedy's Fig. 1 (mean over seeds)",
             report.markdown_table(
                 ['steps', 'BN', 'plain', 'BN above'],

@@ -410,6 +410,8 @@ def test_batchnorm_quick_chooses_on_validation_and_compares_at_every_checkpoint(
     assert len(steps) == 1
     assert summary['bn_above_plain_everywhere'] == bool(above[-1])
     assert summary['bn_above_plain_epochs'] == int(np.sum(above)) and summary['epochs'] == len(above)
+    report_text = (tmp_path / 'bn' / 'report.md').read_text()
+    assert "\n## (a) Test accuracy at the checkpoints of Ioffe & Szegedy's Fig. 1" in report_text
     assert summary['bn_accuracy_final'] == pytest.approx(np.mean([run['test']['accuracy'] for run in chosen('bn')]))
     # The sigmoid-input percentiles (15th, 50th, 85th) are recorded after every epoch, in order.
     percentiles = runs['bn_constant']['seed=0,optimizer.learning_rate=1']['history'][-1]['sigmoid_input_percentiles']
