@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import pathlib
 import sys
 import traceback
 from typing import Any, Callable
@@ -79,27 +80,44 @@ def _reason(error: BaseException) -> str:
     return f'{type(error).__name__}: {text}' if text else type(error).__name__
 
 
+# Where an abandoned read's 'Event loop is closed' can be raised or handed on: asyncio itself, or orbax and
+# TensorStore (whose bindings report it through their own frames).
+_READ_PACKAGES = frozenset({'asyncio', 'concurrent', 'orbax', 'tensorstore'})
+
+
 def _abandoned_read(unraisable: Any) -> bool:
     """Whether an unraisable error is one of orbax's reads left behind by a failed restore: its coroutine being
     collected, or TensorStore finishing it into the event loop orbax has closed (asyncio's `_check_closed` raised
-    it, reached through `call_soon_threadsafe` or, from a future's callbacks, `call_soon`)."""
+    it, reached through `call_soon_threadsafe` or, from a future's callbacks, `call_soon`; or a frame of asyncio,
+    orbax or TensorStore handed it on). The same error with no such frame is someone else's and is reported."""
     if getattr(unraisable.object, '__qualname__', None) == '_read_array_index_and_device_put':
         return True
     frames = traceback.extract_tb(unraisable.exc_traceback) if unraisable.exc_traceback else []
     return (
         isinstance(unraisable.exc_value, RuntimeError)
         and str(unraisable.exc_value) == 'Event loop is closed'
-        and any(frame.name in ('call_soon_threadsafe', 'call_soon', '_check_closed') for frame in frames)
+        and any(
+            frame.name in ('call_soon_threadsafe', 'call_soon', '_check_closed')
+            or _READ_PACKAGES & set(pathlib.PurePath(frame.filename).parts)
+            for frame in frames
+        )
     )
 
 
 class _AbandonedTasks(logging.Filter):
-    """Drops asyncio's reports of orbax tasks left pending or failed when a restore gave up."""
+    """Drops asyncio's reports of orbax tasks and futures (named by orbax or its OCDBT store) left pending or failed
+    when a restore gave up."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        left = message.startswith(('Task exception was never retrieved', 'Task was destroyed but it is pending'))
-        return not (left and 'orbax' in message)
+        left = message.startswith(
+            (
+                'Task exception was never retrieved',
+                'Task was destroyed but it is pending',
+                'Future exception was never retrieved',
+            )
+        )
+        return not (left and any(mark in message for mark in ('orbax', 'OCDBT')))
 
 
 def _drop_abandoned_reads() -> None:
