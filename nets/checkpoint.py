@@ -80,27 +80,23 @@ def _reason(error: BaseException) -> str:
     return f'{type(error).__name__}: {text}' if text else type(error).__name__
 
 
-# Where an abandoned read's 'Event loop is closed' can be raised or handed on: asyncio itself, or orbax and
-# TensorStore (whose bindings report it through their own frames).
+# Where an abandoned read's 'Event loop is closed' is raised or handed on: asyncio itself (`_check_closed`, reached
+# through `call_soon_threadsafe` or a future's `call_soon`), or orbax and TensorStore (whose bindings report it
+# through their own frames).
 _READ_PACKAGES = frozenset({'asyncio', 'concurrent', 'orbax', 'tensorstore'})
 
 
 def _abandoned_read(unraisable: Any) -> bool:
     """Whether an unraisable error is one of orbax's reads left behind by a failed restore: its coroutine being
-    collected, or TensorStore finishing it into the event loop orbax has closed (asyncio's `_check_closed` raised
-    it, reached through `call_soon_threadsafe` or, from a future's callbacks, `call_soon`; or a frame of asyncio,
-    orbax or TensorStore handed it on). The same error with no such frame is someone else's and is reported."""
+    collected, or TensorStore finishing it into the event loop orbax has closed, which passes through a frame of
+    one of _READ_PACKAGES. The same error with no such frame is someone else's and is reported."""
     if getattr(unraisable.object, '__qualname__', None) == '_read_array_index_and_device_put':
         return True
     frames = traceback.extract_tb(unraisable.exc_traceback) if unraisable.exc_traceback else []
     return (
         isinstance(unraisable.exc_value, RuntimeError)
         and str(unraisable.exc_value) == 'Event loop is closed'
-        and any(
-            frame.name in ('call_soon_threadsafe', 'call_soon', '_check_closed')
-            or _READ_PACKAGES & set(pathlib.PurePath(frame.filename).parts)
-            for frame in frames
-        )
+        and any(_READ_PACKAGES & set(pathlib.PurePath(frame.filename).parts) for frame in frames)
     )
 
 

@@ -152,8 +152,14 @@ async def _read_array_index_and_device_put():  # named as orbax's coroutine that
     pass
 
 
-def call_soon_threadsafe():  # named as asyncio's, where TensorStore hands a finished read to the closed loop
-    raise RuntimeError('Event loop is closed')
+def raised_in(path: str) -> RuntimeError:
+    """The closed loop's error as a function in a file at `path` raises it."""
+    namespace = {}
+    exec(compile('def done():\n    raise RuntimeError("Event loop is closed")', path, 'exec'), namespace)
+    try:
+        namespace['done']()
+    except RuntimeError as error:
+        return error
 
 
 def test_the_reads_a_failed_restore_leaves_behind_report_nothing(saved_state, tmp_path, monkeypatch, caplog):
@@ -174,17 +180,8 @@ def test_the_reads_a_failed_restore_leaves_behind_report_nothing(saved_state, tm
     saver.close()
     coroutine = _read_array_index_and_device_put()
     coroutine.close()
-    try:
-        call_soon_threadsafe()
-    except RuntimeError as error:
-        closed = error
-    namespace = {}  # the same error handed on by a frame of TensorStore's package
-    exec(compile('def done():\n    raise RuntimeError("Event loop is closed")', '/site/tensorstore/fake.py', 'exec'),
-         namespace)  # fmt: skip
-    try:
-        namespace['done']()
-    except RuntimeError as error:
-        handed_on = error
+    closed = raised_in('/lib/asyncio/base_events.py')  # where TensorStore hands a finished read to the closed loop
+    handed_on = raised_in('/site/tensorstore/fake.py')  # the same error handed on by a frame of TensorStore's
     elsewhere = RuntimeError('Event loop is closed')  # not from a read handed to a closed loop: reported
     for source, error in [(coroutine, Exception('read failed')), (None, closed), (None, handed_on), (None, elsewhere)]:
         sys.unraisablehook(
