@@ -244,8 +244,12 @@ def plot_curves(
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub markdown table; floats get four decimals."""
-    cell = lambda value: f'{value:.4f}' if isinstance(value, float) else str(value)
+    """A GitHub markdown table; floats get four decimals, or three significant digits below 0.001 (a penalty
+    strength of 1e-05 must not read 0.0000)."""
+    small = lambda value: 0 < abs(value) < 1e-3
+    cell = lambda value: (
+        (f'{value:.3g}' if small(value) else f'{value:.4f}') if isinstance(value, float) else str(value)
+    )
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     lines += ['| ' + ' | '.join(cell(value) for value in row) + ' |' for row in rows]
     return '\n'.join(lines)

@@ -322,21 +322,47 @@ def test_overfitting_quick_chooses_strengths_on_validation_and_reports_every_var
     assert (tmp_path / 'of' / 'test_accuracy.png').stat().st_size > 0
 
 
-def test_regularization_table_quick_reports_each_variants_mean_test_error(launch, tmp_path):
+def test_regularization_table_quick_chooses_each_strength_on_validation_and_trains_the_table_with_it(launch, tmp_path):
     launch('--config=experiments/regularization_table.py:quick', f'--workdir={tmp_path / "rt"}')
     results = json.loads((tmp_path / 'rt' / 'results.json').read_text())
-    summary, runs = results['summary'], results['runs']
-    assert set(runs) == {'l2', 'l2_l1', 'maxnorm', 'dropout_l2', 'dropout_maxnorm'}
-    for name, by_member in runs.items():
-        errors = [1 - run['test']['accuracy'] for run in by_member.values()]
+    summary, runs, sweeps, config = results['summary'], results['runs'], results['sweeps'], results['config']
+    names = ('l2', 'l2_l1', 'maxnorm', 'dropout_l2', 'dropout_maxnorm')
+    assert set(runs) == set(sweeps) == set(names)
+    paths = {'l2': 'penalties[0].kernel_l2', 'l2_l1': 'penalties[0].kernel_l1', 'maxnorm': 'optimizer.transforms[0]'
+             '.max_norm'}  # fmt: skip
+    paths |= {'dropout_l2': paths['l2'], 'dropout_maxnorm': paths['maxnorm']}
+    window = config['selection']['window']
+    for name in names:
+        # The selection never evaluates test, and its members train for the selection fraction of the epochs.
+        assert all('test' not in run for run in sweeps[name].values())
+        epochs = config['dropout_epochs' if 'dropout' in name else 'epochs']
+        assert {len(run['history']) for run in sweeps[name].values()} == {
+            round(epochs * config['selection']['fraction'])
+        }
+        # The chosen strength has the lowest validation error, the mean over the last `window` epochs.
+        error = {}
+        for run in sweeps[name].values():
+            value = run['hparams'][paths[name]]
+            error.setdefault(value, []).append(1 - np.mean([row['val_accuracy'] for row in run['history'][-window:]]))
+        assert summary[f'chosen_{name}'] == min(error, key=lambda value: np.mean(error[value]))
+        assert results['selection_errors'][name] == pytest.approx({f'{v:g}': np.mean(e) for v, e in error.items()})
+        # The table trains every seed at that strength, for config.dropout_epochs with dropout, else config.epochs,
+        # and its headline is the mean test error over them.
+        assert [run['seed'] for run in runs[name].values()] == config['seeds']
+        assert {run['hparams'][paths[name]] for run in runs[name].values()} == {summary[f'chosen_{name}']}
+        assert {len(run['history']) for run in runs[name].values()} == {epochs}
+        errors = [1 - run['test']['accuracy'] for run in runs[name].values()]
         assert summary[f'test_error_{name}'] == pytest.approx(np.mean(errors))
-    assert summary['wall_seconds'] > 0
+    # Some variant chose other than its first candidate, so the checks above tell `chosen` from the defaults.
+    first_candidates = {'l2': config['l2'][0], 'dropout_l2': config['l2'][0], 'maxnorm': config['max_norm'][0]}
+    first_candidates['dropout_maxnorm'] = config['max_norm'][0]
+    assert any(summary[f'chosen_{name}'] != value for name, value in first_candidates.items())
+    assert summary['wall_seconds'] > 0 and summary['selection_seconds'] > 0
     # Each variant really trains its own task: the penalties, transforms and dropout are in its config.
-    assert runs['l2']['seed=0']['history'] != runs['maxnorm']['seed=0']['history']
-    # The dropout variants train for config.dropout_epochs, the others for config.epochs.
-    lengths = {name: len(by_member['seed=0']['history']) for name, by_member in runs.items()}
-    config = results['config']
-    assert lengths == {name: config['dropout_epochs' if 'dropout' in name else 'epochs'] for name in runs}
+    first = lambda name: next(iter(runs[name].values()))['history']
+    assert first('l2') != first('maxnorm')
+    report = (tmp_path / 'rt' / 'report.md').read_text()
+    assert '## Strengths chosen on validation' in report and '524 training' not in report
 
 
 def test_initialization_quick_reports_every_headline_and_the_inits_really_differ(launch, tmp_path):

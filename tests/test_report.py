@@ -237,6 +237,9 @@ def test_markdown_table_gives_floats_four_decimals_and_leaves_the_rest():
     assert table == (
         '| name | count | value |\n|---|---|---|\n| a | 3 | 0.5000 |\n| b | 12 | 0.3333 |\n| c | 0 | n/a |'
     )
+    # Below 0.001 a float keeps three significant digits instead of rounding to 0.0000; zero stays 0.0000.
+    table = report.markdown_table(['value'], [[1e-5], [-3.14159e-4], [0.0], [0.001]])
+    assert table.splitlines()[2:] == ['| 1e-05 |', '| -0.000314 |', '| 0.0000 |', '| 0.0010 |']
 
 
 def test_write_report_writes_the_title_then_the_sections(tmp_path):
