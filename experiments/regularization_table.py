@@ -71,33 +71,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def variants(config, chosen: dict) -> dict[str, tuple[dict, str, tuple]]:
-    """name -> (task config changes, the swept path, its candidates). The changes hold the variant's chosen
-    strength once `chosen` has it (else its first candidate), and 'epochs' where the variant trains for
+    """name -> (task config changes, the swept path, its candidates as a tuple). The changes hold the variant's
+    chosen strength once `chosen` has it (else its first candidate), and 'epochs' where the variant trains for
     config.dropout_epochs; the L2 + L1 variant adds L1 to the L2 variant's chosen λ."""
-    first = lambda values: values[0] if isinstance(values, tuple) else values
-    strength = lambda name, values: chosen.get(name, first(values))
-    l2 = lambda name: {'kernel_l2': strength(name, config.l2)}
-    max_norm = lambda name: {'name': 'max_norm', 'max_norm': strength(name, config.max_norm)}
+    as_tuple = lambda values: values if isinstance(values, tuple) else (values,)
+    l2s, l1s, radii = as_tuple(config.l2), as_tuple(config.l1), as_tuple(config.max_norm)
+    l2 = lambda name: {'kernel_l2': chosen.get(name, l2s[0])}
+    max_norm = lambda name: {'name': 'max_norm', 'max_norm': chosen.get(name, radii[0])}
     dropout = {**config.model.to_dict(), 'input_dropout': config.input_dropout, 'hidden_dropout': config.hidden_dropout}
+    with_dropout = {'model': dropout, 'epochs': config.dropout_epochs}
     penalty, radius = 'penalties[0].kernel_l2', 'optimizer.transforms[0].max_norm'
+    with_l1 = {**l2('l2'), 'kernel_l1': chosen.get('l2_l1', l1s[0])}
     return {
-        'l2': ({'penalties': (l2('l2'),)}, penalty, config.l2),
-        'l2_l1': (
-            {'penalties': ({**l2('l2'), 'kernel_l1': strength('l2_l1', config.l1)},)},
-            'penalties[0].kernel_l1',
-            config.l1,
-        ),  # fmt: skip
-        'maxnorm': ({'transforms': (max_norm('maxnorm'),)}, radius, config.max_norm),
-        'dropout_l2': (
-            {'model': dropout, 'penalties': (l2('dropout_l2'),), 'epochs': config.dropout_epochs},
-            penalty,
-            config.l2,
-        ),  # fmt: skip
-        'dropout_maxnorm': (
-            {'model': dropout, 'transforms': (max_norm('dropout_maxnorm'),), 'epochs': config.dropout_epochs},
-            radius,
-            config.max_norm,
-        ),  # fmt: skip
+        'l2': ({'penalties': (l2('l2'),)}, penalty, l2s),
+        'l2_l1': ({'penalties': (with_l1,)}, 'penalties[0].kernel_l1', l1s),
+        'maxnorm': ({'transforms': (max_norm('maxnorm'),)}, radius, radii),
+        'dropout_l2': ({**with_dropout, 'penalties': (l2('dropout_l2'),)}, penalty, l2s),
+        'dropout_maxnorm': ({**with_dropout, 'transforms': (max_norm('dropout_maxnorm'),)}, radius, radii),
     }
 
 
@@ -132,7 +122,6 @@ def select(config, workdir: str, *, data_dir, cache_dir, resume: bool) -> tuple[
     chosen, errors, all_runs = {}, {}, {}
     for name in PUBLISHED_ERROR:
         changes, path, candidates = variants(config, chosen)[name]
-        candidates = candidates if isinstance(candidates, tuple) else (candidates,)
         task, hparams, epochs = build(config, changes, schedule)
         epochs = max(1, round(epochs * selection.fraction))
         _, runs = runner.run_variant(workdir, config, f'select_{name}', task, hparams,
@@ -161,7 +150,8 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     data, test = runner.device_data(splits)
     schedule = decay_schedule(config, len(splits.train_labels))
     runs, summary = {}, {}
-    for name, (changes, path, _) in variants(config, chosen).items():
+    specs = variants(config, chosen)
+    for name, (changes, path, _) in specs.items():
         task, hparams, epochs = build(config, changes, schedule)
         members = runner.grid(config.seeds, {path: (chosen[name],)})  # records the strength in each run's hparams
         _, runs[name] = runner.run_variant(workdir, config, name, task, hparams, members, data, test, resume=resume,
@@ -173,7 +163,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     rows = [[name, PUBLISHED_ERROR[name], summary[f'test_error_{name}'],
              min(1 - r['test']['accuracy'] for r in runs[name].values()),
              max(1 - r['test']['accuracy'] for r in runs[name].values())] for name in runs]  # fmt: skip
-    selection_rows = [[name, variants(config, chosen)[name][1], f'{chosen[name]:g}',
+    selection_rows = [[name, specs[name][1], f'{chosen[name]:g}',
                        ', '.join(f'{value:g}: {error:.4f}' for value, error in by_value.items())]
                       for name, by_value in selection_errors.items()]  # fmt: skip
     order_ours = sorted(runs, key=lambda name: -summary[f'test_error_{name}'])

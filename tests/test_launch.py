@@ -328,9 +328,8 @@ def test_regularization_table_quick_chooses_each_strength_on_validation_and_trai
     summary, runs, sweeps, config = results['summary'], results['runs'], results['sweeps'], results['config']
     names = ('l2', 'l2_l1', 'maxnorm', 'dropout_l2', 'dropout_maxnorm')
     assert set(runs) == set(sweeps) == set(names)
-    paths = {'l2': 'penalties[0].kernel_l2', 'l2_l1': 'penalties[0].kernel_l1', 'maxnorm': 'optimizer.transforms[0]'
-             '.max_norm'}  # fmt: skip
-    paths |= {'dropout_l2': paths['l2'], 'dropout_maxnorm': paths['maxnorm']}
+    l2, l1, radius = 'penalties[0].kernel_l2', 'penalties[0].kernel_l1', 'optimizer.transforms[0].max_norm'
+    paths = {'l2': l2, 'l2_l1': l1, 'maxnorm': radius, 'dropout_l2': l2, 'dropout_maxnorm': radius}
     window = config['selection']['window']
     for name in names:
         # The selection never evaluates test, and its members train for the selection fraction of the epochs.
