@@ -24,10 +24,11 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, report, runner, tasks, validation
+from nets import data as data_lib, optimizers, regularizers, report, runner, tasks, train, validation
 
 CONFIG_RULES = {'dropout_epochs': validation.integer(1), 'selection.fraction': validation.fraction}
 PUBLISHED_ERROR = {'l2': 0.0162, 'l2_l1': 0.0160, 'maxnorm': 0.0135, 'dropout_l2': 0.0125, 'dropout_maxnorm': 0.0105}
+RADIUS = 'optimizer.transforms[0].max_norm'  # the max-norm variants' swept path
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -80,7 +81,7 @@ def variants(config, chosen: dict) -> dict[str, tuple[dict, str, tuple]]:
     max_norm = lambda name: {'name': 'max_norm', 'max_norm': chosen.get(name, radii[0])}
     dropout = {**config.model.to_dict(), 'input_dropout': config.input_dropout, 'hidden_dropout': config.hidden_dropout}
     with_dropout = {'model': dropout, 'epochs': config.dropout_epochs}
-    penalty, radius = 'penalties[0].kernel_l2', 'optimizer.transforms[0].max_norm'
+    penalty, radius = 'penalties[0].kernel_l2', RADIUS
     with_l1 = {**l2('l2'), 'kernel_l1': chosen.get('l2_l1', l1s[0])}
     return {
         'l2': ({'penalties': (l2('l2'),)}, penalty, l2s),
@@ -109,39 +110,54 @@ def validation_error(run: dict, window: int) -> float:
     return float(1 - np.mean([row['val_accuracy'] for row in run['history'][-window:]]))
 
 
-def select(config, workdir: str, *, data_dir, cache_dir, resume: bool) -> tuple[dict, dict, dict, int]:
+def saturation(state, runs: dict) -> dict[str, float]:
+    """How much each max-norm member's constraint binds at the end of training: the fraction of its units whose
+    incoming weights lie on the ball of its radius (the transform's kernels)."""
+    kernels = optimizers.param_mask(optimizers.TRANSFORMS['max_norm'].fields['params'])
+    params = lambda index: train.member(state.params, index) if len(runs) > 1 else state.params  # one is not stacked
+    return {label: float(regularizers.max_norm_saturation(params(index), run['hparams'][RADIUS], kernels))
+            for index, (label, run) in enumerate(runs.items())}  # fmt: skip
+
+
+def by_candidate(runs: dict, path: str, candidates: tuple, values: dict[str, float]) -> dict:
+    """{candidate: the mean of values[label] over the runs (the selection seeds) that trained with it}."""
+    return {candidate: float(np.mean([values[label] for label, run in runs.items()
+                                      if run['hparams'][path] == candidate]))
+            for candidate in candidates}  # fmt: skip
+
+
+def select(config, workdir: str, *, data_dir, cache_dir, resume: bool) -> tuple[dict, dict, dict, dict, int]:
     """Chooses each variant's strength on validation (test is never evaluated in these runs): returns
-    {variant: chosen value}, {variant: {candidate: validation error, mean over the selection seeds}}, the runs and
-    how many images they trained on."""
+    {variant: chosen value}, {variant: {candidate: validation error, mean over the selection seeds}}, the same of
+    the max-norm variants' saturation (see `saturation`), the runs and how many images they trained on."""
     selection = config.selection
     splits = data_lib.load_splits(config.dataset, data_dir=data_dir, cache_dir=cache_dir,
                                   validation_size=selection.validation_size, split_seed=selection.split_seed,
                                   train_limit=config.train_limit)  # fmt: skip
     data, _ = runner.device_data(splits)
     schedule = decay_schedule(config, len(splits.train_labels))
-    chosen, errors, all_runs = {}, {}, {}
+    chosen, errors, saturations, all_runs = {}, {}, {}, {}
     for name in PUBLISHED_ERROR:
         changes, path, candidates = variants(config, chosen)[name]
         task, hparams, epochs = build(config, changes, schedule)
         epochs = max(1, round(epochs * selection.fraction))
-        _, runs = runner.run_variant(workdir, config, f'select_{name}', task, hparams,
+        state, runs = runner.run_variant(workdir, config, f'select_{name}', task, hparams,
                                      runner.grid(selection.seeds, {path: candidates}), data, None, resume=resume,
                                      epochs=epochs)  # fmt: skip
-        errors[name] = {
-            value: float(np.mean([validation_error(run, selection.window)
-                                  for run in runs.values() if run['hparams'][path] == value]))
-            for value in candidates
-        }  # fmt: skip
+        errors[name] = by_candidate(runs, path, candidates, {label: validation_error(run, selection.window)
+                                                             for label, run in runs.items()})  # fmt: skip
+        if path == RADIUS:
+            saturations[name] = by_candidate(runs, path, candidates, saturation(state, runs))
         chosen[name] = min(candidates, key=errors[name].get)
         all_runs[name] = runs
-    return chosen, errors, all_runs, len(splits.train_labels)
+    return chosen, errors, saturations, all_runs, len(splits.train_labels)
 
 
 def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
     """Chooses every variant's strength on validation, trains the table, writes it beside the published one;
     returns the summary."""
     started = time.perf_counter()
-    chosen, selection_errors, selection_runs, selection_train = select(
+    chosen, selection_errors, selection_saturations, selection_runs, selection_train = select(
         config, workdir, data_dir=data_dir, cache_dir=cache_dir, resume=resume
     )
     selected = time.perf_counter()
@@ -154,27 +170,33 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     for name, (changes, path, _) in specs.items():
         task, hparams, epochs = build(config, changes, schedule)
         members = runner.grid(config.seeds, {path: (chosen[name],)})  # records the strength in each run's hparams
-        _, runs[name] = runner.run_variant(workdir, config, name, task, hparams, members, data, test, resume=resume,
-                                           epochs=epochs)  # fmt: skip
+        state, runs[name] = runner.run_variant(workdir, config, name, task, hparams, members, data, test,
+                                               resume=resume, epochs=epochs)  # fmt: skip
         summary[f'test_error_{name}'] = float(np.mean([1 - r['test']['accuracy'] for r in runs[name].values()]))
+        if path == RADIUS:
+            summary[f'saturation_{name}'] = float(np.mean(list(saturation(state, runs[name]).values())))
     summary |= {f'chosen_{name}': value for name, value in chosen.items()}
     summary['wall_seconds'] = time.perf_counter() - selected  # the table alone
     summary['selection_seconds'] = selected - started
     rows = [[name, PUBLISHED_ERROR[name], summary[f'test_error_{name}'],
              min(1 - r['test']['accuracy'] for r in runs[name].values()),
              max(1 - r['test']['accuracy'] for r in runs[name].values())] for name in runs]  # fmt: skip
+    at_radius = lambda name, value: (f' ({selection_saturations[name][value]:.0%} at c)'
+                                     if name in selection_saturations else '')  # fmt: skip
     selection_rows = [[name, specs[name][1], f'{chosen[name]:g}',
-                       ', '.join(f'{value:g}: {error:.4f}' for value, error in by_value.items())]
+                       ', '.join(f'{value:g}: {error:.4f}{at_radius(name, value)}'
+                                 for value, error in by_value.items())]
                       for name, by_value in selection_errors.items()]  # fmt: skip
+    by_name = lambda values: {name: {f'{value:g}': x for value, x in by_value.items()} for name, by_value in
+                              values.items()}  # fmt: skip
     order_ours = sorted(runs, key=lambda name: -summary[f'test_error_{name}'])
     bars = plot(os.path.join(workdir, 'test_error.png'), summary, runs)
     widths = '-'.join(map(str, config.model.hidden_widths))
     selection = config.selection
     report.write_run(workdir, 'Regularization on all of MNIST (Srivastava et al. 2014, Table 9)', summary=summary,
                      config=config.to_dict(), runs=runs, curves=['train_loss', 'train_accuracy'],
-                     sweeps=selection_runs, selection_errors={name: {f'{value:g}': error for value, error in
-                                                                     by_value.items()}
-                                                              for name, by_value in selection_errors.items()},
+                     sweeps=selection_runs, selection_errors=by_name(selection_errors),
+                     selection_saturation=by_name(selection_saturations),
                      sections=[report.prose(__doc__, 1, 2),
                                f'784-{widths}-10, {config.epochs} epochs ({config.dropout_epochs} with dropout), seeds '
                                f'{list(config.seeds)}; dropout {config.input_dropout} (input) and '
@@ -188,7 +210,11 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
                                f'{selection_train} training and '
                                f'{selection.validation_size} validation images (split seed {selection.split_seed}), '
                                f'seeds {list(selection.seeds)}, {selection.fraction:.0%} of each variant\'s epochs; '
-                               f'the validation error is the mean of the last {selection.window} epochs.',
+                               f'the validation error is the mean of the last {selection.window} epochs. For the '
+                               'max-norm variants, "at c" is the share of units whose incoming weights end on the '
+                               'ball\'s surface, so how much the constraint binds (the table\'s own runs: '
+                               + ', '.join(f'{name} {summary[f"saturation_{name}"]:.0%}' for name in
+                                           selection_saturations) + ').',
                                report.markdown_table(['variant', 'swept', 'chosen', 'validation error by candidate'],
                                                      selection_rows)],
                      extra_sections=[f'![test error]({os.path.basename(bars)})'])  # fmt: skip

@@ -143,11 +143,32 @@ def max_norm(radius: float | jax.Array, mask: Callable[[Any], Any] | None = None
     (a kernel's column, over all but the last axis) ends inside the ball of `radius`. Chain it last."""
 
     def project(kernel):
-        norms = jnp.sqrt(jnp.sum(jnp.square(kernel), axis=tuple(range(kernel.ndim - 1)), keepdims=True))
-        return kernel * jnp.minimum(1.0, radius / jnp.maximum(norms, 1e-12))
+        return kernel * jnp.minimum(1.0, radius / jnp.maximum(unit_norms(kernel, keepdims=True), 1e-12))
 
-    matrices = lambda params: jax.tree.map(lambda w: w.ndim > 1, params)
-    return _update_with_params('max_norm', lambda u, w: project(w + u) - w, mask or matrices)
+    return _update_with_params('max_norm', lambda u, w: project(w + u) - w, mask or _matrices)
+
+
+def unit_norms(kernel: jax.Array, keepdims: bool = False) -> jax.Array:
+    """Each unit's incoming weight norm: a kernel's column norms, over all but the last axis."""
+    return jnp.sqrt(jnp.sum(jnp.square(kernel), axis=tuple(range(kernel.ndim - 1)), keepdims=keepdims))
+
+
+def _matrices(params):
+    return jax.tree.map(lambda w: w.ndim > 1, params)
+
+
+def max_norm_saturation(
+    params: Any, radius: float | jax.Array, mask: Callable[[Any], Any] | None = None, rtol: float = 1e-3
+) -> jax.Array:
+    """How much a max-norm constraint binds: the fraction of the units it constrains (those of the leaves
+    `mask(params)` marks, every matrix by default, as in `max_norm`) whose incoming weight norm is at least
+    (1 - rtol)·radius, so on the ball's surface. Near 0, the constraint does nothing."""
+    chosen = jax.tree.leaves(jax.tree.map(lambda w, use: unit_norms(w) if use else None, params,
+                                          (mask or _matrices)(params)))  # fmt: skip
+    if not chosen:
+        raise ValueError('max_norm_saturation: no leaf of params is constrained')
+    at_radius = sum(jnp.sum(norms >= (1 - rtol) * radius) for norms in chosen)
+    return at_radius / sum(norms.size for norms in chosen)
 
 
 def mc_dropout_predict(task: Any, state: Any, images: jax.Array, samples: int, key: jax.Array) -> jax.Array:
