@@ -360,8 +360,16 @@ def test_regularization_table_quick_chooses_each_strength_on_validation_and_trai
     # Each variant really trains its own task: the penalties, transforms and dropout are in its config.
     first = lambda name: next(iter(runs[name].values()))['history']
     assert first('l2') != first('maxnorm')
+    # How much max-norm binds, for its variants only: a radius of 0.5 holds most units on the ball after a few
+    # epochs, 3 none in this small net; the table's share is a fraction.
+    saturation = results['selection_saturation']
+    assert set(saturation) == {'maxnorm', 'dropout_maxnorm'} and config['max_norm'] == [0.5, 3.0]
+    for name in saturation:
+        assert saturation[name]['0.5'] > 0.5 > saturation[name]['3']
+        assert 0 <= summary[f'saturation_{name}'] <= 1
     report = (tmp_path / 'rt' / 'report.md').read_text()
     assert '## Strengths chosen on validation' in report and '524 training' not in report
+    assert '% at c)' in report
 
 
 def test_initialization_quick_reports_every_headline_and_the_inits_really_differ(launch, tmp_path):

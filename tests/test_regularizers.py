@@ -134,6 +134,28 @@ def test_max_norm_keeps_every_units_incoming_weights_in_the_ball_and_members_dif
                 assert norms.max() > 0.99 * radius  # the constraint binds: Adam at 3e-2 pushes past it
     # The unconstrained member grows past the small radii: the constraint, not the training, kept them small.
     assert np.linalg.norm(np.asarray(train.member(sweep, 2).params['dense_0']['kernel']), axis=0).max() > 0.6
+    # The saturation is the share of kernel columns (over both layers) whose norm reached the radius: numpy's count.
+    for index, radius in enumerate(radii):
+        params = train.member(sweep, index).params
+        norms = np.concatenate([np.linalg.norm(np.asarray(params[layer]['kernel']), axis=0)
+                                for layer in ('dense_0', 'output')])  # fmt: skip
+        expected = np.mean(norms >= (1 - 1e-3) * radius)
+        assert float(regularizers.max_norm_saturation(params, radius)) == pytest.approx(expected)
+        assert (expected > 0) == (radius < 1)
+
+
+def test_max_norm_saturation_counts_units_on_the_ball_of_the_leaves_the_mask_chooses():
+    # Columns of norm 5, 1 and 1 (a 3-4-0 triangle and two unit vectors); the bias is never a unit's weights.
+    params = {'dense_0': {'kernel': jnp.array([[3.0, 0.0, 1.0], [4.0, 1.0, 0.0]]), 'bias': jnp.full(3, 9.0)},
+              'output': {'kernel': jnp.array([[2.0], [0.0]]), 'bias': jnp.zeros(1)}}  # fmt: skip
+    assert float(regularizers.max_norm_saturation(params, 5.0)) == pytest.approx(1 / 4)
+    assert float(regularizers.max_norm_saturation(params, 1.0)) == pytest.approx(1.0)  # 2 > 1 counts as at the ball
+    assert float(regularizers.max_norm_saturation(params, 1.001, rtol=1e-2)) == pytest.approx(1.0)
+    assert float(regularizers.max_norm_saturation(params, 2.0)) == pytest.approx(2 / 4)
+    only_first = lambda tree: {layer: {'kernel': layer == 'dense_0', 'bias': False} for layer in tree}
+    assert float(regularizers.max_norm_saturation(params, 2.0, only_first)) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match='no leaf'):
+        regularizers.max_norm_saturation(params, 2.0, lambda tree: jax.tree.map(lambda _: False, tree))
 
 
 def test_inverted_dropouts_evaluation_output_is_the_expectation_of_its_training_output(data):
