@@ -142,8 +142,8 @@ def select(config, workdir: str, *, data_dir, cache_dir, resume: bool) -> tuple[
         task, hparams, epochs = build(config, changes, schedule)
         epochs = max(1, round(epochs * selection.fraction))
         state, runs = runner.run_variant(workdir, config, f'select_{name}', task, hparams,
-                                     runner.grid(selection.seeds, {path: candidates}), data, None, resume=resume,
-                                     epochs=epochs)  # fmt: skip
+                                         runner.grid(selection.seeds, {path: candidates}), data, None,
+                                         resume=resume, epochs=epochs)  # fmt: skip
         errors[name] = by_candidate(runs, path, candidates, {label: validation_error(run, selection.window)
                                                              for label, run in runs.items()})  # fmt: skip
         if path == RADIUS:
