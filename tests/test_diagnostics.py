@@ -126,3 +126,44 @@ def test_the_activation_figure_draws_each_function_and_its_derivative():
     assert max(sigmoid_derivative) == pytest.approx(0.25, abs=1e-4)  # σ' peaks at 1/4: vanishing gradients
     relu = lines[1][0]
     np.testing.assert_allclose(relu.get_ydata(), np.maximum(relu.get_xdata(), 0))
+
+
+def test_layers_are_reported_in_depth_order_past_ten_layers():
+    """12 hidden layers: 'activation_10' must come after 'activation_9', as the 30-layer nets of `initialization`
+    need; a string sort would put it second."""
+    task, hparams = mlp_task('sgd', 0.1, hidden_widths=(6,) * 12, activation='tanh', kernel_init='he_normal')
+    state = _state(task, hparams)
+    data = teacher_data(7, 32, 0)
+    values = diagnostics.measure(task, state, data.train_images, data.train_labels)
+    preactivations, outputs, _ = _forward(state.params, data.train_images, np.tanh)
+    np.testing.assert_allclose(values['activation_variance'], [a.var() for a in outputs], rtol=1e-4)
+    np.testing.assert_allclose(values['preactivation_variance'], [z.var() for z in preactivations], rtol=1e-4)
+    assert len(values['gradient_norm']) == 13
+
+
+def test_the_probe_reads_batch_norms_running_statistics_not_the_probe_sets_own():
+    task, hparams = mlp_task('sgd', 0.1, hidden_widths=(8,), activation='relu', batch_norm='before')
+    state = _state(task, hparams)
+    running = {'batch_norm_0': {'mean': jnp.linspace(-1.0, 1.0, 8), 'var': jnp.linspace(0.5, 4.0, 8)}}
+    state = state.replace(batch_stats=running)
+    data = teacher_data(8, 64, 0)
+    x = np.asarray(data.train_images, np.float64)
+    z = x @ np.asarray(state.params['dense_0']['kernel'], np.float64)  # no bias before batch norm
+    normalized = (z - np.asarray(running['batch_norm_0']['mean'])) / np.sqrt(np.asarray(running['batch_norm_0']['var'])
+                                                                             + 1e-3)  # fmt: skip
+    values = diagnostics.measure(task, state, data.train_images, data.train_labels)
+    np.testing.assert_allclose(values['preactivation_variance'], [normalized.var()], rtol=1e-3)
+    np.testing.assert_allclose(values['activation_mean'], [np.maximum(normalized, 0).mean()], rtol=1e-3)
+
+
+def test_a_unit_whose_pre_activation_is_exactly_zero_everywhere_is_dead_and_inactive():
+    """Training produces such units (ReLU weights and bias at zero): ReLU(0) = 0 passes no gradient."""
+    task, hparams = mlp_task('sgd', 0.1, hidden_widths=(5,), activation='relu')
+    state = _state(task, hparams)
+    dense = dict(state.params['dense_0'])
+    dense['kernel'], dense['bias'] = dense['kernel'].at[:, 2].set(0.0), dense['bias'].at[2].set(0.0)
+    state = state.replace(params={**state.params, 'dense_0': dense})
+    data = teacher_data(9, 50, 0)
+    values = diagnostics.measure(task, state, data.train_images, data.train_labels)
+    assert values['dead_fraction'] == [pytest.approx(0.2)]
+    assert values['inactive_fraction'] == [pytest.approx(0.2)]

@@ -277,3 +277,115 @@ def test_the_growth_hook_grows_on_a_plateau_up_to_the_maximum_and_recompiles_onl
     )
     assert state.params['dense_0']['kernel'].shape == (2, 784, 10) and growth.active_units(state, 0) == 10
     assert all(np.all(mask) for mask in jax.tree.leaves(state.masks))
+
+
+# Values of each piece against hand computations (issue 26): new units' moments and batch norm, the initializer's
+# fan, and the keys that must differ between growth events, members and units.
+
+
+def _moment_trees(state):
+    """Every subtree of the optimizer state that mirrors the params (Adam's mu and nu, momentum's trace, ...)."""
+    found = []
+    train.map_like_params(lambda tree: found.append(tree) or tree, state.opt_state, state.params)
+    return found
+
+
+@pytest.mark.parametrize('optimizer', ['adam', 'momentum', 'rmsprop'])
+def test_add_neurons_gives_the_new_units_zero_optimizer_moments_and_keeps_the_old_ones(data, optimizer):
+    task, hparams = mlp_task(optimizer, 1e-2, 64, hidden_widths=(6, 5))
+    state, _ = train.fit(
+        task, train.init_state(task, hparams, jax.random.PRNGKey(0), (784,)), data, epochs=1,
+        data_key=jax.random.PRNGKey(1),
+    )  # fmt: skip
+    grown = growth.add_neurons(state, 0, 3, *new_weights(state, 0, 3))
+    before, after = _moment_trees(state), _moment_trees(grown)
+    assert len(after) == {'adam': 2, 'momentum': 1, 'rmsprop': 1}[optimizer]
+    for old, new in zip(before, after):
+        for module, axis in (('dense_0', -1), ('dense_1', -2)):
+            kernel = np.asarray(new[module]['kernel'])
+            new_units = kernel[:, 6:] if axis == -1 else kernel[6:]
+            old_units = kernel[:, :6] if axis == -1 else kernel[:6]
+            assert not np.any(new_units), (optimizer, module)
+            np.testing.assert_array_equal(old_units, old[module]['kernel'])
+            assert np.any(np.asarray(old[module]['kernel']) != 0)  # the old moments were not zero to begin with
+        assert not np.any(np.asarray(new['dense_0']['bias'])[6:])
+
+
+@pytest.mark.parametrize('placement', ['before', 'after'])
+def test_new_units_get_a_fresh_batch_norm_scale_1_offset_0_running_mean_0_variance_1(data, placement):
+    task, hparams = mlp_task('adam', 1e-2, 64, hidden_widths=(6,), batch_norm=placement)
+    state, _ = train.fit(
+        task, train.init_state(task, hparams, jax.random.PRNGKey(0), (784,)), data, epochs=1,
+        data_key=jax.random.PRNGKey(1),
+    )  # fmt: skip
+    grown = growth.add_neurons(state, 0, 2, *new_weights(state, 0, 2))
+    expected = {('params', 'scale'): 1.0, ('params', 'bias'): 0.0, ('batch_stats', 'mean'): 0.0,
+                ('batch_stats', 'var'): 1.0}  # fmt: skip
+    for (collection, leaf), value in expected.items():
+        old = np.asarray(getattr(state, collection)['batch_norm_0'][leaf])
+        new = np.asarray(getattr(grown, collection)['batch_norm_0'][leaf])
+        np.testing.assert_array_equal(new[6:], [value, value])
+        np.testing.assert_array_equal(new[:6], old)
+        assert not np.all(old == value)  # training moved the old units' values
+
+
+def test_random_units_are_drawn_as_the_initializer_draws_a_layer_of_the_grown_width(data):
+    """Glorot's variance 2/(fan_in + fan_out) of the grown layers: 8 + 400 units, so the outgoing weights' variance
+    is 2/(408 + 10), far from the 2/(8 + 10) of the old width."""
+    task, state = trained_state(data, widths=(8,), members=1)
+    units = growth.random_units(jax.random.PRNGKey(0), train.member(state, 0), task=task, layer=0, n=400)
+    np.testing.assert_allclose(np.var(np.asarray(units.incoming)), 2 / (784 + 408), rtol=0.02)
+    np.testing.assert_allclose(np.var(np.asarray(units.outgoing)), 2 / (408 + 10), rtol=0.1)
+    assert not np.any(np.asarray(units.bias))
+
+
+def _plateau_hook(task, data, strategy='random', window=1):
+    return growth.growth_hook(
+        task, growth.get_strategy(strategy), layer=0, max_width=64, units_per_growth=2, window=window, tolerance=1.0,
+        images=data.train_images, labels=data.train_labels, key=jax.random.PRNGKey(0),
+    )  # fmt: skip
+
+
+def test_each_growth_and_each_member_draws_its_own_new_units(data):
+    """Two identical members (one seed twice) grown by the hook twice: only the keys can make the units differ."""
+    task, single = trained_state(data, widths=(4,), members=1)
+    twins = train.stack([train.member(single, 0)] * 2)
+    hook = _plateau_hook(task, data)
+    flat = [{'train_loss': [1.0, 1.0]}]
+    first = hook(1, twins, flat + [{'train_loss': [1.0, 1.0]}])
+    assert growth.active_units(first, 0) == 6
+    incoming = np.asarray(first.params['dense_0']['kernel'])
+    assert not np.array_equal(incoming[0, :, 4:6], incoming[1, :, 4:6])  # members differ
+    second = hook(2, twins, flat + [{'train_loss': [1.0, 1.0]}])  # the same state and history at another epoch
+    assert not np.array_equal(np.asarray(second.params['dense_0']['kernel'])[0, :, 4:6], incoming[0, :, 4:6])
+
+
+def test_after_a_growth_the_hook_waits_a_full_window_before_growing_again(data):
+    task, state = trained_state(data, widths=(4,), members=1)
+    hook = _plateau_hook(task, data, 'zero_outgoing', window=2)
+    row = lambda added=0: {'train_loss': [1.0], 'units_added': added}
+    # Epoch 3 grew; at epoch 4 the window since then holds one epoch, at epoch 5 two.
+    assert growth.active_units(hook(4, state, [row(), row(), row(2), row()]), 0) == 4
+    assert growth.active_units(hook(5, state, [row(), row(), row(2), row(), row()]), 0) == 6
+    # Without a growth, three flat epochs are enough.
+    assert growth.active_units(hook(3, state, [row(), row(), row()]), 0) == 6
+
+
+def test_net2net_copies_only_active_units_when_the_layer_has_spare_ones(data):
+    task, state = trained_state(data, widths=(8,), members=2)
+    bucketed = growth.grow(state, 0, member_units('zero_outgoing', task, state, data, 4), 32)  # 12 active of 32
+    units = member_units('net2net', task, bucketed, data, 6)
+    kernel = np.asarray(bucketed.params['dense_0']['kernel'])
+    for member in range(2):
+        for unit in range(6):
+            column = np.asarray(units.incoming)[member, :, unit]
+            matches = [source for source in range(32) if np.array_equal(kernel[member, :, source], column)]
+            assert matches and max(matches) < 12, (member, unit, matches)
+
+
+def test_random_inputs_gives_each_new_unit_its_own_subset_of_the_inputs(data):
+    task, state = trained_state(data, widths=(4,), members=1)
+    units = member_units('random_inputs', task, state, data, 4, steps=2)
+    seen = np.asarray(units.incoming)[0] != 0  # [inputs, units]
+    assert 0.15 < seen.mean() < 0.35
+    assert len({column.tobytes() for column in seen.T}) == 4

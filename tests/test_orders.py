@@ -128,3 +128,13 @@ def test_an_order_that_reads_labels_is_refused_for_a_loss_without_labels():
     with pytest.raises(ValueError, match="order 'sorted_by_class' reads the labels.*allowed here: reshuffle, fixed"):
         tasks.build(config, (784,))
     tasks.build({**config, 'order': 'hardest_first'}, (784,))  # loss orders need no labels
+
+
+@pytest.mark.parametrize('name', ['hardest_first', 'easiest_first'])
+def test_loss_orders_break_ties_at_random(name):
+    """Equal losses (a fresh net often gives many) carry no order: two keys present them differently, and neither
+    in index order."""
+    ties = jax.numpy.zeros(NUM)
+    first, second = _indices(name, _labels(), ties, key=0), _indices(name, _labels(), ties, key=1)
+    assert not np.array_equal(first, second)
+    assert not np.array_equal(first.ravel(), np.arange(NUM))

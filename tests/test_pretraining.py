@@ -266,3 +266,50 @@ def test_quick_experiment_reports_every_method_and_chooses_the_factor_on_validat
         )
     for figure in ('test_error.png', 'reconstructions.png', 'first_layer_features.png', 'curves.png'):
         assert (tmp_path / figure).stat().st_size > 0
+
+
+# Randomness that must differ between things sharing a seed, and resets that must happen (issue 26).
+
+
+def test_every_pass_over_a_groups_subsample_is_a_new_permutation():
+    positions = np.asarray(pretraining._unit_batches(jax.random.PRNGKey(0), 8, steps=8, batch_size=4)).reshape(4, 8)
+    for one_pass in positions:
+        assert sorted(one_pass.tolist()) == list(range(8))
+    assert len({tuple(one_pass) for one_pass in positions}) == 4
+
+
+def test_subsample_pretraining_draws_weights_subsamples_and_batch_orders_from_different_keys(monkeypatch):
+    """Each group of each seed gets its own subsample; a group's batch-order key is neither the key of its initial
+    weights nor the key that drew its subsample."""
+    seen = {}
+    real = pretraining.pretrain_units
+
+    def spy(task, state, images, labels, subsample, order_keys, *, steps):
+        seen.update(state=state, subsample=np.asarray(subsample), order_keys=order_keys)
+        return real(task, state, images, labels, subsample, order_keys, steps=steps)
+
+    monkeypatch.setattr(pretraining, 'pretrain_units', spy)
+    unit_task, unit_hparams = mlp_task(batch_size=8, hidden_widths=(4,))
+    data = teacher_data(0, 64, 0)
+    pretraining.pretrain_first_layer(
+        unit_task, unit_hparams, (0, 1), data.train_images, data.train_labels, groups=3, subsample_size=16, steps=2
+    )
+    subsample, order_keys, state = seen['subsample'], seen['order_keys'], seen['state']
+    assert subsample.shape == (6, 16) and len({row.tobytes() for row in subsample}) == 6
+    for group in range(6):
+        # init_state splits its key into (weights, dropout): the dropout key tells the weights' key.
+        assert not np.array_equal(jax.random.split(order_keys[group])[1], state.rng[group])
+        drawn_by_order_key = np.asarray(jax.random.permutation(order_keys[group], 64)[:16])
+        assert not np.array_equal(drawn_by_order_key, subsample[group])
+
+
+def test_with_encoder_zeroes_optimizer_moments_that_had_moved():
+    ae_task, ae_hparams = mlp_task(model='autoencoder', loss='mse', hidden_widths=(16,))
+    encoder = pretraining.encoder(_init(ae_task, ae_hparams).params)
+    task, hparams = mlp_task('adam', 1e-2, hidden_widths=(16,))
+    data = teacher_data(0, 64, 0)
+    state, _ = jax.jit(lambda s: train.train_step(task, s, data.train_images, data.train_labels))(_init(task, hparams))
+    assert any(np.any(np.asarray(leaf) != 0) for leaf in jax.tree.leaves(state.opt_state[0].mu))
+    transplanted = pretraining.with_encoder(state, encoder)
+    for moments in (transplanted.opt_state[0].mu, transplanted.opt_state[0].nu):
+        assert all(not np.any(np.asarray(leaf)) for leaf in jax.tree.leaves(moments))

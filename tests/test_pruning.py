@@ -207,3 +207,114 @@ def test_a_prune_rewind_shrink_run_killed_and_resumed_equals_an_uninterrupted_on
     strip = lambda runs: {label: [{k: v for k, v in row.items() if 'seconds' not in k} for row in run['history']]
                           for label, run in runs.items()}  # fmt: skip
     assert strip(resumed_runs) == strip(straight_runs)
+
+
+# Values of each piece against hand computations (issue 26): a wrong sign, key or reset would change results silently.
+
+
+def _trained_tiny(activation='relu', steps=5, seed=0):
+    """A tiny task's state with pruning started at init, then `steps` Adam steps (non-zero moments, step > 0)."""
+    task, hparams = tiny_task(activation)
+    state = pruning.start(train.init_state(task, hparams, jax.random.PRNGKey(seed), (6,)))
+    images = jax.random.normal(jax.random.PRNGKey(1), (32, 6))
+    labels = jax.random.randint(jax.random.PRNGKey(2), (32,), 0, 10)
+    step = jax.jit(lambda s: train.train_step(task, s, images, labels)[0])
+    for _ in range(steps):
+        state = step(state)
+    return task, state, images, labels
+
+
+def test_rewind_returns_exactly_the_stored_weights_under_the_current_masks_with_a_fresh_optimizer_at_step_0():
+    task, state, _, _ = _trained_tiny()
+    stored = jax.tree.map(np.asarray, state.pruning['rewind'])
+    state = pruning.prune_least_salient(state, state.masks, pruning.magnitude_saliency(state.params), 20)
+    masks = jax.tree.map(np.asarray, state.masks)
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(stored), jax.tree.leaves(state.params)))
+    rewound = pruning.rewind(task, state)
+    for module in stored:
+        for leaf in stored[module]:
+            expected = np.where(masks[module][leaf], stored[module][leaf], 0.0)
+            np.testing.assert_array_equal(rewound.params[module][leaf], expected)
+    assert int(rewound.step) == 0
+    # A fresh optimizer: Adam's count and every moment at zero (the trained state's were not).
+    assert any(np.any(np.asarray(leaf) != 0) for leaf in jax.tree.leaves(state.opt_state))
+    assert all(not np.any(np.asarray(leaf)) for leaf in jax.tree.leaves(rewound.opt_state))
+    jax.tree.map(np.testing.assert_array_equal, rewound.masks, state.masks)
+
+
+def test_taylor_saliency_is_the_absolute_value_of_w_times_its_gradient():
+    task, state, images, labels = _trained_tiny('tanh')
+    gradient = jax.grad(loss_of(task, state, images, labels))(state.params)
+    scores = pruning.saliency('taylor', task, state, images, labels, jax.random.PRNGKey(0))
+    signed = []
+    for module in state.params:
+        for leaf in state.params[module]:
+            w, g = np.asarray(state.params[module][leaf], np.float64), np.asarray(gradient[module][leaf], np.float64)
+            np.testing.assert_allclose(scores[module][leaf], np.abs(w * g), rtol=1e-5, atol=1e-9)
+            signed.append(w * g)
+    assert np.min(np.concatenate([s.ravel() for s in signed])) < 0  # the absolute value matters here
+
+
+def test_obd_saliency_is_half_the_hessian_diagonal_times_w_squared():
+    params = {'dense_0': {'kernel': jnp.array([[2.0, -3.0], [0.5, -1.0]])}}
+    diagonal = {'dense_0': {'kernel': jnp.array([[1.0, 2.0], [4.0, 0.0]])}}
+    expected = np.array([[0.5 * 1 * 4, 0.5 * 2 * 9], [0.5 * 4 * 0.25, 0.0]])
+    np.testing.assert_allclose(pruning.obd_saliency(diagonal, params)['dense_0']['kernel'], expected)
+
+
+@pytest.mark.parametrize('activation', ['relu', 'tanh'])
+def test_exact_neuron_saliency_equals_zeroing_each_units_outgoing_weights(activation):
+    task, state, images, labels = _trained_tiny(activation)
+    loss = jax.jit(loss_of(task, state, images, labels))
+    base = float(loss(state.params))
+    scores = pruning.exact_neuron_saliency(state.params, images, labels, task.loss.value, activation)
+    assert [s.shape for s in scores] == [(5,), (4,)]
+    for layer, following in enumerate(('dense_1', 'output')):
+        kernel = state.params[following]['kernel']
+        brute = [
+            float(loss({**state.params, following: {**state.params[following], 'kernel': kernel.at[unit].set(0.0)}}))
+            - base
+            for unit in range(kernel.shape[0])
+        ]
+        np.testing.assert_allclose(scores[layer], brute, rtol=1e-4, atol=1e-6)
+        assert np.any(np.abs(brute) > 1e-4)
+
+
+def test_most_salient_units_keeps_the_n_highest_scores_in_index_order():
+    scores = jnp.array([[0.3, -1.0, 5.0, 0.2, 2.0], [9.0, 8.0, 0.0, 1.0, 7.0]])
+    np.testing.assert_array_equal(pruning.most_salient_units(scores, 3), [[0, 2, 4], [0, 1, 4]])
+
+
+def test_members_get_their_own_random_scores_and_the_same_key_gives_the_same_scores():
+    task, hparams = tiny_task()
+    one = train.init_state(task, hparams, jax.random.PRNGKey(0), (6,))
+    twins = pruning.start(train.stack([one, one]))  # identical members: only the key can tell them apart
+    images, labels = jnp.zeros((4, 6)), jnp.zeros((4,), jnp.int32)
+    scores = pruning.member_saliency('random', task, twins, images, labels, jax.random.PRNGKey(3))
+    again = pruning.member_saliency('random', task, twins, images, labels, jax.random.PRNGKey(3))
+    for leaf, repeat in zip(jax.tree.leaves(scores), jax.tree.leaves(again)):
+        assert not np.array_equal(leaf[0], leaf[1])
+        np.testing.assert_array_equal(leaf, repeat)
+
+
+def test_prune_to_fraction_is_a_fraction_of_all_prunable_weights_after_an_earlier_prune():
+    task, state, _, _ = _trained_tiny()
+    scores = pruning.magnitude_saliency(state.params)
+    _, total = pruning.count_kept(state.masks)
+    half = pruning.prune_to_fraction(state, scores, 0.5)
+    third = pruning.prune_to_fraction(half, scores, 0.3)
+    assert int(pruning.count_kept(half.masks)[0]) == round(0.5 * total)
+    assert int(pruning.count_kept(third.masks)[0]) == round(0.3 * total)
+    back = pruning.prune_to_fraction(third, scores, 0.6)  # a larger fraction never adds weights back
+    jax.tree.map(np.testing.assert_array_equal, back.masks, third.masks)
+
+
+def test_a_partly_pruned_unit_is_not_silent_and_a_fully_pruned_one_is():
+    task, state, _, _ = _trained_tiny()
+    masks = jax.tree.map(np.array, state.masks)
+    masks['dense_1']['kernel'][1, :2] = False  # unit 1 of layer 0 loses two of its four outgoing weights
+    masks['dense_1']['kernel'][3, :] = False  # unit 3 loses all of them
+    masks['output']['kernel'][0, :] = False  # unit 0 of layer 1 too
+    state = pruning.apply_masks(state.replace(masks=jax.tree.map(jnp.asarray, masks)))
+    np.testing.assert_array_equal(pruning.silent_units(state.params, 0), [False, False, False, True, False])
+    np.testing.assert_array_equal(pruning.silent_units(state.params, 1), [True, False, False, False])

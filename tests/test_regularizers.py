@@ -175,3 +175,32 @@ def test_inverted_dropouts_evaluation_output_is_the_expectation_of_its_training_
     probabilities = regularizers.mc_dropout_predict(task, state, x, 500, jax.random.PRNGKey(2))
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-5)
     assert np.mean(probabilities.argmax(-1) == jax.nn.softmax(evaluation).argmax(-1)) >= 0.8
+
+
+def test_mc_dropout_samples_differ_from_evaluation_mode_and_from_one_another(data):
+    """One sample is one random dropout mask: it differs from evaluation mode and from a sample of another key. An
+    average of 200 independent masks varies far less between keys than one sample does (the masks are independent);
+    with one mask repeated, it would vary as much."""
+    task, hparams = mlp_task('sgd', 0.1, BATCH, hidden_widths=(64,), hidden_dropout=0.5)
+    state = train.init_state(task, hparams, jax.random.PRNGKey(0), (784,))
+    x = data.validation_images[:32]
+    evaluation = jax.nn.softmax(task.model(hparams).apply({'params': state.params}, x, train=False))
+    predict = lambda samples, key: regularizers.mc_dropout_predict(task, state, x, samples, jax.random.PRNGKey(key))
+    one = [predict(1, key) for key in (1, 2)]
+    many = [predict(200, key) for key in (1, 2)]
+    assert float(jnp.abs(one[0] - evaluation).mean()) > 0.01
+    single_spread = float(jnp.abs(one[0] - one[1]).mean())
+    assert single_spread > 0.01
+    assert float(jnp.abs(many[0] - many[1]).mean()) < 0.3 * single_spread
+
+
+def test_bias_penalties_reach_dense_biases_but_never_batch_norms_offset_or_scale():
+    task, hparams = mlp_task('sgd', 0.1, BATCH, hidden_widths=(8,), batch_norm='before',
+                             penalties=({'bias_l2': 0.5, 'kernel_l1': 0.25},))  # fmt: skip
+    params = train.init_state(task, hparams, jax.random.PRNGKey(0), (784,)).params
+    params = jax.tree.map(lambda leaf: leaf + 1.0, params)  # batch norm's offset 1 and scale 2 would count
+    assert set(params['batch_norm_0']) == {'scale', 'bias'}
+    dense = [params[name] for name in ('dense_0', 'output')]
+    expected = sum(0.5 * np.sum(np.asarray(p['bias']) ** 2) + 0.25 * np.sum(np.abs(np.asarray(p['kernel'])))
+                   for p in dense)  # fmt: skip
+    np.testing.assert_allclose(float(task.penalty(params, {}, hparams)), expected, rtol=1e-5)
