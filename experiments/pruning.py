@@ -18,14 +18,13 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import matplotlib.ticker
 import ml_collections
 import numpy as np
 import scipy.stats
 
-from nets import data as data_lib, pruning, report, runner, tasks, train
+from nets import data as data_lib, masks, pruning, report, runner, tasks, train
 
 PUBLISHED = (  # (kept fraction, test error, source)
     (1 / 12, 0.0159, 'Han et al. 2015'),
@@ -52,7 +51,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.early_stopping = tasks.early_stopping_config()
     config.batch_size = 128
     config.epochs = 10  # the dense net's
-    config.criteria = pruning.CRITERIA
+    config.criteria = ('exact', 'obd', 'taylor', 'magnitude', 'random')  # of pruning.CRITERIA
     config.keep_levels = (0.5, 0.3, 0.18, 0.12, 0.08, 0.05, 0.036, 0.027, 0.02)  # fractions of the kernel weights
     config.retrain_epochs = 1  # between two rungs
     config.retrain_learning_rate = 5e-4
@@ -78,18 +77,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     return config
 
 
-def _copy(tree):
-    """Fresh buffers: fit() donates the state it trains, and a variant must not consume another's."""
-    return jax.tree.map(jnp.copy, tree)
-
-
 def _errors(task, state, images, labels) -> np.ndarray:
     return 1 - np.asarray(train.evaluate_members(task, state, images, labels, members=True)['accuracy'])
-
-
-def _kept(state) -> np.ndarray:
-    kept, total = pruning.count_kept(state.masks)
-    return np.asarray(kept) / total
 
 
 def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
@@ -101,10 +90,10 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     data, test = runner.device_data(splits)
     batch = (data.validation_images[: config.saliency_examples], data.validation_labels[: config.saliency_examples])
     input_shape = runner.input_shape(config.dataset)
-    task, hparams = tasks.build(config, input_shape, after_update=pruning.apply_masks)
+    task, hparams = tasks.build(config, input_shape, after_update=masks.apply_masks)
     retrain_optimizer = {**config.optimizer.to_dict(), 'learning_rate': config.retrain_learning_rate}
     retrain_task, retrain_hparams = tasks.build(
-        {**config.to_dict(), 'optimizer': retrain_optimizer}, input_shape, after_update=pruning.apply_masks
+        {**config.to_dict(), 'optimizer': retrain_optimizer}, input_shape, after_update=masks.apply_masks
     )
     members = runner.grid(config.seeds)
     variant = lambda name, task_, hparams_, **kwargs: runner.run_variant(
@@ -120,6 +109,8 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
 
     # Every criterion on the dense nets, against the exact one.
     key = jax.random.PRNGKey(config.saliency_seed)
+    saliency = dict(images=batch[0], labels=batch[1], key=key, probes=config.obd_probes)
+    test_error = lambda state: {'test_error': _errors(retrain_task, state, *test).tolist()}
     dense_scores = {c: pruning.member_saliency(c, task, dense, *batch, key, config.obd_probes) for c in config.criteria}
     spearman = spearman_correlations(dense_scores, dense)
     summary |= {f'spearman_{c}': value for c, value in spearman.items()}
@@ -131,11 +122,23 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     # The ladder of kept fractions, one variant a criterion.
     ladders, finals = {}, {}
     for criterion in config.criteria:
+        hook = pruning.ladder_hook(
+            retrain_task,
+            criterion,
+            config.keep_levels,
+            epochs_per_rung=config.retrain_epochs,
+            ticket_fraction=config.ticket_level,
+            measure=test_error,
+            **saliency,
+        )
         state, runs[f'prune_{criterion}'] = variant(
-            f'prune_{criterion}', retrain_task, retrain_hparams, epochs=len(config.keep_levels) * config.retrain_epochs,
-            prepare_state=lambda s, c=criterion: _first_rung(config, dense, s, dense_scores[c]),
-            on_epoch_end=ladder_hook(config, retrain_task, criterion, batch, test, key),
-        )  # fmt: skip
+            f'prune_{criterion}',
+            retrain_task,
+            retrain_hparams,
+            epochs=len(config.keep_levels) * config.retrain_epochs,
+            prepare_state=lambda s, c=criterion: pruning.ladder_start(dense, s, dense_scores[c], config.keep_levels[0]),
+            on_epoch_end=hook,
+        )
         ladders[criterion], finals[criterion] = ladder(config, runs[f'prune_{criterion}']), state
     compression = {c: _compression(ladders[c], summary['dense_test_error']) for c in config.criteria}
     compression_19 = {c: _compression(ladders[c], 0.019) for c in config.criteria}
@@ -147,13 +150,25 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     summary |= {f'compression_at_1_9_percent_{c}': compression_19[c] for c in config.criteria}
 
     # The lecture's rule with the best criterion.
+    hook = pruning.lecture_hook(
+        retrain_task,
+        best,
+        rounds=config.lecture_rounds,
+        epochs_per_round=config.retrain_epochs,
+        reference_error=dense_val,
+        tolerance=config.lecture_tolerance,
+        **saliency,
+    )
     lecture, runs['lecture'] = variant(
-        'lecture', retrain_task, retrain_hparams, epochs=config.lecture_rounds * config.retrain_epochs,
-        prepare_state=lambda s: _lecture_start(config, dense, s, dense_scores[best]),
-        on_epoch_end=lecture_hook(config, retrain_task, best, batch, key, dense_val),
-    )  # fmt: skip
+        'lecture',
+        retrain_task,
+        retrain_hparams,
+        epochs=config.lecture_rounds * config.retrain_epochs,
+        prepare_state=lambda s: pruning.lecture_start(dense, s, dense_scores[best], config.lecture_step),
+        on_epoch_end=hook,
+    )
     lecture_test = np.array([r['test']['accuracy'] for r in runs['lecture'].values()])
-    summary['lecture_compression'] = float(np.mean(1 / _kept(lecture)))
+    summary['lecture_compression'] = float(np.mean(1 / pruning.kept_fraction(lecture)))
     summary['lecture_test_error'] = float(np.mean(1 - lecture_test))
     summary['lecture_restores'] = int(np.sum([row.get('restored', 0) for row in _rows(runs['lecture'])]))
 
@@ -161,21 +176,32 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     # same mask with fresh random weights (seeds + 1000) as the control.
     ticket_masks = finals[best].pruning['ticket_masks']
     for name, seeds in (('ticket_rewind', config.seeds), ('ticket_random_init', [s + 1000 for s in config.seeds])):
+        start = lambda s, fresh=name != 'ticket_rewind': pruning.ticket_start(task, dense, s, ticket_masks, fresh)
         _, runs[name] = variant(
-            name, task, hparams, members=runner.grid(seeds), epochs=config.ticket_epochs,
-            prepare_state=lambda s, fresh=name != 'ticket_rewind': _ticket(task, dense, s, ticket_masks, fresh),
-        )  # fmt: skip
+            name, task, hparams, members=runner.grid(seeds), epochs=config.ticket_epochs, prepare_state=start
+        )
         summary[f'{name}_error'] = float(np.mean([1 - r['test']['accuracy'] for r in runs[name].values()]))
     summary['ticket_error_3_6_percent'] = summary.pop('ticket_rewind_error')
-    summary['ticket_kept_fraction'] = float(np.mean(_kept(finals[best].replace(masks=ticket_masks))))
+    summary['ticket_kept_fraction'] = float(np.mean(pruning.kept_fraction(finals[best].replace(masks=ticket_masks))))
 
     # Neuron removal by the exact unit saliency, retraining one epoch between cuts.
     dense_widths = tuple(config.model.hidden_widths)
+    hook = pruning.neuron_hook(
+        retrain_task,
+        config.neuron_widths,
+        epochs_per_cut=config.retrain_epochs,
+        images=batch[0],
+        labels=batch[1],
+        measure=test_error,
+    )
     _, runs['neurons'] = variant(
-        'neurons', retrain_task, retrain_hparams, epochs=len(config.neuron_widths) * config.retrain_epochs,
-        prepare_state=lambda s: _first_cut(config, retrain_task, dense, s, batch, dense_widths),
-        on_epoch_end=neuron_hook(config, retrain_task, batch, test),
-    )  # fmt: skip
+        'neurons',
+        retrain_task,
+        retrain_hparams,
+        epochs=len(config.neuron_widths) * config.retrain_epochs,
+        prepare_state=lambda s: pruning.neuron_start(retrain_task, dense, s, *batch, config.neuron_widths[0]),
+        on_epoch_end=hook,
+    )
     neurons = neuron_table(config, runs['neurons'], task, hparams, input_shape, test[0])
     chosen = [row for row in neurons if row['val_error'] <= dense_val.mean() + config.lecture_tolerance]
     chosen = (
@@ -209,7 +235,7 @@ def spearman_correlations(scores: dict, dense, reference=lambda exact: exact) ->
     """Spearman's ρ between each criterion's kernel scores and `reference` of the exact ones, per member, mean over
     members."""
     exact = jax.tree.map(reference, scores['exact'])
-    flags = jax.tree.leaves(pruning.prunable(dense.params))
+    flags = jax.tree.leaves(masks.param_mask(masks.KERNELS)(dense.params))
     flat = lambda tree, i: np.concatenate(
         [np.asarray(leaf[i]).reshape(-1) for leaf, flag in zip(jax.tree.leaves(tree), flags) if flag]
     )
@@ -232,42 +258,6 @@ def first_order_change(task, state, images, labels):
     return jax.jit(jax.vmap(one))(state)
 
 
-def _start_from(dense, state):
-    """A copy of the dense nets with the variant's own hyper-parameters (its learning rate)."""
-    return _copy(dense).replace(hparams=state.hparams)
-
-
-def _first_rung(config, dense, state, scores):
-    pruned = jax.vmap(pruning.prune_to_fraction, in_axes=(0, 0, None))(
-        _start_from(dense, state), scores, config.keep_levels[0]
-    )
-    return pruned.replace(pruning={**pruned.pruning, 'ticket_masks': _copy(pruned.masks)})
-
-
-def ladder_hook(config, task, criterion, batch, test, key):
-    """After each rung's retraining: record the rung's kept fractions and test error, then prune to the next one."""
-
-    def hook(epoch, state, history):
-        if epoch % config.retrain_epochs:
-            return None
-        rung = epoch // config.retrain_epochs - 1
-        history[-1]['rung'] = rung
-        history[-1]['kept_fraction'] = _kept(state).tolist()
-        history[-1]['test_error'] = _errors(task, state, *test).tolist()
-        for layer, kept in pruning.kept_by_layer(state.masks).items():
-            history[-1][f'kept_{layer.split("/")[0]}'] = kept.tolist()
-        if np.isclose(config.keep_levels[rung], config.ticket_level):
-            state = state.replace(pruning={**state.pruning, 'ticket_masks': _copy(state.masks)})
-        if rung + 1 == len(config.keep_levels):
-            return state
-        scores = pruning.member_saliency(criterion, task, state, *batch, jax.random.fold_in(key, epoch))
-        return jax.jit(jax.vmap(pruning.prune_to_fraction, in_axes=(0, 0, None)))(
-            state, scores, config.keep_levels[rung + 1]
-        )
-
-    return hook
-
-
 def ladder(config, runs: dict) -> dict:
     """The rungs of a criterion's variant: kept fraction, validation and test error, per-layer kept (seeds ×
     rungs)."""
@@ -287,76 +277,6 @@ def _compression(rungs: dict, error: float) -> float:
     kept, test = np.mean(rungs['kept'], 0), np.mean(rungs['test'], 0)
     good = test <= error + 1e-9
     return float(1 / kept[good].min()) if good.any() else 1.0
-
-
-def _lecture_start(config, dense, state, scores):
-    start = _start_from(dense, state)
-    count = len(config.seeds)
-    kept, _ = pruning.count_kept(start.masks)
-    n = jnp.round(config.lecture_step * kept).astype(kept.dtype)
-    pruned = jax.vmap(pruning.prune_least_salient)(start, start.masks, scores, n)
-    return pruned.replace(pruning={**pruned.pruning, 'step': jnp.full((count,), config.lecture_step)})
-
-
-def lecture_hook(config, task, criterion, batch, key, dense_val):
-    """The lecture's rule: if a member's validation error rose above the dense net's + tolerance, restore its last
-    removed group and halve its step; then prune the step's fraction of what is left."""
-
-    def hook(epoch, state, history):
-        if epoch % config.retrain_epochs:
-            return None
-        failed = 1 - np.asarray(history[-1]['val_accuracy']) > dense_val + config.lecture_tolerance
-        state = train.where_members(jnp.asarray(failed), jax.vmap(pruning.restore)(state), state)
-        step = jnp.where(jnp.asarray(failed), state.pruning['step'] / 2, state.pruning['step'])
-        state = state.replace(pruning={**state.pruning, 'step': step})
-        history[-1]['restored'] = failed.astype(int).tolist()
-        history[-1]['kept_fraction'] = _kept(state).tolist()
-        history[-1]['step'] = np.asarray(step).tolist()
-        if epoch == config.lecture_rounds * config.retrain_epochs:
-            return state
-        scores = pruning.member_saliency(criterion, task, state, *batch, jax.random.fold_in(key, epoch))
-        kept, _ = pruning.count_kept(state.masks)
-        n = jnp.round(step * kept).astype(kept.dtype)
-        return jax.jit(jax.vmap(pruning.prune_least_salient))(state, state.masks, scores, n)
-
-    return hook
-
-
-def _ticket(task, dense, state, masks, fresh: bool):
-    """The ticket's start: the mask, on the dense nets' initial weights (rewind) or on `state`'s fresh ones."""
-    start = _copy(dense).replace(hparams=state.hparams, masks=_copy(masks))
-    if fresh:
-        start = start.replace(pruning={**start.pruning, 'rewind': _copy(state.params)})
-    return jax.vmap(lambda s: pruning.rewind(task, s))(start)
-
-
-def _cut(task, state, batch, widths):
-    scores = pruning.neuron_saliency_members(task, state, *batch)
-    for layer, width in enumerate(widths):
-        state = pruning.remove_neurons(state, layer, pruning.most_salient_units(scores[layer], width))
-    return state
-
-
-def _first_cut(config, task, dense, state, batch, dense_widths):
-    if task.architecture_of(state.params)['hidden_widths'] != dense_widths:
-        return pruning.start(state)  # the like-state of a resume: only the structure matters
-    return _cut(task, _start_from(dense, state), batch, config.neuron_widths[0])
-
-
-def neuron_hook(config, task, batch, test):
-    """After each cut's retraining: record the widths and test error, then cut to the next widths."""
-
-    def hook(epoch, state, history):
-        if epoch % config.retrain_epochs:
-            return None
-        cut = epoch // config.retrain_epochs - 1
-        history[-1]['cut'] = cut
-        history[-1]['test_error'] = _errors(task, state, *test).tolist()
-        if cut + 1 == len(config.neuron_widths):
-            return state
-        return _cut(task, state, batch, config.neuron_widths[cut + 1])
-
-    return hook
 
 
 def inference_seconds(task, hparams, widths, input_shape, images, repeats: int) -> float:
@@ -488,7 +408,7 @@ def plot_layer_kept(path, config, ladders) -> str:
 
 def plot_scatter(path, scores, spearman, samples: int = 20000) -> str:
     """Exact saliency against each approximate one (seed 0's dense net, a random sample of kernel weights)."""
-    flags = jax.tree.leaves(pruning.prunable(scores['exact']))
+    flags = jax.tree.leaves(masks.param_mask(masks.KERNELS)(scores['exact']))
     flat = lambda tree: np.concatenate(
         [np.asarray(leaf[0]).reshape(-1) for leaf, flag in zip(jax.tree.leaves(tree), flags) if flag]
     )

@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, optimizers, regularizers, report, runner, tasks, train, validation
+from nets import data as data_lib, masks, optimizers, regularizers, report, runner, tasks, train, validation
 
 CONFIG_RULES = {'dropout_epochs': validation.integer(1), 'selection.fraction': validation.fraction}
 PUBLISHED_ERROR = {'l2': 0.0162, 'l2_l1': 0.0160, 'maxnorm': 0.0135, 'dropout_l2': 0.0125, 'dropout_maxnorm': 0.0105}
@@ -113,7 +113,7 @@ def validation_error(run: dict, window: int) -> float:
 def saturation(state, runs: dict) -> dict[str, float]:
     """How much each max-norm member's constraint binds at the end of training: the fraction of its units whose
     incoming weights lie on the ball of its radius (the transform's kernels)."""
-    kernels = optimizers.param_mask(optimizers.TRANSFORMS['max_norm'].fields['params'])
+    kernels = masks.param_mask(optimizers.TRANSFORMS['max_norm'].fields['params'])
     params = lambda index: train.member(state.params, index) if len(runs) > 1 else state.params  # one is not stacked
     return {label: float(regularizers.max_norm_saturation(params(index), run['hparams'][RADIUS], kernels))
             for index, (label, run) in enumerate(runs.items())}  # fmt: skip

@@ -13,7 +13,10 @@ import flax
 import jax
 import jax.numpy as jnp
 
+from nets.registry import lookup
+
 PREFIXES = ('train_', 'val_')
+MODES = ('auto', 'min', 'max')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,8 +39,7 @@ class EarlyStopping:
             raise ValueError(f'early-stopping monitor must be a metric name such as val_loss, got {self.monitor!r}')
         # Keras names training metrics without a prefix ('loss', 'accuracy'); the history calls them train_*.
         monitor = self.monitor if self.monitor.startswith(PREFIXES) else f'train_{self.monitor}'
-        if self.mode not in ('auto', 'min', 'max'):
-            raise ValueError(f'unknown early-stopping mode {self.mode!r}; allowed: auto, min, max')
+        lookup(dict.fromkeys(MODES), self.mode, 'early-stopping mode')
         if self.patience < 0 or self.start_from_epoch < 0:
             raise ValueError('early-stopping patience and start_from_epoch must be >= 0')
         object.__setattr__(self, 'monitor', monitor)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from nets import train
+from nets import train, units as hidden_units
 from nets.initializers import get_initializer
 from nets.registry import lookup
 
@@ -46,36 +46,6 @@ class NewUnits:
     outgoing_scale: jax.Array | None = None
 
 
-def _next_layer(params: Any, layer: int) -> str:
-    return f'dense_{layer + 1}' if f'dense_{layer + 1}' in params else 'output'
-
-
-def _unit_axes(tree: Any, layer: int) -> list[tuple[str, int]]:
-    """(module, axis of the units of hidden layer `layer`) for every module whose shape depends on its width."""
-    return [(f'dense_{layer}', -1), (f'batch_norm_{layer}', -1), (_next_layer(tree, layer), -2)]
-
-
-def _widen(tree: Any, layer: int, n: int, fill: Callable[[str, str, Any], Any]) -> Any:
-    """A params-like tree with hidden layer `layer` `n` units wider: dense_<layer>'s outputs, its batch norm, and the
-    next layer's inputs. `fill(module, leaf, array)` gives the entries appended to `array` (any member axes lead)."""
-    if tree is None:
-        return None
-    tree = {module: dict(leaves) for module, leaves in tree.items()}
-    for module, axis in _unit_axes(tree, layer):
-        for leaf, array in tree.get(module, {}).items():
-            if array is None or (axis == -2 and leaf != 'kernel'):
-                continue  # the next layer's bias does not depend on its input width
-            extra = fill(module, leaf, array)
-            tree[module][leaf] = jnp.concatenate([array, jnp.asarray(extra, array.dtype)], axis=axis)
-    return tree
-
-
-def _new_entries(array: Any, n: int, axis: int, value: float) -> Any:
-    shape = list(array.shape)
-    shape[axis] = n
-    return jnp.full(shape, value, array.dtype)
-
-
 def add_neurons(
     state: train.TrainState, layer: int, n: int, new_in: Any, new_out: Any, new_bias: Any = None
 ) -> train.TrainState:
@@ -84,70 +54,43 @@ def add_neurons(
     batch norm (if any) gets scale 1, offset 0, running mean 0 and variance 1; every optimizer moment that mirrors
     the params gets zeros, and the masks (if any) ones. With zero `new_out` the network computes the same function.
     """
-    next_layer = _next_layer(state.params, layer)
+    following = hidden_units.next_layer(state.params, layer)
 
-    def params_fill(module, leaf, array):
+    def params_fill(module, leaf, array, axis):
         if module == f'dense_{layer}':
             if leaf == 'kernel':
                 return new_in
-            return _new_entries(array, n, -1, 0.0) if new_bias is None else new_bias
-        if module == next_layer:
+            return hidden_units.new_entries(array, n, axis, 0.0) if new_bias is None else new_bias
+        if module == following:
             return new_out
-        return _new_entries(array, n, -1, 1.0 if leaf == 'scale' else 0.0)  # batch norm
+        return hidden_units.new_entries(array, n, axis, 1.0 if leaf == 'scale' else 0.0)  # batch norm
 
-    def zeros(module, leaf, array):
-        return _new_entries(array, n, -2 if module == next_layer else -1, 0.0)
+    zeros = lambda module, leaf, array, axis: hidden_units.new_entries(array, n, axis, 0.0)
+    ones = lambda module, leaf, array, axis: hidden_units.new_entries(array, n, axis, 1.0)
+    stats_fill = lambda module, leaf, array, axis: hidden_units.new_entries(
+        array, n, axis, 1.0 if leaf == 'var' else 0.0
+    )
 
-    def ones(module, leaf, array):
-        return _new_entries(array, n, -2 if module == next_layer else -1, 1.0)
-
-    def stats_fill(module, leaf, array):
-        return _new_entries(array, n, -1, 1.0 if leaf == 'var' else 0.0)
-
-    params = _widen(state.params, layer, n, params_fill)
+    params = hidden_units.widen(state.params, layer, params_fill)
     best = state.best
     if best is not None:
         best = {
-            'params': _widen(best['params'], layer, n, params_fill),
-            'batch_stats': _widen(best['batch_stats'], layer, n, stats_fill),
+            'params': hidden_units.widen(best['params'], layer, params_fill),
+            'batch_stats': hidden_units.widen(best['batch_stats'], layer, stats_fill),
         }
     return state.replace(
         params=params,
-        batch_stats=_widen(state.batch_stats, layer, n, stats_fill),
+        batch_stats=hidden_units.widen(state.batch_stats, layer, stats_fill),
         opt_state=train.map_like_params(
-            lambda moments: _widen(moments, layer, n, zeros), state.opt_state, state.params
+            lambda moments: hidden_units.widen(moments, layer, zeros), state.opt_state, state.params
         ),
-        masks=_widen(state.masks, layer, n, ones),
+        masks=hidden_units.widen(state.masks, layer, ones),
         best=best,
     )
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Shape buckets: spare, masked units that a later growth activates without a new shape.
-
-
-def width_of(params: Any, layer: int) -> int:
-    """The number of units (active or spare) of hidden layer `layer`."""
-    return int(params[f'dense_{layer}']['kernel'].shape[-1])
-
-
-def active_units(state: train.TrainState, layer: int) -> int:
-    """The number of active units of hidden layer `layer`: all of them, unless masks mark spare ones."""
-    if state.masks is None or state.masks.get(f'dense_{layer}') is None:
-        return width_of(state.params, layer)
-    bias_mask = np.asarray(state.masks[f'dense_{layer}']['bias'])
-    return int(bias_mask.reshape(-1, bias_mask.shape[-1])[0].sum())
-
-
-def unit_masks(params: Any, layer: int, active: int) -> Any:
-    """Masks mirroring `params` that keep the first `active` units of hidden layer `layer` and everything else."""
-    masks = jax.tree.map(lambda leaf: jnp.ones(leaf.shape, bool), params)
-    keep = jnp.arange(width_of(params, layer)) < active
-    dense, following = f'dense_{layer}', _next_layer(params, layer)
-    masks[dense] = {leaf: jnp.broadcast_to(keep, array.shape) for leaf, array in params[dense].items()}
-    kernel = params[following]['kernel']
-    masks[following] = {**masks[following], 'kernel': jnp.broadcast_to(keep[:, None], kernel.shape)}
-    return masks
 
 
 def capacity_for(width: int, max_width: int, bucket: str = 'power_of_two') -> int:
@@ -158,37 +101,26 @@ def capacity_for(width: int, max_width: int, bucket: str = 'power_of_two') -> in
     return max(width, min(max_width, 2 ** math.ceil(math.log2(width))))
 
 
-def place_units(state: train.TrainState, layer: int, start: Any, units: NewUnits) -> train.TrainState:
+def place_units(state: train.TrainState, layer: int, start: Any, new: NewUnits) -> train.TrainState:
     """The state with `units` written into units [start, start + n) of hidden layer `layer` (same shapes; `start`
     may be traced): their weights, fresh batch norm (scale 1, offset 0, mean 0, variance 1), zero optimizer moments;
-    `units.outgoing_scale` multiplies the existing units' outgoing weights first."""
-    n = units.bias.shape[-1]
-    dense, following = f'dense_{layer}', _next_layer(state.params, layer)
-
-    def write(tree, values):
-        tree = {module: dict(leaves) for module, leaves in tree.items()}
-        for module, axis in _unit_axes(tree, layer):
-            for leaf, array in tree.get(module, {}).items():
-                if axis == -2 and leaf != 'kernel':
-                    continue
-                shape = list(array.shape)
-                shape[axis] = n
-                value = jnp.broadcast_to(jnp.asarray(values(module, leaf), array.dtype), shape)
-                tree[module][leaf] = jax.lax.dynamic_update_slice_in_dim(array, value, start, array.ndim + axis)
-        return tree
+    `new.outgoing_scale` multiplies the existing units' outgoing weights first."""
+    n = new.bias.shape[-1]
+    dense, following = f'dense_{layer}', hidden_units.next_layer(state.params, layer)
 
     def params_values(module, leaf):
         if module == dense:
-            return units.incoming if leaf == 'kernel' else units.bias
+            return new.incoming if leaf == 'kernel' else new.bias
         if module == following:
-            return units.outgoing
+            return new.outgoing
         return 1.0 if leaf == 'scale' else 0.0
 
     params = state.params
-    if units.outgoing_scale is not None:
+    if new.outgoing_scale is not None:
         kernel = params[following]['kernel']
-        scale = units.outgoing_scale[..., :, None].astype(kernel.dtype)
+        scale = new.outgoing_scale[..., :, None].astype(kernel.dtype)
         params = {**params, following: {**params[following], 'kernel': kernel * scale}}
+    write = lambda tree, values: hidden_units.write(tree, layer, start, n, values)
     return state.replace(
         params=write(params, params_values),
         batch_stats=write(state.batch_stats, lambda module, leaf: 1.0 if leaf == 'var' else 0.0)
@@ -204,7 +136,7 @@ def grow(state: train.TrainState, layer: int, units: NewUnits, capacity: int | N
     """The state with `units` added after the active units of hidden layer `layer`: into spare units where there
     are enough, else into a layer widened to `capacity` (default: exactly the new width), whose units beyond the
     active ones are masked at zero. Works on one state or a stacked sweep alike; compiles once per shape."""
-    active, width = active_units(state, layer), width_of(state.params, layer)
+    active, width = hidden_units.active_units(state, layer), hidden_units.width_of(state.params, layer)
     n = units.bias.shape[-1]
     capacity = max(capacity or 0, active + n, width)
     masked = active + n < capacity or state.masks is not None
@@ -213,10 +145,10 @@ def grow(state: train.TrainState, layer: int, units: NewUnits, capacity: int | N
 
 @functools.partial(jax.jit, static_argnames=('layer', 'capacity', 'masked'))
 def _grow(state, units, active, *, layer, capacity, masked):
-    width = width_of(state.params, layer)
+    width = hidden_units.width_of(state.params, layer)
     if capacity > width:
         kernel = state.params[f'dense_{layer}']['kernel']
-        outgoing = state.params[_next_layer(state.params, layer)]['kernel']
+        outgoing = state.params[hidden_units.next_layer(state.params, layer)]['kernel']
         extra = capacity - width
         state = add_neurons(
             state,
@@ -230,7 +162,7 @@ def _grow(state, units, active, *, layer, capacity, masked):
             units = units.replace(outgoing_scale=jnp.concatenate([units.outgoing_scale, pad], -1))
     state = place_units(state, layer, active, units)
     n = units.bias.shape[-1]
-    return state.replace(masks=unit_masks(state.params, layer, active + n)) if masked else state
+    return state.replace(masks=hidden_units.unit_masks(state.params, layer, active + n)) if masked else state
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -246,7 +178,7 @@ def random_units(key, state, *, task, layer, n, active=None, images=None, labels
     """Plain random units: incoming and outgoing weights from the model's kernel initializer, zero biases."""
     del active, images, labels
     kernel = state.params[f'dense_{layer}']['kernel']
-    outgoing = state.params[_next_layer(state.params, layer)]['kernel']
+    outgoing = state.params[hidden_units.next_layer(state.params, layer)]['kernel']
     init = _layer_initializer(task, state)
     in_key, out_key = jax.random.split(key)
     width = kernel.shape[-1] + n  # the initializer's fan of a layer this wide
@@ -270,7 +202,7 @@ def net2net_units(key, state, *, task, layer, n, active, images=None, labels=Non
     del task, images, labels
     kernel = state.params[f'dense_{layer}']['kernel']
     bias = state.params[f'dense_{layer}']['bias']
-    outgoing = state.params[_next_layer(state.params, layer)]['kernel']
+    outgoing = state.params[hidden_units.next_layer(state.params, layer)]['kernel']
     width = kernel.shape[-1]
     choice_key, replace_key, share_key, new_share_key = jax.random.split(key, 4)
     scores = jnp.where(jnp.arange(width) < active, jax.random.uniform(choice_key, (width,)), -1.0)
@@ -291,15 +223,27 @@ def _per_example_loss(task: train.Task, state: train.TrainState, images, labels)
     return jax.vmap(lambda x, y: train.evaluate(task, state, x[None], y[None])['loss'])(images, labels)
 
 
-def _sample(key, task, state, images, labels, size: int, selection: str, pool_size: int):
-    """`size` training examples: drawn at random, or the highest-loss ones of a random pool of `pool_size`."""
-    if selection == 'random':
-        index = jax.random.choice(key, images.shape[0], (size,), replace=False)
-        return images[index], labels[index]
+def _random_sample(key, task, state, images, labels, size: int, pool_size: int):
+    """`size` training examples drawn at random."""
+    index = jax.random.choice(key, images.shape[0], (size,), replace=False)
+    return images[index], labels[index]
+
+
+def _highest_loss_sample(key, task, state, images, labels, size: int, pool_size: int):
+    """The `size` examples of highest loss under the current network among a random pool of `pool_size`."""
     pool = jax.random.choice(key, images.shape[0], (max(size, min(pool_size, images.shape[0])),), replace=False)
     losses = _per_example_loss(task, state, images[pool], labels[pool])
     index = pool[jax.lax.top_k(losses, size)[1]]
     return images[index], labels[index]
+
+
+# How trained_units picks the examples it trains new units on.
+SELECTIONS = {'random': _random_sample, 'highest_loss': _highest_loss_sample}
+
+
+def _sample(key, task, state, images, labels, size: int, selection: str, pool_size: int):
+    """`size` training examples chosen by the selection registered as `selection`."""
+    return lookup(SELECTIONS, selection, 'selection')(key, task, state, images, labels, size, pool_size)
 
 
 def trained_units(
@@ -326,8 +270,7 @@ def trained_units(
     of the layer's inputs; with `starts` > 1 that many starts train at once (vmapped) and the lowest final loss on
     the sample wins. The model runs in evaluation mode (no dropout, running batch-norm statistics)."""
     del active
-    if selection not in ('random', 'highest_loss'):
-        raise ValueError(f"unknown selection {selection!r}; allowed: 'random', 'highest_loss'")
+    lookup(SELECTIONS, selection, 'selection')
     sample_key, input_key, start_key = jax.random.split(key, 3)
     x, y = _sample(sample_key, task, state, images, labels, sample_size, selection, pool_size)
     fan_in = state.params[f'dense_{layer}']['kernel'].shape[-2]
@@ -430,8 +373,13 @@ def growth_hook(
 
     def hook(epoch: int, state: train.TrainState, history: list[dict]) -> train.TrainState:
         row = history[-1]
-        active = active_units(state, layer)
-        row |= {'width': active, 'capacity': width_of(state.params, layer), 'units_added': 0, 'growth_seconds': 0.0}
+        active = hidden_units.active_units(state, layer)
+        row |= {
+            'width': active,
+            'capacity': hidden_units.width_of(state.params, layer),
+            'units_added': 0,
+            'growth_seconds': 0.0,
+        }
         if probe is not None:
             row['probe_loss'] = row['probe_loss_after_growth'] = np.asarray(probe_loss(state, *probe)).tolist()
         # The window starts at the last growth's epoch: its value, measured before that growth, is the reference.

@@ -18,7 +18,7 @@ from nets.activations import get_activation
 from nets.initializers import get_initializer
 from nets.registry import lookup
 
-BATCH_NORM_PLACEMENTS = (None, 'before', 'after')
+BATCH_NORM_PLACEMENTS = ('before', 'after')  # of the activation; None: no batch norm
 
 
 def _is_concrete_zero(value) -> bool:
@@ -69,8 +69,8 @@ class MLP(nn.Module):
 
     def hidden_layers(self, inputs: jax.Array, train: bool) -> jax.Array:
         """Input dropout, then each hidden layer: dense_i, [batch_norm_i], activation, [batch_norm_i], dropout."""
-        if self.batch_norm not in BATCH_NORM_PLACEMENTS:
-            raise ValueError(f"unknown batch_norm placement {self.batch_norm!r}; allowed: None, 'before', 'after'")
+        if self.batch_norm is not None:
+            lookup(dict.fromkeys(BATCH_NORM_PLACEMENTS), self.batch_norm, 'batch_norm placement (or None)')
         outside = sorted(set(self.batch_norm_layers or ()) - set(range(len(self.hidden_widths))))
         if outside:
             raise ValueError(

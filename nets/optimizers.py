@@ -11,7 +11,6 @@ registry entry's `sweepable` may be a traced value, so that the members of one c
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any, Callable, Mapping
 
 import jax
@@ -19,7 +18,8 @@ import jax.numpy as jnp
 import optax
 
 from nets import regularizers
-from nets.registry import lookup
+from nets.masks import param_mask
+from nets.registry import lookup, refuse_unknown
 
 STAGES = ('gradient', 'decoupled', 'update')
 
@@ -33,18 +33,6 @@ class Component:
     fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     sweepable: tuple[str, ...] = ()
     stage: str = 'update'  # transforms only
-
-
-def param_mask(pattern: str) -> Callable[[Any], Any]:
-    """A function of params giving True for every leaf whose path ('dense_0/kernel') the regex `pattern` searches."""
-    compiled = re.compile(pattern)
-
-    def mask(params):
-        return jax.tree_util.tree_map_with_path(
-            lambda path, _: bool(compiled.search('/'.join(str(getattr(k, 'key', k)) for k in path))), params
-        )
-
-    return mask
 
 
 # The optimizer's own scaling, without the learning rate. Keras's defaults: RMSprop rho 0.9, epsilon 1e-7.
@@ -154,11 +142,21 @@ TRANSFORMS: dict[str, Component] = {
 }
 
 
+def scale_updates(factor: float | jax.Array, params: str) -> optax.GradientTransformation:
+    """Multiplies the updates of the params whose path matches `params` by `factor` (a lower learning rate for a
+    pretrained encoder), and leaves the others alone: an optax `multi_transform` over two labels."""
+    matches = param_mask(params)
+    labels = lambda tree: jax.tree.map(lambda match: 'scaled' if match else 'other', matches(tree))
+    return optax.multi_transform({'scaled': optax.scale(factor), 'other': optax.identity()}, labels)
+
+
+# An update-stage transform (after the learning rate): by default on the hidden layers, a pretrained encoder.
+TRANSFORMS['scale_updates'] = Component(scale_updates, {'factor': None, 'params': '^dense_'}, ('factor',), 'update')
+
+
 def check_fields(component: Component, fields: Mapping[str, Any], where: str) -> dict[str, Any]:
     """The component's fields with defaults filled in; ValueError naming `where` on an unknown or missing field."""
-    unknown = sorted(set(fields) - set(component.fields))
-    if unknown:
-        raise ValueError(f'unknown field {where}.{unknown[0]}; allowed: {", ".join(component.fields) or "none"}')
+    refuse_unknown(fields, component.fields, where)
     values = {**component.fields, **fields}
     missing = [name for name, value in values.items() if value is None]
     if missing:

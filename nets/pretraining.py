@@ -17,11 +17,10 @@ from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
-import optax
 
-from nets import losses, optimizers, train
+from nets import losses, train
+from nets.registry import lookup
 
-FINE_TUNING = ('full', 'frozen', 'lower_learning_rate')
 ENCODER = '^dense_'  # the classifier's hidden layers (and batch norms are 'batch_norm_'): everything but the head
 
 
@@ -85,31 +84,20 @@ def take_members(tree: Any, indices: Sequence[int]) -> Any:
     return jax.tree.map(lambda leaf: leaf[indices], tree)
 
 
-def scale_updates(factor: float | jax.Array, params: str) -> optax.GradientTransformation:
-    """Multiplies the updates of the params whose path matches `params` by `factor` (a lower learning rate for
-    an encoder), and leaves the others alone: an optax `multi_transform` over two labels."""
-    matches = optimizers.param_mask(params)
-    labels = lambda tree: jax.tree.map(lambda match: 'scaled' if match else 'other', matches(tree))
-    return optax.multi_transform({'scaled': optax.scale(factor), 'other': optax.identity()}, labels)
-
-
-# An update-stage transform (after the learning rate), usable from any config as an optimizer.transforms entry.
-optimizers.TRANSFORMS['scale_updates'] = optimizers.Component(
-    scale_updates, {'factor': None, 'params': ENCODER}, ('factor',), 'update'
-)
+# Fine-tuning modes: the optimizer.transforms entries of each, given the encoder's learning-rate factor.
+FINE_TUNING = {
+    'full': lambda factor: (),
+    # No updates for the encoder: the core's `freeze`, optax `set_to_zero` on it.
+    'frozen': lambda factor: ({'name': 'freeze', 'params': ENCODER},),
+    # The encoder's updates times the factor, a sweepable hyper-parameter.
+    'lower_learning_rate': lambda factor: ({'name': 'scale_updates', 'factor': factor},),
+}
 
 
 def fine_tuning_transforms(mode: str, encoder_learning_rate_factor: float = 0.1) -> tuple[dict[str, Any], ...]:
-    """The optimizer.transforms entries of a fine-tuning mode: 'full' (none), 'frozen' (no updates for the
-    encoder: the core's `freeze`, optax `set_to_zero` on it) or 'lower_learning_rate' (the encoder's updates
-    times the factor, a sweepable hyper-parameter)."""
-    if mode == 'full':
-        return ()
-    if mode == 'frozen':
-        return ({'name': 'freeze', 'params': ENCODER},)
-    if mode == 'lower_learning_rate':
-        return ({'name': 'scale_updates', 'factor': encoder_learning_rate_factor},)
-    raise ValueError(f'unknown fine-tuning mode {mode!r}; allowed: {", ".join(FINE_TUNING)}')
+    """The optimizer.transforms entries of the fine-tuning mode registered as `mode` ('full', 'frozen' or
+    'lower_learning_rate')."""
+    return lookup(FINE_TUNING, mode, 'fine-tuning mode')(encoder_learning_rate_factor)
 
 
 def reconstruct(task: train.Task, state: train.TrainState, images: jax.Array) -> jax.Array:

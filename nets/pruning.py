@@ -1,24 +1,28 @@
-"""Pruning: masks that mirror the params, saliency criteria, prune / restore / rewind, and neuron removal.
+"""Pruning: saliency criteria (a registry), prune / restore / rewind, neuron removal, and the schedules as epoch hooks.
 
-Masks live in `TrainState.masks`, a bool pytree mirroring params (True keeps a weight). `apply_masks` is the Task's
-`after_update`: after every optimizer step it sets the removed weights, and the optimizer moments that mirror them,
-back to exactly zero, whatever the chain (momentum, Adam, decoupled decay) did. Only kernels are pruned
-(`PRUNABLE`); biases keep a mask of ones.
+Masks (`nets.masks`, in `TrainState.masks`) say which weights exist; the Task's `after_update`, `masks.apply_masks`,
+keeps the removed weights and their optimizer moments at exactly zero. Only kernels are pruned (`masks.KERNELS`);
+biases keep a mask of ones.
 
 `TrainState.pruning` holds what the lecture's rule and a lottery-ticket rewind need, so that a checkpoint (and
 `--resume`) carries it: {'rewind': the params to rewind to, 'removed': the last removed group's values (zero
-elsewhere), 'previous_masks': the masks before that removal}, plus whatever masks-like trees an experiment adds.
+elsewhere), 'previous_masks': the masks before that removal}, plus what a schedule adds ('ticket_masks', 'step').
 
-Saliency: one function per criterion, each giving a params-like tree of scores (small = unimportant):
-`exact_saliency` (the loss increase when one weight alone is zeroed, on a validation batch), `obd_saliency`
-(LeCun et al. 1990; the Gauss–Newton diagonal for softmax cross-entropy, else Hutchinson's Hessian diagonal),
-`taylor_saliency` |w·g|, `magnitude_saliency` |w| and `random_saliency`.
+Saliency: `CRITERIA` maps a name to one scoring function of one member's state on a validation batch, giving a
+params-like tree of scores (small = unimportant): 'exact' (the loss increase when one weight alone is zeroed),
+'obd' (LeCun et al. 1990; the Gauss–Newton diagonal for softmax cross-entropy, else Hutchinson's Hessian diagonal),
+'taylor' |w·g|, 'snip' |w·g| at the initial weights (Lee et al. 2019), 'magnitude' |w| and 'random'. A new
+criterion is one function and one registry entry.
+
+Schedules (epoch hooks for `runner.train_variant`, on a sweep's stacked members): `ladder_hook` prunes down a
+ladder of kept fractions, retraining between rungs; `lecture_hook` is the lecture's prune–retrain–restore rule;
+`ticket_start` rewinds a mask to the initial weights (Frankle & Carbin 2019); `neuron_hook` removes whole units.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import re
 from typing import Any, Callable, Mapping, Sequence
 
 import flax
@@ -26,42 +30,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nets import losses, train
+from nets import losses, train, units
 from nets.activations import get_activation
-
-PRUNABLE = 'kernel$'  # the leaves that pruning removes weights from, by path ('dense_0/kernel')
-CRITERIA = ('exact', 'obd', 'taylor', 'magnitude', 'random')
-
-
-def _path(path) -> str:
-    return '/'.join(str(getattr(key, 'key', key)) for key in path)
-
-
-def prunable(params: Any, pattern: str = PRUNABLE) -> Any:
-    """A params-like tree of Python bools: which leaves may lose weights."""
-    compiled = re.compile(pattern)
-    return jax.tree_util.tree_map_with_path(lambda path, _: bool(compiled.search(_path(path))), params)
-
-
-def _mask_tree(tree: Any, masks: Any) -> Any:
-    return jax.tree.map(
-        lambda leaf, mask: leaf if mask is None else jnp.where(mask, leaf, jnp.zeros_like(leaf)),
-        tree,
-        masks,
-        is_leaf=lambda node: node is None,
-    )
-
-
-def apply_masks(state: train.TrainState) -> train.TrainState:
-    """The state with every masked weight, and its optimizer moments, at exactly zero."""
-    if state.masks is None:
-        return state
-    return state.replace(
-        params=_mask_tree(state.params, state.masks),
-        opt_state=train.map_like_params(
-            lambda moments: _mask_tree(moments, state.masks), state.opt_state, state.params
-        ),
-    )
+from nets.masks import KERNELS, apply_masks, count_kept, kept_by_layer, mask_tree, param_mask
+from nets.registry import lookup
 
 
 def start(state: train.TrainState) -> train.TrainState:
@@ -77,29 +49,10 @@ def start(state: train.TrainState) -> train.TrainState:
     )
 
 
-def set_rewind_point(state: train.TrainState) -> train.TrainState:
-    """The state with its current params as the rewind point (Frankle et al.'s rewind to an early epoch)."""
-    return state.replace(pruning={**state.pruning, 'rewind': jax.tree.map(jnp.copy, state.params)})
-
-
-def count_kept(masks: Any, pattern: str = PRUNABLE) -> tuple[jax.Array, int]:
-    """(kept, total) prunable weights; the kept count has the masks' member axes."""
-    flags = jax.tree.leaves(prunable(masks, pattern))
-    leaves = [leaf for leaf, flag in zip(jax.tree.leaves(masks), flags) if flag]
-    kept = sum(leaf.reshape(*leaf.shape[: leaf.ndim - 2], -1).sum(-1) for leaf in leaves)
-    total = sum(int(np.prod(leaf.shape[-2:])) for leaf in leaves)
-    return kept, total
-
-
-def kept_by_layer(masks: Any, pattern: str = PRUNABLE) -> dict[str, np.ndarray]:
-    """The kept fraction of every prunable leaf ('dense_0/kernel' -> fraction, with member axes)."""
-    flat = jax.tree_util.tree_flatten_with_path(masks)[0]
-    compiled = re.compile(pattern)
-    return {
-        _path(path): np.asarray(leaf.reshape(*leaf.shape[: leaf.ndim - 2], -1).mean(-1))
-        for path, leaf in flat
-        if compiled.search(_path(path))
-    }
+def kept_fraction(state: train.TrainState) -> np.ndarray:
+    """The fraction of the prunable weights each member keeps."""
+    kept, total = count_kept(state.masks)
+    return np.asarray(kept) / total
 
 
 # ---- Saliency criteria. Each takes one member's params; small scores are pruned first. ----
@@ -271,6 +224,60 @@ def exact_neuron_saliency(
     return [layer_scores(layer) for layer in range(len(forward.kernels) - 1)]
 
 
+# ---- The registry: one scoring function per criterion, of one member's state on a validation batch. ----
+
+
+def _loss_of(task: train.Task, state: train.TrainState, images, labels):
+    """(logits_of(params, x), loss_of(params)) of one member in evaluation mode."""
+    model = task.model(state.hparams, state.params)
+    logits_of = lambda params, x: model.apply({'params': params}, x, train=False)
+    return logits_of, lambda params: task.loss.value(logits_of(params, images), labels)
+
+
+def _exact(task, state, images, labels, key, probes):
+    activation = getattr(task.model(state.hparams, state.params), 'activation', 'relu')
+    return exact_saliency(state.params, images, labels, task.loss.value, activation, keep=state.masks)
+
+
+def _obd(task, state, images, labels, key, probes):
+    logits_of, loss_of = _loss_of(task, state, images, labels)
+    # Softmax cross-entropy: the Gauss–Newton diagonal, as LeCun et al.; otherwise Hutchinson's estimate of the true
+    # Hessian's diagonal, whose noise can make h_ii negative (and a large weight look unimportant).
+    if task.loss.value is losses.softmax_cross_entropy:
+        return obd_saliency(gauss_newton_diagonal(logits_of, state.params, images), state.params)
+    return obd_saliency(hessian_diagonal(loss_of, state.params, key, probes), state.params)
+
+
+def _taylor(task, state, images, labels, key, probes):
+    return taylor_saliency(_loss_of(task, state, images, labels)[1], state.params)
+
+
+def _snip(task, state, images, labels, key, probes):
+    """SNIP's connection sensitivity (Lee et al. 2019): |w·g| at the initial weights (the rewind point) under the
+    current masks, so that the ranking comes from before any training."""
+    return taylor_saliency(_loss_of(task, state, images, labels)[1], mask_tree(state.pruning['rewind'], state.masks))
+
+
+@dataclasses.dataclass(frozen=True)
+class Criterion:
+    """`score(task, state, images, labels, key, probes)`: one member's params-like tree of scores (small is pruned
+    first). `compiled` is False for a criterion that loops over chunks on the host (a sweep scores its members one
+    at a time)."""
+
+    score: Callable[..., Any]
+    compiled: bool = True
+
+
+CRITERIA: dict[str, Criterion] = {
+    'exact': Criterion(_exact, compiled=False),
+    'obd': Criterion(_obd),
+    'taylor': Criterion(_taylor),
+    'snip': Criterion(_snip),
+    'magnitude': Criterion(lambda task, state, images, labels, key, probes: magnitude_saliency(state.params)),
+    'random': Criterion(lambda task, state, images, labels, key, probes: random_saliency(state.params, key)),
+}
+
+
 def saliency(
     criterion: str,
     task: train.Task,
@@ -280,30 +287,8 @@ def saliency(
     key: jax.Array,
     probes: int = 64,
 ) -> Any:
-    """The scores of one member's params by `criterion` (one of CRITERIA), on a validation batch."""
-    if criterion not in CRITERIA:
-        raise ValueError(f'unknown pruning criterion {criterion!r}; allowed: {", ".join(CRITERIA)}')
-    model = task.model(state.hparams, state.params)
-    if criterion == 'exact':
-        activation = getattr(model, 'activation', 'relu')
-        return exact_saliency(state.params, images, labels, task.loss.value, activation, keep=state.masks)
-
-    logits_of = lambda params, x: model.apply({'params': params}, x, train=False)
-    loss_of = lambda params: task.loss.value(logits_of(params, images), labels)
-
-    def curvature():
-        # Softmax cross-entropy: the Gauss–Newton diagonal, as LeCun et al.; otherwise Hutchinson's estimate of the
-        # true Hessian's diagonal, whose noise can make h_ii negative (and a large weight look unimportant).
-        if task.loss.value is losses.softmax_cross_entropy:
-            return gauss_newton_diagonal(logits_of, state.params, images)
-        return hessian_diagonal(loss_of, state.params, key, probes)
-
-    return {
-        'obd': lambda: obd_saliency(curvature(), state.params),
-        'taylor': lambda: taylor_saliency(loss_of, state.params),
-        'magnitude': lambda: magnitude_saliency(state.params),
-        'random': lambda: random_saliency(state.params, key),
-    }[criterion]()
+    """The scores of one member's params by the criterion registered as `criterion`, on a validation batch."""
+    return lookup(CRITERIA, criterion, 'pruning criterion').score(task, state, images, labels, key, probes)
 
 
 def member_saliency(
@@ -318,7 +303,7 @@ def member_saliency(
     """`saliency` for every member of a stacked state (member i's key is fold_in(key, i)), stacked."""
     count = jax.tree.leaves(state.params)[0].shape[0]
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(count))
-    if criterion == 'exact':  # chunked on the host: a loop over members, each vmapped over candidates
+    if not lookup(CRITERIA, criterion, 'pruning criterion').compiled:  # a host loop over members
         return train.stack(
             [saliency(criterion, task, train.member(state, i), images, labels, keys[i]) for i in range(count)]
         )
@@ -331,7 +316,7 @@ def member_saliency(
 
 def _flatten_prunable(tree: Any, pattern: str) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
     """The prunable leaves of one member's tree as one flat vector, and the inverse (other leaves get None)."""
-    flags = jax.tree.leaves(prunable(tree, pattern))
+    flags = jax.tree.leaves(param_mask(pattern)(tree))
     leaves, structure = jax.tree.flatten(tree)
     chosen = [leaf for leaf, flag in zip(leaves, flags) if flag]
     sizes = np.cumsum([leaf.size for leaf in chosen])[:-1]
@@ -346,7 +331,7 @@ def _flatten_prunable(tree: Any, pattern: str) -> tuple[jax.Array, Callable[[jax
 
 
 def prune_least_salient(
-    state: train.TrainState, masks: Any, scores: Any, n: int | jax.Array, pattern: str = PRUNABLE
+    state: train.TrainState, masks: Any, scores: Any, n: int | jax.Array, pattern: str = KERNELS
 ) -> train.TrainState:
     """The state with the `n` kept prunable weights of lowest score removed (one member; vmap it for a sweep).
 
@@ -373,7 +358,7 @@ def prune_least_salient(
 
 
 def prune_to_fraction(
-    state: train.TrainState, scores: Any, keep_fraction: float | jax.Array, pattern: str = PRUNABLE
+    state: train.TrainState, scores: Any, keep_fraction: float | jax.Array, pattern: str = KERNELS
 ) -> train.TrainState:
     """`prune_least_salient` down to `keep_fraction` of the prunable weights (never adding any back)."""
     kept, total = count_kept(state.masks, pattern)
@@ -396,7 +381,7 @@ def restore(state: train.TrainState) -> train.TrainState:
 def rewind(task: train.Task, state: train.TrainState) -> train.TrainState:
     """Lottery-ticket rewind (Frankle & Carbin 2019): the kept weights back at the rewind point, the removed ones at
     zero, a fresh optimizer state and step 0 (one member; vmap it for a sweep)."""
-    params = _mask_tree(state.pruning['rewind'], state.masks)
+    params = mask_tree(state.pruning['rewind'], state.masks)
     return state.replace(
         params=params, opt_state=task.make_optimizer(state.hparams).init(params), step=jnp.zeros_like(state.step)
     )
@@ -405,32 +390,12 @@ def rewind(task: train.Task, state: train.TrainState) -> train.TrainState:
 # ---- Neuron (structured) pruning. ----
 
 
-def _next_layer(tree: Any, layer: int) -> str:
-    return f'dense_{layer + 1}' if f'dense_{layer + 1}' in tree else 'output'
-
-
-def _shrink(tree: Any, layer: int, keep: jax.Array) -> Any:
-    """A params-like tree keeping only units `keep` [..., n] of hidden layer `layer`: dense_<layer>'s outputs, its
-    batch norm, and the next layer's kernel rows (member axes lead)."""
-    if tree is None:
-        return None
-    tree = {module: dict(leaves) for module, leaves in tree.items()}
-    for module, axis in ((f'dense_{layer}', -1), (f'batch_norm_{layer}', -1), (_next_layer(tree, layer), -2)):
-        for leaf, array in tree.get(module, {}).items():
-            if array is None or (axis == -2 and leaf != 'kernel'):
-                continue
-            index = keep[..., None, :] if axis == -1 and array.ndim == keep.ndim + 1 else keep
-            index = index[..., :, None] if axis == -2 else index
-            tree[module][leaf] = jnp.take_along_axis(array, index, axis=axis)
-    return tree
-
-
 def remove_neurons(state: train.TrainState, layer: int, keep: jax.Array) -> train.TrainState:
     """The state with hidden layer `layer` cut to the units `keep` ([..., n] indices, member axes leading): params,
     batch norm, optimizer moments, masks and every params-like tree in `state.pruning` and `state.best` shrink. The
     network really gets smaller; the Task rebuilds the model from the new widths (one recompile)."""
     keep = jnp.sort(jnp.asarray(keep), axis=-1)
-    shrink = lambda tree: _shrink(tree, layer, keep)
+    shrink = lambda tree: units.keep(tree, layer, keep)
     like_params = lambda tree: train.map_like_params(shrink, tree, state.params)
     best = state.best
     if best is not None:
@@ -450,11 +415,7 @@ def most_salient_units(scores: jax.Array, n: int) -> jax.Array:
     return jnp.sort(jnp.argsort(-scores, axis=-1, stable=True)[..., :n], axis=-1)
 
 
-def silent_units(params: Any, layer: int) -> jax.Array:
-    """Which units of hidden layer `layer` have all outgoing weights at zero ([..., width] bools): removing them
-    leaves the network's function unchanged."""
-    outgoing = params[_next_layer(params, layer)]['kernel']
-    return jnp.all(outgoing == 0, axis=-1)
+silent_units = units.silent
 
 
 def neuron_saliency_members(task: train.Task, state: train.TrainState, images, labels) -> Sequence[jax.Array]:
@@ -465,3 +426,165 @@ def neuron_saliency_members(task: train.Task, state: train.TrainState, images, l
         return exact_neuron_saliency(member_state.params, images, labels, task.loss.value, activation)
 
     return jax.jit(jax.vmap(one))(state)
+
+
+# ---- Schedules: epoch hooks and starting states for a sweep's stacked members. ----
+# Each schedule starts from a trained (dense) sweep and keeps the variant's own hyper-parameters (its learning rate).
+# A hook acts every `epochs_per_step` epochs; `measure(state)` (optional) adds its entries to that epoch's history
+# row, as held-out curves that choose nothing.
+
+EpochHook = Callable[[int, train.TrainState, list], 'train.TrainState | None']
+
+
+def _copy(tree: Any) -> Any:
+    """Fresh buffers: fit() donates the state it trains, and a variant must not consume another's."""
+    return jax.tree.map(jnp.copy, tree)
+
+
+def start_from(trained: train.TrainState, state: train.TrainState) -> train.TrainState:
+    """A copy of the trained sweep with `state`'s hyper-parameters."""
+    return _copy(trained).replace(hparams=state.hparams)
+
+
+def _prune_to(state: train.TrainState, scores: Any, keep_fraction: float) -> train.TrainState:
+    return jax.jit(jax.vmap(prune_to_fraction, in_axes=(0, 0, None)))(state, scores, keep_fraction)
+
+
+def ladder_start(trained: train.TrainState, state: train.TrainState, scores: Any, keep_fraction: float):
+    """The trained sweep pruned to the ladder's first rung, its masks kept as the ticket's until a later rung."""
+    pruned = jax.vmap(prune_to_fraction, in_axes=(0, 0, None))(start_from(trained, state), scores, keep_fraction)
+    return pruned.replace(pruning={**pruned.pruning, 'ticket_masks': _copy(pruned.masks)})
+
+
+def ladder_hook(
+    task: train.Task,
+    criterion: str,
+    keep_fractions: Sequence[float],
+    *,
+    epochs_per_rung: int,
+    images: jax.Array,
+    labels: jax.Array,
+    key: jax.Array,
+    probes: int = 64,
+    ticket_fraction: float | None = None,
+    measure: Callable[[train.TrainState], Mapping[str, Any]] | None = None,
+) -> EpochHook:
+    """After each rung's retraining: record the rung, its kept fractions (overall and per layer) and `measure`, keep
+    the masks as 'ticket_masks' at `ticket_fraction`, then prune to the next rung by `criterion` (scored on
+    `images`, `labels`, with key fold_in(key, epoch))."""
+
+    def hook(epoch, state, history):
+        if epoch % epochs_per_rung:
+            return None
+        rung = epoch // epochs_per_rung - 1
+        row = history[-1]
+        row['rung'] = rung
+        row['kept_fraction'] = kept_fraction(state).tolist()
+        row |= dict(measure(state)) if measure is not None else {}
+        for layer, kept in kept_by_layer(state.masks).items():
+            row[f'kept_{layer.split("/")[0]}'] = kept.tolist()
+        if ticket_fraction is not None and np.isclose(keep_fractions[rung], ticket_fraction):
+            state = state.replace(pruning={**state.pruning, 'ticket_masks': _copy(state.masks)})
+        if rung + 1 == len(keep_fractions):
+            return state
+        scores = member_saliency(criterion, task, state, images, labels, jax.random.fold_in(key, epoch), probes)
+        return _prune_to(state, scores, keep_fractions[rung + 1])
+
+    return hook
+
+
+def _step_counts(state: train.TrainState, step: Any) -> jax.Array:
+    """How many weights each member's `step` fraction of its kept weights is."""
+    kept, _ = count_kept(state.masks)
+    return jnp.round(step * kept).astype(kept.dtype)
+
+
+def lecture_start(trained: train.TrainState, state: train.TrainState, scores: Any, step: float):
+    """The trained sweep with `step` of its weights pruned: the lecture rule's first removal."""
+    start_state = start_from(trained, state)
+    members = len(jax.tree.leaves(start_state.params)[0])
+    pruned = jax.vmap(prune_least_salient)(start_state, start_state.masks, scores, _step_counts(start_state, step))
+    return pruned.replace(pruning={**pruned.pruning, 'step': jnp.full((members,), step)})
+
+
+def lecture_hook(
+    task: train.Task,
+    criterion: str,
+    *,
+    rounds: int,
+    epochs_per_round: int,
+    images: jax.Array,
+    labels: jax.Array,
+    key: jax.Array,
+    reference_error: np.ndarray,
+    tolerance: float,
+    probes: int = 64,
+) -> EpochHook:
+    """The lecture's rule after each round's retraining: a member whose validation error rose above its
+    `reference_error` (the trained net's) + `tolerance` gets its last removed group restored and its step halved;
+    then every member prunes its step's fraction of what is left, by `criterion`."""
+
+    def hook(epoch, state, history):
+        if epoch % epochs_per_round:
+            return None
+        failed = 1 - np.asarray(history[-1]['val_accuracy']) > reference_error + tolerance
+        state = train.where_members(jnp.asarray(failed), jax.vmap(restore)(state), state)
+        step = jnp.where(jnp.asarray(failed), state.pruning['step'] / 2, state.pruning['step'])
+        state = state.replace(pruning={**state.pruning, 'step': step})
+        history[-1]['restored'] = failed.astype(int).tolist()
+        history[-1]['kept_fraction'] = kept_fraction(state).tolist()
+        history[-1]['step'] = np.asarray(step).tolist()
+        if epoch == rounds * epochs_per_round:
+            return state
+        scores = member_saliency(criterion, task, state, images, labels, jax.random.fold_in(key, epoch), probes)
+        return jax.jit(jax.vmap(prune_least_salient))(state, state.masks, scores, _step_counts(state, step))
+
+    return hook
+
+
+def ticket_start(task: train.Task, trained: train.TrainState, state: train.TrainState, masks: Any, fresh: bool):
+    """A lottery ticket's start: `masks` on the trained sweep's initial weights (its rewind point), or with
+    `fresh`, on `state`'s own fresh random weights (the control), with a fresh optimizer at step 0."""
+    ticket = _copy(trained).replace(hparams=state.hparams, masks=_copy(masks))
+    if fresh:
+        ticket = ticket.replace(pruning={**ticket.pruning, 'rewind': _copy(state.params)})
+    return jax.vmap(lambda member: rewind(task, member))(ticket)
+
+
+def cut_neurons(task: train.Task, state: train.TrainState, images, labels, widths: Sequence[int]):
+    """Every hidden layer cut to `widths` units, keeping each member's most salient by the exact unit saliency."""
+    scores = neuron_saliency_members(task, state, images, labels)
+    for layer, width in enumerate(widths):
+        state = remove_neurons(state, layer, most_salient_units(scores[layer], width))
+    return state
+
+
+def neuron_start(task: train.Task, trained: train.TrainState, state: train.TrainState, images, labels, widths):
+    """The trained sweep cut to `widths`; for the like-state of a resume (other widths), only its structure."""
+    if task.architecture_of(state.params) != task.architecture_of(trained.params):
+        return start(state)
+    return cut_neurons(task, start_from(trained, state), images, labels, widths)
+
+
+def neuron_hook(
+    task: train.Task,
+    widths: Sequence[Sequence[int]],
+    *,
+    epochs_per_cut: int,
+    images: jax.Array,
+    labels: jax.Array,
+    measure: Callable[[train.TrainState], Mapping[str, Any]] | None = None,
+) -> EpochHook:
+    """After each cut's retraining: record the cut and `measure`, then cut to the next `widths`."""
+
+    def hook(epoch, state, history):
+        if epoch % epochs_per_cut:
+            return None
+        cut = epoch // epochs_per_cut - 1
+        history[-1]['cut'] = cut
+        history[-1] |= dict(measure(state)) if measure is not None else {}
+        if cut + 1 == len(widths):
+            return state
+        return cut_neurons(task, state, images, labels, widths[cut + 1])
+
+    return hook

@@ -2,12 +2,13 @@
 
 Every room keeps its own registry (`models.MODELS`, `activations.ACTIVATIONS`, `initializers.INITIALIZERS`,
 `optimizers.OPTIMIZERS`, `optimizers.SCHEDULES`, `optimizers.TRANSFORMS`, `regularizers.PENALTIES`,
-`losses.LOSSES`); adding an entry there is all it takes to make a name usable from a config.
+`losses.LOSSES`, `pruning.CRITERIA`, `growth.STRATEGIES`, ...); adding an entry there is all it takes to make a
+name usable from a config. `refuse_unknown` is the one check of the field names of a config section.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 
 def lookup(registry: Mapping[str, Any], name: Any, what: str) -> Any:
@@ -15,3 +16,12 @@ def lookup(registry: Mapping[str, Any], name: Any, what: str) -> Any:
     if not isinstance(name, str) or name not in registry:
         raise ValueError(f'unknown {what} {name!r}; allowed: {", ".join(registry)}')
     return registry[name]
+
+
+def refuse_unknown(fields: Iterable[str], allowed: Iterable[str], where: str) -> None:
+    """ValueError with one line naming the first of `fields` that is not in `allowed`, as WHERE.FIELD, and the
+    allowed fields: the one check of a config section's field names."""
+    allowed = list(allowed)
+    unknown = sorted(set(fields) - set(allowed))
+    if unknown:
+        raise ValueError(f'unknown field {where}.{unknown[0]}; allowed: {", ".join(allowed) or "none"}')

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from nets.registry import refuse_unknown
+
 TARGETS = ('kernel', 'bias', 'activity')
 
 
@@ -51,9 +53,7 @@ def check(entries: Sequence[Mapping[str, Any]], layer_widths: Mapping[str, int])
     """ValueError naming the field when an entry has an unknown field, a bad regex, matches no dense layer, or has
     per-unit weights of the wrong length. `layer_widths` maps each dense layer to its number of units."""
     for index, entry in enumerate(entries):
-        unknown = sorted(set(entry) - set(FIELDS))
-        if unknown:
-            raise ValueError(f'unknown field penalties[{index}].{unknown[0]}; allowed: {", ".join(FIELDS)}')
+        refuse_unknown(entry, FIELDS, f'penalties[{index}]')
         try:
             pattern = re.compile(entry.get('layers', '.*'))
         except (re.error, TypeError) as error:

@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 
 from nets import early_stopping as early_stopping_lib, losses, models, optimizers, orders, regularizers, train
+from nets.registry import refuse_unknown
 
 FIELDS = ('model', 'optimizer', 'penalties', 'loss', 'early_stopping', 'batch_size')
 
@@ -79,8 +80,7 @@ def model_config(name: str = 'mlp', **fields: Any) -> ml_collections.ConfigDict:
             continue
         value = fields.pop(field.name, field.default)
         config[field.name] = _settable(field.name, value)
-    if fields:
-        raise ValueError(f'unknown field model.{sorted(fields)[0]}; allowed: {", ".join(config)}')
+    refuse_unknown(fields, config, 'model')
     return config
 
 
@@ -112,9 +112,7 @@ def optimizer_config(
 
 def _listing(defaults: Mapping[str, Any], fields: Mapping[str, Any], where: str) -> dict[str, Any]:
     """Every field of `defaults`, updated by `fields`, unset ones as typed placeholders."""
-    unknown = sorted(set(fields) - set(defaults))
-    if unknown:
-        raise ValueError(f'unknown field {where}.{unknown[0]}; allowed: {", ".join(defaults)}')
+    refuse_unknown(fields, defaults, where)
     return {field: _settable(field, fields.get(field, default)) for field, default in defaults.items()}
 
 
@@ -136,8 +134,7 @@ def early_stopping_config(**fields: Any) -> ml_collections.ConfigDict:
     for field in dataclasses.fields(early_stopping_lib.EarlyStopping):
         value = fields.pop(field.name, field.default)
         config[field.name] = _settable(field.name, value)
-    if fields:
-        raise ValueError(f'unknown field early_stopping.{sorted(fields)[0]}; allowed: {", ".join(config)}')
+    refuse_unknown(fields, config, 'early_stopping')
     return config
 
 
@@ -184,9 +181,7 @@ def build(
     with _section('model'):
         spec = models.get_model(model_config.pop('name', 'mlp'))
         allowed = [field.name for field in dataclasses.fields(spec.module) if field.name not in ('parent', 'name')]
-        unknown = sorted(set(model_config) - set(allowed))
-        if unknown:
-            raise ValueError(f'unknown field model.{unknown[0]}; allowed: {", ".join(allowed)}')
+        refuse_unknown(model_config, allowed, 'model')
     static_model = {name: value for name, value in model_config.items() if name not in spec.sweepable}
 
     def make_model(hparams, architecture=None):

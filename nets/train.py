@@ -24,6 +24,7 @@ import numpy as np
 import optax
 
 from nets import early_stopping as early_stopping_lib, losses, orders
+from nets.registry import lookup
 
 Hparams = Mapping[str, jax.Array]
 SHUFFLES = ('shared', 'per_member')
@@ -247,8 +248,7 @@ def run_epoch(
     order (nets.orders) makes the epoch's batches; one that reads the per-example losses orders each member by its
     own, so each gets its own batches. `constrain_batch` lets data parallelism pin each batch's sharding.
     """
-    if shuffle not in SHUFFLES:
-        raise ValueError(f'unknown shuffle {shuffle!r}; allowed: {", ".join(SHUFFLES)}')
+    lookup(dict.fromkeys(SHUFFLES), shuffle, 'shuffle')
     num_train = data.train_images.shape[0]
     step = lambda s, x, y: train_step(task, s, x, y)
     check = lambda s, x, y: evaluate(task, s, x, y)

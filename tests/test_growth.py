@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import mlp_task, teacher_data
-from nets import growth, pruning, runner, train
+from nets import growth, masks, runner, train, units
 
 
 @pytest.fixture(scope='module')
@@ -52,7 +52,7 @@ def test_a_unit_with_zero_outgoing_weights_leaves_the_function_unchanged_and_tra
 
 
 def test_growth_keeps_masks_and_pads_them_with_ones(data):
-    task, hparams = mlp_task('sgd', 0.1, 64, after_update=pruning.apply_masks)
+    task, hparams = mlp_task('sgd', 0.1, 64, after_update=masks.apply_masks)
     state = train.init_state(task, hparams, jax.random.PRNGKey(0), (784,))
     state = state.replace(masks=jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, bool), state.params))
     grown = growth.add_neurons(state, 0, 2, *new_weights(state, 0, 2))
@@ -87,7 +87,7 @@ def test_a_grown_run_killed_and_resumed_equals_an_uninterrupted_one(data, tmp_pa
         )
 
     straight, straight_runs = run(4, tmp_path / 'straight')
-    assert straight.params['dense_0']['kernel'].shape == (2, 784, 32) and growth.active_units(straight, 0) == 17
+    assert straight.params['dense_0']['kernel'].shape == (2, 784, 32) and units.active_units(straight, 0) == 17
     run(2, tmp_path / 'killed')
     resumed, resumed_runs = run(4, tmp_path / 'killed', resume=True)
     jax.tree.map(np.testing.assert_array_equal, resumed, straight)
@@ -104,7 +104,7 @@ def test_a_grown_run_killed_and_resumed_equals_an_uninterrupted_one(data, tmp_pa
 def trained_state(data, widths=(8,), activation='relu', members=2, epochs=1):
     """A stacked state of `members` seeds trained for `epochs` on the teacher problem, and its Task."""
     task, hparams = mlp_task(
-        'adam', 1e-2, 64, hidden_widths=widths, activation=activation, after_update=pruning.apply_masks
+        'adam', 1e-2, 64, hidden_widths=widths, activation=activation, after_update=masks.apply_masks
     )
     state = train.init_members(task, [hparams] * members, jax.random.split(jax.random.PRNGKey(0), members), (784,))
     state, _ = train.fit(task, state, data, epochs=epochs, data_key=jax.random.PRNGKey(1), members=True)
@@ -114,7 +114,7 @@ def trained_state(data, widths=(8,), activation='relu', members=2, epochs=1):
 def member_units(name, task, state, data, n, key=0, **options):
     """The new units of strategy `name` for every member of a stacked state."""
     strategy = growth.get_strategy(name, **options)
-    active = jnp.asarray(growth.active_units(state, 0), jnp.int32)
+    active = jnp.asarray(units.active_units(state, 0), jnp.int32)
     call = lambda k, s: strategy(
         k, s, task=task, layer=0, n=n, active=active, images=data.train_images, labels=data.train_labels
     )
@@ -132,7 +132,7 @@ def test_bucketed_growth_keeps_the_function_masks_spare_units_and_keeps_them_at_
     x, y = data.train_images, data.train_labels
     before = member_losses(task, state, x, y)
     grown = growth.grow(state, 0, member_units('zero_outgoing', task, state, data, 4), growth.capacity_for(12, 64))
-    assert grown.params['dense_0']['kernel'].shape == (2, 784, 16) and growth.active_units(grown, 0) == 12
+    assert grown.params['dense_0']['kernel'].shape == (2, 784, 16) and units.active_units(grown, 0) == 12
     np.testing.assert_array_equal(member_losses(task, grown, x, y), before)
     assert not np.any(grown.masks['dense_0']['kernel'][..., 12:]) and np.all(grown.masks['dense_0']['kernel'][..., :12])
     assert not np.any(grown.masks['output']['kernel'][:, 12:]) and np.all(grown.masks['output']['bias'])
@@ -152,7 +152,7 @@ def test_bucketed_growth_keeps_the_function_masks_spare_units_and_keeps_them_at_
         and not np.any(adam[0].nu['dense_0']['kernel'][..., 12:])
     )
     filled = growth.grow(trained, 0, member_units('zero_outgoing', task, trained, data, 4), growth.capacity_for(16, 64))
-    assert filled.params['dense_0']['kernel'].shape == (2, 784, 16) and growth.active_units(filled, 0) == 16
+    assert filled.params['dense_0']['kernel'].shape == (2, 784, 16) and units.active_units(filled, 0) == 16
     np.testing.assert_array_equal(member_losses(task, filled, x, y), member_losses(task, trained, x, y))
 
 
@@ -247,7 +247,7 @@ def test_plateaued():
 def test_the_growth_hook_grows_on_a_plateau_up_to_the_maximum_and_recompiles_only_for_a_new_bucket(data):
     """Start at 4 units, grow 3 at a time to 10 whenever the loss stalls (here: always), in power-of-two buckets
     capped at the maximum; zero outgoing weights leave the probe loss unchanged at every growth."""
-    task, hparams = mlp_task('adam', 1e-2, 64, hidden_widths=(4,), after_update=pruning.apply_masks)
+    task, hparams = mlp_task('adam', 1e-2, 64, hidden_widths=(4,), after_update=masks.apply_masks)
     hook = growth.growth_hook(
         task,
         growth.get_strategy('zero_outgoing'),
@@ -275,7 +275,7 @@ def test_the_growth_hook_grows_on_a_plateau_up_to_the_maximum_and_recompiles_onl
     np.testing.assert_allclose(
         [row['probe_loss_after_growth'] for row in history], [row['probe_loss'] for row in history], rtol=1e-6
     )
-    assert state.params['dense_0']['kernel'].shape == (2, 784, 10) and growth.active_units(state, 0) == 10
+    assert state.params['dense_0']['kernel'].shape == (2, 784, 10) and units.active_units(state, 0) == 10
     assert all(np.all(mask) for mask in jax.tree.leaves(state.masks))
 
 
@@ -353,7 +353,7 @@ def test_each_growth_and_each_member_draws_its_own_new_units(data):
     hook = _plateau_hook(task, data)
     flat = [{'train_loss': [1.0, 1.0]}]
     first = hook(1, twins, flat + [{'train_loss': [1.0, 1.0]}])
-    assert growth.active_units(first, 0) == 6
+    assert units.active_units(first, 0) == 6
     incoming = np.asarray(first.params['dense_0']['kernel'])
     assert not np.array_equal(incoming[0, :, 4:6], incoming[1, :, 4:6])  # members differ
     second = hook(2, twins, flat + [{'train_loss': [1.0, 1.0]}])  # the same state and history at another epoch
@@ -365,10 +365,10 @@ def test_after_a_growth_the_hook_waits_a_full_window_before_growing_again(data):
     hook = _plateau_hook(task, data, 'zero_outgoing', window=2)
     row = lambda added=0: {'train_loss': [1.0], 'units_added': added}
     # Epoch 3 grew; at epoch 4 the window since then holds one epoch, at epoch 5 two.
-    assert growth.active_units(hook(4, state, [row(), row(), row(2), row()]), 0) == 4
-    assert growth.active_units(hook(5, state, [row(), row(), row(2), row(), row()]), 0) == 6
+    assert units.active_units(hook(4, state, [row(), row(), row(2), row()]), 0) == 4
+    assert units.active_units(hook(5, state, [row(), row(), row(2), row(), row()]), 0) == 6
     # Without a growth, three flat epochs are enough.
-    assert growth.active_units(hook(3, state, [row(), row(), row()]), 0) == 6
+    assert units.active_units(hook(3, state, [row(), row(), row()]), 0) == 6
 
 
 def test_net2net_copies_only_active_units_when_the_layer_has_spare_ones(data):

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import mlp_task, teacher_data
 from nets import pruning, runner, tasks, train
+from nets.masks import apply_masks
 
 
 @pytest.fixture(scope='module')
@@ -22,7 +23,7 @@ def tiny_task(activation='relu', widths=(5, 4), features=6):
         'optimizer': {'name': 'adam', 'learning_rate': 1e-2},
         'batch_size': 8,
     }
-    return tasks.build(config, (features,), after_update=pruning.apply_masks)
+    return tasks.build(config, (features,), after_update=apply_masks)
 
 
 def loss_of(task, state, images, labels):
@@ -86,7 +87,7 @@ def test_gauss_newton_diagonal_equals_the_diagonal_of_j_t_h_j():
 
 
 def test_prune_least_salient_removes_exactly_the_n_lowest_kept_weights(data):
-    task, hparams = mlp_task(after_update=pruning.apply_masks)
+    task, hparams = mlp_task(after_update=apply_masks)
     state = pruning.start(train.init_state(task, hparams, jax.random.PRNGKey(0), (784,)))
     scores = pruning.magnitude_saliency(state.params)
     first = pruning.prune_least_salient(state, state.masks, scores, 5000)
@@ -109,7 +110,7 @@ def _kernels(scores, masks):
 
 
 def test_masked_weights_stay_exactly_zero_through_100_adam_steps(data):
-    task, hparams = mlp_task('adam', 1e-2, after_update=pruning.apply_masks)
+    task, hparams = mlp_task('adam', 1e-2, after_update=apply_masks)
     state = pruning.start(train.init_state(task, hparams, jax.random.PRNGKey(0), (784,)))
     state = pruning.prune_least_salient(
         state, state.masks, pruning.random_saliency(state.params, jax.random.PRNGKey(1)), 15000
@@ -126,7 +127,7 @@ def test_masked_weights_stay_exactly_zero_through_100_adam_steps(data):
 
 
 def test_restore_returns_the_bit_identical_previous_params(data):
-    task, hparams = mlp_task('adam', 1e-2, after_update=pruning.apply_masks)
+    task, hparams = mlp_task('adam', 1e-2, after_update=apply_masks)
     state = pruning.start(train.init_state(task, hparams, jax.random.PRNGKey(0), (784,)))
     state = pruning.prune_least_salient(state, state.masks, pruning.magnitude_saliency(state.params), 10000)
     x, y = data.train_images[:64], data.train_labels[:64]
@@ -146,7 +147,7 @@ def test_restore_returns_the_bit_identical_previous_params(data):
 
 
 def test_removing_units_whose_outgoing_weights_are_zero_keeps_the_function(data):
-    task, hparams = mlp_task('adam', 1e-2, hidden_widths=(16, 8), after_update=pruning.apply_masks)
+    task, hparams = mlp_task('adam', 1e-2, hidden_widths=(16, 8), after_update=apply_masks)
     members = [tasks.member_hparams(hparams, {}) for _ in range(2)]
     state = pruning.start(train.init_members(task, members, jax.random.split(jax.random.PRNGKey(0), 2), (784,)))
     # Each member silences other units of layer 0 (zero outgoing weights, through the masks).
@@ -154,7 +155,7 @@ def test_removing_units_whose_outgoing_weights_are_zero_keeps_the_function(data)
     silenced[0, [1, 4, 5, 9, 15]], silenced[1, [0, 2, 3, 7, 8]] = True, True
     masks = state.masks
     masks['dense_1']['kernel'] = masks['dense_1']['kernel'] & ~jnp.asarray(silenced)[:, :, None]
-    state = pruning.apply_masks(state.replace(masks=masks))
+    state = apply_masks(state.replace(masks=masks))
     np.testing.assert_array_equal(pruning.silent_units(state.params, 0), silenced)
     keep = jnp.asarray(np.stack([np.flatnonzero(~row) for row in silenced]))
     smaller = pruning.remove_neurons(state, 0, keep)
@@ -180,7 +181,7 @@ def test_removing_units_whose_outgoing_weights_are_zero_keeps_the_function(data)
 
 def test_a_prune_rewind_shrink_run_killed_and_resumed_equals_an_uninterrupted_one(data, tmp_path):
     """Prune after epoch 1, then remove units, rewind and prune again after 2; stop after 1 and resume to 3."""
-    task, hparams = mlp_task('adam', 1e-2, hidden_widths=(16,), after_update=pruning.apply_masks)
+    task, hparams = mlp_task('adam', 1e-2, hidden_widths=(16,), after_update=apply_masks)
     images, labels = data.validation_images[:64], data.validation_labels[:64]
 
     def hook(epoch, state, history):
@@ -315,6 +316,26 @@ def test_a_partly_pruned_unit_is_not_silent_and_a_fully_pruned_one_is():
     masks['dense_1']['kernel'][1, :2] = False  # unit 1 of layer 0 loses two of its four outgoing weights
     masks['dense_1']['kernel'][3, :] = False  # unit 3 loses all of them
     masks['output']['kernel'][0, :] = False  # unit 0 of layer 1 too
-    state = pruning.apply_masks(state.replace(masks=jax.tree.map(jnp.asarray, masks)))
+    state = apply_masks(state.replace(masks=jax.tree.map(jnp.asarray, masks)))
     np.testing.assert_array_equal(pruning.silent_units(state.params, 0), [False, False, False, True, False])
     np.testing.assert_array_equal(pruning.silent_units(state.params, 1), [True, False, False, False])
+
+
+def test_snip_scores_w_times_g_at_the_initial_weights_under_the_current_masks():
+    """SNIP (a registry entry of one function): |w₀·∂L/∂w₀| at the rewind point, with removed weights at zero."""
+    task, state, images, labels = _trained_tiny('tanh')
+    state = pruning.prune_least_salient(state, state.masks, pruning.magnitude_saliency(state.params), 10)
+    initial = jax.tree.map(lambda w, m: jnp.where(m, w, 0.0), state.pruning['rewind'], state.masks)
+    gradient = jax.grad(loss_of(task, state, images, labels))(initial)
+    scores = pruning.saliency('snip', task, state, images, labels, jax.random.PRNGKey(0))
+    for module in initial:
+        w, g = np.asarray(initial[module]['kernel'], np.float64), np.asarray(gradient[module]['kernel'], np.float64)
+        np.testing.assert_allclose(scores[module]['kernel'], np.abs(w * g), rtol=1e-5, atol=1e-9)
+    taylor = pruning.saliency('taylor', task, state, images, labels, jax.random.PRNGKey(0))
+    assert not np.allclose(scores['dense_0']['kernel'], taylor['dense_0']['kernel'])  # not the trained weights'
+
+
+def test_an_unknown_criterion_is_refused_in_one_line_naming_the_registry():
+    task, state, images, labels = _trained_tiny()
+    with pytest.raises(ValueError, match="unknown pruning criterion 'l0'; allowed: exact, obd, taylor, snip"):
+        pruning.saliency('l0', task, state, images, labels, jax.random.PRNGKey(0))

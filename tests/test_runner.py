@@ -10,6 +10,7 @@ import pytest
 
 from conftest import mlp_task, teacher_data
 from nets import checkpoint, report, runner, train
+from nets.masks import apply_masks
 from test_report import read_scalars
 
 NUM_TRAIN, NUM_VALIDATION, BATCH = 512, 128, 64
@@ -231,15 +232,14 @@ def test_the_evaluation_hook_records_the_same_metrics_as_a_final_evaluation():
 
 
 def test_prepare_state_shapes_the_start_and_the_resume_of_a_masked_run(tmp_path):
-    from nets import pruning
 
-    task, hparams = mlp_task('adam', 1e-2, batch_size=32, hidden_widths=(8,), after_update=pruning.apply_masks)
+    task, hparams = mlp_task('adam', 1e-2, batch_size=32, hidden_widths=(8,), after_update=apply_masks)
     data = teacher_data(8, 128, 32)
 
     def prepare(state):  # remove every other input of the hidden layer, for both members
         keep = jax.tree.map(lambda leaf: np.ones(leaf.shape, bool), state.params)
         keep['dense_0']['kernel'][..., ::2, :] = False
-        return pruning.apply_masks(state.replace(masks=keep))
+        return apply_masks(state.replace(masks=keep))
 
     run = lambda epochs, directory, resume=False: runner.train_variant(
         task, hparams, runner.grid((0, 1)), data, None, epochs=epochs, name='masked', prepare_state=prepare,

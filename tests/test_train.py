@@ -8,7 +8,8 @@ import optax
 import pytest
 
 from conftest import mlp_task, teacher_data
-from nets import pruning, tasks, train
+from nets import tasks, train
+from nets.masks import apply_masks
 
 NUM_TRAIN, NUM_VALIDATION, BATCH = 512, 128, 64
 
@@ -180,11 +181,11 @@ def test_penalty_is_added_to_the_loss(data):
 
 
 def test_masks_applied_after_every_update_keep_pruned_weights_at_exactly_zero(data):
-    task, defaults = mlp_task('adam', 1e-2, BATCH, after_update=pruning.apply_masks)
+    task, defaults = mlp_task('adam', 1e-2, BATCH, after_update=apply_masks)
     state = train.init_state(task, defaults, jax.random.PRNGKey(0), (784,))
     keys = iter(jax.random.split(jax.random.PRNGKey(1), 8))
     masks = jax.tree.map(lambda leaf: jax.random.bernoulli(next(keys), 0.5, leaf.shape), state.params)
-    state = pruning.apply_masks(state.replace(masks=masks))
+    state = apply_masks(state.replace(masks=masks))
     x, y = data.train_images[:BATCH], data.train_labels[:BATCH]
     run = jax.jit(lambda s: jax.lax.scan(lambda s, _: train.train_step(task, s, x, y), s, None, length=100)[0])
     trained = run(state)
