@@ -20,7 +20,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from nets import data as data_lib, parallel, report, validation
+from nets import data as data_lib, experiment, parallel, report, validation
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 
@@ -205,7 +205,8 @@ def main(argv):
         report.write_json(os.path.join(workdir, RECORDED_CONFIG), config)
         if FLAGS.compilation_cache_dir:
             enable_compilation_cache(FLAGS.compilation_cache_dir)
-        summary = module.run(
+        summary = experiment.run(
+            module,
             FLAGS.config,
             workdir,
             data_dir=data_lib.resolve_data_dir(FLAGS.data_dir),

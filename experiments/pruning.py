@@ -7,9 +7,10 @@ kept fractions, retraining between rungs; the test error at every rung gives the
 saliencies are measured on a validation batch, never on test. The exact criterion's ranking is the reference for the
 Spearman correlations (on the dense nets). The lecture's rule then runs on its own: prune a fraction of what is
 left, retrain, and if the validation error rose by more than a tolerance, restore the group and halve the step. The
-3.6% mask of the best criterion is rewound to the initial weights and retrained (Frankle & Carbin 2019), beside the
-same mask with fresh random weights. Neuron removal cuts the hidden layers by the exact unit saliency, retraining
-between cuts, and its inference speed-up is timed. `:quick` is a seconds-scale version.
+3.6% mask of the best criterion (chosen on validation, as is every operating point) is rewound to the initial weights
+and retrained (Frankle & Carbin 2019), beside the same mask with fresh random weights. Neuron removal cuts the
+hidden layers by the exact unit saliency, retraining between cuts, and its inference speed-up is timed. `:quick` is
+a seconds-scale version.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import ml_collections
 import numpy as np
 import scipy.stats
 
-from nets import data as data_lib, masks, pruning, report, runner, tasks, train
+from nets import experiment, masks, pruning, report, tasks, train
 
 PUBLISHED = (  # (kept fraction, test error, source)
     (1 / 12, 0.0159, 'Han et al. 2015'),
@@ -81,45 +82,32 @@ def _errors(task, state, images, labels) -> np.ndarray:
     return 1 - np.asarray(train.evaluate_members(task, state, images, labels, members=True)['accuracy'])
 
 
-def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
-    """Dense net, criteria ladder, lecture rule, ticket and neuron removal; writes the report; returns the summary."""
-    started = time.perf_counter()
-    splits = data_lib.load_splits(config.dataset, data_dir=data_dir, cache_dir=cache_dir,
-                                  validation_size=config.validation_size, split_seed=config.split_seed,
-                                  train_limit=config.train_limit, test_limit=config.test_limit)  # fmt: skip
-    data, test = runner.device_data(splits)
+def stages(run) -> dict:
+    """The dense net, every criterion's ladder, then the lecture's rule, the ticket and neuron removal with the
+    criterion chosen on validation; returns what summarize reads."""
+    config = run.config
+    data, test = run.data()
     batch = (data.validation_images[: config.saliency_examples], data.validation_labels[: config.saliency_examples])
-    input_shape = runner.input_shape(config.dataset)
-    task, hparams = tasks.build(config, input_shape, after_update=masks.apply_masks)
+    task = run.task(after_update=masks.apply_masks)
     retrain_optimizer = {**config.optimizer.to_dict(), 'learning_rate': config.retrain_learning_rate}
-    retrain_task, retrain_hparams = tasks.build(
-        {**config.to_dict(), 'optimizer': retrain_optimizer}, input_shape, after_update=masks.apply_masks
-    )
-    members = runner.grid(config.seeds)
-    variant = lambda name, task_, hparams_, **kwargs: runner.run_variant(
-        workdir, config, name, task_, hparams_, kwargs.pop('members', members), data, test, resume=resume, **kwargs
-    )
-    runs, summary = {}, {}
+    retrain = run.task({'optimizer': retrain_optimizer}, after_update=masks.apply_masks)
+    retrain_task = retrain[0]
+    staged = {}
 
     # The dense net; pruning.start keeps its initial weights as the rewind point.
-    dense, runs['dense'] = variant('dense', task, hparams, prepare_state=pruning.start)
-    dense_test = _errors(task, dense, *test)
-    dense_val = _errors(task, dense, data.validation_images, data.validation_labels)
-    summary['dense_test_error'] = float(dense_test.mean())
+    dense, _ = run.variant('dense', task, prepare_state=pruning.start)
+    dense_val = _errors(task[0], dense, data.validation_images, data.validation_labels)
+    staged['dense_test_error'] = float(_errors(task[0], dense, *test).mean())
 
-    # Every criterion on the dense nets, against the exact one.
+    # Every criterion on the dense nets: the ladder's first scores, and the rankings compared with the exact one.
     key = jax.random.PRNGKey(config.saliency_seed)
     saliency = dict(images=batch[0], labels=batch[1], key=key, probes=config.obd_probes)
-    test_error = lambda state: {'test_error': _errors(retrain_task, state, *test).tolist()}
-    dense_scores = {c: pruning.member_saliency(c, task, dense, *batch, key, config.obd_probes) for c in config.criteria}
-    spearman = spearman_correlations(dense_scores, dense)
-    summary |= {f'spearman_{c}': value for c, value in spearman.items()}
-    # Against the size of the change |ΔL| too: the signed change is dominated by −g·w, whose sign is noise.
-    summary |= {f'spearman_abs_{c}': value for c, value in spearman_correlations(dense_scores, dense, np.abs).items()}
-    first_order = {'exact': dense_scores['exact'], 'first_order': first_order_change(task, dense, *batch)}
-    summary['spearman_exact_first_order'] = spearman_correlations(first_order, dense)['first_order']
+    scores = {c: pruning.member_saliency(c, task[0], dense, *batch, key, config.obd_probes) for c in config.criteria}
+    staged['scores'] = scores
+    staged['first_order'] = first_order_change(task[0], dense, *batch)
 
-    # The ladder of kept fractions, one variant a criterion.
+    # The ladder of kept fractions, one variant a criterion; its test error per rung is a curve that chooses nothing.
+    test_error = lambda state: {'test_error': _errors(retrain_task, state, *test).tolist()}
     ladders, finals = {}, {}
     for criterion in config.criteria:
         hook = pruning.ladder_hook(
@@ -131,23 +119,33 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
             measure=test_error,
             **saliency,
         )
-        state, runs[f'prune_{criterion}'] = variant(
+        finals[criterion], runs = run.variant(
             f'prune_{criterion}',
-            retrain_task,
-            retrain_hparams,
+            retrain,
             epochs=len(config.keep_levels) * config.retrain_epochs,
-            prepare_state=lambda s, c=criterion: pruning.ladder_start(dense, s, dense_scores[c], config.keep_levels[0]),
+            prepare_state=lambda s, c=criterion: pruning.ladder_start(dense, s, scores[c], config.keep_levels[0]),
             on_epoch_end=hook,
         )
-        ladders[criterion], finals[criterion] = ladder(config, runs[f'prune_{criterion}']), state
-    compression = {c: _compression(ladders[c], summary['dense_test_error']) for c in config.criteria}
-    compression_19 = {c: _compression(ladders[c], 0.019) for c in config.criteria}
-    best = max(config.criteria, key=lambda c: (compression[c], compression_19[c], -np.mean(ladders[c]['test'])))
-    summary['best_criterion'] = best
-    summary['compression_at_dense_error'] = compression[best]
-    summary['compression_at_1_9_percent'] = compression_19[best]
-    summary |= {f'compression_at_dense_error_{c}': compression[c] for c in config.criteria}
-    summary |= {f'compression_at_1_9_percent_{c}': compression_19[c] for c in config.criteria}
+        ladders[criterion] = ladder(runs)
+    staged['ladders'] = ladders
+
+    # Operating points and the best criterion, on validation: the most compressed rung whose mean validation error
+    # is at most the dense net's (or 1.9%), then the lower mean validation error over the ladder.
+    dense_error = float(dense_val.mean())
+    points = {}
+    for criterion in config.criteria:
+        for name, bound in (('dense_error', dense_error), ('1_9_percent', 0.019)):
+            points[criterion, name] = _operating_point(run, ladders[criterion], bound, f'{criterion} at {name}')
+    best = run.select(
+        'criterion',
+        {
+            c: (points[c, 'dense_error'][0], points[c, '1_9_percent'][0], -float(np.mean(ladders[c]['val'])))
+            for c in config.criteria
+        },
+        metric='val_error',
+        note='(compression at <= the dense validation error, at <= 1.9%, minus the mean validation error)',
+    )
+    staged |= {'points': points, 'best': best}
 
     # The lecture's rule with the best criterion.
     hook = pruning.lecture_hook(
@@ -159,33 +157,23 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         tolerance=config.lecture_tolerance,
         **saliency,
     )
-    lecture, runs['lecture'] = variant(
+    staged['lecture'], _ = run.variant(
         'lecture',
-        retrain_task,
-        retrain_hparams,
+        retrain,
         epochs=config.lecture_rounds * config.retrain_epochs,
-        prepare_state=lambda s: pruning.lecture_start(dense, s, dense_scores[best], config.lecture_step),
+        prepare_state=lambda s: pruning.lecture_start(dense, s, scores[best], config.lecture_step),
         on_epoch_end=hook,
     )
-    lecture_test = np.array([r['test']['accuracy'] for r in runs['lecture'].values()])
-    summary['lecture_compression'] = float(np.mean(1 / pruning.kept_fraction(lecture)))
-    summary['lecture_test_error'] = float(np.mean(1 - lecture_test))
-    summary['lecture_restores'] = int(np.sum([row.get('restored', 0) for row in _rows(runs['lecture'])]))
 
     # The lottery ticket: the best criterion's mask at the ticket level, rewound to the initial weights, and the
     # same mask with fresh random weights (seeds + 1000) as the control.
     ticket_masks = finals[best].pruning['ticket_masks']
+    staged['ticket_kept_fraction'] = float(np.mean(pruning.kept_fraction(finals[best].replace(masks=ticket_masks))))
     for name, seeds in (('ticket_rewind', config.seeds), ('ticket_random_init', [s + 1000 for s in config.seeds])):
-        start = lambda s, fresh=name != 'ticket_rewind': pruning.ticket_start(task, dense, s, ticket_masks, fresh)
-        _, runs[name] = variant(
-            name, task, hparams, members=runner.grid(seeds), epochs=config.ticket_epochs, prepare_state=start
-        )
-        summary[f'{name}_error'] = float(np.mean([1 - r['test']['accuracy'] for r in runs[name].values()]))
-    summary['ticket_error_3_6_percent'] = summary.pop('ticket_rewind_error')
-    summary['ticket_kept_fraction'] = float(np.mean(pruning.kept_fraction(finals[best].replace(masks=ticket_masks))))
+        start = lambda s, fresh=name != 'ticket_rewind': pruning.ticket_start(task[0], dense, s, ticket_masks, fresh)
+        run.variant(name, task, seeds=seeds, epochs=config.ticket_epochs, prepare_state=start)
 
-    # Neuron removal by the exact unit saliency, retraining one epoch between cuts.
-    dense_widths = tuple(config.model.hidden_widths)
+    # Neuron removal by the exact unit saliency, retraining between cuts; the cut is chosen on validation.
     hook = pruning.neuron_hook(
         retrain_task,
         config.neuron_widths,
@@ -194,37 +182,86 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         labels=batch[1],
         measure=test_error,
     )
-    _, runs['neurons'] = variant(
+    run.variant(
         'neurons',
-        retrain_task,
-        retrain_hparams,
+        retrain,
         epochs=len(config.neuron_widths) * config.retrain_epochs,
         prepare_state=lambda s: pruning.neuron_start(retrain_task, dense, s, *batch, config.neuron_widths[0]),
         on_epoch_end=hook,
     )
-    neurons = neuron_table(config, runs['neurons'], task, hparams, input_shape, test[0])
-    chosen = [row for row in neurons if row['val_error'] <= dense_val.mean() + config.lecture_tolerance]
-    chosen = (
-        chosen[-1] if chosen else {'widths': dense_widths, 'speedup': 1.0, 'test_error': summary['dense_test_error']}
+    staged['neurons'] = neuron_table(config, run.runs['neurons'], *task, run.input_shape, test[0])
+    within = {'dense': (True, -1)} | {
+        '-'.join(map(str, row['widths'])): (row['val_error'] <= dense_error + config.lecture_tolerance, cut)
+        for cut, row in enumerate(staged['neurons'])
+    }
+    staged['structured'] = run.select(
+        'neuron widths', within, metric='val_error', note='(within the tolerance of the dense validation error, cut)'
     )
-    summary['structured_speedup'] = chosen['speedup']
-    summary['structured_widths'] = '-'.join(map(str, chosen['widths']))
-    summary['structured_test_error'] = chosen['test_error']
-    summary['wall_seconds'] = time.perf_counter() - started
+    return staged
 
+
+def _operating_point(run, rungs: dict, bound: float, what: str) -> tuple[float, float]:
+    """(compression, mean test error) of the most compressed rung whose mean validation error is at most `bound`
+    (1× and NaN when none is), chosen on validation and recorded."""
+    kept, val, test = (np.mean(rungs[key], 0) for key in ('kept', 'val', 'test'))
+    candidates = {'none': 1.0} | {f'{k:.4f}': 1 / k if v <= bound + 1e-9 else 0.0 for k, v in zip(kept, val)}
+    chosen = run.select(f'rung of {what}', candidates, metric='val_error')
+    if chosen == 'none':
+        return 1.0, float('nan')
+    rung = [f'{k:.4f}' for k in kept].index(chosen)
+    return float(1 / kept[rung]), float(test[rung])
+
+
+def summarize(run, staged: dict):
+    """The headline numbers, tables and figures."""
+    config, runs, best = run.config, run.runs, staged['best']
+    summary = {'dense_test_error': staged['dense_test_error']}
+    scores = staged['scores']
+    spearman = spearman_correlations(scores, run.states['dense'])
+    summary |= {f'spearman_{c}': value for c, value in spearman.items()}
+    # Against the size of the change |ΔL| too: the signed change is dominated by −g·w, whose sign is noise.
+    absolute = spearman_correlations(scores, run.states['dense'], np.abs)
+    summary |= {f'spearman_abs_{c}': value for c, value in absolute.items()}
+    first_order = {'exact': scores['exact'], 'first_order': staged['first_order']}
+    summary['spearman_exact_first_order'] = spearman_correlations(first_order, run.states['dense'])['first_order']
+    summary['best_criterion'] = best
+    points = staged['points']
+    for name in ('dense_error', '1_9_percent'):
+        summary[f'compression_at_{name}'], summary[f'test_error_at_{name}'] = points[best, name]
+    for name in ('dense_error', '1_9_percent'):
+        for c in config.criteria:
+            summary[f'compression_at_{name}_{c}'], summary[f'test_error_at_{name}_{c}'] = points[c, name]
+    test_errors = lambda variant: [1 - r['test']['accuracy'] for r in runs[variant].values()]
+    summary['lecture_compression'] = float(np.mean(1 / pruning.kept_fraction(staged['lecture'])))
+    summary['lecture_test_error'] = float(np.mean(test_errors('lecture')))
+    summary['lecture_restores'] = int(np.sum([row.get('restored', 0) for row in _rows(runs['lecture'])]))
+    summary['ticket_random_init_error'] = float(np.mean(test_errors('ticket_random_init')))
+    summary['ticket_error'] = float(np.mean(test_errors('ticket_rewind')))
+    summary['ticket_kept_fraction'] = staged['ticket_kept_fraction']
+    neurons = staged['neurons']
+    widths = [row['widths'] for row in neurons]
+    chosen = staged['structured']
+    row = {'widths': config.model.hidden_widths, 'speedup': 1.0, 'test_error': summary['dense_test_error']}
+    row = neurons[[('-'.join(map(str, w))) for w in widths].index(chosen)] if chosen != 'dense' else row
+    summary['structured_speedup'] = row['speedup']
+    summary['structured_widths'] = '-'.join(map(str, row['widths']))
+    summary['structured_test_error'] = row['test_error']
+    summary['wall_seconds'] = 0.0  # the run's, over every resumed segment (nets.experiment)
+
+    ladders = staged['ladders']
     figures = [
-        plot_error_vs_kept(os.path.join(workdir, 'error_vs_kept.png'), config, ladders, summary),
-        plot_layer_kept(os.path.join(workdir, 'layer_kept.png'), config, ladders),
-        plot_scatter(os.path.join(workdir, 'saliency_scatter.png'), dense_scores, spearman),
+        plot_error_vs_kept(os.path.join(run.workdir, 'error_vs_kept.png'), config, ladders, summary),
+        plot_layer_kept(os.path.join(run.workdir, 'layer_kept.png'), config, ladders),
+        plot_scatter(os.path.join(run.workdir, 'saliency_scatter.png'), scores, spearman),
     ]
-    report.write_run(workdir, 'Pruning LeNet-300-100: saliency, restore, lottery ticket and neuron removal',
-                     summary=summary, config=config.to_dict(), runs=runs, curves=['train_loss', 'val_accuracy'],
-                     ladders=ladders, neurons=neurons,
-                     sections=[__doc__.split('\n\n')[1].replace('\n', ' '),
-                               describe(config, summary, ladders, neurons)],
-                     extra_sections=[f'![{os.path.splitext(os.path.basename(f))[0]}]({os.path.basename(f)})'
-                                     for f in figures])  # fmt: skip
-    return summary
+    return experiment.Report(
+        'Pruning LeNet-300-100: saliency, restore, lottery ticket and neuron removal',
+        summary,
+        sections=[report.prose(__doc__, 1, 2), describe(config, summary, ladders, neurons)],
+        figures=[os.path.basename(figure) for figure in figures],
+        records={'ladders': ladders, 'neurons': neurons},
+        curves=['train_loss', 'val_accuracy'],
+    )
 
 
 def _rows(runs: dict) -> list[dict]:
@@ -258,7 +295,7 @@ def first_order_change(task, state, images, labels):
     return jax.jit(jax.vmap(one))(state)
 
 
-def ladder(config, runs: dict) -> dict:
+def ladder(runs: dict) -> dict:
     """The rungs of a criterion's variant: kept fraction, validation and test error, per-layer kept (seeds ×
     rungs)."""
     rows = [[row for row in run['history'] if 'rung' in row] for run in runs.values()]
@@ -270,13 +307,6 @@ def ladder(config, runs: dict) -> dict:
         'val': (1 - np.array(pick('val_accuracy'))).tolist(),
         'layers': {key[len('kept_') :]: pick(key) for key in layers},
     }
-
-
-def _compression(rungs: dict, error: float) -> float:
-    """The highest compression (1 / mean kept fraction) among the rungs whose mean test error is ≤ `error`."""
-    kept, test = np.mean(rungs['kept'], 0), np.mean(rungs['test'], 0)
-    good = test <= error + 1e-9
-    return float(1 / kept[good].min()) if good.any() else 1.0
 
 
 def inference_seconds(task, hparams, widths, input_shape, images, repeats: int) -> float:
@@ -332,8 +362,12 @@ def describe(config, summary, ladders, neurons) -> str:
         f'(OBD: the Gauss–Newton diagonal). Dense test error {summary["dense_test_error"]:.4f}. '
         f'Published: {published}.\n\n'
         '## Test error at each rung (mean over seeds)\n\n' + report.markdown_table(header, rows) + '\n\n'
+        'Operating points and the best criterion are chosen on validation: the most compressed rung whose mean '
+        "validation error is at most the dense net's (or 1.9%), then its test error is read. "
         f'Best criterion: **{summary["best_criterion"]}**, {summary["compression_at_dense_error"]:.1f}× at ≤ the '
-        f'dense error, {summary["compression_at_1_9_percent"]:.1f}× at ≤ 1.9%. Spearman ρ against the exact '
+        f'dense validation error (test error {summary["test_error_at_dense_error"]:.4f}), '
+        f'{summary["compression_at_1_9_percent"]:.1f}× at ≤ 1.9% validation error (test error '
+        f'{summary["test_error_at_1_9_percent"]:.4f}). Spearman ρ against the exact '
         'saliency (dense nets): '
         + ', '.join(f'{c} {summary[f"spearman_{c}"]:.3f}' for c in criteria if c != 'exact')
         + '; against its size |ΔL|: '
@@ -349,7 +383,7 @@ def describe(config, summary, ladders, neurons) -> str:
         '## Lottery ticket\n\n'
         f'The {summary["best_criterion"]} mask at {summary["ticket_kept_fraction"]:.2%} of the weights, rewound to '
         f'the initial weights and retrained {config.ticket_epochs} epochs: test error '
-        f'{summary["ticket_error_3_6_percent"]:.4f} (dense {summary["dense_test_error"]:.4f}); the same mask with '
+        f'{summary["ticket_error"]:.4f} (dense {summary["dense_test_error"]:.4f}); the same mask with '
         f'fresh random weights: {summary["ticket_random_init_error"]:.4f}.\n\n'
         '## Neuron removal\n\n'
         + report.markdown_table(['widths', 'weights', 'val error', 'test error', 'inference speed-up'], neuron_rows)

@@ -8,6 +8,8 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+# Test modules import helpers from here and from each other (`from conftest import mlp_task`).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def mnist_data_dir() -> str:

@@ -1,0 +1,220 @@
+"""The experiment protocol: an experiment says what it compares, and this room runs it the same way for all.
+
+An experiment module gives
+    get_config(arg)   its config; `:quick` a seconds-scale version
+    stages(run)       what it trains, in order: `run.variant(...)` trains a variant of the base task (its changes,
+                      the values its members sweep, its epochs, data and hooks), and `run.select(...)` chooses
+                      among results by a validation (or training) metric; a later stage reads the earlier choice
+    summarize(run, staged)  its headline numbers, its own report sections and figures, as a `Report`, from the
+                      run and what stages returned
+and `run(module, config, workdir, ...)` does the rest once for all: it loads each split once, builds the tasks,
+trains every variant with checkpoints (so that `--resume` continues across stages: a finished variant restores
+from its last checkpoint), records every choice in results.json under `choices`, and writes the standard report
+with the wall time summed over every resumed segment.
+
+Honesty is structural: `select` refuses a test metric, and the sealed-test check (tests/experiments) runs every
+experiment twice, the second time with the test labels permuted, and demands the same choices and the same
+training and validation curves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from nets import data as data_lib, report, runner, tasks, train
+
+RULES = {'max': max, 'min': min}
+SEGMENTS = 'segments.json'  # the wall time of each segment (first run and every --resume) of a workdir's run
+
+
+def _refuse_test(metric: str) -> None:
+    if 'test' in metric.split('_'):
+        raise ValueError(f'select: {metric!r} is a test metric; choose by a validation or training metric')
+
+
+def select(values: Mapping[Any, Any], *, metric: str, rule: str = 'max') -> Any:
+    """The candidate whose value of `metric` is largest ('max') or smallest ('min'); a value may be a tuple
+    (compared in order: a tie-break); NaN loses (a diverged candidate is never chosen); ties go to the first.
+    Refuses a test metric."""
+    _refuse_test(metric)
+    worst = -np.inf if rule == 'max' else np.inf
+    finite = lambda value: float(np.nan_to_num(value, nan=worst))
+    score = lambda candidate: tuple(map(finite, np.atleast_1d(values[candidate])))
+    return RULES[rule](values, key=score)
+
+
+def member_values(runs: Mapping[str, Mapping], key: Callable[[Mapping], float], by: str | None = None):
+    """{candidate: mean over its members of key(run)}: candidates are the values of swept path `by`, or the
+    variants when `runs` is {variant: runs}."""
+    if by is None:
+        return {name: float(np.mean([key(run) for run in members.values()])) for name, members in runs.items()}
+    grouped: dict[Any, list] = {}
+    for run in runs.values():
+        grouped.setdefault(run['hparams'][by], []).append(key(run))
+    return {value: float(np.mean(scores)) for value, scores in grouped.items()}
+
+
+@dataclasses.dataclass
+class Report:
+    """What an experiment's summarize gives: the headline `summary`, the `sections` (markdown) and `figures` (file
+    names in the workdir) of its report, and `records`, its own named blocks in results.json. `runs` are the runs
+    the standard tables show (all trained runs unless given); `curves` the history metrics of curves.png."""
+
+    title: str
+    summary: dict[str, Any]
+    sections: Sequence[str] = ()
+    figures: Sequence[str] = ()
+    records: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    runs: Mapping[str, Any] | None = None
+    curves: Sequence[str] | None = None
+
+
+class Experiment:
+    """One run of an experiment: its config, workdir and data, the variants trained so far and the choices made."""
+
+    def __init__(self, config, workdir: str, *, data_dir=None, cache_dir=None, resume: bool = False):
+        self.config, self.workdir, self.resume = config, workdir, resume
+        self.data_dir, self.cache_dir = data_dir, cache_dir
+        self.runs: dict[str, dict] = {}
+        self.states: dict[str, train.TrainState] = {}
+        self.choices: list[dict[str, Any]] = []
+        self._host: dict[tuple, data_lib.Splits] = {}
+        self._device: dict[tuple, tuple] = {}
+
+    # ---- Data and tasks.
+
+    def _spec(self, changes: Mapping[str, Any]) -> tuple:
+        config = self.config
+        spec = {
+            'validation_size': config.get('validation_size', 10_000),
+            'split_seed': config.get('split_seed', 0),
+            'train_limit': config.get('train_limit'),
+            'test_limit': config.get('test_limit'),
+            **changes,
+        }
+        return tuple(sorted(spec.items()))
+
+    def splits(self, **changes) -> data_lib.Splits:
+        """The host splits of the config's dataset (validation_size, split_seed, train_limit, test_limit from the
+        config, unless `changes` give others); each distinct split is loaded once."""
+        key = self._spec(changes)
+        if key not in self._host:
+            self._host[key] = data_lib.load_splits(
+                self.config.dataset, data_dir=self.data_dir, cache_dir=self.cache_dir, **dict(key)
+            )
+        return self._host[key]
+
+    def data(self, **changes) -> tuple[train.Data, tuple]:
+        """`splits(**changes)` on the device: (train.Data, (test images, test labels))."""
+        key = self._spec(changes)
+        if key not in self._device:
+            self._device[key] = runner.device_data(self.splits(**changes))
+        return self._device[key]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return runner.input_shape(self.config.dataset)
+
+    def task(self, changes: Mapping[str, Any] | None = None, **options) -> tuple[train.Task, dict]:
+        """The task of the config's task fields with `changes` (whole sections: model, optimizer, ...), and its
+        hyper-parameters; `options` go to tasks.build (after_update)."""
+        return tasks.build({**self.config.to_dict(), **dict(changes or {})}, self.input_shape, **options)
+
+    # ---- Training and choosing.
+
+    def variant(
+        self,
+        name: str,
+        task: tuple[train.Task, dict] | None = None,
+        *,
+        changes: Mapping[str, Any] | None = None,
+        members: Sequence[Mapping[str, Any]] | None = None,
+        sweep: Mapping[str, Sequence[float]] | None = None,
+        seeds: Sequence[int] | None = None,
+        data: tuple[train.Data, tuple] | None = None,
+        epochs: int | None = None,
+        on_epoch_end=None,
+        prepare_state=None,
+        after_update=None,
+    ) -> tuple[train.TrainState, dict]:
+        """Trains variant `name`: `task` (a built task and hparams), or the base task with `changes`; its members
+        are `members`, or the config's seeds (or `seeds`) times the `sweep`; on `data` (default: the config's
+        splits); for `epochs` (default config.epochs). Returns the final state and the runs by member label."""
+        if task is None:
+            task = self.task(changes, after_update=after_update)
+        if members is None:
+            members = runner.grid(self.config.seeds if seeds is None else seeds, sweep)
+        data, test = data if data is not None else self.data()
+        state, runs = runner.run_variant(
+            self.workdir, self.config, name, *task, members, data, test, resume=self.resume, epochs=epochs,
+            on_epoch_end=on_epoch_end, prepare_state=prepare_state,
+        )  # fmt: skip
+        self.runs[name], self.states[name] = runs, state
+        return state, runs
+
+    def select(self, what: str, values: Mapping[Any, float], *, metric: str, rule: str = 'max', note: str = ''):
+        """Chooses among `values` ({candidate: score}) by `rule` (see `select`), records the choice under `what`
+        with every candidate's score, and returns the chosen candidate."""
+        chosen = select(values, metric=metric, rule=rule)
+        self.choices.append(
+            {
+                'choice': what,
+                'chosen': chosen,
+                'metric': metric,
+                'rule': rule,
+                'values': [[candidate, value] for candidate, value in values.items()],
+                **({'note': note} if note else {}),
+            }
+        )
+        return chosen
+
+    # ---- Wall time over resumed segments.
+
+    def wall_seconds(self, started: float) -> float:
+        """The seconds of this segment (since `started`) plus those of every earlier segment of the workdir's run."""
+        return _earlier_seconds(self.workdir) + time.perf_counter() - started
+
+
+def _earlier_seconds(workdir: str) -> float:
+    path = os.path.join(workdir, SEGMENTS)
+    if not os.path.exists(path):
+        return 0.0
+    with open(path) as file:
+        return float(sum(json.load(file)))
+
+
+def _record_segment(workdir: str, seconds: float) -> None:
+    path = os.path.join(workdir, SEGMENTS)
+    earlier = []
+    if os.path.exists(path):
+        with open(path) as file:
+            earlier = json.load(file)
+    report.write_json(path, [*earlier, seconds])
+
+
+def run(module, config, workdir: str, *, data_dir=None, cache_dir=None, resume: bool = False) -> dict:
+    """Runs an experiment module's stages, then its summarize, and writes the standard report; returns the summary.
+    A module with its own `run(config, workdir, ...)` (one not yet declared as stages) runs that instead."""
+    if not hasattr(module, 'stages'):
+        return module.run(config, workdir, data_dir=data_dir, cache_dir=cache_dir, resume=resume)
+    started = time.perf_counter()
+    experiment = Experiment(config, workdir, data_dir=data_dir, cache_dir=cache_dir, resume=resume)
+    staged = module.stages(experiment)
+    result = module.summarize(experiment, staged)
+    summary = dict(result.summary)
+    if 'wall_seconds' in summary:
+        summary['wall_seconds'] = experiment.wall_seconds(started)
+    figures = [f'![{os.path.splitext(name)[0]}]({name})' for name in result.figures]
+    report.write_run(
+        workdir, result.title, summary=summary, config=config.to_dict(),
+        runs=experiment.runs if result.runs is None else result.runs, curves=result.curves,
+        sections=list(result.sections), extra_sections=figures, choices=experiment.choices, **dict(result.records),
+    )  # fmt: skip
+    _record_segment(workdir, time.perf_counter() - started)
+    return summary

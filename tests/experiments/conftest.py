@@ -1,0 +1,58 @@
+"""In-process runs of the experiments' `:quick` configs, each run once per test session and shared by the tests of
+tests/experiments, and the same run with the test labels permuted (the sealed-test check)."""
+
+import atexit
+import importlib
+import json
+import shutil
+import tempfile
+
+import jax
+import numpy as np
+import pytest
+
+# A persistent compilation cache for the session, set before anything compiles (JAX reads the setting once): the
+# permuted run of an experiment, and any program two experiments share, compile once.
+_CACHE = tempfile.mkdtemp(prefix='nets-tests-compilation-cache-')
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+jax.config.update('jax_compilation_cache_dir', _CACHE)
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+
+def permuted_test_labels(load_splits):
+    """`nets.data.load_splits` with the test labels permuted: what a run may compute from test changes, and
+    nothing it chooses may."""
+
+    def load(*args, **kwargs):
+        splits = load_splits(*args, **kwargs)
+        order = np.random.default_rng(12345).permutation(len(splits.test_labels))
+        return type(splits)(**{**splits.__dict__, 'test_labels': splits.test_labels[order]})
+
+    return load
+
+
+@pytest.fixture(scope='session')
+def quick(data_dir, tmp_path_factory):
+    """quick(name, permuted=False) -> (config, results.json, workdir): the experiment's :quick run in this process,
+    run once per session (with the test labels permuted, when asked)."""
+    from nets import data as data_lib, experiment
+
+    done = {}
+
+    def run(name: str, permuted: bool = False):
+        if (name, permuted) not in done:
+            module = importlib.import_module(f'experiments.{name}')
+            config = module.get_config('quick')
+            workdir = tmp_path_factory.mktemp(f'{name}-{"permuted" if permuted else "quick"}')
+            load = data_lib.load_splits
+            if permuted:
+                data_lib.load_splits = permuted_test_labels(load)
+            try:
+                experiment.run(module, config, str(workdir), data_dir=data_dir)
+            finally:
+                data_lib.load_splits = load
+            done[name, permuted] = (config, json.loads((workdir / 'results.json').read_text()), workdir)
+        return done[name, permuted]
+
+    return run

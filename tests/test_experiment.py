@@ -1,0 +1,56 @@
+"""The protocol's pieces by hand: select's rule, its refusal of test metrics, NaN and ties; member_values; and the
+wall time summed over resumed segments."""
+
+import math
+
+import pytest
+
+from nets import experiment
+
+
+def test_select_takes_the_largest_or_smallest_and_the_first_of_a_tie():
+    values = {'a': 0.2, 'b': 0.9, 'c': 0.9, 'd': 0.1}
+    assert experiment.select(values, metric='val_accuracy') == 'b'
+    assert experiment.select(values, metric='val_loss', rule='min') == 'd'
+
+
+def test_select_never_chooses_a_diverged_candidate_and_compares_tuples_in_order():
+    assert experiment.select({'a': math.nan, 'b': 0.1}, metric='val_accuracy') == 'b'
+    assert experiment.select({'a': math.nan, 'b': 3.0}, metric='val_loss', rule='min') == 'b'
+    assert experiment.select({'a': (2, 0.5), 'b': (2, 0.7), 'c': (1, 0.9)}, metric='val_error') == 'b'
+
+
+@pytest.mark.parametrize('metric', ['test_accuracy', 'test_error', 'best_test_loss', 'test'])
+def test_select_refuses_a_test_metric(metric):
+    with pytest.raises(ValueError, match=f'{metric!r} is a test metric'):
+        experiment.select({'a': 1.0}, metric=metric)
+
+
+def test_the_run_records_every_choice_with_every_candidates_value(tmp_path):
+    run = experiment.Experiment({}, str(tmp_path))
+    assert run.select('rate', {0.1: 0.8, 0.3: 0.9}, metric='val_accuracy') == 0.3
+    assert run.choices == [
+        {'choice': 'rate', 'chosen': 0.3, 'metric': 'val_accuracy', 'rule': 'max', 'values': [[0.1, 0.8], [0.3, 0.9]]}
+    ]
+    with pytest.raises(ValueError):
+        run.select('rate', {0.1: 0.8}, metric='test_accuracy')
+    assert len(run.choices) == 1
+
+
+def test_member_values_are_means_over_members_by_swept_value_or_by_variant():
+    runs = {
+        'seed=0,lr=0.1': {'hparams': {'lr': 0.1}, 'score': 1.0},
+        'seed=1,lr=0.1': {'hparams': {'lr': 0.1}, 'score': 3.0},
+        'seed=0,lr=0.3': {'hparams': {'lr': 0.3}, 'score': 5.0},
+    }
+    assert experiment.member_values(runs, lambda run: run['score'], by='lr') == {0.1: 2.0, 0.3: 5.0}
+    by_variant = {'x': {'s0': {'score': 1.0}, 's1': {'score': 2.0}}, 'y': {'s0': {'score': 4.0}}}
+    assert experiment.member_values(by_variant, lambda run: run['score']) == {'x': 1.5, 'y': 4.0}
+
+
+def test_the_wall_time_adds_every_earlier_segment_of_the_workdir(tmp_path):
+    experiment._record_segment(str(tmp_path), 10.0)
+    experiment._record_segment(str(tmp_path), 5.5)
+    run = experiment.Experiment({}, str(tmp_path))
+    started = __import__('time').perf_counter()
+    assert 15.5 <= run.wall_seconds(started) < 16.0
