@@ -49,6 +49,18 @@ def select(values: Mapping[Any, Any], *, metric: str, rule: str = 'max') -> Any:
     return RULES[rule](values, key=score)
 
 
+def record(what: str, chosen: Any, values: Mapping[Any, Any], *, metric: str, rule: str, note: str = '') -> dict:
+    """One entry of results.json's `choices`: what was chosen, among what, by which metric and rule, with the values."""
+    return {
+        'choice': what,
+        'chosen': chosen,
+        'metric': metric,
+        'rule': rule,
+        'values': [[candidate, value] for candidate, value in values.items()],
+        **({'note': note} if note else {}),
+    }
+
+
 def member_values(runs: Mapping[str, Mapping], key: Callable[[Mapping], float], by: str | None = None):
     """{candidate: mean over its members of key(run)}: candidates are the values of swept path `by`, or the
     variants when `runs` is {variant: runs}."""
@@ -162,16 +174,7 @@ class Experiment:
         """Chooses among `values` ({candidate: score}) by `rule` (see `select`), records the choice under `what`
         with every candidate's score, and returns the chosen candidate."""
         chosen = select(values, metric=metric, rule=rule)
-        self.choices.append(
-            {
-                'choice': what,
-                'chosen': chosen,
-                'metric': metric,
-                'rule': rule,
-                'values': [[candidate, value] for candidate, value in values.items()],
-                **({'note': note} if note else {}),
-            }
-        )
+        self.choices.append(record(what, chosen, values, metric=metric, rule=rule, note=note))
         return chosen
 
     # ---- Wall time over resumed segments.

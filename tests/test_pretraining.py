@@ -313,3 +313,22 @@ def test_with_encoder_zeroes_optimizer_moments_that_had_moved():
     transplanted = pretraining.with_encoder(state, encoder)
     for moments in (transplanted.opt_state[0].mu, transplanted.opt_state[0].nu):
         assert all(not np.any(np.asarray(leaf)) for leaf in jax.tree.leaves(moments))
+
+
+def test_the_6_percent_verdict_reads_the_encoder_use_chosen_on_validation_not_the_better_test_error():
+    """Frozen validates better and fine-tuned tests better: the verdict must name frozen (issue 22)."""
+    from experiments import pretraining as experiment
+
+    config = experiment.get_config('quick')
+    config.labels = ('1000',)
+    run = lambda val, test: {'history': [{'val_accuracy': val}], 'test': {'accuracy': 1 - test}}
+    chosen_runs = {
+        'random_1000': {'s0': run(0.90, 0.10)},
+        'ae_finetune_1000': {'s0': run(0.94, 0.04)},
+        'ae_frozen_1000': {'s0': run(0.95, 0.07)},
+        'subsample_1000': {'s0': run(0.90, 0.10)},
+    }
+    choices = [experiment.encoder_use(chosen_runs)]
+    assert choices[0]['chosen'] == 'ae_frozen'
+    text = experiment.findings(config, chosen_runs, choices)
+    assert 'not met (ae_frozen' in text
