@@ -108,8 +108,10 @@ def lock_workdir(workdir: str, process_id: int | None = None):
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise Refused(f'--workdir={workdir} is in use by another run (it holds {LOCK_FILE}); wait for it or choose '
-                      'another --workdir') from None  # fmt: skip
+        raise Refused(
+            f'--workdir={workdir} is in use by another run (it holds {LOCK_FILE}); wait for it or choose '
+            'another --workdir'
+        ) from None
     return handle
 
 
@@ -126,8 +128,10 @@ def check_resume(workdir: str, config: dict) -> None:
     changes the numbers (RESUMABLE_CHANGES may differ), naming the first such field."""
     path = os.path.join(workdir, RECORDED_CONFIG)
     if not os.path.exists(path):
-        raise Refused(f'--resume: {workdir} has no {RECORDED_CONFIG}, so what it ran cannot be checked; start it '
-                      'again in a fresh --workdir')  # fmt: skip
+        raise Refused(
+            f'--resume: {workdir} has no {RECORDED_CONFIG}, so what it ran cannot be checked; start it '
+            'again in a fresh --workdir'
+        )
     with open(path) as file:
         recorded, requested = _flat(json.load(file)), _flat(json.loads(json.dumps(config)))
     for key in sorted(set(recorded) | set(requested)):
@@ -136,8 +140,10 @@ def check_resume(workdir: str, config: dict) -> None:
         if old == new or (changeable and changeable[1](old, new)):
             continue
         allowed = f' (it {changeable[0]})' if changeable else ''
-        raise Refused(f'--resume: --config.{key}={new!r} differs from the {old!r} this workdir ran with{allowed}; '
-                      'resume with the same config or start a fresh --workdir')  # fmt: skip
+        raise Refused(
+            f'--resume: --config.{key}={new!r} differs from the {old!r} this workdir ran with{allowed}; '
+            'resume with the same config or start a fresh --workdir'
+        )
 
 
 def remove_traces(workdir: str, created: bool) -> None:
@@ -163,8 +169,11 @@ def enable_compilation_cache(directory: str) -> None:
         probe = tempfile.NamedTemporaryFile(dir=directory)
         probe.close()
     except OSError as error:
-        print(f'launch.py: warning: --compilation_cache_dir={directory} is not writable ({error.strerror}); '
-              'compiling without the cache', file=sys.stderr)  # fmt: skip
+        print(
+            f'launch.py: warning: --compilation_cache_dir={directory} is not writable ({error.strerror}); '
+            'compiling without the cache',
+            file=sys.stderr,
+        )
         return
     jax.config.update('jax_compilation_cache_dir', directory)
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)

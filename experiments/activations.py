@@ -107,8 +107,14 @@ def _unit_fraction(rows: list[dict], key: str) -> float:
 def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
     """Trains the three parts; writes the report and figures; returns the summary."""
     started = time.perf_counter()
-    splits = data_lib.load_splits(config.dataset, data_dir=data_dir, cache_dir=cache_dir, validation_size=0,
-                                  train_limit=config.train_limit, test_limit=config.test_limit)  # fmt: skip
+    splits = data_lib.load_splits(
+        config.dataset,
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        validation_size=0,
+        train_limit=config.train_limit,
+        test_limit=config.test_limit,
+    )
     data, test = runner.device_data(splits)
     probe = (data.train_images[: config.probe_size], data.train_labels[: config.probe_size])
     runs, at_init, summary = {}, {}, {}
@@ -116,21 +122,24 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     for activation in ACTIVATIONS:
         task, hparams = build(config, 'deep', activation)
         name = f'deep_{activation}'
-        _, runs[name], at_init[name] = runner.run_probed_variant(workdir, config, name, task, hparams, seeds, data,
-                                                                 test, probe, resume=resume,
-                                                                 epochs=config.deep.epochs)  # fmt: skip
+        _, runs[name], at_init[name] = runner.run_probed_variant(
+            workdir, config, name, task, hparams, seeds, data, test, probe, resume=resume, epochs=config.deep.epochs
+        )
         summary[f'{activation}_accuracy'] = mean_test_accuracy(runs[name])
     rates = runner.grid(config.seeds, {'optimizer.learning_rate': config.dead.learning_rates})
     for activation in ('relu', 'leaky_relu'):
         task, hparams = build(config, 'dead', activation)
         name = f'dead_{activation}'
-        _, runs[name], at_init[name] = runner.run_probed_variant(workdir, config, name, task, hparams, rates, data,
-                                                                 test, probe, resume=resume,
-                                                                 epochs=config.dead.epochs)  # fmt: skip
+        _, runs[name], at_init[name] = runner.run_probed_variant(
+            workdir, config, name, task, hparams, rates, data, test, probe, resume=resume, epochs=config.dead.epochs
+        )
     # The headline rate: the highest at which no member of either activation diverged (a diverged member is frozen
     # at its weights of the epoch before, which say nothing about units dying under that rate).
-    finite = [rate for rate in config.dead.learning_rates
-              if all(_finite(runs[f'dead_{a}'], rate) for a in ('relu', 'leaky_relu'))]  # fmt: skip
+    finite = [
+        rate
+        for rate in config.dead.learning_rates
+        if all(_finite(runs[f'dead_{a}'], rate) for a in ('relu', 'leaky_relu'))
+    ]
     summary['dead_learning_rate'] = max(finite) if finite else float('nan')
     for activation in ('relu', 'leaky_relu'):
         final = [
@@ -143,8 +152,9 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     for activation in ACTIVATIONS:
         task, hparams = build(config, 'shallow', activation)
         name = f'shallow_{activation}'
-        _, runs[name] = runner.run_variant(workdir, config, name, task, hparams, seeds, data, test, resume=resume,
-                                           epochs=config.shallow.epochs)  # fmt: skip
+        _, runs[name] = runner.run_variant(
+            workdir, config, name, task, hparams, seeds, data, test, resume=resume, epochs=config.shallow.epochs
+        )
         summary[f'shallow_{activation}_accuracy'] = mean_test_accuracy(runs[name])
     shallow = [summary[f'shallow_{activation}_accuracy'] for activation in ACTIVATIONS]
     summary['shallow_spread'] = max(shallow) - min(shallow)
@@ -164,11 +174,16 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     for activation in ('relu', 'leaky_relu'):
         for rate in config.dead.learning_rates:
             final = [run['final_diagnostics'] for run in _members_at(runs[f'dead_{activation}'], rate)]
-            dead_rows.append([activation, rate, 'no' if _finite(runs[f'dead_{activation}'], rate) else 'yes',
-                              _unit_fraction(final, 'dead_fraction'),
-                              _unit_fraction(final, 'inactive_fraction'),
-                              float(np.mean([run['test']['accuracy'] for run in
-                                             _members_at(runs[f'dead_{activation}'], rate)]))])  # fmt: skip
+            dead_rows.append(
+                [
+                    activation,
+                    rate,
+                    'no' if _finite(runs[f'dead_{activation}'], rate) else 'yes',
+                    _unit_fraction(final, 'dead_fraction'),
+                    _unit_fraction(final, 'inactive_fraction'),
+                    float(np.mean([run['test']['accuracy'] for run in _members_at(runs[f'dead_{activation}'], rate)])),
+                ]
+            )
     widths = lambda part: f'{len(config[part].model.hidden_widths)}×{config[part].model.hidden_widths[0]}'
     report.write_run(
         workdir,
@@ -185,7 +200,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
             report.markdown_table(
                 ['activation', 'deep', 'shallow'],
                 [[a, summary[f'{a}_accuracy'], summary[f'shallow_{a}_accuracy']] for a in ACTIVATIONS],
-            ),  # fmt: skip
+            ),
             f'Spread (max − min): deep {summary["deep_spread"]:.4f}, shallow {summary["shallow_spread"]:.4f}.',
             '## Kernel-gradient norm of the first and the last hidden layer (mean over seeds)',
             report.markdown_table(
@@ -198,11 +213,11 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
                     'last hidden trained',
                 ],
                 gradient_rows,
-            ),  # fmt: skip
+            ),
             '## Dead and inactive units after training with plain SGD (fraction of all hidden units)',
             report.markdown_table(
                 ['activation', 'learning rate', 'diverged', 'dead', 'inactive', 'test accuracy'], dead_rows
-            ),  # fmt: skip
+            ),
             f'The headline dead fractions are read at rate {summary["dead_learning_rate"]:g}, the highest at which '
             'no member of either activation diverged.',
         ],
@@ -257,8 +272,12 @@ def plot_dead(path: str, config, runs: dict) -> str:
             for rate in config.dead.learning_rates:
                 members = _members_at(runs[f'dead_{activation}'], rate)
                 curves = np.array([[np.mean(row[key]) for row in run['history']] for run in members])
-                axis.plot(np.arange(1, curves.shape[1] + 1), curves.mean(0),
-                          '-' if activation == 'relu' else '--', label=f'{activation}, lr {rate:g}')  # fmt: skip
+                axis.plot(
+                    np.arange(1, curves.shape[1] + 1),
+                    curves.mean(0),
+                    '-' if activation == 'relu' else '--',
+                    label=f'{activation}, lr {rate:g}',
+                )
         axis.set(xlabel='epoch', ylabel=f'{key} of hidden units', title=key)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)

@@ -120,15 +120,31 @@ def run_approximation(config) -> tuple[dict, dict, dict, dict]:
     for function in settings.functions:
         data = approximation_data(settings, function)
         for width in settings.widths:
-            task_config = {'model': {'name': 'mlp', 'hidden_widths': (width,), 'num_classes': 1,
-                                     'activation': settings.activation, 'kernel_init': settings.kernel_init},
-                           'optimizer': {'name': 'adam', 'learning_rate': settings.learning_rates[0],
-                                         'schedule': schedule},
-                           'loss': 'half_squared_error', 'batch_size': settings.batch_size}  # fmt: skip
+            task_config = {
+                'model': {
+                    'name': 'mlp',
+                    'hidden_widths': (width,),
+                    'num_classes': 1,
+                    'activation': settings.activation,
+                    'kernel_init': settings.kernel_init,
+                },
+                'optimizer': {'name': 'adam', 'learning_rate': settings.learning_rates[0], 'schedule': schedule},
+                'loss': 'half_squared_error',
+                'batch_size': settings.batch_size,
+            }
             task, hparams = tasks.build(task_config, (1,))
             name = f'{function}_width_{width}'
-            state, sweep = runner.train_variant(task, hparams, members, data, None, epochs=settings.epochs, name=name,
-                                                data_seed=config.data_seed, log=log)  # fmt: skip
+            state, sweep = runner.train_variant(
+                task,
+                hparams,
+                members,
+                data,
+                None,
+                epochs=settings.epochs,
+                name=name,
+                data_seed=config.data_seed,
+                log=log,
+            )
             # The capacity question is how well the width can fit, so each width gets its best-fitting rate.
             rates[name] = fitted_best(sweep)
             chosen = [
@@ -143,9 +159,15 @@ def run_approximation(config) -> tuple[dict, dict, dict, dict]:
 
 def run_width_depth(config, workdir, data_dir, cache_dir, resume) -> tuple[dict, dict, dict]:
     """MLPs of each depth at the parameter budget on MNIST; returns summary entries, runs and the architectures."""
-    splits = data_lib.load_splits(config.dataset, data_dir=data_dir, cache_dir=cache_dir,
-                                  validation_size=config.validation_size, split_seed=config.split_seed,
-                                  train_limit=config.train_limit, test_limit=config.test_limit)  # fmt: skip
+    splits = data_lib.load_splits(
+        config.dataset,
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        validation_size=config.validation_size,
+        split_seed=config.split_seed,
+        train_limit=config.train_limit,
+        test_limit=config.test_limit,
+    )
     data, test = runner.device_data(splits)
     input_shape = runner.input_shape(config.dataset)
     summary, runs, architectures = {}, {}, {}
@@ -154,8 +176,9 @@ def run_width_depth(config, workdir, data_dir, cache_dir, resume) -> tuple[dict,
         model = {**config.model.to_dict(), 'hidden_widths': (width,) * depth}
         task, hparams = tasks.build({**config.to_dict(), 'model': model}, input_shape)
         name = f'depth_{depth}'
-        _, runs[name] = runner.run_variant(workdir, config, name, task, hparams, runner.grid(config.seeds), data,
-                                           test, resume=resume)  # fmt: skip
+        _, runs[name] = runner.run_variant(
+            workdir, config, name, task, hparams, runner.grid(config.seeds), data, test, resume=resume
+        )
         members = list(runs[name].values())
         mean = lambda values: float(np.mean(values))
         parameters = parameter_count(input_shape[0], width, depth, splits.num_classes)
@@ -177,26 +200,49 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     summary, approximation_runs, fits, rates = run_approximation(config)
     depth_summary, depth_runs, architectures = run_width_depth(config, workdir, data_dir, cache_dir, resume)
     summary |= depth_summary
-    figures = [plot_approximation(os.path.join(workdir, 'approximation.png'), config, summary, fits),
-               plot_width_depth(os.path.join(workdir, 'width_depth.png'), config, depth_runs)]  # fmt: skip
-    report.write_run(workdir, 'Capacity: universal approximation, and width against depth', summary=summary,
-                     config=config.to_dict(), runs={**approximation_runs, **depth_runs},
-                     curves=['val_accuracy'], architectures=architectures,
-                     approximation_learning_rates=rates,
-                     sections=[__doc__.split('\n\n')[1].replace('\n', ' '), describe(config, summary, rates)],
-                     extra_sections=[f'![{os.path.splitext(os.path.basename(f))[0]}]({os.path.basename(f)})'
-                                     for f in figures])  # fmt: skip
+    figures = [
+        plot_approximation(os.path.join(workdir, 'approximation.png'), config, summary, fits),
+        plot_width_depth(os.path.join(workdir, 'width_depth.png'), config, depth_runs),
+    ]
+    report.write_run(
+        workdir,
+        'Capacity: universal approximation, and width against depth',
+        summary=summary,
+        config=config.to_dict(),
+        runs={**approximation_runs, **depth_runs},
+        curves=['val_accuracy'],
+        architectures=architectures,
+        approximation_learning_rates=rates,
+        sections=[__doc__.split('\n\n')[1].replace('\n', ' '), describe(config, summary, rates)],
+        extra_sections=[f'![{os.path.splitext(os.path.basename(f))[0]}]({os.path.basename(f)})' for f in figures],
+    )
     return summary
 
 
 def describe(config, summary, rates) -> str:
     settings = config.approximation
-    rows = [[function, *[f"{summary[f'{function}_error_width_{width}']:.2e} ({rates[f'{function}_width_{width}']:g})"
-                         for width in settings.widths]] for function in settings.functions]  # fmt: skip
-    depth_rows = [[depth, summary[f'depth_{depth}_width'], summary[f'depth_{depth}_parameters'],
-                   summary[f'depth_{depth}_epoch_1_val_accuracy'], summary[f'depth_{depth}_final_train_loss'],
-                   summary[f'depth_{depth}_test_accuracy'], summary[f'depth_{depth}_gap']]
-                  for depth in config.depths]  # fmt: skip
+    rows = [
+        [
+            function,
+            *[
+                f'{summary[f"{function}_error_width_{width}"]:.2e} ({rates[f"{function}_width_{width}"]:g})'
+                for width in settings.widths
+            ],
+        ]
+        for function in settings.functions
+    ]
+    depth_rows = [
+        [
+            depth,
+            summary[f'depth_{depth}_width'],
+            summary[f'depth_{depth}_parameters'],
+            summary[f'depth_{depth}_epoch_1_val_accuracy'],
+            summary[f'depth_{depth}_final_train_loss'],
+            summary[f'depth_{depth}_test_accuracy'],
+            summary[f'depth_{depth}_gap'],
+        ]
+        for depth in config.depths
+    ]
     steps = settings.epochs * (settings.num_train // settings.batch_size)
     return (
         f'Approximation: {settings.num_train} training points, one hidden layer of {settings.activation} units '
@@ -220,7 +266,7 @@ def describe(config, summary, rates) -> str:
                 'gap',
             ],
             depth_rows,
-        )  # fmt: skip
+        )
     )
 
 

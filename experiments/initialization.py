@@ -71,9 +71,19 @@ def train_init(config, workdir, part: str, init: str, data, test, probe, resume:
     task_config = {**config.to_dict(), **settings.to_dict()}
     task_config['model'] = {**settings.model.to_dict(), 'kernel_init': init}
     task, hparams = tasks.build(task_config, runner.input_shape(config.dataset))
-    _, runs, at_init = runner.run_probed_variant(workdir, config, f'{part}_{init}', task, hparams,
-                                                 runner.grid(config.seeds), data, test, probe, resume=resume,
-                                                 epochs=settings.epochs)  # fmt: skip
+    _, runs, at_init = runner.run_probed_variant(
+        workdir,
+        config,
+        f'{part}_{init}',
+        task,
+        hparams,
+        runner.grid(config.seeds),
+        data,
+        test,
+        probe,
+        resume=resume,
+        epochs=settings.epochs,
+    )
     return runs, at_init
 
 
@@ -87,8 +97,14 @@ def test_accuracy(runs: dict, epoch: int | None = None) -> float:
 def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
     """Trains every part and init; writes the report and figures; returns the summary."""
     started = time.perf_counter()
-    splits = data_lib.load_splits(config.dataset, data_dir=data_dir, cache_dir=cache_dir, validation_size=0,
-                                  train_limit=config.train_limit, test_limit=config.test_limit)  # fmt: skip
+    splits = data_lib.load_splits(
+        config.dataset,
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        validation_size=0,
+        train_limit=config.train_limit,
+        test_limit=config.test_limit,
+    )
     data, test = runner.device_data(splits)
     probe = (data.train_images[: config.probe_size], data.train_labels[: config.probe_size])
     runs, at_init, summary = {}, {}, {}
@@ -108,10 +124,17 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         plot_deep(os.path.join(workdir, 'deep_nets.png'), config, runs, at_init),
     ]
     shallow_rows = [
-        [init, PUBLISHED[init].get(1, ''), summary[f'{init}_accuracy_epoch_1'], PUBLISHED[init].get(2, ''),
-         summary[f'{init}_accuracy_epoch_2'], PUBLISHED[init][30], summary[f'{init}_accuracy_final']]
+        [
+            init,
+            PUBLISHED[init].get(1, ''),
+            summary[f'{init}_accuracy_epoch_1'],
+            PUBLISHED[init].get(2, ''),
+            summary[f'{init}_accuracy_epoch_2'],
+            PUBLISHED[init][30],
+            summary[f'{init}_accuracy_final'],
+        ]
         for init in config.shallow.inits
-    ]  # fmt: skip
+    ]
     deep_rows = [
         [
             part,
@@ -144,11 +167,11 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
                     'ours final',
                 ],
                 shallow_rows,
-            ),  # fmt: skip
+            ),
             '## (b, c) Deep nets: final test accuracy, and the pre-activation variance at init (He et al.: Var[y_l])',
             report.markdown_table(
                 ['net', 'init', 'test accuracy', 'pre-activation variance, layer 1', 'last layer'], deep_rows
-            ),  # fmt: skip
+            ),
         ],
         extra_sections=[f'![{os.path.basename(path)}]({os.path.basename(path)})' for path in figures],
         init_diagnostics=at_init,

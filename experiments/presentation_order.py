@@ -46,25 +46,35 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
     """Trains every order; writes the report and figure; returns the summary."""
     started = time.perf_counter()
-    splits = data_lib.load_splits(config.dataset, data_dir=data_dir, cache_dir=cache_dir,
-                                  validation_size=config.validation_size, train_limit=config.train_limit,
-                                  test_limit=config.test_limit)  # fmt: skip
+    splits = data_lib.load_splits(
+        config.dataset,
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        validation_size=config.validation_size,
+        train_limit=config.train_limit,
+        test_limit=config.test_limit,
+    )
     data, test = runner.device_data(splits)
     runs, summary = {}, {}
     members = runner.grid(config.seeds)
     for name in config.orders:
         task, hparams = tasks.build({**config.to_dict(), 'order': name}, runner.input_shape(config.dataset))
         hook = runner.evaluation_hook(task, *test, members=len(members) > 1)
-        _, runs[name] = runner.run_variant(workdir, config, name, task, hparams, members, data, test, resume=resume,
-                                           on_epoch_end=hook)  # fmt: skip
+        _, runs[name] = runner.run_variant(
+            workdir, config, name, task, hparams, members, data, test, resume=resume, on_epoch_end=hook
+        )
         summary[f'accuracy_{name}'] = float(np.mean([run['test']['accuracy'] for run in runs[name].values()]))
     summary['wall_seconds'] = time.perf_counter() - started
     rows = [
-        [name, summary[f'accuracy_{name}'], min(r['test']['accuracy'] for r in runs[name].values()),
-         max(r['test']['accuracy'] for r in runs[name].values()),
-         float(np.mean([r['history'][0]['test_accuracy'] for r in runs[name].values()]))]
+        [
+            name,
+            summary[f'accuracy_{name}'],
+            min(r['test']['accuracy'] for r in runs[name].values()),
+            max(r['test']['accuracy'] for r in runs[name].values()),
+            float(np.mean([r['history'][0]['test_accuracy'] for r in runs[name].values()])),
+        ]
         for name in runs
-    ]  # fmt: skip
+    ]
     report.write_run(
         workdir,
         'The order of presentation',

@@ -326,20 +326,23 @@ def inference_seconds(task, hparams, widths, input_shape, images, repeats: int) 
 def neuron_table(config, runs, task, hparams, input_shape, images) -> list[dict]:
     """Per cut: the widths, kept weights, mean validation and test error, and the timed inference speed-up."""
     rows = [[row for row in run['history'] if 'cut' in row] for run in runs.values()]
-    dense_time = inference_seconds(task, hparams, config.model.hidden_widths, input_shape, images,
-                                   config.timing_repeats)  # fmt: skip
+    dense_time = inference_seconds(
+        task, hparams, config.model.hidden_widths, input_shape, images, config.timing_repeats
+    )
     table = []
     for cut, widths in enumerate(config.neuron_widths):
         sizes = (input_shape[0], *widths, 10)
         seconds = inference_seconds(task, hparams, widths, input_shape, images, config.timing_repeats)
-        table.append({
-            'widths': list(widths),
-            'weights': int(sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))),
-            'val_error': float(np.mean([1 - member[cut]['val_accuracy'] for member in rows])),
-            'test_error': float(np.mean([member[cut]['test_error'] for member in rows])),
-            'seconds': seconds,
-            'speedup': dense_time / seconds,
-        })  # fmt: skip
+        table.append(
+            {
+                'widths': list(widths),
+                'weights': int(sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))),
+                'val_error': float(np.mean([1 - member[cut]['val_accuracy'] for member in rows])),
+                'test_error': float(np.mean([member[cut]['test_error'] for member in rows])),
+                'seconds': seconds,
+                'speedup': dense_time / seconds,
+            }
+        )
     return table
 
 
@@ -351,9 +354,15 @@ def describe(config, summary, ladders, neurons) -> str:
         for rung, level in enumerate(config.keep_levels)
     ]
     neuron_rows = [
-        ['-'.join(map(str, r['widths'])), r['weights'], f'{r["val_error"]:.4f}', f'{r["test_error"]:.4f}',
-         f'{r["speedup"]:.2f}×'] for r in neurons
-    ]  # fmt: skip
+        [
+            '-'.join(map(str, r['widths'])),
+            r['weights'],
+            f'{r["val_error"]:.4f}',
+            f'{r["test_error"]:.4f}',
+            f'{r["speedup"]:.2f}×',
+        ]
+        for r in neurons
+    ]
     published = '; '.join(f'{source}: {error:.2%} at {1 / kept:.0f}×' for kept, error, source in PUBLISHED)
     return (
         f'784-{"-".join(map(str, config.model.hidden_widths))}-10, Adam {config.optimizer.learning_rate} for '

@@ -101,8 +101,12 @@ def build(config, changes: dict, schedule: dict):
 
 def decay_schedule(config, train_examples: int) -> dict:
     """×learning_rate_decay once an epoch."""
-    return {'name': 'exponential_decay', 'transition_steps': train_examples // config.batch_size,
-            'decay_rate': config.learning_rate_decay, 'staircase': True}  # fmt: skip
+    return {
+        'name': 'exponential_decay',
+        'transition_steps': train_examples // config.batch_size,
+        'decay_rate': config.learning_rate_decay,
+        'staircase': True,
+    }
 
 
 def validation_error(run: dict, window: int) -> float:
@@ -115,15 +119,18 @@ def saturation(state, runs: dict) -> dict[str, float]:
     incoming weights lie on the ball of its radius (the transform's kernels)."""
     kernels = masks.param_mask(optimizers.TRANSFORMS['max_norm'].fields['params'])
     params = lambda index: train.member(state.params, index) if len(runs) > 1 else state.params  # one is not stacked
-    return {label: float(regularizers.max_norm_saturation(params(index), run['hparams'][RADIUS], kernels))
-            for index, (label, run) in enumerate(runs.items())}  # fmt: skip
+    return {
+        label: float(regularizers.max_norm_saturation(params(index), run['hparams'][RADIUS], kernels))
+        for index, (label, run) in enumerate(runs.items())
+    }
 
 
 def by_candidate(runs: dict, path: str, candidates: tuple, values: dict[str, float]) -> dict:
     """{candidate: the mean of values[label] over the runs (the selection seeds) that trained with it}."""
-    return {candidate: float(np.mean([values[label] for label, run in runs.items()
-                                      if run['hparams'][path] == candidate]))
-            for candidate in candidates}  # fmt: skip
+    return {
+        candidate: float(np.mean([values[label] for label, run in runs.items() if run['hparams'][path] == candidate]))
+        for candidate in candidates
+    }
 
 
 def select(config, workdir: str, *, data_dir, cache_dir, resume: bool) -> tuple[dict, dict, dict, dict, int]:
@@ -131,9 +138,14 @@ def select(config, workdir: str, *, data_dir, cache_dir, resume: bool) -> tuple[
     {variant: chosen value}, {variant: {candidate: validation error, mean over the selection seeds}}, the same of
     the max-norm variants' saturation (see `saturation`), the runs and how many images they trained on."""
     selection = config.selection
-    splits = data_lib.load_splits(config.dataset, data_dir=data_dir, cache_dir=cache_dir,
-                                  validation_size=selection.validation_size, split_seed=selection.split_seed,
-                                  train_limit=config.train_limit)  # fmt: skip
+    splits = data_lib.load_splits(
+        config.dataset,
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        validation_size=selection.validation_size,
+        split_seed=selection.split_seed,
+        train_limit=config.train_limit,
+    )
     data, _ = runner.device_data(splits)
     schedule = decay_schedule(config, len(splits.train_labels))
     chosen, errors, saturations, all_runs = {}, {}, {}, {}
@@ -141,11 +153,21 @@ def select(config, workdir: str, *, data_dir, cache_dir, resume: bool) -> tuple[
         changes, path, candidates = variants(config, chosen)[name]
         task, hparams, epochs = build(config, changes, schedule)
         epochs = max(1, round(epochs * selection.fraction))
-        state, runs = runner.run_variant(workdir, config, f'select_{name}', task, hparams,
-                                         runner.grid(selection.seeds, {path: candidates}), data, None,
-                                         resume=resume, epochs=epochs)  # fmt: skip
-        errors[name] = by_candidate(runs, path, candidates, {label: validation_error(run, selection.window)
-                                                             for label, run in runs.items()})  # fmt: skip
+        state, runs = runner.run_variant(
+            workdir,
+            config,
+            f'select_{name}',
+            task,
+            hparams,
+            runner.grid(selection.seeds, {path: candidates}),
+            data,
+            None,
+            resume=resume,
+            epochs=epochs,
+        )
+        errors[name] = by_candidate(
+            runs, path, candidates, {label: validation_error(run, selection.window) for label, run in runs.items()}
+        )
         if path == RADIUS:
             saturations[name] = by_candidate(runs, path, candidates, saturation(state, runs))
         chosen[name] = min(candidates, key=errors[name].get)
@@ -161,8 +183,14 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         config, workdir, data_dir=data_dir, cache_dir=cache_dir, resume=resume
     )
     selected = time.perf_counter()
-    splits = data_lib.load_splits(config.dataset, data_dir=data_dir, cache_dir=cache_dir, validation_size=0,
-                                  train_limit=config.train_limit, test_limit=config.test_limit)  # fmt: skip
+    splits = data_lib.load_splits(
+        config.dataset,
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        validation_size=0,
+        train_limit=config.train_limit,
+        test_limit=config.test_limit,
+    )
     data, test = runner.device_data(splits)
     schedule = decay_schedule(config, len(splits.train_labels))
     runs, summary = {}, {}
@@ -170,54 +198,75 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     for name, (changes, path, _) in specs.items():
         task, hparams, epochs = build(config, changes, schedule)
         members = runner.grid(config.seeds, {path: (chosen[name],)})  # records the strength in each run's hparams
-        state, runs[name] = runner.run_variant(workdir, config, name, task, hparams, members, data, test,
-                                               resume=resume, epochs=epochs)  # fmt: skip
+        state, runs[name] = runner.run_variant(
+            workdir, config, name, task, hparams, members, data, test, resume=resume, epochs=epochs
+        )
         summary[f'test_error_{name}'] = float(np.mean([1 - r['test']['accuracy'] for r in runs[name].values()]))
         if path == RADIUS:
             summary[f'saturation_{name}'] = float(np.mean(list(saturation(state, runs[name]).values())))
     summary |= {f'chosen_{name}': value for name, value in chosen.items()}
     summary['wall_seconds'] = time.perf_counter() - selected  # the table alone
     summary['selection_seconds'] = selected - started
-    rows = [[name, PUBLISHED_ERROR[name], summary[f'test_error_{name}'],
-             min(1 - r['test']['accuracy'] for r in runs[name].values()),
-             max(1 - r['test']['accuracy'] for r in runs[name].values())] for name in runs]  # fmt: skip
-    at_radius = lambda name, value: (f' ({selection_saturations[name][value]:.0%} at c)'
-                                     if name in selection_saturations else '')  # fmt: skip
-    selection_rows = [[name, specs[name][1], f'{chosen[name]:g}',
-                       ', '.join(f'{value:g}: {error:.4f}{at_radius(name, value)}'
-                                 for value, error in by_value.items())]
-                      for name, by_value in selection_errors.items()]  # fmt: skip
-    by_name = lambda values: {name: {f'{value:g}': x for value, x in by_value.items()} for name, by_value in
-                              values.items()}  # fmt: skip
+    rows = [
+        [
+            name,
+            PUBLISHED_ERROR[name],
+            summary[f'test_error_{name}'],
+            min(1 - r['test']['accuracy'] for r in runs[name].values()),
+            max(1 - r['test']['accuracy'] for r in runs[name].values()),
+        ]
+        for name in runs
+    ]
+    at_radius = lambda name, value: (
+        f' ({selection_saturations[name][value]:.0%} at c)' if name in selection_saturations else ''
+    )
+    selection_rows = [
+        [
+            name,
+            specs[name][1],
+            f'{chosen[name]:g}',
+            ', '.join(f'{value:g}: {error:.4f}{at_radius(name, value)}' for value, error in by_value.items()),
+        ]
+        for name, by_value in selection_errors.items()
+    ]
+    by_name = lambda values: {
+        name: {f'{value:g}': x for value, x in by_value.items()} for name, by_value in values.items()
+    }
     order_ours = sorted(runs, key=lambda name: -summary[f'test_error_{name}'])
     bars = plot(os.path.join(workdir, 'test_error.png'), summary, runs)
     widths = '-'.join(map(str, config.model.hidden_widths))
     selection = config.selection
-    report.write_run(workdir, 'Regularization on all of MNIST (Srivastava et al. 2014, Table 9)', summary=summary,
-                     config=config.to_dict(), runs=runs, curves=['train_loss', 'train_accuracy'],
-                     sweeps=selection_runs, selection_errors=by_name(selection_errors),
-                     selection_saturation=by_name(selection_saturations),
-                     sections=[report.prose(__doc__, 1, 2),
-                               f'784-{widths}-10, {config.epochs} epochs ({config.dropout_epochs} with dropout), seeds '
-                               f'{list(config.seeds)}; dropout {config.input_dropout} (input) and '
-                               f'{config.hidden_dropout} (hidden). Wall time {summary["wall_seconds"]:.0f} s for the '
-                               f'table, after {summary["selection_seconds"]:.0f} s choosing the strengths.',
-                               report.markdown_table(['variant', 'published error', 'our error (mean)', 'min', 'max'],
-                                                     rows),
-                               f'Our order, worst to best: {", ".join(order_ours)}; published: '
-                               f'{", ".join(PUBLISHED_ERROR)}.',
-                               '## Strengths chosen on validation',
-                               f'{selection_train} training and '
-                               f'{selection.validation_size} validation images (split seed {selection.split_seed}), '
-                               f'seeds {list(selection.seeds)}, {selection.fraction:.0%} of each variant\'s epochs; '
-                               f'the validation error is the mean of the last {selection.window} epochs. For the '
-                               'max-norm variants, "at c" is the share of units whose incoming weights end on the '
-                               'ball\'s surface, so how much the constraint binds (the table\'s own runs: '
-                               + ', '.join(f'{name} {summary[f"saturation_{name}"]:.0%}' for name in
-                                           selection_saturations) + ').',
-                               report.markdown_table(['variant', 'swept', 'chosen', 'validation error by candidate'],
-                                                     selection_rows)],
-                     extra_sections=[f'![test error]({os.path.basename(bars)})'])  # fmt: skip
+    report.write_run(
+        workdir,
+        'Regularization on all of MNIST (Srivastava et al. 2014, Table 9)',
+        summary=summary,
+        config=config.to_dict(),
+        runs=runs,
+        curves=['train_loss', 'train_accuracy'],
+        sweeps=selection_runs,
+        selection_errors=by_name(selection_errors),
+        selection_saturation=by_name(selection_saturations),
+        sections=[
+            report.prose(__doc__, 1, 2),
+            f'784-{widths}-10, {config.epochs} epochs ({config.dropout_epochs} with dropout), seeds '
+            f'{list(config.seeds)}; dropout {config.input_dropout} (input) and '
+            f'{config.hidden_dropout} (hidden). Wall time {summary["wall_seconds"]:.0f} s for the '
+            f'table, after {summary["selection_seconds"]:.0f} s choosing the strengths.',
+            report.markdown_table(['variant', 'published error', 'our error (mean)', 'min', 'max'], rows),
+            f'Our order, worst to best: {", ".join(order_ours)}; published: {", ".join(PUBLISHED_ERROR)}.',
+            '## Strengths chosen on validation',
+            f'{selection_train} training and '
+            f'{selection.validation_size} validation images (split seed {selection.split_seed}), '
+            f"seeds {list(selection.seeds)}, {selection.fraction:.0%} of each variant's epochs; "
+            f'the validation error is the mean of the last {selection.window} epochs. For the '
+            'max-norm variants, "at c" is the share of units whose incoming weights end on the '
+            "ball's surface, so how much the constraint binds (the table's own runs: "
+            + ', '.join(f'{name} {summary[f"saturation_{name}"]:.0%}' for name in selection_saturations)
+            + ').',
+            report.markdown_table(['variant', 'swept', 'chosen', 'validation error by candidate'], selection_rows),
+        ],
+        extra_sections=[f'![test error]({os.path.basename(bars)})'],
+    )
     return summary
 
 

@@ -120,9 +120,12 @@ def run_toy(config, workdir: str) -> tuple[dict, dict, dict]:
     """SGD on the 2-D least-squares problem, raw and standardized; returns summary entries, runs and paths."""
     toy = config.toy
     x, y, x_validation, y_validation = toy_problem(toy)
-    task_config = {'model': {'name': 'mlp', 'hidden_widths': (), 'num_classes': 1, 'init_scale': 0.0},
-                   'optimizer': {'name': 'sgd', 'learning_rate': 0.01}, 'loss': 'half_squared_error',
-                   'batch_size': toy.batch_size}  # fmt: skip
+    task_config = {
+        'model': {'name': 'mlp', 'hidden_widths': (), 'num_classes': 1, 'init_scale': 0.0},
+        'optimizer': {'name': 'sgd', 'learning_rate': 0.01},
+        'loss': 'half_squared_error',
+        'batch_size': toy.batch_size,
+    }
     task, hparams = tasks.build(task_config, (2,))
     steps_per_epoch = toy.num_train // toy.batch_size
     summary, chosen_runs, paths = {}, {}, {}
@@ -139,9 +142,19 @@ def run_toy(config, workdir: str) -> tuple[dict, dict, dict]:
             weights.append((np.asarray(output['kernel'])[..., 0], np.asarray(output['bias'])[..., 0]))
 
         members = runner.grid(config.seeds, {'optimizer.learning_rate': toy.learning_rates})
-        _, runs = runner.train_variant(task, hparams, members, data, None, epochs=toy.epochs, name=f'toy_{name}',
-                                       data_seed=config.data_seed, shuffle=toy.shuffle, on_epoch_end=record,
-                                       log=lambda line: None)  # fmt: skip
+        _, runs = runner.train_variant(
+            task,
+            hparams,
+            members,
+            data,
+            None,
+            epochs=toy.epochs,
+            name=f'toy_{name}',
+            data_seed=config.data_seed,
+            shuffle=toy.shuffle,
+            on_epoch_end=record,
+            log=lambda line: None,
+        )
         # The excess of the training loss over its minimum, as a fraction of where SGD started (w = 0, b = 0).
         design = np.concatenate([inputs[0].astype(np.float64), np.ones((len(y), 1))], 1)
         solution = np.linalg.lstsq(design, y, rcond=None)[0]
@@ -167,17 +180,27 @@ def run_toy(config, workdir: str) -> tuple[dict, dict, dict]:
         chosen_runs[f'toy_{name}'] = {
             label: runs[label] for i, label in enumerate(runs) if i in by_rate[rate]['columns']
         }
-        paths[name] = {'kernels': kernels[:, by_rate[rate]['columns']], 'inputs': inputs[0], 'solution': solution,
-                       'rate': rate, 'by_rate': {r: {k: v for k, v in found.items() if k != 'columns'}
-                                                 for r, found in by_rate.items()}}  # fmt: skip
+        paths[name] = {
+            'kernels': kernels[:, by_rate[rate]['columns']],
+            'inputs': inputs[0],
+            'solution': solution,
+            'rate': rate,
+            'by_rate': {r: {k: v for k, v in found.items() if k != 'columns'} for r, found in by_rate.items()},
+        }
     return summary, chosen_runs, paths
 
 
 def run_mnist(config, workdir, data_dir, cache_dir, resume) -> tuple[dict, dict, dict]:
     """The MLP on raw, standardized and PCA-whitened MNIST; returns summary entries, chosen runs and all runs."""
-    splits = data_lib.load_splits(config.dataset, data_dir=data_dir, cache_dir=cache_dir,
-                                  validation_size=config.validation_size, split_seed=config.split_seed,
-                                  train_limit=config.train_limit, test_limit=config.test_limit)  # fmt: skip
+    splits = data_lib.load_splits(
+        config.dataset,
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        validation_size=config.validation_size,
+        split_seed=config.split_seed,
+        train_limit=config.train_limit,
+        test_limit=config.test_limit,
+    )
     images = [data_lib.normalize(part) for part in (splits.train_images, splits.validation_images, splits.test_images)]
     input_shape = runner.input_shape(config.dataset)
     optimizer = {**config.optimizer.to_dict(), 'learning_rate': config.learning_rates[0]}  # the members replace it
@@ -187,11 +210,14 @@ def run_mnist(config, workdir, data_dir, cache_dir, resume) -> tuple[dict, dict,
     for name in MNIST:
         affine = preprocessing.fit(name, images[0], config.whitening_epsilon)  # training split only
         train_x, validation_x, test_x = (affine(jax.device_put(part)) for part in images)
-        labels = [jax.device_put(np.asarray(part, np.int32)) for part in
-                  (splits.train_labels, splits.validation_labels, splits.test_labels)]  # fmt: skip
+        labels = [
+            jax.device_put(np.asarray(part, np.int32))
+            for part in (splits.train_labels, splits.validation_labels, splits.test_labels)
+        ]
         data = train.Data(train_x, labels[0], validation_x, labels[1])
-        _, runs = runner.run_variant(workdir, config, f'mnist_{name}', task, hparams, members, data,
-                                     (test_x, labels[2]), resume=resume)  # fmt: skip
+        _, runs = runner.run_variant(
+            workdir, config, f'mnist_{name}', task, hparams, members, data, (test_x, labels[2]), resume=resume
+        )
         rate, kept = choose(runs, 'val_accuracy', maximize=True)
         accuracies = [run['test']['accuracy'] for run in kept.values()]
         summary |= {
@@ -214,22 +240,48 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     summary |= mnist_summary
     figure = plot_paths(os.path.join(workdir, 'toy_paths.png'), config, paths)
     toy_by_rate = {name: found['by_rate'] for name, found in paths.items()}
-    report.write_run(workdir, 'Input standardization and SGD', summary=summary, config=config.to_dict(),
-                     runs={**toy_runs, **mnist_runs}, curves=['val_accuracy', 'train_loss'], sweeps=all_runs,
-                     sections=[__doc__.split('\n\n')[1].replace('\n', ' '), describe(config, summary),
-                               by_rate_tables(config, toy_by_rate, all_runs)], toy_by_rate=toy_by_rate,
-                     extra_sections=[f'![SGD paths]({os.path.basename(figure)})'])  # fmt: skip
+    report.write_run(
+        workdir,
+        'Input standardization and SGD',
+        summary=summary,
+        config=config.to_dict(),
+        runs={**toy_runs, **mnist_runs},
+        curves=['val_accuracy', 'train_loss'],
+        sweeps=all_runs,
+        sections=[
+            __doc__.split('\n\n')[1].replace('\n', ' '),
+            describe(config, summary),
+            by_rate_tables(config, toy_by_rate, all_runs),
+        ],
+        toy_by_rate=toy_by_rate,
+        extra_sections=[f'![SGD paths]({os.path.basename(figure)})'],
+    )
     return summary
 
 
 def describe(config, summary) -> str:
     toy = config.toy
-    rows = [[name, summary[f'toy_{name}_condition_number'], summary[f'toy_{name}_learning_rate'],
-             summary[f'toy_{name}_steps_to_1_percent'], summary[f'toy_{name}_final_relative_excess_loss']]
-            for name in TOY]  # fmt: skip
-    mnist = [[name, summary[f'mnist_{name}_learning_rate'], summary[f'mnist_{name}_epoch_1_val_accuracy'],
-              summary[f'mnist_{name}_test_accuracy'], summary[f'mnist_{name}_test_accuracy_min'],
-              summary[f'mnist_{name}_test_accuracy_max']] for name in MNIST]  # fmt: skip
+    rows = [
+        [
+            name,
+            summary[f'toy_{name}_condition_number'],
+            summary[f'toy_{name}_learning_rate'],
+            summary[f'toy_{name}_steps_to_1_percent'],
+            summary[f'toy_{name}_final_relative_excess_loss'],
+        ]
+        for name in TOY
+    ]
+    mnist = [
+        [
+            name,
+            summary[f'mnist_{name}_learning_rate'],
+            summary[f'mnist_{name}_epoch_1_val_accuracy'],
+            summary[f'mnist_{name}_test_accuracy'],
+            summary[f'mnist_{name}_test_accuracy_min'],
+            summary[f'mnist_{name}_test_accuracy_max'],
+        ]
+        for name in MNIST
+    ]
     widths = '-'.join(map(str, config.model.hidden_widths))
     return (
         f'Toy: {toy.num_train} training points, feature standard deviations {tuple(toy.feature_std)}, w* = '
@@ -240,29 +292,44 @@ def describe(config, summary) -> str:
         'input gets the step size that gets there in the fewest steps.\n\n'
         + report.markdown_table(
             ['toy inputs', 'condition number', 'chosen step size', 'steps to 1%', 'final excess (fraction)'], rows
-        )  # fmt: skip
+        )
         + f'\n\nMNIST: 784-{widths}-10 ReLU (He init), plain SGD, batch {config.batch_size}, {config.epochs} epochs, '
         f'step sizes {tuple(config.learning_rates)} × seeds {list(config.seeds)} in one program per preprocessing, '
         f'the step size with the best mean final validation accuracy; whitening ε = {config.whitening_epsilon}.\n\n'
         + report.markdown_table(
             ['MNIST inputs', 'chosen step size', 'validation accuracy after epoch 1', 'test accuracy', 'min', 'max'],
             mnist,
-        )  # fmt: skip
+        )
     )
 
 
 def by_rate_tables(config, toy_by_rate: dict, sweeps: dict) -> str:
     """Every step size's outcome: the toy's steps to 1% and final excess, MNIST's accuracies (means over seeds)."""
-    toy_rows = [[rate, *[value for name in TOY for value in (toy_by_rate[name][rate]['steps_to_1_percent'],
-                                                             toy_by_rate[name][rate]['final'])]]
-                for rate in config.toy.learning_rates]  # fmt: skip
+    toy_rows = [
+        [
+            rate,
+            *[
+                value
+                for name in TOY
+                for value in (toy_by_rate[name][rate]['steps_to_1_percent'], toy_by_rate[name][rate]['final'])
+            ],
+        ]
+        for rate in config.toy.learning_rates
+    ]
     mnist_rows = []
     for name, runs in sweeps.items():
         for rate in config.learning_rates:
             members = [run for run in runs.values() if run['hparams']['optimizer.learning_rate'] == rate]
             mean = lambda metric, row, members=members: float(np.mean([r['history'][row][metric] for r in members]))
-            mnist_rows.append([name.removeprefix('mnist_'), rate, mean('val_accuracy', 0), mean('train_loss', -1),
-                               mean('val_accuracy', -1)])  # fmt: skip
+            mnist_rows.append(
+                [
+                    name.removeprefix('mnist_'),
+                    rate,
+                    mean('val_accuracy', 0),
+                    mean('train_loss', -1),
+                    mean('val_accuracy', -1),
+                ]
+            )
     header = ['step size', *[f'{name} {column}' for name in TOY for column in ('steps to 1%', 'final excess')]]
     return (
         '### Every step size\n\nToy (-1: not within 1% by the end, or diverged):\n\n'
@@ -277,7 +344,7 @@ def by_rate_tables(config, toy_by_rate: dict, sweeps: dict) -> str:
                 'final validation accuracy',
             ],
             mnist_rows,
-        )  # fmt: skip
+        )
     )
 
 

@@ -104,9 +104,14 @@ def schedule_config(name: str, config, steps: int) -> tuple[dict, tuple]:
 def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
     """The sweep, then the schedules; writes the report and figures; returns the summary."""
     started = time.perf_counter()
-    splits = data_lib.load_splits(config.dataset, data_dir=data_dir, cache_dir=cache_dir,
-                                  validation_size=config.validation_size, train_limit=config.train_limit,
-                                  test_limit=config.test_limit)  # fmt: skip
+    splits = data_lib.load_splits(
+        config.dataset,
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        validation_size=config.validation_size,
+        train_limit=config.train_limit,
+        test_limit=config.test_limit,
+    )
     data, test = runner.device_data(splits)
     shape = runner.input_shape(config.dataset)
     runs, summary = {}, {}
@@ -114,8 +119,18 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         optimizer = {**config.optimizers[name].to_dict(), 'learning_rate': rates(config.grids[name])[0]}
         task, hparams = tasks.build({**config.to_dict(), 'optimizer': optimizer}, shape)
         members = runner.grid(config.seeds, {'optimizer.learning_rate': rates(config.grids[name])})
-        _, runs[f'sweep_{name}'] = runner.run_variant(workdir, config, f'sweep_{name}', task, hparams, members, data,
-                                                      test, resume=resume, epochs=config.sweep_epochs)  # fmt: skip
+        _, runs[f'sweep_{name}'] = runner.run_variant(
+            workdir,
+            config,
+            f'sweep_{name}',
+            task,
+            hparams,
+            members,
+            data,
+            test,
+            resume=resume,
+            epochs=config.sweep_epochs,
+        )
         validation = by_rate(runs[f'sweep_{name}'], lambda run: _final(run, 'val_accuracy'))
         best = max(validation, key=lambda rate: np.nan_to_num(np.mean(validation[rate]), nan=-1.0))
         summary[f'best_learning_rate_{name}'] = best
@@ -134,9 +149,18 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
             'transforms': transforms,
         }
         task, hparams = tasks.build({**config.to_dict(), 'optimizer': optimizer}, shape)
-        _, runs[f'schedule_{name}'] = runner.run_variant(workdir, config, f'schedule_{name}', task, hparams,
-                                                         runner.grid(config.seeds), data, test, resume=resume,
-                                                         epochs=config.schedule_epochs)  # fmt: skip
+        _, runs[f'schedule_{name}'] = runner.run_variant(
+            workdir,
+            config,
+            f'schedule_{name}',
+            task,
+            hparams,
+            runner.grid(config.seeds),
+            data,
+            test,
+            resume=resume,
+            epochs=config.schedule_epochs,
+        )
         summary[f'schedule_{name}_accuracy'] = float(
             np.mean([r['test']['accuracy'] for r in runs[f'schedule_{name}'].values()])
         )
@@ -166,13 +190,11 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
             report.prose(__doc__, 1, 3),
             f'Seeds {list(config.seeds)}; wall time {summary["wall_seconds"]:.0f} s.',
             '## Sweep: final training loss and validation accuracy (mean over seeds; nan: diverged)',
-            report.markdown_table(
-                ['optimizer', 'learning rate', 'final train loss', 'final val accuracy'], sweep_rows
-            ),  # fmt: skip
+            report.markdown_table(['optimizer', 'learning rate', 'final train loss', 'final val accuracy'], sweep_rows),
             f'## Schedules (SGD with momentum, peak rate {peak:.3g}, {config.schedule_epochs} epochs): test accuracy',
             report.markdown_table(
                 ['schedule', 'test accuracy'], [[name, summary[f'schedule_{name}_accuracy']] for name in SCHEDULES]
-            ),  # fmt: skip
+            ),
         ],
         extra_sections=[f'![{os.path.basename(path)}]({os.path.basename(path)})' for path in figures],
     )

@@ -164,9 +164,18 @@ class Experiment:
             members = runner.grid(self.config.seeds if seeds is None else seeds, sweep)
         data, test = data if data is not None else self.data()
         state, runs = runner.run_variant(
-            self.workdir, self.config, name, *task, members, data, test, resume=self.resume, epochs=epochs,
-            on_epoch_end=on_epoch_end, prepare_state=prepare_state,
-        )  # fmt: skip
+            self.workdir,
+            self.config,
+            name,
+            *task,
+            members,
+            data,
+            test,
+            resume=self.resume,
+            epochs=epochs,
+            on_epoch_end=on_epoch_end,
+            prepare_state=prepare_state,
+        )
         self.runs[name], self.states[name] = runs, state
         return state, runs
 
@@ -215,9 +224,16 @@ def run(module, config, workdir: str, *, data_dir=None, cache_dir=None, resume: 
         summary['wall_seconds'] = experiment.wall_seconds(started)
     figures = [f'![{os.path.splitext(name)[0]}]({name})' for name in result.figures]
     report.write_run(
-        workdir, result.title, summary=summary, config=config.to_dict(),
-        runs=experiment.runs if result.runs is None else result.runs, curves=result.curves,
-        sections=list(result.sections), extra_sections=figures, choices=experiment.choices, **dict(result.records),
-    )  # fmt: skip
+        workdir,
+        result.title,
+        summary=summary,
+        config=config.to_dict(),
+        runs=experiment.runs if result.runs is None else result.runs,
+        curves=result.curves,
+        sections=list(result.sections),
+        extra_sections=figures,
+        choices=experiment.choices,
+        **dict(result.records),
+    )
     _record_segment(workdir, time.perf_counter() - started)
     return summary
