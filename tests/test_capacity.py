@@ -28,6 +28,7 @@ def quick(data_dir, tmp_path_factory):
     return config, summary, json.loads((workdir / 'results.json').read_text()), workdir
 
 
+@pytest.mark.slow
 def test_approximation_error_is_the_grids_mse_and_falls_with_width(quick):
     config, summary, results, workdir = quick
     settings = config.approximation
@@ -44,6 +45,7 @@ def test_approximation_error_is_the_grids_mse_and_falls_with_width(quick):
     assert (workdir / 'approximation.png').stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_every_depth_gets_the_budget_and_its_headlines(quick):
     config, summary, results, workdir = quick
     for depth in config.depths:

@@ -30,6 +30,8 @@ import time
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here kills and resumes a launch.py subprocess
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TMP_SUFFIX = '.orbax-checkpoint-tmp'  # orbax writes a step into EPOCH.orbax-checkpoint-tmp*, then renames it
 # Wall-clock timings and what is derived from them (growth's time ratios and the strategy they pick, pruning's

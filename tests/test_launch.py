@@ -215,6 +215,7 @@ def _final_state(workdir, like_state):
         saver.close()
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_gives_bit_identical_params(launch, tmp_path):
     """A run stopped after epoch 1 and resumed to epoch 3 equals a run that went to epoch 3 at once."""
     seeds = '--config.seeds=(0,1)'  # a two-member sweep, so resume is checked on stacked states too
@@ -239,6 +240,7 @@ def test_resume_after_interruption_gives_bit_identical_params(launch, tmp_path):
     assert strip(results_a['runs']) == strip(results_b['runs'])
 
 
+@pytest.mark.slow
 def test_benchmark_quick_writes_its_headline_numbers(launch, tmp_path):
     launch('--config=experiments/benchmark.py:quick', f'--workdir={tmp_path / "bench"}')
     results = json.loads((tmp_path / 'bench' / 'results.json').read_text())
@@ -258,6 +260,7 @@ def test_benchmark_quick_writes_its_headline_numbers(launch, tmp_path):
     assert {row['shuffle'] for row in results['sweeps']} == {'shared', 'per_member'}
 
 
+@pytest.mark.slow
 def test_the_lectures_keras_regularizers_fit_in_one_override(launch, quick_run, tmp_path):
     """Dense(kernel_regularizer=l1(0.001), bias_regularizer=l2(0.1), activity_regularizer=l2(0.01)) as one flag."""
     entry = "{'layers': '^dense_0$', 'kernel_l1': 0.001, 'bias_l2': 0.1, 'activity_l2': 0.01}"
@@ -270,6 +273,7 @@ def test_the_lectures_keras_regularizers_fit_in_one_override(launch, quick_run, 
     assert penalised_loss != plain['runs']['baseline']['seed=0']['history'][0]['train_loss']
 
 
+@pytest.mark.slow
 def test_early_stopping_l2_quick_tracks_the_ridge_path(launch, tmp_path):
     """The lecture's early stopping ≈ L2: the gradient-descent weights stay near the ridge path, by the headline."""
     launch('--config=experiments/early_stopping_l2.py:quick', f'--workdir={tmp_path / "es"}')
@@ -281,6 +285,7 @@ def test_early_stopping_l2_quick_tracks_the_ridge_path(launch, tmp_path):
     assert (tmp_path / 'es' / 'trajectory.png').stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_overfitting_quick_chooses_strengths_on_validation_and_reports_every_variant(launch, tmp_path):
     launch('--config=experiments/overfitting.py:quick', f'--workdir={tmp_path / "of"}')
     results = json.loads((tmp_path / 'of' / 'results.json').read_text())
@@ -322,6 +327,7 @@ def test_overfitting_quick_chooses_strengths_on_validation_and_reports_every_var
     assert (tmp_path / 'of' / 'test_accuracy.png').stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_regularization_table_quick_chooses_each_strength_on_validation_and_trains_the_table_with_it(launch, tmp_path):
     launch('--config=experiments/regularization_table.py:quick', f'--workdir={tmp_path / "rt"}')
     results = json.loads((tmp_path / 'rt' / 'results.json').read_text())
@@ -372,6 +378,7 @@ def test_regularization_table_quick_chooses_each_strength_on_validation_and_trai
     assert '% at c)' in report
 
 
+@pytest.mark.slow
 def test_initialization_quick_reports_every_headline_and_the_inits_really_differ(launch, tmp_path):
     launch('--config=experiments/initialization.py:quick', f'--workdir={tmp_path / "init"}')
     results = json.loads((tmp_path / 'init' / 'results.json').read_text())
@@ -395,6 +402,7 @@ def test_initialization_quick_reports_every_headline_and_the_inits_really_differ
     assert (tmp_path / 'init' / 'deep_nets.png').stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_activations_quick_counts_dead_units_and_the_shallow_spread(launch, tmp_path):
     launch('--config=experiments/activations.py:quick', f'--workdir={tmp_path / "act"}')
     results = json.loads((tmp_path / 'act' / 'results.json').read_text())
@@ -421,6 +429,7 @@ def test_activations_quick_counts_dead_units_and_the_shallow_spread(launch, tmp_
     )
 
 
+@pytest.mark.slow
 def test_batchnorm_quick_chooses_on_validation_and_compares_at_every_checkpoint(launch, tmp_path):
     launch('--config=experiments/batchnorm.py:quick', f'--workdir={tmp_path / "bn"}')
     results = json.loads((tmp_path / 'bn' / 'results.json').read_text())
@@ -462,6 +471,7 @@ def test_batchnorm_checkpoints_are_the_epochs_nearest_every_10k_steps():
     assert batchnorm.checkpoint_epochs(10_000, 11, 2) == [2]  # shorter than one checkpoint: the last epoch
 
 
+@pytest.mark.slow
 def test_step_size_quick_picks_each_optimizers_rate_on_validation(launch, tmp_path):
     launch('--config=experiments/step_size.py:quick', f'--workdir={tmp_path / "lr"}')
     results = json.loads((tmp_path / 'lr' / 'results.json').read_text())
@@ -479,6 +489,7 @@ def test_step_size_quick_picks_each_optimizers_rate_on_validation(launch, tmp_pa
     assert final_loss('cosine_decay') != final_loss('constant')
 
 
+@pytest.mark.slow
 def test_presentation_order_quick_trains_every_order(launch, tmp_path):
     launch('--config=experiments/presentation_order.py:quick', f'--workdir={tmp_path / "order"}')
     results = json.loads((tmp_path / 'order' / 'results.json').read_text())

@@ -59,10 +59,12 @@ def assert_sharded_equals_alone(results, case):
     assert facts['per_device_batch_in_hlo'] and facts['all_reduce_in_hlo']
 
 
+@pytest.mark.slow
 def test_data_parallel_fit_with_batch_norm_and_dropout_equals_one_device(results):
     assert_sharded_equals_alone(results, 'single')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('shuffle', ['shared', 'per_member'])
 def test_data_parallel_sweep_equals_the_one_device_sweep(results, shuffle):
     assert_sharded_equals_alone(results, f'sweep_{shuffle}')
@@ -81,6 +83,7 @@ def test_check_batch_size_rejects_a_batch_that_does_not_split_evenly():
     assert '\n' not in str(error.value)
 
 
+@pytest.mark.slow
 def test_replicate_and_batch_constraint_on_eight_devices(results):
     meta, _ = results
     assert meta['helpers'] == {'replicated': True, 'batch_spec_is_none_data': True, 'batch_split': True}
@@ -135,6 +138,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_hosts_give_the_numbers_of_one(data_dir, tmp_path):
     """launch.py as two processes (two CPU devices each) joined by jax.distributed equals one process on one device."""
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -240,6 +240,7 @@ def test_reconstruction_mse_is_per_pixel_and_uses_the_sigmoid_of_the_logits():
     )
 
 
+@pytest.mark.slow
 def test_quick_experiment_reports_every_method_and_chooses_the_factor_on_validation(data_dir, tmp_path):
     from experiments import pretraining as experiment
 

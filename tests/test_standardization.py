@@ -29,6 +29,7 @@ def quick(data_dir, tmp_path_factory):
     return summary, json.loads((workdir / 'results.json').read_text()), workdir
 
 
+@pytest.mark.slow
 def test_standardizing_the_toy_makes_the_contours_round_and_sgd_converge_sooner(quick):
     summary, _, workdir = quick
     # Feature standard deviations 1 and 10: the raw Hessian's condition number is about 100, the standardized ~1.
@@ -39,6 +40,7 @@ def test_standardizing_the_toy_makes_the_contours_round_and_sgd_converge_sooner(
     assert (workdir / 'toy_paths.png').stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_mnist_headlines_are_the_chosen_step_sizes_mean_over_seeds(quick):
     summary, results, _ = quick
     for name in standardization.MNIST:

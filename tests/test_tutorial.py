@@ -10,6 +10,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 TUTORIAL = os.path.join(REPO, 'docs', 'tutorial.md')
@@ -32,6 +34,7 @@ def test_code_blocks_are_found_and_cover_the_tutorials_topics():
     assert ':quick' in bash and '--config.' in bash and 'launch.py' in bash
 
 
+@pytest.mark.slow
 def test_every_block_runs_in_order(data_dir, tmp_path, monkeypatch):
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
