@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, report, runner, tasks, train
+from nets import data as data_lib, experiment, report, runner, tasks, train
 
 PERCENTILES = (15, 50, 85)
 
@@ -170,10 +170,12 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
                 }
                 final_val = np.mean([run['history'][-1]['val_accuracy'] for run in chosen.values()])
                 candidates[(net, schedule, rate)] = (float(np.nan_to_num(final_val, nan=-1.0)), name, chosen)
-    chosen = {}
+    chosen, choices = {}, []
     for net in ('bn', 'plain'):
-        key = max((k for k in candidates if k[0] == net), key=lambda k: candidates[k][0])
-        chosen[net] = key
+        scores = {key[1:]: value for key, (value, _, _) in candidates.items() if key[0] == net}  # (schedule, rate)
+        schedule_rate = experiment.select(scores, metric='val_accuracy')
+        choices.append(experiment.record(net, schedule_rate, scores, metric='val_accuracy', rule='max'))
+        key = chosen[net] = (net, *schedule_rate)
         _, name, member_runs = candidates[key]
         summary[f'{net}_schedule'], summary[f'{net}_learning_rate'] = key[1], key[2]
         summary[f'{net}_val_accuracy_final'] = candidates[key][0]
@@ -234,6 +236,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         config=config.to_dict(),
         runs=runs,
         curves=['train_loss', 'val_accuracy', 'test_accuracy'],
+        choices=choices,
         sections=[
             report.prose(__doc__, 1, 3),
             f'Seeds {list(config.seeds)}; (a) {steps} steps; wall time {summary["wall_seconds"]:.0f} s.',

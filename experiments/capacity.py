@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, report, runner, tasks, train, validation
+from nets import data as data_lib, experiment, report, runner, tasks, train, validation
 
 FUNCTIONS = {
     'sin': lambda x: np.sin(2 * np.pi * x),  # two periods on [-1, 1]: smooth
@@ -98,16 +98,7 @@ def predict(task: train.Task, state: train.TrainState, inputs: jax.Array, member
     return np.asarray(jax.jit(jax.vmap(apply))(state) if members else jax.jit(apply)(state)[None])
 
 
-def fitted_best(runs: dict) -> float:
-    """The learning rate whose members reach the lowest mean final training error (a diverged one never wins)."""
-    finals = {}
-    for run in runs.values():
-        value = run['history'][-1]['train_mse']
-        finals.setdefault(run['hparams']['optimizer.learning_rate'], []).append(value if np.isfinite(value) else np.inf)
-    return min(finals, key=lambda rate: np.mean(finals[rate]))
-
-
-def run_approximation(config) -> tuple[dict, dict, dict, dict]:
+def run_approximation(config, choices: list) -> tuple[dict, dict, dict, dict]:
     """Every function at every width, the learning rates and seeds as one program; returns summary entries, the runs
     of each width's best learning rate, their fitted curves and that rate."""
     settings = config.approximation
@@ -145,12 +136,13 @@ def run_approximation(config) -> tuple[dict, dict, dict, dict]:
                 data_seed=config.data_seed,
                 log=log,
             )
-            # The capacity question is how well the width can fit, so each width gets its best-fitting rate.
-            rates[name] = fitted_best(sweep)
-            chosen = [
-                i for i, run in enumerate(sweep.values()) if run['hparams']['optimizer.learning_rate'] == rates[name]
-            ]
-            runs[name] = {label: sweep[label] for i, label in enumerate(sweep) if i in chosen}
+            # The capacity question is how well the width can fit, so each width gets its best-fitting rate: the
+            # lowest mean final training error (a diverged rate never wins).
+            rates[name], runs[name], choice = experiment.choose_swept(
+                name, sweep, 'optimizer.learning_rate', metric='train_mse', rule='min'
+            )
+            choices.append(choice)
+            chosen = [i for i, label in enumerate(sweep) if label in runs[name]]
             errors = [run['history'][-1]['val_mse'] for run in runs[name].values()]
             summary[f'{function}_error_width_{width}'] = float(np.mean(errors))
             fits[name] = predict(task, state, data.validation_images, members=len(members) > 1)[chosen]
@@ -197,7 +189,8 @@ def run_width_depth(config, workdir, data_dir, cache_dir, resume) -> tuple[dict,
 
 def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
     """Both parts; writes the report and returns the summary."""
-    summary, approximation_runs, fits, rates = run_approximation(config)
+    choices = []
+    summary, approximation_runs, fits, rates = run_approximation(config, choices)
     depth_summary, depth_runs, architectures = run_width_depth(config, workdir, data_dir, cache_dir, resume)
     summary |= depth_summary
     figures = [
@@ -213,6 +206,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         curves=['val_accuracy'],
         architectures=architectures,
         approximation_learning_rates=rates,
+        choices=choices,
         sections=[__doc__.split('\n\n')[1].replace('\n', ' '), describe(config, summary, rates)],
         extra_sections=[f'![{os.path.splitext(os.path.basename(f))[0]}]({os.path.basename(f)})' for f in figures],
     )

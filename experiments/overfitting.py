@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, regularizers, report, runner, tasks, train
+from nets import data as data_lib, experiment, regularizers, report, runner, tasks, train
 
 TRAINED = ('none', 'l2', 'l1', 'decay', 'dropout', 'dropout_maxnorm', 'early_stopping', 'combined')
 VARIANTS = (*TRAINED, 'best')  # best: the trained variant with the best validation score
@@ -105,26 +105,26 @@ def variant_specs(config, chosen: dict) -> dict[str, tuple[dict, dict]]:
     }
 
 
-def validation_score(runs) -> float:
-    """The mean over members of the best validation accuracy: what every choice here is made by."""
-    return float(np.mean([report.member_statistics(run)['best_val_accuracy'] for run in runs]))
+def best_val_accuracy(run) -> float:
+    """A member's best validation accuracy over its epochs: what every choice here is made by."""
+    return report.member_statistics(run)['best_val_accuracy']
 
 
-def choose(runs: dict, swept: dict) -> tuple[float | None, dict]:
-    """The swept value whose members have the highest mean best validation accuracy, and those members' runs."""
+def choose(name: str, runs: dict, swept: dict, choices: list) -> tuple[float | None, dict]:
+    """The swept value whose members have the highest mean best validation accuracy (recorded in `choices`), and
+    those members' runs."""
     if not swept:
         return None, runs
-    ((path, values),) = swept.items()
-
-    score = lambda value: validation_score([run for run in runs.values() if run['hparams'][path] == value])
-    best = max(values, key=score)
-    return best, {label: run for label, run in runs.items() if run['hparams'][path] == best}
+    ((path, _),) = swept.items()
+    best, kept, choice = experiment.choose_swept(name, runs, path, metric='best_val_accuracy', key=best_val_accuracy)
+    choices.append(choice)
+    return best, kept
 
 
 def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
     """Trains every variant at every training-set size, chooses strengths on validation, writes the report."""
     input_shape = runner.input_shape(config.dataset)
-    summary, chosen_runs, all_runs, strengths = {}, {}, {}, {}
+    summary, chosen_runs, all_runs, strengths, choices = {}, {}, {}, {}, []
     for size, epochs in zip(config.train_sizes, config.epochs_by_size):
         splits = data_lib.load_splits(
             config.dataset,
@@ -157,7 +157,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
             train_accuracy = train.evaluate_members(task, state, data.train_images, data.train_labels, members=True)
             for index, run_ in enumerate(runs.values()):
                 run_['train_accuracy_eval'] = train_accuracy['accuracy'][index]
-            chosen[variant], kept = choose(runs, swept)
+            chosen[variant], kept = choose(name, runs, swept, choices)
             all_runs[name], chosen_runs[name], strengths[name] = runs, kept, chosen[variant]
             test_accuracy = float(np.mean([r['test']['accuracy'] for r in kept.values()]))
             gap = float(np.mean([r['train_accuracy_eval'] - r['test']['accuracy'] for r in kept.values()]))
@@ -166,7 +166,9 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
                 summary[f'mc_dropout_test_accuracy_{variant}{suffix}'] = mc_dropout_accuracy(
                     config, task, state, [list(runs).index(label) for label in kept], test
                 )
-        best = max(TRAINED, key=lambda variant: validation_score(chosen_runs[f'{variant}_{size}'].values()))
+        scores = experiment.member_values({v: chosen_runs[f'{v}_{size}'] for v in TRAINED}, best_val_accuracy)
+        best = experiment.select(scores, metric='best_val_accuracy')
+        choices.append(experiment.record(f'best_{size}', best, scores, metric='best_val_accuracy', rule='max'))
         summary[f'best_variant{suffix}'] = best
         for key in ('test_accuracy', 'gap'):
             summary[f'{key}_best{suffix}'] = summary[f'{key}_{best}{suffix}']
@@ -182,6 +184,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         curves=['train_loss', 'val_loss', 'val_accuracy'],
         sweeps=all_runs,
         chosen_strengths=strengths,
+        choices=choices,
         sections=[report.prose(__doc__, 1, 2), describe(config, summary, strengths)],
         extra_sections=[f'![test accuracy]({os.path.basename(bars)})'],
     )

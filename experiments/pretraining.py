@@ -37,6 +37,15 @@ def _label_count(path: str, value) -> None:
 CONFIG_RULES = {'labels': validation.several(_label_count)}
 
 
+def _group_width_divides_the_first_layer(config) -> None:
+    width, group = config['hidden_widths'][0], config['units']['group_width']
+    if width % group:
+        validation.refuse('units.group_width', group, f'a divisor of the first hidden layer ({width} units)')
+
+
+CONFIG_CHECKS = (_group_width_divides_the_first_layer,)
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The full experiment, or with 'quick' a seconds-scale one."""
     config = ml_collections.ConfigDict()
@@ -256,14 +265,12 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     return summary
 
 
-def _final_val_accuracy(run) -> float:
-    return run['history'][-1]['val_accuracy']
-
-
 def encoder_use(chosen_runs: dict) -> dict:
     """The choice the ≤ 6% verdict reads: fine-tuned or frozen encoder at 1,000 labels, by the higher mean final
     validation accuracy (never by test error)."""
-    scores = experiment.member_values({m: chosen_runs[f'{m}_1000'] for m in METHODS[1:3]}, _final_val_accuracy)
+    scores = experiment.member_values(
+        {m: chosen_runs[f'{m}_1000'] for m in METHODS[1:3]}, experiment.final('val_accuracy')
+    )
     best = experiment.select(scores, metric='val_accuracy')
     return experiment.record('encoder_use_1000', best, scores, metric='val_accuracy', rule='max')
 
@@ -274,10 +281,9 @@ def choose(name: str, runs: dict, swept: dict, choices: list) -> tuple[float | N
     if not swept:
         return None, runs
     ((path, _),) = swept.items()
-    scores = experiment.member_values(runs, _final_val_accuracy, by=path)
-    best = experiment.select(scores, metric='val_accuracy')
-    choices.append(experiment.record(name, best, scores, metric='val_accuracy', rule='max', note=path))
-    return best, {label: run for label, run in runs.items() if run['hparams'][path] == best}
+    best, kept, choice = experiment.choose_swept(name, runs, path, metric='val_accuracy')
+    choices.append(choice)
+    return best, kept
 
 
 def describe(config, summary, chosen_values) -> str:

@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, masks, optimizers, regularizers, report, runner, tasks, train, validation
+from nets import data as data_lib, experiment, masks, optimizers, regularizers, report, runner, tasks, train, validation
 
 CONFIG_RULES = {'dropout_epochs': validation.integer(1), 'selection.fraction': validation.fraction}
 PUBLISHED_ERROR = {'l2': 0.0162, 'l2_l1': 0.0160, 'maxnorm': 0.0135, 'dropout_l2': 0.0125, 'dropout_maxnorm': 0.0105}
@@ -133,7 +133,9 @@ def by_candidate(runs: dict, path: str, candidates: tuple, values: dict[str, flo
     }
 
 
-def select(config, workdir: str, *, data_dir, cache_dir, resume: bool) -> tuple[dict, dict, dict, dict, int]:
+def select(
+    config, workdir: str, choices: list, *, data_dir, cache_dir, resume: bool
+) -> tuple[dict, dict, dict, dict, int]:
     """Chooses each variant's strength on validation (test is never evaluated in these runs): returns
     {variant: chosen value}, {variant: {candidate: validation error, mean over the selection seeds}}, the same of
     the max-norm variants' saturation (see `saturation`), the runs and how many images they trained on."""
@@ -170,7 +172,8 @@ def select(config, workdir: str, *, data_dir, cache_dir, resume: bool) -> tuple[
         )
         if path == RADIUS:
             saturations[name] = by_candidate(runs, path, candidates, saturation(state, runs))
-        chosen[name] = min(candidates, key=errors[name].get)
+        chosen[name] = experiment.select(errors[name], metric='val_error', rule='min')
+        choices.append(experiment.record(name, chosen[name], errors[name], metric='val_error', rule='min', note=path))
         all_runs[name] = runs
     return chosen, errors, saturations, all_runs, len(splits.train_labels)
 
@@ -179,8 +182,9 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     """Chooses every variant's strength on validation, trains the table, writes it beside the published one;
     returns the summary."""
     started = time.perf_counter()
+    choices = []
     chosen, selection_errors, selection_saturations, selection_runs, selection_train = select(
-        config, workdir, data_dir=data_dir, cache_dir=cache_dir, resume=resume
+        config, workdir, choices, data_dir=data_dir, cache_dir=cache_dir, resume=resume
     )
     selected = time.perf_counter()
     splits = data_lib.load_splits(
@@ -245,6 +249,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         curves=['train_loss', 'train_accuracy'],
         sweeps=selection_runs,
         selection_errors=by_name(selection_errors),
+        choices=choices,
         selection_saturation=by_name(selection_saturations),
         sections=[
             report.prose(__doc__, 1, 2),

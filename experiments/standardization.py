@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, preprocessing, report, runner, tasks, train
+from nets import data as data_lib, experiment, preprocessing, report, runner, tasks, train
 
 TOY = ('raw', 'standardize')
 MNIST = ('raw', 'standardize', 'pca_whiten')
@@ -104,19 +104,7 @@ def fastest_first(found: dict) -> tuple[float, float]:
     return (steps if steps > 0 else np.inf, found['final'])
 
 
-def choose(runs: dict, metric: str, maximize: bool) -> tuple[float, dict]:
-    """The learning rate whose members have the best mean final `metric` (a diverged member counts as worst), and
-    those members' runs."""
-    path = 'optimizer.learning_rate'
-    worst = -np.inf if maximize else np.inf
-    final = lambda run: run['history'][-1][metric] if np.isfinite(run['history'][-1][metric]) else worst
-    rates = sorted({run['hparams'][path] for run in runs.values()})
-    score = {rate: np.mean([final(run) for run in runs.values() if run['hparams'][path] == rate]) for rate in rates}
-    best = (max if maximize else min)(rates, key=lambda rate: score[rate])
-    return best, {label: run for label, run in runs.items() if run['hparams'][path] == best}
-
-
-def run_toy(config, workdir: str) -> tuple[dict, dict, dict]:
+def run_toy(config, workdir: str, choices: list) -> tuple[dict, dict, dict]:
     """SGD on the 2-D least-squares problem, raw and standardized; returns summary entries, runs and paths."""
     toy = config.toy
     x, y, x_validation, y_validation = toy_problem(toy)
@@ -167,8 +155,15 @@ def run_toy(config, workdir: str) -> tuple[dict, dict, dict]:
         for rate in toy.learning_rates:
             columns = [i for i, run in enumerate(runs.values()) if run['hparams']['optimizer.learning_rate'] == rate]
             by_rate[rate] = {'columns': columns, **convergence(excess[:, columns], steps_per_epoch)}
-        # The fastest step size: fewest steps until every seed is within 1%, then the lowest final excess.
-        rate = min(by_rate, key=lambda r, found=by_rate: fastest_first(found[r]))
+        # The fastest step size: fewest steps until every seed is within 1%, then the lowest final excess (training
+        # loss: converging is the point here).
+        speeds = {r: fastest_first(found) for r, found in by_rate.items()}
+        rate = experiment.select(speeds, metric='train_steps_to_1_percent', rule='min')
+        choices.append(
+            experiment.record(
+                f'toy_{name}', rate, speeds, metric='train_steps_to_1_percent', rule='min', note='then final excess'
+            )
+        )
         hessian = inputs[0].T.astype(np.float64) @ inputs[0] / len(y)
         eigenvalues = np.linalg.eigvalsh(hessian)
         summary |= {
@@ -190,7 +185,7 @@ def run_toy(config, workdir: str) -> tuple[dict, dict, dict]:
     return summary, chosen_runs, paths
 
 
-def run_mnist(config, workdir, data_dir, cache_dir, resume) -> tuple[dict, dict, dict]:
+def run_mnist(config, workdir, data_dir, cache_dir, resume, choices: list) -> tuple[dict, dict, dict]:
     """The MLP on raw, standardized and PCA-whitened MNIST; returns summary entries, chosen runs and all runs."""
     splits = data_lib.load_splits(
         config.dataset,
@@ -218,7 +213,10 @@ def run_mnist(config, workdir, data_dir, cache_dir, resume) -> tuple[dict, dict,
         _, runs = runner.run_variant(
             workdir, config, f'mnist_{name}', task, hparams, members, data, (test_x, labels[2]), resume=resume
         )
-        rate, kept = choose(runs, 'val_accuracy', maximize=True)
+        rate, kept, choice = experiment.choose_swept(
+            f'mnist_{name}', runs, 'optimizer.learning_rate', metric='val_accuracy'
+        )
+        choices.append(choice)
         accuracies = [run['test']['accuracy'] for run in kept.values()]
         summary |= {
             f'mnist_{name}_test_accuracy': float(np.mean(accuracies)),
@@ -235,8 +233,9 @@ def run_mnist(config, workdir, data_dir, cache_dir, resume) -> tuple[dict, dict,
 
 def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
     """The toy paths and the MNIST comparison; writes the report and returns the summary."""
-    summary, toy_runs, paths = run_toy(config, workdir)
-    mnist_summary, mnist_runs, all_runs = run_mnist(config, workdir, data_dir, cache_dir, resume)
+    choices = []
+    summary, toy_runs, paths = run_toy(config, workdir, choices)
+    mnist_summary, mnist_runs, all_runs = run_mnist(config, workdir, data_dir, cache_dir, resume, choices)
     summary |= mnist_summary
     figure = plot_paths(os.path.join(workdir, 'toy_paths.png'), config, paths)
     toy_by_rate = {name: found['by_rate'] for name, found in paths.items()}
@@ -254,6 +253,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
             by_rate_tables(config, toy_by_rate, all_runs),
         ],
         toy_by_rate=toy_by_rate,
+        choices=choices,
         extra_sections=[f'![SGD paths]({os.path.basename(figure)})'],
     )
     return summary

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, optimizers, report, runner, tasks, validation
+from nets import data as data_lib, experiment, optimizers, report, runner, tasks, validation
 
 OPTIMIZERS = ('sgd', 'momentum', 'adam')
 SCHEDULES = ('constant', 'step_decay', 'cosine_decay', 'warmup_cosine_decay', 'reduce_on_plateau')
@@ -114,7 +114,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     )
     data, test = runner.device_data(splits)
     shape = runner.input_shape(config.dataset)
-    runs, summary = {}, {}
+    runs, summary, choices = {}, {}, []
     for name in OPTIMIZERS:
         optimizer = {**config.optimizers[name].to_dict(), 'learning_rate': rates(config.grids[name])[0]}
         task, hparams = tasks.build({**config.to_dict(), 'optimizer': optimizer}, shape)
@@ -131,8 +131,14 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
             resume=resume,
             epochs=config.sweep_epochs,
         )
-        validation = by_rate(runs[f'sweep_{name}'], lambda run: _final(run, 'val_accuracy'))
-        best = max(validation, key=lambda rate: np.nan_to_num(np.mean(validation[rate]), nan=-1.0))
+        best, _, choice = experiment.choose_swept(
+            f'sweep_{name}',
+            runs[f'sweep_{name}'],
+            'optimizer.learning_rate',
+            metric='val_accuracy',
+            key=lambda run: _final(run, 'val_accuracy'),
+        )
+        choices.append(choice)
         summary[f'best_learning_rate_{name}'] = best
         summary[f'accuracy_{name}'] = float(
             np.mean(by_rate(runs[f'sweep_{name}'], lambda r: r['test']['accuracy'])[best])
@@ -186,6 +192,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         config=config.to_dict(),
         runs=runs,
         curves=['train_loss', 'val_accuracy'],
+        choices=choices,
         sections=[
             report.prose(__doc__, 1, 3),
             f'Seeds {list(config.seeds)}; wall time {summary["wall_seconds"]:.0f} s.',

@@ -72,6 +72,21 @@ def member_values(runs: Mapping[str, Mapping], key: Callable[[Mapping], float], 
     return {value: float(np.mean(scores)) for value, scores in grouped.items()}
 
 
+def final(metric: str) -> Callable[[Mapping], float]:
+    """A member's value of history metric `metric` after its last epoch (a key for `choose_swept`)."""
+    return lambda run: run['history'][-1][metric]
+
+
+def choose_swept(what: str, runs: Mapping[str, Mapping], path: str, *, metric: str, rule: str = 'max', key=None):
+    """Chooses the value of swept hparam `path` whose members have the best mean `key(run)` (default: the final
+    `metric`) by `rule`; returns (the value, its members' runs, the choice's record for results.json)."""
+    _refuse_test(metric)
+    values = member_values(runs, key or final(metric), by=path)
+    chosen = select(values, metric=metric, rule=rule)
+    kept = {label: run for label, run in runs.items() if run['hparams'][path] == chosen}
+    return chosen, kept, record(what, chosen, values, metric=metric, rule=rule, note=path)
+
+
 @dataclasses.dataclass
 class Report:
     """What an experiment's summarize gives: the headline `summary`, the `sections` (markdown) and `figures` (file

@@ -54,3 +54,20 @@ def test_the_wall_time_adds_every_earlier_segment_of_the_workdir(tmp_path):
     run = experiment.Experiment({}, str(tmp_path))
     started = __import__('time').perf_counter()
     assert 15.5 <= run.wall_seconds(started) < 16.0
+
+
+def test_choose_swept_takes_the_best_mean_final_value_never_a_diverged_value_and_records_it():
+    rows = lambda *values: [{'val_loss': value} for value in values]
+    runs = {
+        'seed=0,lr=0.1': {'hparams': {'optimizer.learning_rate': 0.1}, 'history': rows(1.0, 0.01)},
+        'seed=1,lr=0.1': {'hparams': {'optimizer.learning_rate': 0.1}, 'history': rows(1.0, math.nan)},  # diverged
+        'seed=0,lr=0.3': {'hparams': {'optimizer.learning_rate': 0.3}, 'history': rows(1.0, 0.5)},
+        'seed=1,lr=0.3': {'hparams': {'optimizer.learning_rate': 0.3}, 'history': rows(1.0, 0.6)},
+    }
+    # A NaN mean compares false with everything, so a careless min() would keep whichever value it saw first.
+    rate, kept, choice = experiment.choose_swept('lr', runs, 'optimizer.learning_rate', metric='val_loss', rule='min')
+    assert rate == 0.3 and set(kept) == {'seed=0,lr=0.3', 'seed=1,lr=0.3'}
+    assert choice['chosen'] == 0.3 and choice['metric'] == 'val_loss' and choice['rule'] == 'min'
+    assert choice['values'][1] == [0.3, pytest.approx(0.55)] and math.isnan(choice['values'][0][1])
+    with pytest.raises(ValueError, match='test metric'):
+        experiment.choose_swept('lr', runs, 'optimizer.learning_rate', metric='test_loss', rule='min')
