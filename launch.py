@@ -146,9 +146,10 @@ def check_resume(workdir: str, config: dict) -> None:
         )
 
 
-def remove_traces(workdir: str, created: bool) -> None:
-    """After a run failed before its first checkpoint: removes what it made, so that a plain re-run may start."""
-    if saved_checkpoints(workdir) or os.path.exists(os.path.join(workdir, 'results.json')):
+def remove_traces(workdir: str, created: bool, own_checkpoints: bool = False) -> None:
+    """After a run failed: removes what it made, so that a plain re-run may start. Checkpoints stay for --resume
+    unless `own_checkpoints` (a fresh run refused for its config: resuming it would be refused too)."""
+    if os.path.exists(os.path.join(workdir, 'results.json')) or (saved_checkpoints(workdir) and not own_checkpoints):
         return
     if created:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -203,12 +204,16 @@ def main(argv):
         fail(str(error))
     started = time.perf_counter()
     primary = not FLAGS.process_id
+    fresh = False  # the workdir holds no earlier run's checkpoints: what is there now, this run made
     try:
         # First of all JAX calls (the checks below build the task abstractly, which starts the backend).
         parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
         check_workdir(workdir, FLAGS.resume)
+        fresh = not FLAGS.resume
         module = experiment_module(config_path)
-        validation.check(FLAGS.config, getattr(module, 'CONFIG_RULES', None))
+        validation.check(
+            FLAGS.config, getattr(module, 'CONFIG_RULES', None), checks=getattr(module, 'CONFIG_CHECKS', ())
+        )
         if FLAGS.resume:
             check_resume(workdir, config)
         report.write_json(os.path.join(workdir, RECORDED_CONFIG), config)
@@ -224,7 +229,7 @@ def main(argv):
         )
     except (Refused, ValueError, FileExistsError, data_lib.DataError) as error:
         if primary:  # the other hosts of a multi-host run leave the shared workdir to process 0
-            remove_traces(workdir, created)
+            remove_traces(workdir, created, own_checkpoints=fresh)
         fail(str(error))
     except OSError as error:
         if primary:  # the other hosts of a multi-host run leave the shared workdir to process 0

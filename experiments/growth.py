@@ -22,10 +22,24 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, growth, pruning, report, runner, tasks
+from nets import data as data_lib, growth, pruning, report, runner, tasks, validation
 
 STRATEGIES = ('random_subsample', 'highest_loss', 'random_inputs', 'best_of_k', 'random', 'zero_outgoing', 'net2net')
 TRAINED = ('random_subsample', 'highest_loss', 'random_inputs', 'best_of_k')
+
+
+def _growth_fits_the_fixed_net(config) -> None:
+    widths, growth_config = tuple(config['model']['hidden_widths']), config['growth']
+    layer = growth_config['layer']
+    if not 0 <= layer < len(widths):
+        validation.refuse('growth.layer', layer, f'the index of a hidden layer of {widths} (0 to {len(widths) - 1})')
+    if growth_config['start_width'] >= widths[layer]:
+        validation.refuse(
+            'growth.start_width', growth_config['start_width'], f"below the fixed net's width {widths[layer]}"
+        )
+
+
+CONFIG_CHECKS = (_growth_fits_the_fixed_net,)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

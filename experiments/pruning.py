@@ -25,8 +25,29 @@ import ml_collections
 import numpy as np
 import scipy.stats
 
-from nets import experiment, masks, pruning, report, tasks, train
+from nets import experiment, masks, pruning, report, tasks, train, validation
 
+
+def _neuron_widths_cut_the_trained_net(config) -> None:
+    trained = tuple(config['model']['hidden_widths'])
+    previous = trained
+    for widths in config['neuron_widths']:
+        if len(widths) != len(trained) or not all(1 <= w <= p for w, p in zip(widths, previous)):
+            validation.refuse(
+                'neuron_widths',
+                widths,
+                f'one width per hidden layer of the trained {trained}, from 1 to that of the cut before (cuts only '
+                'remove units)',
+            )
+        previous = tuple(widths)
+
+
+def _ticket_level_is_a_rung(config) -> None:
+    if not any(np.isclose(config['ticket_level'], level) for level in config['keep_levels']):
+        validation.refuse('ticket_level', config['ticket_level'], f'one of keep_levels {tuple(config["keep_levels"])}')
+
+
+CONFIG_CHECKS = (_neuron_widths_cut_the_trained_net, _ticket_level_is_a_rung)
 PUBLISHED = (  # (kept fraction, test error, source)
     (1 / 12, 0.0159, 'Han et al. 2015'),
     (1 / 56, 0.0199, 'Dynamic Network Surgery'),

@@ -7,7 +7,8 @@ is a registered name. A plural holds several (`learning_rates`, `inits`), none t
 variant, and the results are keyed by it. `RULES` maps each name to its check, an experiment adds the names only
 it uses (its `CONFIG_RULES`), and a field with no rule is itself refused, so a new field cannot go unchecked.
 Every sub-config that is a task (it has `model` and `optimizer`) is also built by `nets.tasks.build`, which checks
-the task schema against the input shape. Finally no batch may be larger than the training set it draws from.
+the task schema against the input shape. Finally no batch may be larger than the training set it draws from, and
+an experiment's CONFIG_CHECKS read the fields that only make sense together (a layer index against the widths).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from nets import activations, data as data_lib, growth, initializers, losses, mo
 Rule = Callable[[str, Any], None]
 
 
-def _refuse(path: str, value: Any, allowed: str) -> None:
+def refuse(path: str, value: Any, allowed: str) -> None:
+    """The one-line refusal every check raises: the field, what is allowed, the value."""
     raise ValueError(f'config.{path} must be {allowed}, got {value!r}')
 
 
@@ -40,7 +42,7 @@ def integer(low: int, optional: bool = False) -> Rule:
         if optional and value is None:
             return
         if not _is_int(value) or value < low:
-            _refuse(path, value, allowed)
+            refuse(path, value, allowed)
 
     return rule
 
@@ -56,7 +58,7 @@ def number(low: float = -math.inf, high: float = math.inf, *, low_open: bool = F
         ok = _is_number(value)
         ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
         if not ok:
-            _refuse(path, value, allowed)
+            refuse(path, value, allowed)
 
     return rule
 
@@ -84,7 +86,7 @@ def name_in(choices: Sequence[str] | Mapping[str, Any], *, optional: bool = Fals
         if optional and value in (None, ''):
             return
         if not isinstance(value, str) or value not in names:
-            _refuse(path, value, 'one of ' + ', '.join(map(repr, names)) + (' or empty' if optional else ''))
+            refuse(path, value, 'one of ' + ', '.join(map(repr, names)) + (' or empty' if optional else ''))
 
     return rule
 
@@ -92,7 +94,7 @@ def name_in(choices: Sequence[str] | Mapping[str, Any], *, optional: bool = Fals
 def boolean(path: str, value: Any) -> None:
     """True or False."""
     if not isinstance(value, bool):
-        _refuse(path, value, 'True or False')
+        refuse(path, value, 'True or False')
 
 
 def several(each: Rule, *, distinct: bool = True, allow_empty: bool = False) -> Rule:
@@ -100,7 +102,7 @@ def several(each: Rule, *, distinct: bool = True, allow_empty: bool = False) -> 
 
     def rule(path: str, value: Any) -> None:
         if not isinstance(value, tuple) or (not value and not allow_empty):
-            _refuse(path, value, 'a tuple' + ('' if allow_empty else ' of at least one value'))
+            refuse(path, value, 'a tuple' + ('' if allow_empty else ' of at least one value'))
         for index, item in enumerate(value):
             each(f'{path}[{index}]', item)
         if distinct and len(set(value)) != len(value):
@@ -125,7 +127,7 @@ def grid(path: str, value: Any) -> None:
         or value[2] < 2
         or not value[0] < value[1]
     ):
-        _refuse(path, value, '(low, high, count) with finite low < high and an integer count >= 2')
+        refuse(path, value, '(low, high, count) with finite low < high and an integer count >= 2')
 
 
 count = integer(1)
@@ -292,14 +294,20 @@ def _check_batches(config: Mapping[str, Any], node: Mapping[str, Any], prefix: s
                 )
 
 
-def check(config: Any, rules: Mapping[str, Rule] | None = None, input_shape: Sequence[int] | None = None) -> None:
-    """Refuses `config` with one line (ValueError) at its first bad field; `rules` adds the experiment's own."""
+def check(
+    config: Any,
+    rules: Mapping[str, Rule] | None = None,
+    input_shape: Sequence[int] | None = None,
+    checks: Sequence[Callable[[Mapping[str, Any]], None]] = (),
+) -> None:
+    """Refuses `config` with one line (ValueError) at its first bad field; `rules` adds the experiment's own, and
+    `checks` (its CONFIG_CHECKS) read fields together (a layer index against the widths), after every field passed."""
     config = tasks.plain(config)
     rules = {**RULES, **(rules or {})}
     if config.get('validation_size', 0) and config.get('dataset') in data_lib.TRAIN_EXAMPLES:
         integer(0)('validation_size', config['validation_size'])
         if config['validation_size'] >= data_lib.TRAIN_EXAMPLES[config['dataset']]:
-            _refuse('validation_size', config['validation_size'], 'smaller than the training split')
+            refuse('validation_size', config['validation_size'], 'smaller than the training split')
     for path, value in _leaves(config):
         rule = _rule_for(path, rules)
         if rule is None:
@@ -316,6 +324,8 @@ def check(config: Any, rules: Mapping[str, Rule] | None = None, input_shape: Seq
             except ValueError as error:
                 message = str(error)
                 raise ValueError(message.replace('config.', f'config.{prefix}', 1) if prefix else message) from None
+    for cross_check in checks:
+        cross_check(config)
 
 
 def _tasks(config: Mapping[str, Any], prefix: str = '') -> list[tuple[str, Mapping[str, Any]]]:

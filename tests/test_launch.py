@@ -127,6 +127,19 @@ def test_missing_data_dir_exits_with_one_clear_line(launch, tmp_path):
         ([f'--config={QUICK}', '--config.optimizer.learning_rate=nan'], ['config.optimizer.learning_rate', '> 0']),
         ([f'--config={QUICK}', '--config.batch_size=5000'], ['config.batch_size', '2000 training examples']),
         ([f'--config={QUICK}', '--config.model.hidden_widths=(0,)'], ['config.model.hidden_widths[0]', '>= 1']),
+        # Fields read together (issue 22): each once failed mid-run with no field named, leaving checkpoints behind.
+        (
+            ['--config=experiments/pruning.py:quick', '--config.neuron_widths=((64,64),)'],
+            ['config.neuron_widths', '(64, 64)', 'trained (32, 16)'],
+        ),
+        (
+            ['--config=experiments/pretraining.py:quick', '--config.units.group_width=5'],
+            ['config.units.group_width', 'divisor', '32 units', 'got 5'],
+        ),
+        (
+            ['--config=experiments/growth.py:quick', '--config.growth.layer=5'],
+            ['config.growth.layer', '0 to 0', 'got 5'],
+        ),
     ],
 )
 def test_bad_input_exits_with_one_line_before_any_data_loads(launch, tmp_path, flags, words):
@@ -503,3 +516,27 @@ def test_presentation_order_quick_trains_every_order(launch, tmp_path):
     # Each order trains differently from the default reshuffle.
     loss = lambda name: runs[name]['seed=0']['history'][-1]['train_loss']
     assert len({loss(name) for name in names}) == len(names)
+
+
+def test_a_fresh_run_refused_for_its_config_after_a_checkpoint_leaves_nothing_that_blocks_a_rerun(tmp_path):
+    """A config error found mid-run: its own checkpoints go (a --resume would be refused for the changed config), a
+    crash's stay for --resume, and nothing of an earlier run's is touched."""
+    import launch as launcher
+
+    def workdir(name, results=False):
+        path = tmp_path / name
+        (path / 'checkpoints' / 'dense' / '3').mkdir(parents=True)
+        (path / launcher.RECORDED_CONFIG).write_text('{}')
+        if results:
+            (path / 'results.json').write_text('{}')
+        return str(path)
+
+    refused = workdir('refused')
+    launcher.remove_traces(refused, created=False, own_checkpoints=True)
+    launcher.check_workdir(refused, resume=False)  # a plain rerun may start
+    crashed = workdir('crashed')
+    launcher.remove_traces(crashed, created=False)
+    assert launcher.saved_checkpoints(crashed) == ['dense/3']
+    finished = workdir('finished', results=True)
+    launcher.remove_traces(finished, created=False, own_checkpoints=True)
+    assert launcher.saved_checkpoints(finished) == ['dense/3']

@@ -6,6 +6,7 @@ import glob
 import importlib
 import math
 import os
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -67,6 +68,7 @@ def configs():
 
 
 CONFIGS = configs()
+CHECKS = {name: getattr(importlib.import_module(f'experiments.{name}'), 'CONFIG_CHECKS', ()) for name in EXPERIMENTS}
 
 
 def leaves(config, prefix=''):
@@ -132,7 +134,7 @@ def good_values(default):
 
 @pytest.mark.parametrize('name,arg,config,rules', CONFIGS, ids=[f'{c[0]}:{c[1] or "full"}' for c in CONFIGS])
 def test_every_experiments_config_passes_and_every_field_has_a_check(name, arg, config, rules):
-    validation.check(config, rules)
+    validation.check(config, rules, checks=CHECKS[name])
     merged = {**validation.RULES, **(rules or {})}
     for path, _ in leaves(config):
         assert validation._rule_for(path, merged) is not None, f'{name}: config.{path} has no check'
@@ -239,3 +241,22 @@ def test_no_two_fields_of_a_config_are_one_object(name):
         for path, value in sub_configs(module.get_config(arg)):
             assert id(value) not in seen, f'{name}: config.{path} is config.{seen[id(value)]}'
             seen[id(value)] = path
+
+
+@pytest.mark.parametrize(
+    'name,path,value,words',
+    [
+        ('pruning', 'neuron_widths', ((16, 8), (24, 12)), 'from 1 to that of the cut before'),
+        ('pruning', 'neuron_widths', ((16,),), 'one width per hidden layer'),
+        ('pruning', 'ticket_level', 0.3, 'one of keep_levels'),
+        ('pretraining', 'units.group_width', 3, 'a divisor of the first hidden layer (32 units)'),
+        ('growth', 'growth.layer', 1, 'the index of a hidden layer of (16,) (0 to 0)'),
+        ('growth', 'growth.start_width', 16, "below the fixed net's width 16"),
+    ],
+)
+def test_fields_read_together_are_refused_together_in_one_line(name, path, value, words):
+    module = importlib.import_module(f'experiments.{name}')
+    config = with_value(module.get_config('quick').to_dict(), path, value)
+    with pytest.raises(ValueError, match=rf'^config\.{re.escape(path)} ') as error:
+        validation.check(config, getattr(module, 'CONFIG_RULES', None), checks=module.CONFIG_CHECKS)
+    assert words in str(error.value) and '\n' not in str(error.value)
