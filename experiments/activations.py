@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, diagnostics, report, runner, tasks
+from nets import data as data_lib, diagnostics, experiment, report, runner, tasks
 
 ACTIVATIONS = ('sigmoid', 'tanh', 'relu', 'leaky_relu')
 FITTING_INIT = {'sigmoid': 'glorot_normal', 'tanh': 'glorot_normal', 'relu': 'he_normal', 'leaky_relu': 'he_normal'}
@@ -160,7 +160,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     summary['shallow_spread'] = max(shallow) - min(shallow)
     deep = [summary[f'{activation}_accuracy'] for activation in ACTIVATIONS]
     summary['deep_spread'] = max(deep) - min(deep)
-    summary['wall_seconds'] = time.perf_counter() - started
+    summary['wall_seconds'] = experiment.run_seconds(workdir, started)  # over every resumed segment
 
     figures = [plot_activation_functions(os.path.join(workdir, 'activations.png'), config)]
     figures.append(plot_gradients(os.path.join(workdir, 'gradient_norms.png'), runs, at_init))

@@ -215,7 +215,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
             epochs=nikolenko.epochs,
         )
         summary[f'{name}_accuracy'] = float(np.mean([run['test']['accuracy'] for run in runs[name].values()]))
-    summary['wall_seconds'] = time.perf_counter() - started
+    summary['wall_seconds'] = experiment.run_seconds(workdir, started)  # over every resumed segment
 
     figures = [
         plot_ioffe(os.path.join(workdir, 'ioffe_fig1.png'), candidates, chosen, at_init, steps_per_epoch, marks),

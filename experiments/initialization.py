@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, report, runner, tasks
+from nets import data as data_lib, experiment, report, runner, tasks
 
 # A public reproduction of Nikolenko's p.149 experiment: test accuracy after epochs 1, 2 and 30.
 PUBLISHED = {'uniform': {1: 0.11, 2: 0.11, 30: 0.9607}, 'glorot_normal': {1: 0.899, 30: 0.9702}}
@@ -118,7 +118,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
                 summary[f'{init}_accuracy_final'] = test_accuracy(runs[name])
             else:
                 summary[f'{part}_{init}_accuracy'] = test_accuracy(runs[name])
-    summary['wall_seconds'] = time.perf_counter() - started
+    summary['wall_seconds'] = experiment.run_seconds(workdir, started)  # over every resumed segment
     figures = [
         plot_shallow(os.path.join(workdir, 'nikolenko_p149.png'), config, runs),
         plot_deep(os.path.join(workdir, 'deep_nets.png'), config, runs, at_init),

@@ -14,7 +14,7 @@ import time
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, orders, report, runner, tasks
+from nets import data as data_lib, experiment, orders, report, runner, tasks
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -64,7 +64,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
             workdir, config, name, task, hparams, members, data, test, resume=resume, on_epoch_end=hook
         )
         summary[f'accuracy_{name}'] = float(np.mean([run['test']['accuracy'] for run in runs[name].values()]))
-    summary['wall_seconds'] = time.perf_counter() - started
+    summary['wall_seconds'] = experiment.run_seconds(workdir, started)  # over every resumed segment
     rows = [
         [
             name,

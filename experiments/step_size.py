@@ -170,7 +170,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         summary[f'schedule_{name}_accuracy'] = float(
             np.mean([r['test']['accuracy'] for r in runs[f'schedule_{name}'].values()])
         )
-    summary['wall_seconds'] = time.perf_counter() - started
+    summary['wall_seconds'] = experiment.run_seconds(workdir, started)  # over every resumed segment
 
     figures = [
         plot_sweep(os.path.join(workdir, 'learning_rate_sweep.png'), runs),

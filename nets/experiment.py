@@ -201,11 +201,11 @@ class Experiment:
         self.choices.append(record(what, chosen, values, metric=metric, rule=rule, note=note))
         return chosen
 
-    # ---- Wall time over resumed segments.
 
-    def wall_seconds(self, started: float) -> float:
-        """The seconds of this segment (since `started`) plus those of every earlier segment of the workdir's run."""
-        return _earlier_seconds(self.workdir) + time.perf_counter() - started
+def run_seconds(workdir: str, started: float) -> float:
+    """The wall time of the workdir's run: this segment's seconds (since `started`, a perf_counter reading) plus
+    those of every earlier segment (the first run and each --resume that ended, also by an exception)."""
+    return _earlier_seconds(workdir) + time.perf_counter() - started
 
 
 def _earlier_seconds(workdir: str) -> float:
@@ -227,16 +227,25 @@ def _record_segment(workdir: str, seconds: float) -> None:
 
 def run(module, config, workdir: str, *, data_dir=None, cache_dir=None, resume: bool = False) -> dict:
     """Runs an experiment module's stages, then its summarize, and writes the standard report; returns the summary.
-    A module with its own `run(config, workdir, ...)` (one not yet declared as stages) runs that instead."""
-    if not hasattr(module, 'stages'):
-        return module.run(config, workdir, data_dir=data_dir, cache_dir=cache_dir, resume=resume)
+    A module with its own `run(config, workdir, ...)` (one not yet declared as stages) runs that instead. Either
+    way the segment's wall time is recorded in the workdir, so that a --resume reports the run's total."""
     started = time.perf_counter()
-    experiment = Experiment(config, workdir, data_dir=data_dir, cache_dir=cache_dir, resume=resume)
+    options = dict(data_dir=data_dir, cache_dir=cache_dir, resume=resume)
+    try:
+        if not hasattr(module, 'stages'):
+            return module.run(config, workdir, **options)
+        return _run_stages(module, config, workdir, started, **options)
+    finally:
+        _record_segment(workdir, time.perf_counter() - started)
+
+
+def _run_stages(module, config, workdir: str, started: float, **options) -> dict:
+    experiment = Experiment(config, workdir, **options)
     staged = module.stages(experiment)
     result = module.summarize(experiment, staged)
     summary = dict(result.summary)
     if 'wall_seconds' in summary:
-        summary['wall_seconds'] = experiment.wall_seconds(started)
+        summary['wall_seconds'] = run_seconds(workdir, started)
     figures = [f'![{os.path.splitext(name)[0]}]({name})' for name in result.figures]
     report.write_run(
         workdir,
@@ -250,5 +259,4 @@ def run(module, config, workdir: str, *, data_dir=None, cache_dir=None, resume: 
         choices=experiment.choices,
         **dict(result.records),
     )
-    _record_segment(workdir, time.perf_counter() - started)
     return summary

@@ -1,7 +1,9 @@
 """The protocol's pieces by hand: select's rule, its refusal of test metrics, NaN and ties; member_values; and the
 wall time summed over resumed segments."""
 
+import json
 import math
+import time
 
 import pytest
 
@@ -48,12 +50,26 @@ def test_member_values_are_means_over_members_by_swept_value_or_by_variant():
     assert experiment.member_values(by_variant, lambda run: run['score']) == {'x': 1.5, 'y': 4.0}
 
 
-def test_the_wall_time_adds_every_earlier_segment_of_the_workdir(tmp_path):
-    experiment._record_segment(str(tmp_path), 10.0)
-    experiment._record_segment(str(tmp_path), 5.5)
-    run = experiment.Experiment({}, str(tmp_path))
-    started = __import__('time').perf_counter()
-    assert 15.5 <= run.wall_seconds(started) < 16.0
+def test_every_segment_of_a_workdirs_run_counts_in_its_wall_time_also_one_that_failed(tmp_path):
+    """A run interrupted after 0.05 s, then resumed: the resumed run reports both segments (issue 22)."""
+    workdir = str(tmp_path)
+
+    class Interrupted:
+        @staticmethod
+        def run(config, workdir, **options):
+            time.sleep(0.05)
+            raise KeyboardInterrupt
+
+    class Resumed:
+        @staticmethod
+        def run(config, workdir, **options):
+            return {'wall_seconds': experiment.run_seconds(workdir, time.perf_counter())}
+
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run(Interrupted, None, workdir)
+    assert 0.05 <= experiment.run(Resumed, None, workdir)['wall_seconds'] < 1.0
+    with open(tmp_path / experiment.SEGMENTS) as file:
+        assert len(json.load(file)) == 2
 
 
 def test_choose_swept_takes_the_best_mean_final_value_never_a_diverged_value_and_records_it():
