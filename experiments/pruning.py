@@ -163,7 +163,7 @@ def stages(run) -> dict:
             c: (points[c, 'dense_error'][0], points[c, '1_9_percent'][0], -float(np.mean(ladders[c]['val'])))
             for c in config.criteria
         },
-        metric='val_error',
+        metric='compression_within_val_error',
         note='(compression at <= the dense validation error, at <= 1.9%, minus the mean validation error)',
     )
     staged |= {'points': points, 'best': best}
@@ -216,7 +216,10 @@ def stages(run) -> dict:
         for cut, row in enumerate(staged['neurons'])
     }
     staged['structured'] = run.select(
-        'neuron widths', within, metric='val_error', note='(within the tolerance of the dense validation error, cut)'
+        'neuron widths',
+        within,
+        metric='cut_within_val_error',
+        note='(within the tolerance of the dense validation error, cut)',
     )
     return staged
 
@@ -226,7 +229,7 @@ def _operating_point(run, rungs: dict, bound: float, what: str) -> tuple[float, 
     (1× and NaN when none is), chosen on validation and recorded."""
     kept, val, test = (np.mean(rungs[key], 0) for key in ('kept', 'val', 'test'))
     candidates = {'none': 1.0} | {f'{k:.4f}': 1 / k if v <= bound + 1e-9 else 0.0 for k, v in zip(kept, val)}
-    chosen = run.select(f'rung of {what}', candidates, metric='val_error')
+    chosen = run.select(f'rung of {what}', candidates, metric='compression_within_val_error')
     if chosen == 'none':
         return 1.0, float('nan')
     rung = [f'{k:.4f}' for k in kept].index(chosen)
