@@ -191,6 +191,7 @@ def test_a_stopped_member_freezes_whole_and_equals_its_run_alone(data):
         )
 
 
+@pytest.mark.slow
 def test_a_run_that_stops_early_resumes_to_the_same_epoch_and_weights(data, tmp_path):
     rule = early_stopping.EarlyStopping(monitor='val_loss', patience=1, restore_best_weights=True)
     task, defaults = _task(rule)

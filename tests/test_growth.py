@@ -60,6 +60,7 @@ def test_growth_keeps_masks_and_pads_them_with_ones(data):
     assert np.all(grown.masks['output']['kernel'][32:]) and not np.any(grown.masks['output']['bias'])
 
 
+@pytest.mark.slow
 def test_a_grown_run_killed_and_resumed_equals_an_uninterrupted_one(data, tmp_path):
     """Grow a unit (into a masked bucket) after epoch 1, checkpoint every epoch, stop after epoch 2, resume to 4: the
     bits of 4 at once."""

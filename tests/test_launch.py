@@ -73,6 +73,7 @@ def test_quick_run_writes_valid_results(quick_run):
     assert 'report.md' in result.stdout and 'epoch   1' in result.stdout
 
 
+@pytest.mark.slow
 def test_second_run_reads_every_program_from_the_compilation_cache(launch, quick_run, compilation_cache, tmp_path):
     entries = lambda: sorted(path.name for path in compilation_cache.rglob('*') if path.is_file())
     first = entries()
@@ -174,6 +175,7 @@ def test_resume_with_a_changed_learning_rate_is_refused_naming_it(launch, quick_
     assert (workdir / 'results.json').read_bytes() == before
 
 
+@pytest.mark.slow
 def test_a_diverged_run_writes_strict_json_marks_the_member_and_exits_non_zero(launch, tmp_path):
     workdir = tmp_path / 'diverged'
     result = launch(
@@ -199,6 +201,7 @@ def test_results_record_the_commit_the_device_and_every_config_field(quick_run):
     assert json.loads((workdir / 'config.json').read_text()) == results['config']
 
 
+@pytest.mark.slow
 def test_none_valued_model_and_optimizer_fields_can_be_set_from_the_command_line(launch, tmp_path):
     workdir = tmp_path / 'batch_norm'
     launch(

@@ -54,6 +54,7 @@ def test_exact_saliency_equals_a_brute_force_loop(activation):
         assert np.any(brute != 0)
 
 
+@pytest.mark.slow
 def test_hutchinson_hessian_diagonal_converges_to_the_exact_one():
     task, hparams = tiny_task('tanh', widths=(4,), features=3)
     state = train.init_state(task, hparams, jax.random.PRNGKey(0), (3,))
@@ -179,6 +180,7 @@ def test_removing_units_whose_outgoing_weights_are_zero_keeps_the_function(data)
     assert np.all(np.isfinite(history[-1]['train_loss']))
 
 
+@pytest.mark.slow
 def test_a_prune_rewind_shrink_run_killed_and_resumed_equals_an_uninterrupted_one(data, tmp_path):
     """Prune after epoch 1, then remove units, rewind and prune again after 2; stop after 1 and resume to 3."""
     task, hparams = mlp_task('adam', 1e-2, hidden_widths=(16,), after_update=apply_masks)
