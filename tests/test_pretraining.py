@@ -1,7 +1,5 @@
 """Pretraining: tied autoencoders, encoder surgery, fine-tuning modes, and per-unit subsample pretraining."""
 
-import json
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -238,38 +236,6 @@ def test_reconstruction_mse_is_per_pixel_and_uses_the_sigmoid_of_the_logits():
     np.testing.assert_allclose(
         pretraining.reconstruction_mse(task, state, images), jnp.mean((images - 0.5) ** 2), rtol=1e-6
     )
-
-
-@pytest.mark.slow
-def test_quick_experiment_reports_every_method_and_chooses_the_factor_on_validation(data_dir, tmp_path):
-    from experiments import pretraining as experiment
-
-    config = experiment.get_config('quick')
-    summary = experiment.run(config, str(tmp_path), data_dir=data_dir)
-    results = json.loads((tmp_path / 'results.json').read_text())
-    assert results['summary'] == summary
-    assert set(summary) == {'reconstruction_mse'} | {
-        f'test_error_{method}_{labels}' for method in experiment.METHODS for labels in config.labels
-    }
-    assert 0 < summary['reconstruction_mse'] < 0.25
-    for labels in config.labels:
-        sweep = results['sweeps'][f'ae_finetune_{labels}']
-        path = 'optimizer.transforms[0].factor'
-        scores = {
-            f: np.mean([r['history'][-1]['val_accuracy'] for r in sweep.values() if r['hparams'][path] == f])
-            for f in config.encoder_learning_rate_factors
-        }
-        chosen = results['chosen_values'][f'ae_finetune_{labels}']
-        assert chosen == max(scores, key=scores.get)
-        kept = [r for r in sweep.values() if r['hparams'][path] == chosen]
-        assert summary[f'test_error_ae_finetune_{labels}'] == pytest.approx(
-            np.mean([1 - r['test']['accuracy'] for r in kept])
-        )
-    for figure in ('test_error.png', 'reconstructions.png', 'first_layer_features.png', 'curves.png'):
-        assert (tmp_path / figure).stat().st_size > 0
-
-
-# Randomness that must differ between things sharing a seed, and resets that must happen (issue 26).
 
 
 def test_every_pass_over_a_groups_subsample_is_a_new_permutation():

@@ -1,0 +1,34 @@
+"""experiments/pretraining.py: its :quick run (shared with the sealed-test check) reports what it claims."""
+
+import numpy as np
+import pytest
+
+from experiments import pretraining
+
+
+@pytest.mark.slow
+def test_quick_experiment_reports_every_method_and_chooses_the_factor_on_validation(quick):
+    config, results, workdir = quick('pretraining')
+    summary = results['summary']
+    assert set(summary) == {'reconstruction_mse'} | {
+        f'test_error_{method}_{labels}' for method in pretraining.METHODS for labels in config.labels
+    }
+    assert 0 < summary['reconstruction_mse'] < 0.25
+    for labels in config.labels:
+        sweep = results['sweeps'][f'ae_finetune_{labels}']
+        path = 'optimizer.transforms[0].factor'
+        scores = {
+            f: np.mean([r['history'][-1]['val_accuracy'] for r in sweep.values() if r['hparams'][path] == f])
+            for f in config.encoder_learning_rate_factors
+        }
+        chosen = results['chosen_values'][f'ae_finetune_{labels}']
+        assert chosen == max(scores, key=scores.get)
+        kept = [r for r in sweep.values() if r['hparams'][path] == chosen]
+        assert summary[f'test_error_ae_finetune_{labels}'] == pytest.approx(
+            np.mean([1 - r['test']['accuracy'] for r in kept])
+        )
+    for figure in ('test_error.png', 'reconstructions.png', 'first_layer_features.png', 'curves.png'):
+        assert (workdir / figure).stat().st_size > 0
+
+
+# Randomness that must differ between things sharing a seed, and resets that must happen (issue 26).
