@@ -20,7 +20,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from nets import data as data_lib, experiment, parallel, report, validation
+from nets import data as data_lib, experiment, parallel, report, results, validation
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 
@@ -216,7 +216,7 @@ def main(argv):
         )
         if FLAGS.resume:
             check_resume(workdir, config)
-        report.write_json(os.path.join(workdir, RECORDED_CONFIG), config)
+        results.write_json(os.path.join(workdir, RECORDED_CONFIG), config)
         if FLAGS.compilation_cache_dir:
             enable_compilation_cache(FLAGS.compilation_cache_dir)
         summary = experiment.run(

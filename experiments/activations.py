@@ -221,8 +221,8 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
             f'The headline dead fractions are read at rate {summary["dead_learning_rate"]:g}, the highest at which '
             'no member of either activation diverged.',
         ],
-        extra_sections=[f'![{os.path.basename(path)}]({os.path.basename(path)})' for path in figures],
-        init_diagnostics=at_init,
+        figures=figures,
+        records={'init_diagnostics': at_init},
     )
     return summary
 

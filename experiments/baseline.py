@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from nets import data as data_lib, report, runner, tasks
+from nets import data as data_lib, report, results, runner, tasks
 
 KERAS_TEST_ACCURACY = 0.9840
 
@@ -83,7 +83,7 @@ def run(
             workdir, config, name, task, hparams, runner.grid(config.seeds), data, test, resume=resume
         )
 
-    statistics = report.variant_statistics(runs)
+    statistics = results.variant_statistics(runs)
     reported = statistics['refit' if config.refit else 'baseline']
     first = next(iter(runs['baseline'].values()))['history']
     summary = {
@@ -91,7 +91,7 @@ def run(
         'test_accuracy_min': reported['test_accuracy']['min'],
         'test_accuracy_max': reported['test_accuracy']['max'],
         'best_val_accuracy': statistics['baseline'].get('best_val_accuracy', {'mean': float('nan')})['mean'],
-        'epoch_seconds': report.steady_epoch_seconds(first),
+        'epoch_seconds': results.steady_epoch_seconds(first),
         'compile_seconds': float(sum(row['compile_seconds'] for row in first)),
         'examples_per_epoch': examples['baseline'],
     }

@@ -236,7 +236,6 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         config=config.to_dict(),
         runs=runs,
         curves=['train_loss', 'val_accuracy', 'test_accuracy'],
-        choices=choices,
         sections=[
             report.prose(__doc__, 1, 3),
             f'Seeds {list(config.seeds)}; (a) {steps} steps; wall time {summary["wall_seconds"]:.0f} s.',
@@ -257,8 +256,8 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
             '## (b, c) Test accuracy (mean over seeds)',
             report.markdown_table(['variant', 'test accuracy'], [[n, summary[f'{n}_accuracy']] for n in placements]),
         ],
-        extra_sections=[f'![{os.path.basename(path)}]({os.path.basename(path)})' for path in figures],
-        sigmoid_input_percentiles_at_init=at_init,
+        figures=figures,
+        records={'choices': choices, 'sigmoid_input_percentiles_at_init': at_init},
     )
     return summary
 

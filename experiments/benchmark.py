@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, report, runner, tasks, train
+from nets import data as data_lib, report, results, runner, tasks, train
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -102,7 +102,7 @@ def time_core(task, hparams, data, epochs, **fit_options) -> dict:
     state = train.init_state(task, hparams, jax.random.PRNGKey(0), data.train_images.shape[1:])
     _, history = train.fit(task, state, data, epochs=epochs, data_key=jax.random.PRNGKey(1), **fit_options)
     return {
-        'epoch_seconds': report.steady_epoch_seconds(history),
+        'epoch_seconds': results.steady_epoch_seconds(history),
         'compile_seconds': history[0]['compile_seconds'],
         'epoch_times': [row['seconds'] for row in history],
     }
@@ -165,7 +165,7 @@ def time_sweep(task, hparams, data, members: int, epochs: int, shuffle: str) -> 
         else train.stack([jax.random.PRNGKey(100 + seed) for seed in range(members)])
     )
     _, history = train.fit(task, state, data, epochs=epochs, data_key=data_key, members=True, shuffle=shuffle)
-    epoch_seconds = report.steady_epoch_seconds(history)
+    epoch_seconds = results.steady_epoch_seconds(history)
     return {
         'members': members,
         'shuffle': shuffle,
@@ -267,16 +267,18 @@ def run(
         'examples_per_epoch': examples,
     }
     config_dict = config.to_dict()
-    report.write_results(
+    results.write_results(
         workdir,
         summary,
         config_dict,
         [0],
         runs={},
-        network=network_results,
-        sweeps=sweeps,
-        device=jax.devices()[0].device_kind,
-        backend=jax.default_backend(),
+        records={
+            'network': network_results,
+            'sweeps': sweeps,
+            'device': jax.devices()[0].device_kind,
+            'backend': jax.default_backend(),
+        },
     )
     figure = _plot_sweeps(os.path.join(workdir, 'sweep_scaling.png'), sweeps)
     device = f'{jax.default_backend()} ({jax.devices()[0].device_kind}, {jax.device_count()} device(s))'

@@ -204,11 +204,9 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         config=config.to_dict(),
         runs={**approximation_runs, **depth_runs},
         curves=['val_accuracy'],
-        architectures=architectures,
-        approximation_learning_rates=rates,
-        choices=choices,
         sections=[__doc__.split('\n\n')[1].replace('\n', ' '), describe(config, summary, rates)],
-        extra_sections=[f'![{os.path.splitext(os.path.basename(f))[0]}]({os.path.basename(f)})' for f in figures],
+        figures=figures,
+        records={'architectures': architectures, 'approximation_learning_rates': rates, 'choices': choices},
     )
     return summary
 

@@ -161,7 +161,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         runs={'gradient_descent': gd_runs, 'sgd': sgd_runs},
         curves=['train_loss', 'val_loss'],
         sections=[report.prose(__doc__, 1, 2), describe(config, summary)],
-        extra_sections=[f'![trajectory]({os.path.basename(figure)})'],
+        figures=[figure],
     )
     return summary
 

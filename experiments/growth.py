@@ -184,11 +184,8 @@ def write_report(config, workdir: str, runs: dict, num_train: int, num_validatio
         runs=runs,
         curves=['train_loss', 'val_accuracy'],
         sections=[__doc__.split('\n\n')[1].replace('\n', ' '), describe(config, summary, list(runs)[1:])],
-        extra_sections=[
-            f'![loss against time]({os.path.basename(loss_figure)})',
-            f'![time ratio]({os.path.basename(ratio_figure)})',
-        ],
-        measures=measures,
+        figures=[loss_figure, ratio_figure],
+        records={'measures': measures},
     )
     return summary
 

@@ -173,8 +173,8 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
                 ['net', 'init', 'test accuracy', 'pre-activation variance, layer 1', 'last layer'], deep_rows
             ),
         ],
-        extra_sections=[f'![{os.path.basename(path)}]({os.path.basename(path)})' for path in figures],
-        init_diagnostics=at_init,
+        figures=figures,
+        records={'init_diagnostics': at_init},
     )
     return summary
 

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, experiment, regularizers, report, runner, tasks, train
+from nets import data as data_lib, experiment, regularizers, report, results, runner, tasks, train
 
 TRAINED = ('none', 'l2', 'l1', 'decay', 'dropout', 'dropout_maxnorm', 'early_stopping', 'combined')
 VARIANTS = (*TRAINED, 'best')  # best: the trained variant with the best validation score
@@ -107,7 +107,7 @@ def variant_specs(config, chosen: dict) -> dict[str, tuple[dict, dict]]:
 
 def best_val_accuracy(run) -> float:
     """A member's best validation accuracy over its epochs: what every choice here is made by."""
-    return report.member_statistics(run)['best_val_accuracy']
+    return results.member_statistics(run)['best_val_accuracy']
 
 
 def choose(name: str, runs: dict, swept: dict, choices: list) -> tuple[float | None, dict]:
@@ -182,11 +182,9 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         config=config.to_dict(),
         runs=chosen_runs,
         curves=['train_loss', 'val_loss', 'val_accuracy'],
-        sweeps=all_runs,
-        chosen_strengths=strengths,
-        choices=choices,
         sections=[report.prose(__doc__, 1, 2), describe(config, summary, strengths)],
-        extra_sections=[f'![test accuracy]({os.path.basename(bars)})'],
+        figures=[bars],
+        records={'sweeps': all_runs, 'chosen_strengths': strengths, 'choices': choices},
     )
     return summary
 

@@ -249,18 +249,18 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         config=config.to_dict(),
         runs=chosen_runs,
         curves=['train_loss', 'val_loss', 'val_accuracy'],
-        sweeps=all_runs,
-        chosen_values=chosen_values,
-        choices=choices,
-        reconstruction_mse_by_seed=mse.tolist(),
         sections=[
             __doc__.split('\n\n')[1].replace('\n', ' '),
             describe(config, summary, chosen_values),
             findings(config, chosen_runs, choices),
         ],
-        extra_sections=[
-            f'![{os.path.splitext(os.path.basename(path))[0]}]({os.path.basename(path)})' for path in figures
-        ],
+        figures=figures,
+        records={
+            'sweeps': all_runs,
+            'chosen_values': chosen_values,
+            'choices': choices,
+            'reconstruction_mse_by_seed': mse.tolist(),
+        },
     )
     return summary
 

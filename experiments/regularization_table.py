@@ -247,10 +247,6 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         config=config.to_dict(),
         runs=runs,
         curves=['train_loss', 'train_accuracy'],
-        sweeps=selection_runs,
-        selection_errors=by_name(selection_errors),
-        choices=choices,
-        selection_saturation=by_name(selection_saturations),
         sections=[
             report.prose(__doc__, 1, 2),
             f'784-{widths}-10, {config.epochs} epochs ({config.dropout_epochs} with dropout), seeds '
@@ -270,7 +266,13 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
             + ').',
             report.markdown_table(['variant', 'swept', 'chosen', 'validation error by candidate'], selection_rows),
         ],
-        extra_sections=[f'![test error]({os.path.basename(bars)})'],
+        figures=[bars],
+        records={
+            'sweeps': selection_runs,
+            'selection_errors': by_name(selection_errors),
+            'choices': choices,
+            'selection_saturation': by_name(selection_saturations),
+        },
     )
     return summary
 

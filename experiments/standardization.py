@@ -246,15 +246,13 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         config=config.to_dict(),
         runs={**toy_runs, **mnist_runs},
         curves=['val_accuracy', 'train_loss'],
-        sweeps=all_runs,
         sections=[
             __doc__.split('\n\n')[1].replace('\n', ' '),
             describe(config, summary),
             by_rate_tables(config, toy_by_rate, all_runs),
         ],
-        toy_by_rate=toy_by_rate,
-        choices=choices,
-        extra_sections=[f'![SGD paths]({os.path.basename(figure)})'],
+        figures=[figure],
+        records={'sweeps': all_runs, 'toy_by_rate': toy_by_rate, 'choices': choices},
     )
     return summary
 

@@ -192,7 +192,6 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         config=config.to_dict(),
         runs=runs,
         curves=['train_loss', 'val_accuracy'],
-        choices=choices,
         sections=[
             report.prose(__doc__, 1, 3),
             f'Seeds {list(config.seeds)}; wall time {summary["wall_seconds"]:.0f} s.',
@@ -203,7 +202,8 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
                 ['schedule', 'test accuracy'], [[name, summary[f'schedule_{name}_accuracy']] for name in SCHEDULES]
             ),
         ],
-        extra_sections=[f'![{os.path.basename(path)}]({os.path.basename(path)})' for path in figures],
+        figures=figures,
+        records={'choices': choices},
     )
     return summary
 

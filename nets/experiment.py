@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from nets import data as data_lib, report, runner, tasks, train
+from nets import data as data_lib, report, results, runner, tasks, train
 
 RULES = {'max': max, 'min': min}
 SEGMENTS = 'segments.json'  # the wall time of each segment (first run and every --resume) of a workdir's run
@@ -222,7 +222,7 @@ def _record_segment(workdir: str, seconds: float) -> None:
     if os.path.exists(path):
         with open(path) as file:
             earlier = json.load(file)
-    report.write_json(path, [*earlier, seconds])
+    results.write_json(path, [*earlier, seconds])
 
 
 def run(module, config, workdir: str, *, data_dir=None, cache_dir=None, resume: bool = False) -> dict:
@@ -246,7 +246,6 @@ def _run_stages(module, config, workdir: str, started: float, **options) -> dict
     summary = dict(result.summary)
     if 'wall_seconds' in summary:
         summary['wall_seconds'] = run_seconds(workdir, started)
-    figures = [f'![{os.path.splitext(name)[0]}]({name})' for name in result.figures]
     report.write_run(
         workdir,
         result.title,
@@ -255,8 +254,7 @@ def _run_stages(module, config, workdir: str, started: float, **options) -> dict
         runs=experiment.runs if result.runs is None else result.runs,
         curves=result.curves,
         sections=list(result.sections),
-        extra_sections=figures,
-        choices=experiment.choices,
-        **dict(result.records),
+        figures=result.figures,
+        records={'choices': experiment.choices, **dict(result.records)},
     )
     return summary

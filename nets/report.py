@@ -1,19 +1,15 @@
-"""Run outputs: results.json, history.csv, report.md, matplotlib figures, TensorBoard rows and progress lines.
+"""Run outputs for people: report.md, history.csv, matplotlib figures, TensorBoard rows and progress lines. What
+they show is data from `nets.results` (results.json, statistics, provenance).
 
-`runs` everywhere is {variant: {label: {'seed', 'hparams', 'history': [rows], 'test': {metric: value}}}}, one history
-row per epoch, where a label names the member's seed and swept values ('seed=0,optimizer.learning_rate=0.01').
 `write_run` is the one report path: from the runs and the experiment's headline summary it writes every standard
-file, so that an experiment adds only its own prose and figures.
+file; an experiment adds only its declared sections, figures and named records.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
-import platform
-import subprocess
 import warnings
 from typing import Any, Mapping, Sequence
 
@@ -23,69 +19,14 @@ matplotlib.use('Agg')  # files only; never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-SPLIT_PREFIXES = ('train_', 'val_')
-
-
-def versions() -> dict[str, str]:
-    """Library versions, the code's git commit and the backend that produced the numbers."""
-    from importlib import metadata
-
-    import jax
-
-    packages = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'numpy', 'tensorflow-datasets', 'ml-collections')
-    installed = {}
-    for package in packages:
-        try:
-            installed[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            installed[package] = ''
-    return {
-        **installed,
-        **git_revision(),
-        'python': platform.python_version(),
-        'backend': jax.default_backend(),
-        'device': jax.devices()[0].device_kind,
-        'device_count': str(jax.device_count()),
-    }
-
-
-def git_revision(root: str | None = None) -> dict[str, str]:
-    """The commit of the code that ran and whether its tree had uncommitted changes ('' where git cannot tell);
-    results/, where runs write their outputs, does not count."""
-    root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    git = lambda *args: subprocess.run(['git', '-C', root, *args], capture_output=True, text=True, timeout=10)
-    try:
-        commit = git('rev-parse', 'HEAD')
-        status = git('status', '--porcelain', '--untracked-files=no', '--', '.', ':(exclude)results')
-    except (OSError, subprocess.SubprocessError):
-        return {'git_commit': '', 'git_dirty': ''}
-    if commit.returncode != 0:
-        return {'git_commit': '', 'git_dirty': ''}
-    return {'git_commit': commit.stdout.strip(), 'git_dirty': str(bool(status.stdout.strip())).lower()}
-
-
-def diverged_members(runs: Mapping[str, Any], prefix: str = '') -> dict[str, int]:
-    """{'variant/label': epoch} for every run (found at any depth of `runs`) whose training loss turned
-    non-finite."""
-    found = {}
-    for key, value in runs.items():
-        if isinstance(value, Mapping):
-            if 'diverged_epoch' in value:
-                found[f'{prefix}{key}'] = int(value['diverged_epoch'])
-            else:
-                found |= diverged_members(value, f'{prefix}{key}/')
-    return found
-
-
-def member_history(history: Sequence[Mapping[str, Any]], index: int) -> list[dict[str, Any]]:
-    """The history of member `index` of a sweep (per-member lists picked apart; shared values kept)."""
-    return [{key: value[index] if isinstance(value, list) else value for key, value in row.items()} for row in history]
-
-
-def steady_epoch_seconds(history: Sequence[Mapping[str, Any]]) -> float:
-    """Median epoch seconds after the first (which follows the compile), or the only epoch's."""
-    seconds = [row['seconds'] for row in history]
-    return float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
+from nets.results import (  # noqa: E402
+    SPLIT_PREFIXES,
+    diverged_members,
+    is_primary,
+    member_statistics,
+    variant_statistics,
+    write_results,
+)
 
 
 def log(message: str) -> None:
@@ -110,72 +51,6 @@ def epoch_line(label: str, row: Mapping[str, Any]) -> str:
     if row.get('compile_seconds'):
         parts.append(f'(compile {row["compile_seconds"]:.2f}s)')
     return '  '.join(parts)
-
-
-def is_primary() -> bool:
-    """Whether this process writes reports: the only one, or process 0 of a multi-host run."""
-    import jax
-
-    return jax.process_index() == 0
-
-
-def _strict(value: Any) -> Any:
-    """NaN and infinities as null (a member's epochs after it stopped early are NaN), so that results.json is
-    strict JSON that every parser reads."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {key: _strict(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(item) for item in value]
-    if isinstance(value, (np.generic, np.ndarray)):
-        return _strict(value.tolist())
-    return value
-
-
-def write_json(path: str, content: Any) -> None:
-    """Writes strict JSON (non-finite numbers as null) atomically, so that an interrupted run never leaves half a
-    file."""
-    if not is_primary():
-        return
-    temporary = f'{path}.tmp'
-    with open(temporary, 'w') as f:
-        json.dump(_strict(content), f, indent=2, sort_keys=False, default=_json_default, allow_nan=False)
-    os.replace(temporary, path)
-
-
-def _json_default(value):
-    if isinstance(value, (np.generic, np.ndarray)):
-        return value.tolist()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f'not JSON serialisable: {type(value).__name__}')
-
-
-def write_results(
-    workdir: str,
-    summary: Mapping[str, float],
-    config: Mapping[str, Any],
-    seeds: Sequence[int],
-    runs: Mapping[str, Any],
-    **extra: Any,
-) -> str:
-    """Writes DIR/results.json with summary, config, seeds, versions (with the git commit and the device), the
-    members whose loss diverged ({'variant/label': epoch}, empty when none) and runs; returns its path."""
-    path = os.path.join(workdir, 'results.json')
-    write_json(
-        path,
-        {
-            'summary': dict(summary),
-            'config': dict(config),
-            'seeds': list(seeds),
-            'versions': versions(),
-            'diverged': diverged_members(runs),
-            'runs': runs,
-            **extra,
-        },
-    )
-    return path
 
 
 def write_history_csv(workdir: str, runs: Mapping[str, Any]) -> str:
@@ -271,59 +146,6 @@ def write_report(workdir: str, title: str, sections: Sequence[str]) -> str:
     return path
 
 
-def _maximized(metric: str) -> bool:
-    """Whether larger is better for a metric (accuracies), as Keras's 'auto' mode decides."""
-    return metric.endswith('accuracy')
-
-
-def member_statistics(run: Mapping[str, Any]) -> dict[str, float]:
-    """One member's headline values: test_<m> for each test metric, and from its history the final train_<m>,
-    best_val_<m> with best_epoch (the epoch of the best first validation metric), and epochs trained."""
-    # A stopped member's epochs are NaN (null once read back from results.json).
-    missing = lambda value: value is None or (isinstance(value, float) and math.isnan(value))
-    history = [
-        {key: float('nan') if missing(value) else value for key, value in row.items()}
-        for row in run['history']
-        if not all(missing(row.get(key)) for key in row if key.startswith(SPLIT_PREFIXES))
-    ]
-    values = {f'test_{name}': float(value) for name, value in run.get('test', {}).items()}
-    if not history:
-        return values
-    values['epochs'] = len(history)
-    last = history[-1]
-    values |= {f'final_{key}': float(value) for key, value in last.items() if key.startswith('train_')}
-    validation = [key for key in history[0] if key.startswith('val_')]
-    for key in validation:
-        series = np.array([row[key] for row in history], dtype=np.float64)
-        if np.all(np.isnan(series)):  # a member that diverged in its first epoch has no finite value
-            continue
-        values[f'best_{key}'] = float(np.nanmax(series) if _maximized(key) else np.nanmin(series))
-    if validation and f'best_{validation[0]}' in values:
-        key = validation[0]
-        series = np.array([row[key] for row in history], dtype=np.float64)
-        values['best_epoch'] = int(
-            history[int(np.nanargmax(series) if _maximized(key) else np.nanargmin(series))]['epoch']
-        )
-    return values
-
-
-def variant_statistics(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
-    """{variant: {statistic: {'mean', 'min', 'max'}}} over the variant's members (see member_statistics)."""
-    result = {}
-    for variant, by_member in runs.items():
-        per_member = [member_statistics(run) for run in by_member.values()]
-        names = list(dict.fromkeys(name for values in per_member for name in values))
-        result[variant] = {}
-        for name in names:
-            series = np.array([values[name] for values in per_member if name in values], dtype=np.float64)
-            result[variant][name] = {
-                'mean': float(np.mean(series)),
-                'min': float(np.min(series)),
-                'max': float(np.max(series)),
-            }
-    return result
-
-
 def write_run(
     workdir: str,
     title: str,
@@ -333,18 +155,19 @@ def write_run(
     runs: Mapping[str, Mapping[str, Any]],
     sections: Sequence[str] = (),
     curves: Sequence[str] | None = None,
-    extra_sections: Sequence[str] = (),
-    **extra: Any,
+    figures: Sequence[str] = (),
+    records: Mapping[str, Any] | None = None,
 ) -> dict:
     """The standard report of an experiment: results.json (with per-variant statistics), history.csv, curves.png
     and report.md (description, headline summary, per-variant and per-member tables, curves, then the
-    experiment's own sections). Returns the per-variant statistics."""
+    experiment's own sections, then its `figures`, files in the workdir). `records` are the experiment's own named
+    blocks of results.json. Returns the per-variant statistics."""
     statistics = variant_statistics(runs)
     seeds = sorted(
         {run.get('seed') for by_member in runs.values() for run in by_member.values()},
         key=lambda seed: (seed is None, seed),
     )
-    write_results(workdir, summary, config, seeds, runs, statistics=statistics, **extra)
+    write_results(workdir, summary, config, seeds, runs, {'statistics': statistics, **dict(records or {})})
     write_history_csv(workdir, runs)
     figure = []
     if curves is None:
@@ -385,7 +208,7 @@ def write_run(
             '## Members',
             markdown_table(['variant', 'member', *member_names], member_rows),
             *figure,
-            *extra_sections,
+            *(f'![{os.path.splitext(os.path.basename(path))[0]}]({os.path.basename(path)})' for path in figures),
         ],
     )
     return statistics

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nets import checkpoint, data as data_lib, diagnostics, parallel, report, tasks, train
+from nets import checkpoint, data as data_lib, diagnostics, parallel, report, results, tasks, train
 
 EpochHook = Callable[[int, train.TrainState, list[dict]], 'train.TrainState | None']
 
@@ -196,7 +196,7 @@ def train_variant(
         runs[label] = {
             'seed': member['seed'],
             'hparams': {k: v for k, v in member.items() if k != 'seed'},
-            'history': report.member_history(history, index) if stacked else history,
+            'history': results.member_history(history, index) if stacked else history,
         }
         if test is not None:
             runs[label]['test'] = {metric: value[index] if stacked else value for metric, value in test_metrics.items()}

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from nets import report
+from nets import report, results as results_lib
 
 NAN = float('nan')
 
@@ -126,12 +126,12 @@ def test_member_history_picks_one_member_and_keeps_shared_values():
             'compile_seconds': 0.0,
         },
     ]
-    assert report.member_history(history, 1) == [
+    assert results_lib.member_history(history, 1) == [
         {'epoch': 1, 'train_loss': 2.0, 'stopped': False, 'seconds': 0.5, 'compile_seconds': 1.5},
         {'epoch': 2, 'train_loss': 1.5, 'stopped': True, 'seconds': 0.25, 'compile_seconds': 0.0},
     ]
-    assert report.member_history(history, 0)[1]['train_loss'] == 0.5
-    assert math.isnan(report.member_history(history, 2)[1]['train_loss'])
+    assert results_lib.member_history(history, 0)[1]['train_loss'] == 0.5
+    assert math.isnan(results_lib.member_history(history, 2)[1]['train_loss'])
     assert history[0]['train_loss'] == [1.0, 2.0, 3.0]  # the input is left alone
 
 
@@ -149,7 +149,7 @@ def test_member_statistics_of_a_member_that_stopped_early():
         ],
         'test': {'accuracy': 0.72, 'loss': 0.66},
     }
-    statistics = report.member_statistics(run)
+    statistics = results_lib.member_statistics(run)
     assert statistics == {
         'test_accuracy': 0.72,
         'test_loss': 0.66,
@@ -168,7 +168,7 @@ def test_best_epoch_follows_the_first_validation_metric_and_its_direction():
         {'epoch': e, 'train_loss': t, 'val_accuracy': a, 'val_loss': v}
         for e, t, a, v in [(1, 1.0, 0.5, 0.9), (2, 0.9, 0.8, 0.7), (3, 0.8, 0.7, 0.6)]
     ]
-    statistics = report.member_statistics({'history': rows, 'test': {}})
+    statistics = results_lib.member_statistics({'history': rows, 'test': {}})
     assert statistics['best_epoch'] == 2.0
     assert statistics['best_val_accuracy'] == 0.8 and statistics['best_val_loss'] == 0.6
     assert statistics['final_train_loss'] == 0.8 and statistics['epochs'] == 3.0
@@ -176,11 +176,11 @@ def test_best_epoch_follows_the_first_validation_metric_and_its_direction():
 
 def test_member_statistics_without_a_trained_epoch_has_only_test_values():
     run = {'history': [stopped_row(1)], 'test': {'accuracy': 0.1}}
-    assert report.member_statistics(run) == {'test_accuracy': 0.1}
+    assert results_lib.member_statistics(run) == {'test_accuracy': 0.1}
 
 
 def test_variant_statistics_are_mean_min_and_max_over_members():
-    statistics = report.variant_statistics(make_runs())
+    statistics = results_lib.variant_statistics(make_runs())
     assert set(statistics) == {'sgd', 'adam'}
     sgd = statistics['sgd']
     assert sgd['test_accuracy'] == pytest.approx({'mean': 0.6, 'min': 0.5, 'max': 0.7})
@@ -258,10 +258,13 @@ def test_write_run_writes_results_history_report_and_curves(tmp_path):
         config={'epochs': 3, 'batch_size': 64},
         runs=runs,
         sections=['Intro prose.'],
+        figures=[str(tmp_path / 'error_vs_kept.png')],
+        records={'choices': [{'choice': 'rate', 'chosen': 0.1}]},
     )
-    assert statistics == report.variant_statistics(runs)
+    assert statistics == results_lib.variant_statistics(runs)
     results = strict_json((tmp_path / 'results.json').read_text())
-    assert set(results) == {'summary', 'config', 'seeds', 'versions', 'diverged', 'runs', 'statistics'}
+    assert list(results) == ['summary', 'config', 'seeds', 'versions', 'diverged', 'runs', 'statistics', 'choices']
+    assert results['choices'] == [{'choice': 'rate', 'chosen': 0.1}]
     assert results['diverged'] == {}
     assert results['summary'] == {'headline_accuracy': 0.91}
     assert results['config'] == {'epochs': 3, 'batch_size': 64}
@@ -282,7 +285,7 @@ def test_write_run_writes_results_history_report_and_curves(tmp_path):
     assert text.startswith(
         '# Sweep\n\nIntro prose.\n\n## Summary\n\n| metric | value |\n|---|---|\n| headline_accuracy | 0.9100 |\n'
     )
-    assert '![curves](curves.png)' in text
+    assert '![curves](curves.png)' in text and text.rstrip().endswith('![error_vs_kept](error_vs_kept.png)')
     members = text.split('## Members')[1].split('\n\n')[1].splitlines()
     assert members[0].startswith('| variant | member | test_accuracy | test_loss |') and 'epochs' not in members[0]
     assert [line.split(' | ')[:2] for line in members[2:]] == [
@@ -358,9 +361,9 @@ def test_git_revision_counts_code_changes_as_dirty_but_not_a_runs_own_results(tm
     (tmp_path / 'results' / 'results.json').write_text('{}\n')
     git('add', '.')
     git('-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'start')
-    clean = report.git_revision(str(tmp_path))
+    clean = results_lib.git_revision(str(tmp_path))
     assert len(clean['git_commit']) == 40 and clean['git_dirty'] == 'false'
     (tmp_path / 'results' / 'results.json').write_text('{"summary": {}}\n')
-    assert report.git_revision(str(tmp_path))['git_dirty'] == 'false'
+    assert results_lib.git_revision(str(tmp_path))['git_dirty'] == 'false'
     (tmp_path / 'code.py').write_text('x = 2\n')
-    assert report.git_revision(str(tmp_path))['git_dirty'] == 'true'
+    assert results_lib.git_revision(str(tmp_path))['git_dirty'] == 'true'

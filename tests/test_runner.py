@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import mlp_task, teacher_data
-from nets import checkpoint, report, runner, train
+from nets import checkpoint, results, runner, train
 from nets.masks import apply_masks
 from test_report import read_scalars
 
@@ -289,7 +289,7 @@ def test_a_diverged_member_freezes_and_leaves_the_others_bit_for_bit(data, task)
     jax.tree.map(np.testing.assert_array_equal, train.member(state.params, 0), train.member(healthy_state.params, 0))
     timeless = lambda run: [{k: v for k, v in row.items() if 'seconds' not in k} for row in run['history']]
     assert timeless(kept) == timeless(healthy_runs['seed=0,optimizer.learning_rate=0.1'])
-    assert report.diverged_members({'d': runs}) == {'d/seed=0,optimizer.learning_rate=1e+30': 1}
+    assert results.diverged_members({'d': runs}) == {'d/seed=0,optimizer.learning_rate=1e+30': 1}
 
 
 def test_a_run_whose_every_member_diverged_stops_after_that_epoch(data, task):
