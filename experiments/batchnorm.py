@@ -173,9 +173,8 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     chosen, choices = {}, []
     for net in ('bn', 'plain'):
         scores = {key[1:]: value for key, (value, _, _) in candidates.items() if key[0] == net}  # (schedule, rate)
-        schedule_rate = experiment.select(scores, metric='val_accuracy')
-        choices.append(experiment.record(net, schedule_rate, scores, metric='val_accuracy', rule='max'))
-        key = chosen[net] = (net, *schedule_rate)
+        choices.append(experiment.choose(net, scores, metric='val_accuracy'))
+        key = chosen[net] = (net, *choices[-1]['chosen'])
         _, name, member_runs = candidates[key]
         summary[f'{net}_schedule'], summary[f'{net}_learning_rate'] = key[1], key[2]
         summary[f'{net}_val_accuracy_final'] = candidates[key][0]

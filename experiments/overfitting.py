@@ -167,8 +167,8 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
                     config, task, state, [list(runs).index(label) for label in kept], test
                 )
         scores = experiment.member_values({v: chosen_runs[f'{v}_{size}'] for v in TRAINED}, best_val_accuracy)
-        best = experiment.select(scores, metric='best_val_accuracy')
-        choices.append(experiment.record(f'best_{size}', best, scores, metric='best_val_accuracy', rule='max'))
+        choices.append(experiment.choose(f'best_{size}', scores, metric='best_val_accuracy'))
+        best = choices[-1]['chosen']
         summary[f'best_variant{suffix}'] = best
         for key in ('test_accuracy', 'gap'):
             summary[f'{key}_best{suffix}'] = summary[f'{key}_{best}{suffix}']

@@ -271,8 +271,7 @@ def encoder_use(chosen_runs: dict) -> dict:
     scores = experiment.member_values(
         {m: chosen_runs[f'{m}_1000'] for m in METHODS[1:3]}, experiment.final('val_accuracy')
     )
-    best = experiment.select(scores, metric='val_accuracy')
-    return experiment.record('encoder_use_1000', best, scores, metric='val_accuracy', rule='max')
+    return experiment.choose('encoder_use_1000', scores, metric='val_accuracy')
 
 
 def choose(name: str, runs: dict, swept: dict, choices: list) -> tuple[float | None, dict]:

@@ -172,8 +172,8 @@ def select(
         )
         if path == RADIUS:
             saturations[name] = by_candidate(runs, path, candidates, saturation(state, runs))
-        chosen[name] = experiment.select(errors[name], metric='val_error', rule='min')
-        choices.append(experiment.record(name, chosen[name], errors[name], metric='val_error', rule='min', note=path))
+        choices.append(experiment.choose(name, errors[name], metric='val_error', rule='min', note=path))
+        chosen[name] = choices[-1]['chosen']
         all_runs[name] = runs
     return chosen, errors, saturations, all_runs, len(splits.train_labels)
 

@@ -158,12 +158,12 @@ def run_toy(config, workdir: str, choices: list) -> tuple[dict, dict, dict]:
         # The fastest step size: fewest steps until every seed is within 1%, then the lowest final excess (training
         # loss: converging is the point here).
         speeds = {r: fastest_first(found) for r, found in by_rate.items()}
-        rate = experiment.select(speeds, metric='train_steps_to_1_percent', rule='min')
         choices.append(
-            experiment.record(
-                f'toy_{name}', rate, speeds, metric='train_steps_to_1_percent', rule='min', note='then final excess'
+            experiment.choose(
+                f'toy_{name}', speeds, metric='train_steps_to_1_percent', rule='min', note='then final excess'
             )
         )
+        rate = choices[-1]['chosen']
         hessian = inputs[0].T.astype(np.float64) @ inputs[0] / len(y)
         eigenvalues = np.linalg.eigvalsh(hessian)
         summary |= {

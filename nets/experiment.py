@@ -49,8 +49,10 @@ def select(values: Mapping[Any, Any], *, metric: str, rule: str = 'max') -> Any:
     return RULES[rule](values, key=score)
 
 
-def record(what: str, chosen: Any, values: Mapping[Any, Any], *, metric: str, rule: str, note: str = '') -> dict:
-    """One entry of results.json's `choices`: what was chosen, among what, by which metric and rule, with the values."""
+def choose(what: str, values: Mapping[Any, Any], *, metric: str, rule: str = 'max', note: str = '') -> dict:
+    """`select` among `values`, as one entry of results.json's `choices`: what was chosen (under 'chosen'), among
+    what, by which metric and rule, with the values."""
+    chosen = select(values, metric=metric, rule=rule)
     return {
         'choice': what,
         'chosen': chosen,
@@ -81,10 +83,9 @@ def choose_swept(what: str, runs: Mapping[str, Mapping], path: str, *, metric: s
     """Chooses the value of swept hparam `path` whose members have the best mean `key(run)` (default: the final
     `metric`) by `rule`; returns (the value, its members' runs, the choice's record for results.json)."""
     _refuse_test(metric)
-    values = member_values(runs, key or final(metric), by=path)
-    chosen = select(values, metric=metric, rule=rule)
-    kept = {label: run for label, run in runs.items() if run['hparams'][path] == chosen}
-    return chosen, kept, record(what, chosen, values, metric=metric, rule=rule, note=path)
+    choice = choose(what, member_values(runs, key or final(metric), by=path), metric=metric, rule=rule, note=path)
+    kept = {label: run for label, run in runs.items() if run['hparams'][path] == choice['chosen']}
+    return choice['chosen'], kept, choice
 
 
 @dataclasses.dataclass
@@ -197,9 +198,8 @@ class Experiment:
     def select(self, what: str, values: Mapping[Any, float], *, metric: str, rule: str = 'max', note: str = ''):
         """Chooses among `values` ({candidate: score}) by `rule` (see `select`), records the choice under `what`
         with every candidate's score, and returns the chosen candidate."""
-        chosen = select(values, metric=metric, rule=rule)
-        self.choices.append(record(what, chosen, values, metric=metric, rule=rule, note=note))
-        return chosen
+        self.choices.append(choose(what, values, metric=metric, rule=rule, note=note))
+        return self.choices[-1]['chosen']
 
 
 def run_seconds(workdir: str, started: float) -> float:
