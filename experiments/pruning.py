@@ -16,14 +16,11 @@ a seconds-scale version.
 from __future__ import annotations
 
 import os
-import time
 
 import jax
-import matplotlib.pyplot as plt
 import matplotlib.ticker
 import ml_collections
 import numpy as np
-import scipy.stats
 
 from nets import experiment, masks, pruning, report, tasks, train, validation
 
@@ -125,7 +122,7 @@ def stages(run) -> dict:
     saliency = dict(images=batch[0], labels=batch[1], key=key, probes=config.obd_probes)
     scores = {c: pruning.member_saliency(c, task[0], dense, *batch, key, config.obd_probes) for c in config.criteria}
     staged['scores'] = scores
-    staged['first_order'] = first_order_change(task[0], dense, *batch)
+    staged['first_order'] = pruning.first_order_change(task[0], dense, *batch)
 
     # The ladder of kept fractions, one variant a criterion; its test error per rung is a curve that chooses nothing.
     test_error = lambda state: {'test_error': _errors(retrain_task, state, *test).tolist()}
@@ -147,7 +144,7 @@ def stages(run) -> dict:
             prepare_state=lambda s, c=criterion: pruning.ladder_start(dense, s, scores[c], config.keep_levels[0]),
             on_epoch_end=hook,
         )
-        ladders[criterion] = ladder(runs)
+        ladders[criterion] = pruning.ladder_rungs(runs)
     staged['ladders'] = ladders
 
     # Operating points and the best criterion, on validation: the most compressed rung whose mean validation error
@@ -210,7 +207,9 @@ def stages(run) -> dict:
         prepare_state=lambda s: pruning.neuron_start(retrain_task, dense, s, *batch, config.neuron_widths[0]),
         on_epoch_end=hook,
     )
-    staged['neurons'] = neuron_table(config, run.runs['neurons'], *task, run.input_shape, test[0])
+    staged['neurons'] = pruning.neuron_cuts(
+        run.runs['neurons'], *task, config.model.hidden_widths, config.neuron_widths, test[0], config.timing_repeats
+    )
     within = {'dense': (True, -1)} | {
         '-'.join(map(str, row['widths'])): (row['val_error'] <= dense_error + config.lecture_tolerance, cut)
         for cut, row in enumerate(staged['neurons'])
@@ -241,13 +240,13 @@ def summarize(run, staged: dict):
     config, runs, best = run.config, run.runs, staged['best']
     summary = {'dense_test_error': staged['dense_test_error']}
     scores = staged['scores']
-    spearman = spearman_correlations(scores, run.states['dense'])
+    spearman = pruning.rank_agreement(scores)
     summary |= {f'spearman_{c}': value for c, value in spearman.items()}
     # Against the size of the change |ΔL| too: the signed change is dominated by −g·w, whose sign is noise.
-    absolute = spearman_correlations(scores, run.states['dense'], np.abs)
+    absolute = pruning.rank_agreement(scores, np.abs)
     summary |= {f'spearman_abs_{c}': value for c, value in absolute.items()}
     first_order = {'exact': scores['exact'], 'first_order': staged['first_order']}
-    summary['spearman_exact_first_order'] = spearman_correlations(first_order, run.states['dense'])['first_order']
+    summary['spearman_exact_first_order'] = pruning.rank_agreement(first_order)['first_order']
     summary['best_criterion'] = best
     points = staged['points']
     for name in ('dense_error', '1_9_percent'):
@@ -290,84 +289,6 @@ def summarize(run, staged: dict):
 
 def _rows(runs: dict) -> list[dict]:
     return [row for run in runs.values() for row in run['history']]
-
-
-def spearman_correlations(scores: dict, dense, reference=lambda exact: exact) -> dict[str, float]:
-    """Spearman's ρ between each criterion's kernel scores and `reference` of the exact ones, per member, mean over
-    members."""
-    exact = jax.tree.map(reference, scores['exact'])
-    flags = jax.tree.leaves(masks.param_mask(masks.KERNELS)(dense.params))
-    flat = lambda tree, i: np.concatenate(
-        [np.asarray(leaf[i]).reshape(-1) for leaf, flag in zip(jax.tree.leaves(tree), flags) if flag]
-    )
-    count = len(jax.tree.leaves(dense.params)[0])
-    return {
-        c: float(np.mean([scipy.stats.spearmanr(flat(exact, i), flat(scores[c], i)).statistic for i in range(count)]))
-        for c in scores
-        if c != 'exact'
-    }
-
-
-def first_order_change(task, state, images, labels):
-    """−g·w for every weight of every member: the first-order term of the loss change when w alone is zeroed."""
-
-    def one(member):
-        model = task.model(member.hparams, member.params)
-        loss_of = lambda params: task.loss.value(model.apply({'params': params}, images, train=False), labels)
-        return jax.tree.map(lambda w, g: -w * g, member.params, jax.grad(loss_of)(member.params))
-
-    return jax.jit(jax.vmap(one))(state)
-
-
-def ladder(runs: dict) -> dict:
-    """The rungs of a criterion's variant: kept fraction, validation and test error, per-layer kept (seeds ×
-    rungs)."""
-    rows = [[row for row in run['history'] if 'rung' in row] for run in runs.values()]
-    pick = lambda key: np.array([[row[key] for row in member] for member in rows], dtype=np.float64).tolist()
-    layers = [key for key in rows[0][0] if key.startswith('kept_') and key != 'kept_fraction']
-    return {
-        'kept': pick('kept_fraction'),
-        'test': pick('test_error'),
-        'val': (1 - np.array(pick('val_accuracy'))).tolist(),
-        'layers': {key[len('kept_') :]: pick(key) for key in layers},
-    }
-
-
-def inference_seconds(task, hparams, widths, input_shape, images, repeats: int) -> float:
-    """The best of `repeats` timings of one jitted evaluation-mode pass of a net of `widths` over `images`."""
-    state = train.init_state(task, hparams, jax.random.PRNGKey(0), input_shape, {'hidden_widths': tuple(widths)})
-    model = task.model(hparams, state.params)
-    apply = jax.jit(lambda params, x: model.apply({'params': params}, x, train=False))
-    jax.block_until_ready(apply(state.params, images))
-    times = []
-    for _ in range(repeats):
-        begin = time.perf_counter()
-        jax.block_until_ready(apply(state.params, images))
-        times.append(time.perf_counter() - begin)
-    return float(min(times))
-
-
-def neuron_table(config, runs, task, hparams, input_shape, images) -> list[dict]:
-    """Per cut: the widths, kept weights, mean validation and test error, and the timed inference speed-up."""
-    rows = [[row for row in run['history'] if 'cut' in row] for run in runs.values()]
-    dense_time = inference_seconds(
-        task, hparams, config.model.hidden_widths, input_shape, images, config.timing_repeats
-    )
-    table = []
-    for cut, widths in enumerate(config.neuron_widths):
-        sizes = (input_shape[0], *widths, 10)
-        seconds = inference_seconds(task, hparams, widths, input_shape, images, config.timing_repeats)
-        table.append(
-            {
-                'widths': list(widths),
-                'weights': int(sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))),
-                'val_error': float(np.mean([1 - member[cut]['val_accuracy'] for member in rows])),
-                'test_error': float(np.mean([member[cut]['test_error'] for member in rows])),
-                'seconds': seconds,
-                'speedup': dense_time / seconds,
-            }
-        )
-    return table
 
 
 def describe(config, summary, ladders, neurons) -> str:
@@ -427,72 +348,52 @@ def describe(config, summary, ladders, neurons) -> str:
 
 def plot_error_vs_kept(path, config, ladders, summary) -> str:
     """Test error against the kept fraction (log x), per criterion: seed mean with the min–max band."""
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    for criterion, rungs in ladders.items():
-        kept, test = np.mean(rungs['kept'], 0), np.array(rungs['test'])
-        axis.plot(kept, test.mean(0), marker='o', label=criterion)
-        axis.fill_between(kept, test.min(0), test.max(0), alpha=0.15)
-    axis.axhline(summary['dense_test_error'], color='k', linestyle='--', label='dense')
-    axis.axhline(0.019, color='gray', linestyle=':', label='1.9%')
-    for kept, error, source in PUBLISHED:
-        axis.scatter([kept], [error], marker='*', s=120, zorder=5, label=source)
-    axis.set_xscale('log')
-    axis.set_xticks(config.keep_levels, [f'{level:g}' for level in config.keep_levels], fontsize=7)
-    axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    axis.set_xlabel('fraction of kernel weights kept')
-    axis.set_ylabel('test error')
-    top = max(np.mean(r['test'], 0).max() for r in ladders.values() if r is not ladders.get('random'))
-    axis.set_ylim(0, min(0.06, max(0.03, top * 1.1)))
-    axis.grid(alpha=0.3, which='both')
-    axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with report.figure(path, figsize=(7, 4.5)) as (_, axes):
+        axis = axes[0][0]
+        for criterion, rungs in ladders.items():
+            report.plot_band(axis, np.mean(rungs['kept'], 0), rungs['test'], criterion, marker='o')
+        axis.axhline(summary['dense_test_error'], color='k', linestyle='--', label='dense')
+        axis.axhline(0.019, color='gray', linestyle=':', label='1.9%')
+        for kept, error, source in PUBLISHED:
+            axis.scatter([kept], [error], marker='*', s=120, zorder=5, label=source)
+        axis.set_xscale('log')
+        axis.set_xticks(config.keep_levels, [f'{level:g}' for level in config.keep_levels], fontsize=7)
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        axis.set(xlabel='fraction of kernel weights kept', ylabel='test error')
+        top = max(np.mean(r['test'], 0).max() for r in ladders.values() if r is not ladders.get('random'))
+        axis.set_ylim(0, min(0.06, max(0.03, top * 1.1)))
+        axis.grid(alpha=0.3, which='both')
+        axis.legend(fontsize=7)
     return path
 
 
 def plot_layer_kept(path, config, ladders) -> str:
     """The kept fraction of each layer against the overall one, per criterion."""
-    figure, axes = plt.subplots(1, len(ladders), figsize=(3.2 * len(ladders), 3.2), sharey=True, squeeze=False)
-    for axis, (criterion, rungs) in zip(axes[0], ladders.items()):
-        kept = np.mean(rungs['kept'], 0)
-        for layer, values in rungs['layers'].items():
-            axis.plot(kept, np.mean(values, 0), marker='.', label=layer)
-        axis.set_xscale('log')
-        axis.set_yscale('log')
-        for ticks in (axis.xaxis, axis.yaxis):
-            ticks.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        axis.set_title(criterion)
-        axis.set_xlabel('kept overall')
-        axis.grid(alpha=0.3, which='both')
-    axes[0][0].set_ylabel('kept in the layer')
-    axes[0][0].legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with report.figure(path, 1, len(ladders), figsize=(3.2 * len(ladders), 3.2), sharey=True) as (_, axes):
+        for axis, (criterion, rungs) in zip(axes[0], ladders.items()):
+            for layer, values in rungs['layers'].items():
+                axis.plot(np.mean(rungs['kept'], 0), np.mean(values, 0), marker='.', label=layer)
+            axis.set(xscale='log', yscale='log', title=criterion, xlabel='kept overall')
+            for ticks in (axis.xaxis, axis.yaxis):
+                ticks.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            axis.grid(alpha=0.3, which='both')
+        axes[0][0].set_ylabel('kept in the layer')
+        axes[0][0].legend(fontsize=7)
     return path
 
 
 def plot_scatter(path, scores, spearman, samples: int = 20000) -> str:
     """Exact saliency against each approximate one (seed 0's dense net, a random sample of kernel weights)."""
-    flags = jax.tree.leaves(masks.param_mask(masks.KERNELS)(scores['exact']))
-    flat = lambda tree: np.concatenate(
-        [np.asarray(leaf[0]).reshape(-1) for leaf, flag in zip(jax.tree.leaves(tree), flags) if flag]
-    )
-    exact = flat(scores['exact'])
+    exact = masks.kernel_vector(scores['exact'], 0)
     pick = np.random.default_rng(0).choice(exact.size, min(samples, exact.size), replace=False)
     others = [c for c in scores if c != 'exact']
-    figure, axes = plt.subplots(1, len(others), figsize=(3.4 * len(others), 3.3), squeeze=False)
-    for axis, criterion in zip(axes[0], others):
-        axis.scatter(flat(scores[criterion])[pick], exact[pick], s=1, alpha=0.3)
-        axis.set_xscale('symlog', linthresh=1e-8)
-        axis.set_yscale('symlog', linthresh=1e-8)
-        axis.xaxis.set_major_locator(matplotlib.ticker.SymmetricalLogLocator(base=100, linthresh=1e-8))
-        axis.set_xlabel(criterion)
-        axis.set_title(f'ρ = {spearman[criterion]:.3f}')
-        axis.grid(alpha=0.3)
-    axes[0][0].set_ylabel('exact loss increase')
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with report.figure(path, 1, len(others), figsize=(3.4 * len(others), 3.3)) as (_, axes):
+        for axis, criterion in zip(axes[0], others):
+            axis.scatter(masks.kernel_vector(scores[criterion], 0)[pick], exact[pick], s=1, alpha=0.3)
+            axis.set_xscale('symlog', linthresh=1e-8)
+            axis.set_yscale('symlog', linthresh=1e-8)
+            axis.xaxis.set_major_locator(matplotlib.ticker.SymmetricalLogLocator(base=100, linthresh=1e-8))
+            axis.set(xlabel=criterion, title=f'ρ = {spearman[criterion]:.3f}')
+            axis.grid(alpha=0.3)
+        axes[0][0].set_ylabel('exact loss increase')
     return path

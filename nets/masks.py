@@ -77,3 +77,9 @@ def kept_by_layer(masks: Any, pattern: str = KERNELS) -> dict[str, np.ndarray]:
         for path, leaf in jax.tree_util.tree_flatten_with_path(masks)[0]
         if compiled.search(leaf_path(path))
     }
+
+
+def kernel_vector(tree: Any, member: int, pattern: str = KERNELS) -> np.ndarray:
+    """Member `member`'s entries of the leaves `pattern` chooses in a stacked params-like tree, as one flat vector."""
+    chosen = zip(jax.tree.leaves(tree), jax.tree.leaves(param_mask(pattern)(tree)))
+    return np.concatenate([np.asarray(leaf[member]).reshape(-1) for leaf, use in chosen if use])

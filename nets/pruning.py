@@ -23,16 +23,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from typing import Any, Callable, Mapping, Sequence
 
 import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.stats
 
 from nets import losses, train, units
 from nets.activations import get_activation
-from nets.masks import KERNELS, apply_masks, count_kept, kept_by_layer, mask_tree, param_mask
+from nets.masks import KERNELS, apply_masks, count_kept, kept_by_layer, kernel_vector, mask_tree, param_mask
 from nets.registry import lookup
 
 
@@ -588,3 +590,77 @@ def neuron_hook(
         return cut_neurons(task, state, images, labels, widths[cut + 1])
 
     return hook
+
+
+# ---- Reading a pruned sweep: how criteria agree, the rungs of a ladder, what a neuron cut buys.
+
+
+def first_order_change(task: train.Task, state: train.TrainState, images, labels) -> Any:
+    """−g·w for every weight of every member of a stacked state: the first-order term of the loss change when w
+    alone is zeroed (the part of the exact saliency whose sign is noise on held-out images)."""
+
+    def one(member):
+        loss_of = _loss_of(task, member, images, labels)[1]
+        return jax.tree.map(lambda w, g: -w * g, member.params, jax.grad(loss_of)(member.params))
+
+    return jax.jit(jax.vmap(one))(state)
+
+
+def rank_agreement(scores: Mapping[str, Any], reference: Callable = lambda exact: exact) -> dict[str, float]:
+    """Spearman's ρ between each criterion's kernel scores (stacked over members) and `reference` of the 'exact'
+    ones, per member, mean over members."""
+    exact = jax.tree.map(reference, scores['exact'])
+    count = len(jax.tree.leaves(exact)[0])
+    rho = lambda c, i: scipy.stats.spearmanr(kernel_vector(exact, i), kernel_vector(scores[c], i)).statistic
+    return {c: float(np.mean([rho(c, i) for i in range(count)])) for c in scores if c != 'exact'}
+
+
+def ladder_rungs(runs: Mapping[str, Mapping]) -> dict:
+    """The rungs `ladder_hook` recorded in a variant's runs: kept fraction, validation and test error and per-layer
+    kept fraction, each [members][rungs]."""
+    rows = [[row for row in run['history'] if 'rung' in row] for run in runs.values()]
+    pick = lambda key: np.array([[row[key] for row in member] for member in rows], dtype=np.float64).tolist()
+    layers = [key for key in rows[0][0] if key.startswith('kept_') and key != 'kept_fraction']
+    return {
+        'kept': pick('kept_fraction'),
+        'test': pick('test_error'),
+        'val': (1 - np.array(pick('val_accuracy'))).tolist(),
+        'layers': {key[len('kept_') :]: pick(key) for key in layers},
+    }
+
+
+def inference_seconds(task: train.Task, hparams, widths, input_shape, images, repeats: int) -> float:
+    """The best of `repeats` timings of one jitted evaluation-mode pass of a net of hidden `widths` over `images`."""
+    state = train.init_state(task, hparams, jax.random.PRNGKey(0), input_shape, {'hidden_widths': tuple(widths)})
+    model = task.model(hparams, state.params)
+    apply = jax.jit(lambda params, x: model.apply({'params': params}, x, train=False))
+    jax.block_until_ready(apply(state.params, images))
+    times = []
+    for _ in range(repeats):
+        begin = time.perf_counter()
+        jax.block_until_ready(apply(state.params, images))
+        times.append(time.perf_counter() - begin)
+    return float(min(times))
+
+
+def neuron_cuts(runs: Mapping[str, Mapping], task: train.Task, hparams, widths, cuts, images, repeats: int):
+    """Per cut that `neuron_hook` recorded: its widths, kept weights, mean validation and test error, and the timed
+    inference speed-up on `images` over the net of hidden `widths`."""
+    rows = [[row for row in run['history'] if 'cut' in row] for run in runs.values()]
+    input_shape = images.shape[1:]
+    dense_seconds = inference_seconds(task, hparams, widths, input_shape, images, repeats)
+    table = []
+    for cut, cut_widths in enumerate(cuts):
+        sizes = (input_shape[0], *cut_widths, 10)
+        seconds = inference_seconds(task, hparams, cut_widths, input_shape, images, repeats)
+        table.append(
+            {
+                'widths': list(cut_widths),
+                'weights': int(sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))),
+                'val_error': float(np.mean([1 - member[cut]['val_accuracy'] for member in rows])),
+                'test_error': float(np.mean([member[cut]['test_error'] for member in rows])),
+                'seconds': seconds,
+                'speedup': dense_seconds / seconds,
+            }
+        )
+    return table

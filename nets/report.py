@@ -7,6 +7,7 @@ file; an experiment adds only its declared sections, figures and named records.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
@@ -83,6 +84,20 @@ def plot_band(axis, x, curves, label: str, *style, **options):
     return line
 
 
+@contextlib.contextmanager
+def figure(path: str, rows: int = 1, columns: int = 1, **options):
+    """`with figure(path, rows, columns, figsize=...) as (figure, axes)`: a figure whose axes are always a 2-D array,
+    saved to `path` (laid out tight, 120 dpi) and closed when the block ends."""
+    drawn, axes = plt.subplots(rows, columns, squeeze=False, **options)
+    try:
+        yield drawn, axes
+        drawn.tight_layout()
+        if is_primary():
+            drawn.savefig(path, dpi=120)
+    finally:
+        plt.close(drawn)
+
+
 def plot_curves(
     path: str, runs: Mapping[str, Any], metrics: Sequence[str] = ('train_loss', 'val_loss'), title: str = ''
 ) -> str:
@@ -92,8 +107,15 @@ def plot_curves(
     """
     if not is_primary():
         return path
-    figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
-    for axis, metric in zip(axes[0], metrics):
+    with figure(path, 1, len(metrics), figsize=(5 * len(metrics), 3.6)) as (drawn, axes):
+        _plot_metrics(axes[0], runs, metrics)
+        if title:
+            drawn.suptitle(title)
+    return path
+
+
+def _plot_metrics(axes, runs: Mapping[str, Any], metrics: Sequence[str]) -> None:
+    for axis, metric in zip(axes, metrics):
         for variant, by_seed in runs.items():
             curves = [
                 [row.get(metric, np.nan) for row in run['history']]
@@ -110,12 +132,6 @@ def plot_curves(
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
