@@ -29,9 +29,15 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, experiment, report, runner, tasks, train
+from nets import experiment, report, runner, tasks, train
 
 PERCENTILES = (15, 50, 85)
+PLACEMENTS = {  # (b) and (c): the model changes of each variant of Nikolenko's net
+    'nikolenko_plain': {},
+    'nikolenko_bn': {'batch_norm': 'before', 'batch_norm_layers': (0,)},
+    'bn_before': {'batch_norm': 'before'},
+    'bn_after': {'batch_norm': 'after'},
+}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -79,13 +85,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     return config
 
 
-def build(config, part: str, model_changes: dict, schedule: dict | None = None):
-    settings = config[part]
-    task_config = {**config.to_dict(), **settings.to_dict()}
-    task_config['model'] = {**settings.model.to_dict(), **model_changes}
+def build(run, part: str, model_changes: dict, schedule: dict | None = None):
+    """The task of `part` ('ioffe' or 'nikolenko', its settings over the config's) with its model changed, and a
+    learning-rate schedule."""
+    settings = run.config[part]
     rate = {'learning_rate': settings.learning_rates[0]} if 'learning_rates' in settings else {}  # members replace it
-    task_config['optimizer'] = {**rate, **settings.optimizer.to_dict(), 'schedule': schedule or {}}
-    return tasks.build(task_config, runner.input_shape(config.dataset))
+    optimizer = {**rate, **settings.optimizer.to_dict(), 'schedule': schedule or {}}
+    return run.task(
+        {**settings.to_dict(), 'model': {**settings.model.to_dict(), **model_changes}, 'optimizer': optimizer}
+    )
 
 
 def percentile_hook(task, images, part_config, members: bool):
@@ -121,106 +129,72 @@ def mean_history(runs: dict, key: str) -> np.ndarray:
     return np.mean([[row[key] for row in run['history']] for run in runs.values()], axis=0)
 
 
-def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
-    """Trains (a), (b) and (c); writes the report and figures; returns the summary."""
-    started = time.perf_counter()
-    splits = data_lib.load_splits(
-        config.dataset,
-        data_dir=data_dir,
-        cache_dir=cache_dir,
-        validation_size=config.validation_size,
-        train_limit=config.train_limit,
-        test_limit=config.test_limit,
-    )
-    data, test = runner.device_data(splits)
+def stages(run) -> dict:
+    """(a) every net and schedule, its rates as members, the schedule and rate chosen per net on validation; then
+    (b, c) the placements; returns what summarize reads."""
+    started, config, ioffe = time.perf_counter(), run.config, run.config.ioffe
+    data, test = run.data()
     probe = data.train_images[: config.probe_size]
-    runs, summary, candidates, at_init = {}, {}, {}, {}
-    ioffe = config.ioffe
-    steps = (len(splits.train_labels) // ioffe.batch_size) * ioffe.epochs
+    steps_per_epoch = len(data.train_labels) // ioffe.batch_size
     members = runner.grid(config.seeds, {'optimizer.learning_rate': ioffe.learning_rates})
+    staged = {'started': started, 'steps_per_epoch': steps_per_epoch, 'candidates': {}, 'at_init': {}}
+    candidates = staged['candidates']
     for net, bn in (('bn', {'batch_norm': 'before'}), ('plain', {})):
         for schedule in ioffe.schedules:
             name = f'{net}_{schedule}'
-            task, hparams = build(
-                config,
-                'ioffe',
-                bn,
-                {'name': 'cosine_decay', 'decay_steps': steps} if schedule == 'cosine_decay' else {},
-            )
+            decay = {'name': 'cosine_decay', 'decay_steps': steps_per_epoch * ioffe.epochs}
+            task, hparams = built = build(run, 'ioffe', bn, decay if schedule == 'cosine_decay' else {})
             hook, program = percentile_hook(task, probe, ioffe, members=True)
             start = np.asarray(program(runner.initial_state(task, hparams, members, probe.shape[1:]))).tolist()
-            at_init[name] = dict(zip(map(runner.member_label, members), start))
+            staged['at_init'][name] = dict(zip(map(runner.member_label, members), start))
             hooks = runner.chain(runner.evaluation_hook(task, *test, members=True), hook)
-            _, runs[name] = runner.run_variant(
-                workdir,
-                config,
-                name,
-                task,
-                hparams,
-                members,
-                data,
-                test,
-                resume=resume,
-                on_epoch_end=hooks,
-                epochs=ioffe.epochs,
-            )
+            _, runs = run.variant(name, built, members=members, epochs=ioffe.epochs, on_epoch_end=hooks)
             for rate in ioffe.learning_rates:
-                chosen = {
-                    label: run for label, run in runs[name].items() if run['hparams']['optimizer.learning_rate'] == rate
-                }
-                final_val = np.mean([run['history'][-1]['val_accuracy'] for run in chosen.values()])
+                chosen = {label: r for label, r in runs.items() if r['hparams']['optimizer.learning_rate'] == rate}
+                final_val = np.mean([r['history'][-1]['val_accuracy'] for r in chosen.values()])
                 candidates[(net, schedule, rate)] = (float(np.nan_to_num(final_val, nan=-1.0)), name, chosen)
-    chosen, choices = {}, []
+    staged['chosen'] = {}
     for net in ('bn', 'plain'):
         scores = {key[1:]: value for key, (value, _, _) in candidates.items() if key[0] == net}  # (schedule, rate)
-        choices.append(experiment.choose(net, scores, metric='val_accuracy'))
-        key = chosen[net] = (net, *choices[-1]['chosen'])
-        _, name, member_runs = candidates[key]
+        staged['chosen'][net] = (net, *run.select(net, scores, metric='val_accuracy'))
+
+    for name, changes in PLACEMENTS.items():
+        task, _ = built = build(run, 'nikolenko', changes)
+        hooks = runner.evaluation_hook(task, *test, members=len(config.seeds) > 1)
+        run.variant(name, built, epochs=config.nikolenko.epochs, on_epoch_end=hooks)
+    return staged
+
+
+def summarize(run, staged: dict):
+    """The chosen runs' test accuracy and the comparison at Fig. 1's checkpoints, (b, c), the tables and figures."""
+    config, ioffe, candidates, chosen = run.config, run.config.ioffe, staged['candidates'], staged['chosen']
+    test_accuracy = lambda runs: float(np.mean([r['test']['accuracy'] for r in runs.values()]))
+    summary = {}
+    for net in ('bn', 'plain'):
+        key = chosen[net]
         summary[f'{net}_schedule'], summary[f'{net}_learning_rate'] = key[1], key[2]
         summary[f'{net}_val_accuracy_final'] = candidates[key][0]
-        summary[f'{net}_accuracy_final'] = float(np.mean([run['test']['accuracy'] for run in member_runs.values()]))
+        summary[f'{net}_accuracy_final'] = test_accuracy(candidates[key][2])
     bn_curve = mean_history(candidates[chosen['bn']][2], 'test_accuracy')
     plain_curve = mean_history(candidates[chosen['plain']][2], 'test_accuracy')
-    steps_per_epoch = len(splits.train_labels) // ioffe.batch_size
+    steps_per_epoch = staged['steps_per_epoch']
     marks = checkpoint_epochs(ioffe.checkpoint_steps, steps_per_epoch, ioffe.epochs)
     summary['checkpoint_steps'] = [epoch * steps_per_epoch for epoch in marks]
     above = bn_curve > plain_curve
     summary['bn_above_plain_everywhere'] = bool(all(above[epoch - 1] for epoch in marks))
     summary['bn_above_plain_epochs'] = int(np.sum(above))
     summary['epochs'] = len(bn_curve)
-
-    nikolenko = config.nikolenko
-    seeds = runner.grid(config.seeds)
-    placements = {
-        'nikolenko_plain': {},
-        'nikolenko_bn': {'batch_norm': 'before', 'batch_norm_layers': (0,)},
-        'bn_before': {'batch_norm': 'before'},
-        'bn_after': {'batch_norm': 'after'},
-    }
-    for name, changes in placements.items():
-        task, hparams = build(config, 'nikolenko', changes)
-        hooks = runner.evaluation_hook(task, *test, members=len(seeds) > 1)
-        _, runs[name] = runner.run_variant(
-            workdir,
-            config,
-            name,
-            task,
-            hparams,
-            seeds,
-            data,
-            test,
-            resume=resume,
-            on_epoch_end=hooks,
-            epochs=nikolenko.epochs,
-        )
-        summary[f'{name}_accuracy'] = float(np.mean([run['test']['accuracy'] for run in runs[name].values()]))
-    summary['wall_seconds'] = experiment.run_seconds(workdir, started)  # over every resumed segment
+    summary |= {f'{name}_accuracy': test_accuracy(run.runs[name]) for name in PLACEMENTS}
+    # The run's over every resumed segment (nets.experiment sets the summary's; the section quotes it).
+    summary['wall_seconds'] = experiment.run_seconds(run.workdir, staged['started'])
 
     figures = [
-        plot_ioffe(os.path.join(workdir, 'ioffe_fig1.png'), candidates, chosen, at_init, steps_per_epoch, marks),
+        plot_ioffe(
+            os.path.join(run.workdir, 'ioffe_fig1.png'), candidates, chosen, staged['at_init'], steps_per_epoch, marks
+        ),
         report.plot_curves(
-            os.path.join(workdir, 'nikolenko_p160.png'),
-            {name: runs[name] for name in placements},
+            os.path.join(run.workdir, 'nikolenko_p160.png'),
+            {name: run.runs[name] for name in PLACEMENTS},
             ['test_accuracy'],
             title='784-100-100-10 tanh, SGD 0.01, batch 100',
         ),
@@ -228,16 +202,13 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
     selection_rows = [
         [net, schedule, rate, value, name] for (net, schedule, rate), (value, name, _) in candidates.items()
     ]
-    report.write_run(
-        workdir,
+    return experiment.Report(
         'Batch normalization (Ioffe & Szegedy 2015, Fig. 1; Nikolenko p.160)',
-        summary=summary,
-        config=config.to_dict(),
-        runs=runs,
-        curves=['train_loss', 'val_accuracy', 'test_accuracy'],
+        summary,
         sections=[
             report.prose(__doc__, 1, 3),
-            f'Seeds {list(config.seeds)}; (a) {steps} steps; wall time {summary["wall_seconds"]:.0f} s.',
+            f'Seeds {list(config.seeds)}; (a) {steps_per_epoch * ioffe.epochs} steps; wall time '
+            f'{summary["wall_seconds"]:.0f} s.',
             '## (a) Choice on validation (mean final validation accuracy over seeds)',
             report.markdown_table(['net', 'schedule', 'learning rate', 'val accuracy', 'variant'], selection_rows),
             f'Chosen: BN {chosen["bn"][1]} at {chosen["bn"][2]:g} (test {summary["bn_accuracy_final"]:.4f}), '
@@ -253,12 +224,12 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
             f'BN is above the plain net at every checkpoint: {summary["bn_above_plain_everywhere"]}; after every '
             f'epoch, it is above at {summary["bn_above_plain_epochs"]} of {summary["epochs"]} epochs.',
             '## (b, c) Test accuracy (mean over seeds)',
-            report.markdown_table(['variant', 'test accuracy'], [[n, summary[f'{n}_accuracy']] for n in placements]),
+            report.markdown_table(['variant', 'test accuracy'], [[n, summary[f'{n}_accuracy']] for n in PLACEMENTS]),
         ],
-        figures=figures,
-        records={'choices': choices, 'sigmoid_input_percentiles_at_init': at_init},
+        figures=[os.path.basename(figure) for figure in figures],
+        records={'sigmoid_input_percentiles_at_init': staged['at_init']},
+        curves=['train_loss', 'val_accuracy', 'test_accuracy'],
     )
-    return summary
 
 
 def plot_ioffe(path: str, candidates: dict, chosen: dict, at_init: dict, steps_per_epoch: int, marks: list) -> str:

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, experiment, regularizers, report, results, runner, tasks, train
+from nets import experiment, regularizers, report, results, tasks, train
 
 TRAINED = ('none', 'l2', 'l1', 'decay', 'dropout', 'dropout_maxnorm', 'early_stopping', 'combined')
 VARIANTS = (*TRAINED, 'best')  # best: the trained variant with the best validation score
@@ -110,83 +110,72 @@ def best_val_accuracy(run) -> float:
     return results.member_statistics(run)['best_val_accuracy']
 
 
-def choose(name: str, runs: dict, swept: dict, choices: list) -> tuple[float | None, dict]:
-    """The swept value whose members have the highest mean best validation accuracy (recorded in `choices`), and
-    those members' runs."""
+def choose(run, name: str, runs: dict, swept: dict) -> tuple[float | None, dict]:
+    """The swept value whose members have the highest mean best validation accuracy (recorded in the run's
+    choices), and those members' runs."""
     if not swept:
         return None, runs
     ((path, _),) = swept.items()
     best, kept, choice = experiment.choose_swept(name, runs, path, metric='best_val_accuracy', key=best_val_accuracy)
-    choices.append(choice)
+    run.choices.append(choice)
     return best, kept
 
 
-def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
-    """Trains every variant at every training-set size, chooses strengths on validation, writes the report."""
-    input_shape = runner.input_shape(config.dataset)
-    summary, chosen_runs, all_runs, strengths, choices = {}, {}, {}, {}, []
+def stages(run) -> dict:
+    """Every variant at every training-set size, its strength chosen on validation, then the best variant; returns
+    the chosen members' runs, strengths and Monte Carlo dropout accuracies by variant and size, and the best."""
+    config = run.config
+    kept_runs, strengths, mc_dropout, best = {}, {}, {}, {}
     for size, epochs in zip(config.train_sizes, config.epochs_by_size):
-        splits = data_lib.load_splits(
-            config.dataset,
-            data_dir=data_dir,
-            cache_dir=cache_dir,
-            validation_size=config.validation_size,
-            split_seed=config.split_seed,
-            train_limit=size,
-            test_limit=config.test_limit,
-        )
-        data, test = runner.device_data(splits)
-        suffix = '' if size == config.train_sizes[0] else f'_{size}'
+        data, test = run.data(train_limit=size)
         chosen = {}
         for variant in TRAINED:
             changes, swept = variant_specs(config, chosen)[variant]
-            task, hparams = tasks.build({**config.to_dict(), **changes}, input_shape)
+            task, _ = built = run.task(changes)
             name = f'{variant}_{size}'
-            state, runs = runner.run_variant(
-                workdir,
-                config,
-                name,
-                task,
-                hparams,
-                runner.grid(config.seeds, swept),
-                data,
-                test,
-                resume=resume,
-                epochs=epochs,
-            )
+            state, runs = run.variant(name, built, sweep=swept, data=(data, test), epochs=epochs)
             train_accuracy = train.evaluate_members(task, state, data.train_images, data.train_labels, members=True)
-            for index, run_ in enumerate(runs.values()):
-                run_['train_accuracy_eval'] = train_accuracy['accuracy'][index]
-            chosen[variant], kept = choose(name, runs, swept, choices)
-            all_runs[name], chosen_runs[name], strengths[name] = runs, kept, chosen[variant]
-            test_accuracy = float(np.mean([r['test']['accuracy'] for r in kept.values()]))
-            gap = float(np.mean([r['train_accuracy_eval'] - r['test']['accuracy'] for r in kept.values()]))
-            summary[f'test_accuracy_{variant}{suffix}'], summary[f'gap_{variant}{suffix}'] = test_accuracy, gap
+            for index, member in enumerate(runs.values()):
+                member['train_accuracy_eval'] = train_accuracy['accuracy'][index]
+            chosen[variant], kept_runs[name] = choose(run, name, runs, swept)
+            strengths[name] = chosen[variant]
             if variant.startswith('dropout'):  # dropout as an ensemble: the mean of softmax over random masks
-                summary[f'mc_dropout_test_accuracy_{variant}{suffix}'] = mc_dropout_accuracy(
-                    config, task, state, [list(runs).index(label) for label in kept], test
-                )
-        scores = experiment.member_values({v: chosen_runs[f'{v}_{size}'] for v in TRAINED}, best_val_accuracy)
-        choices.append(experiment.choose(f'best_{size}', scores, metric='best_val_accuracy'))
-        best = choices[-1]['chosen']
-        summary[f'best_variant{suffix}'] = best
+                indices = [list(runs).index(label) for label in kept_runs[name]]
+                mc_dropout[name] = mc_dropout_accuracy(config, task, state, indices, test)
+        scores = experiment.member_values({v: kept_runs[f'{v}_{size}'] for v in TRAINED}, best_val_accuracy)
+        best[size] = run.select(f'best_{size}', scores, metric='best_val_accuracy')
+        kept_runs[f'best_{size}'] = kept_runs[f'{best[size]}_{size}']
+        strengths[f'best_{size}'] = strengths[f'{best[size]}_{size}']
+    return {'kept': kept_runs, 'strengths': strengths, 'mc_dropout': mc_dropout, 'best': best}
+
+
+def summarize(run, staged: dict):
+    """Per size, each variant's test accuracy and generalization gap at its chosen strength, and the best one's."""
+    config, kept_runs, strengths = run.config, staged['kept'], staged['strengths']
+    summary = {}
+    for size in config.train_sizes:
+        suffix = '' if size == config.train_sizes[0] else f'_{size}'
+        for variant in TRAINED:
+            kept = kept_runs[f'{variant}_{size}'].values()
+            summary[f'test_accuracy_{variant}{suffix}'] = float(np.mean([r['test']['accuracy'] for r in kept]))
+            summary[f'gap_{variant}{suffix}'] = float(
+                np.mean([r['train_accuracy_eval'] - r['test']['accuracy'] for r in kept])
+            )
+            if f'{variant}_{size}' in staged['mc_dropout']:
+                summary[f'mc_dropout_test_accuracy_{variant}{suffix}'] = staged['mc_dropout'][f'{variant}_{size}']
+        best = summary[f'best_variant{suffix}'] = staged['best'][size]
         for key in ('test_accuracy', 'gap'):
             summary[f'{key}_best{suffix}'] = summary[f'{key}_{best}{suffix}']
-        chosen_runs[f'best_{size}'] = chosen_runs[f'{best}_{size}']
-        strengths[f'best_{size}'] = strengths[f'{best}_{size}']
-    bars = plot_bars(os.path.join(workdir, 'test_accuracy.png'), config, chosen_runs)
-    report.write_run(
-        workdir,
+    bars = plot_bars(os.path.join(run.workdir, 'test_accuracy.png'), config, kept_runs)
+    return experiment.Report(
         'Overfitting: what each regularizer buys',
-        summary=summary,
-        config=config.to_dict(),
-        runs=chosen_runs,
-        curves=['train_loss', 'val_loss', 'val_accuracy'],
+        summary,
         sections=[report.prose(__doc__, 1, 2), describe(config, summary, strengths)],
-        figures=[bars],
-        records={'sweeps': all_runs, 'chosen_strengths': strengths, 'choices': choices},
+        figures=[os.path.basename(bars)],
+        records={'sweeps': run.runs, 'chosen_strengths': strengths},
+        runs=kept_runs,
+        curves=['train_loss', 'val_loss', 'val_accuracy'],
     )
-    return summary
 
 
 def mc_dropout_accuracy(config, task, state, indices, test) -> float:
@@ -203,6 +192,7 @@ def mc_dropout_accuracy(config, task, state, indices, test) -> float:
 
 
 def describe(config, summary, strengths) -> str:
+    """The table of every variant and size: chosen strength, test accuracy, gap and Monte Carlo dropout's."""
     rows = []
     for size in config.train_sizes:
         suffix = '' if size == config.train_sizes[0] else f'_{size}'

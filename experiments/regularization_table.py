@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, experiment, masks, optimizers, regularizers, report, runner, tasks, train, validation
+from nets import experiment, masks, optimizers, regularizers, report, tasks, train, validation
 
 CONFIG_RULES = {'dropout_epochs': validation.integer(1), 'selection.fraction': validation.fraction}
 PUBLISHED_ERROR = {'l2': 0.0162, 'l2_l1': 0.0160, 'maxnorm': 0.0135, 'dropout_l2': 0.0125, 'dropout_maxnorm': 0.0105}
@@ -92,11 +92,11 @@ def variants(config, chosen: dict) -> dict[str, tuple[dict, str, tuple]]:
     }
 
 
-def build(config, changes: dict, schedule: dict):
-    """The variant's task and hyper-parameters: the config with its changes, the transforms in the optimizer."""
-    optimizer = {**config.optimizer.to_dict(), 'schedule': schedule, 'transforms': changes.get('transforms', ())}
-    task_config = {**config.to_dict(), **changes, 'optimizer': optimizer}
-    return (*tasks.build(task_config, runner.input_shape(config.dataset)), task_config['epochs'])
+def build(run, changes: dict, schedule: dict):
+    """The variant's task and hyper-parameters (the config with its changes, the transforms in the optimizer) and
+    its epochs."""
+    optimizer = {**run.config.optimizer.to_dict(), 'schedule': schedule, 'transforms': changes.get('transforms', ())}
+    return run.task({**changes, 'optimizer': optimizer}), changes.get('epochs', run.config.epochs)
 
 
 def decay_schedule(config, train_examples: int) -> dict:
@@ -133,84 +133,53 @@ def by_candidate(runs: dict, path: str, candidates: tuple, values: dict[str, flo
     }
 
 
-def select(
-    config, workdir: str, choices: list, *, data_dir, cache_dir, resume: bool
-) -> tuple[dict, dict, dict, dict, int]:
-    """Chooses each variant's strength on validation (test is never evaluated in these runs): returns
-    {variant: chosen value}, {variant: {candidate: validation error, mean over the selection seeds}}, the same of
-    the max-norm variants' saturation (see `saturation`), the runs and how many images they trained on."""
-    selection = config.selection
-    splits = data_lib.load_splits(
-        config.dataset,
-        data_dir=data_dir,
-        cache_dir=cache_dir,
-        validation_size=selection.validation_size,
-        split_seed=selection.split_seed,
-        train_limit=config.train_limit,
-    )
-    data, _ = runner.device_data(splits)
-    schedule = decay_schedule(config, len(splits.train_labels))
-    chosen, errors, saturations, all_runs = {}, {}, {}, {}
+def stages(run) -> dict:
+    """Each variant's strength chosen on validation (test is never evaluated in these runs), then the table trained
+    with it on all the training images; returns what summarize reads."""
+    started, config, selection = time.perf_counter(), run.config, run.config.selection
+    data, _ = run.data(validation_size=selection.validation_size, split_seed=selection.split_seed)
+    schedule = decay_schedule(config, len(data.train_labels))
+    chosen, errors, saturations = {}, {}, {}
     for name in PUBLISHED_ERROR:
         changes, path, candidates = variants(config, chosen)[name]
-        task, hparams, epochs = build(config, changes, schedule)
-        epochs = max(1, round(epochs * selection.fraction))
-        state, runs = runner.run_variant(
-            workdir,
-            config,
+        task, epochs = build(run, changes, schedule)
+        state, runs = run.variant(
             f'select_{name}',
             task,
-            hparams,
-            runner.grid(selection.seeds, {path: candidates}),
-            data,
-            None,
-            resume=resume,
-            epochs=epochs,
+            seeds=selection.seeds,
+            sweep={path: candidates},
+            data=(data, None),
+            epochs=max(1, round(epochs * selection.fraction)),
         )
-        errors[name] = by_candidate(
-            runs, path, candidates, {label: validation_error(run, selection.window) for label, run in runs.items()}
-        )
+        values = {label: validation_error(member, selection.window) for label, member in runs.items()}
+        errors[name] = by_candidate(runs, path, candidates, values)
         if path == RADIUS:
             saturations[name] = by_candidate(runs, path, candidates, saturation(state, runs))
-        choices.append(experiment.choose(name, errors[name], metric='val_error', rule='min', note=path))
-        chosen[name] = choices[-1]['chosen']
-        all_runs[name] = runs
-    return chosen, errors, saturations, all_runs, len(splits.train_labels)
+        chosen[name] = run.select(name, errors[name], metric='val_error', rule='min', note=path)
+    staged = {'started': started, 'selected': time.perf_counter(), 'selection_train': len(data.train_labels)}
+
+    data = run.data(validation_size=0)
+    schedule = decay_schedule(config, len(data[0].train_labels))
+    for name, (changes, path, _) in variants(config, chosen).items():
+        task, epochs = build(run, changes, schedule)
+        # A sweep of the one chosen value records the strength in each run's hparams.
+        run.variant(name, task, sweep={path: (chosen[name],)}, data=data, epochs=epochs)
+    return staged | {'chosen': chosen, 'errors': errors, 'saturations': saturations}
 
 
-def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
-    """Chooses every variant's strength on validation, trains the table, writes it beside the published one;
-    returns the summary."""
-    started = time.perf_counter()
-    choices = []
-    chosen, selection_errors, selection_saturations, selection_runs, selection_train = select(
-        config, workdir, choices, data_dir=data_dir, cache_dir=cache_dir, resume=resume
-    )
-    selected = time.perf_counter()
-    splits = data_lib.load_splits(
-        config.dataset,
-        data_dir=data_dir,
-        cache_dir=cache_dir,
-        validation_size=0,
-        train_limit=config.train_limit,
-        test_limit=config.test_limit,
-    )
-    data, test = runner.device_data(splits)
-    schedule = decay_schedule(config, len(splits.train_labels))
-    runs, summary = {}, {}
-    specs = variants(config, chosen)
-    for name, (changes, path, _) in specs.items():
-        task, hparams, epochs = build(config, changes, schedule)
-        members = runner.grid(config.seeds, {path: (chosen[name],)})  # records the strength in each run's hparams
-        state, runs[name] = runner.run_variant(
-            workdir, config, name, task, hparams, members, data, test, resume=resume, epochs=epochs
-        )
+def summarize(run, staged: dict):
+    """The table's test errors beside the published ones, the chosen strengths and how much max-norm binds."""
+    config, chosen, saturations = run.config, staged['chosen'], staged['saturations']
+    runs = {name: run.runs[name] for name in PUBLISHED_ERROR}
+    summary = {}
+    for name in runs:
         summary[f'test_error_{name}'] = float(np.mean([1 - r['test']['accuracy'] for r in runs[name].values()]))
-        if path == RADIUS:
-            summary[f'saturation_{name}'] = float(np.mean(list(saturation(state, runs[name]).values())))
+        if name in saturations:
+            summary[f'saturation_{name}'] = float(np.mean(list(saturation(run.states[name], runs[name]).values())))
     summary |= {f'chosen_{name}': value for name, value in chosen.items()}
-    summary['wall_seconds'] = time.perf_counter() - selected  # the table alone
-    summary['selection_seconds'] = selected - started
+    table_seconds = time.perf_counter() - staged['selected']
+    summary['wall_seconds'] = table_seconds  # nets.experiment sets the whole run's, over every resumed segment
+    summary['selection_seconds'] = staged['selected'] - staged['started']
     rows = [
         [
             name,
@@ -221,60 +190,55 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         ]
         for name in runs
     ]
-    at_radius = lambda name, value: (
-        f' ({selection_saturations[name][value]:.0%} at c)' if name in selection_saturations else ''
-    )
+    at_radius = lambda name, value: f' ({saturations[name][value]:.0%} at c)' if name in saturations else ''
+    paths = {name: path for name, (_, path, _) in variants(config, chosen).items()}
     selection_rows = [
         [
             name,
-            specs[name][1],
+            paths[name],
             f'{chosen[name]:g}',
             ', '.join(f'{value:g}: {error:.4f}{at_radius(name, value)}' for value, error in by_value.items()),
         ]
-        for name, by_value in selection_errors.items()
+        for name, by_value in staged['errors'].items()
     ]
     by_name = lambda values: {
         name: {f'{value:g}': x for value, x in by_value.items()} for name, by_value in values.items()
     }
     order_ours = sorted(runs, key=lambda name: -summary[f'test_error_{name}'])
-    bars = plot(os.path.join(workdir, 'test_error.png'), summary, runs)
+    bars = plot(os.path.join(run.workdir, 'test_error.png'), summary, runs)
     widths = '-'.join(map(str, config.model.hidden_widths))
     selection = config.selection
-    report.write_run(
-        workdir,
+    return experiment.Report(
         'Regularization on all of MNIST (Srivastava et al. 2014, Table 9)',
-        summary=summary,
-        config=config.to_dict(),
-        runs=runs,
-        curves=['train_loss', 'train_accuracy'],
+        summary,
         sections=[
             report.prose(__doc__, 1, 2),
             f'784-{widths}-10, {config.epochs} epochs ({config.dropout_epochs} with dropout), seeds '
             f'{list(config.seeds)}; dropout {config.input_dropout} (input) and '
-            f'{config.hidden_dropout} (hidden). Wall time {summary["wall_seconds"]:.0f} s for the '
+            f'{config.hidden_dropout} (hidden). Wall time {table_seconds:.0f} s for the '
             f'table, after {summary["selection_seconds"]:.0f} s choosing the strengths.',
             report.markdown_table(['variant', 'published error', 'our error (mean)', 'min', 'max'], rows),
             f'Our order, worst to best: {", ".join(order_ours)}; published: {", ".join(PUBLISHED_ERROR)}.',
             '## Strengths chosen on validation',
-            f'{selection_train} training and '
+            f'{staged["selection_train"]} training and '
             f'{selection.validation_size} validation images (split seed {selection.split_seed}), '
             f"seeds {list(selection.seeds)}, {selection.fraction:.0%} of each variant's epochs; "
             f'the validation error is the mean of the last {selection.window} epochs. For the '
             'max-norm variants, "at c" is the share of units whose incoming weights end on the '
             "ball's surface, so how much the constraint binds (the table's own runs: "
-            + ', '.join(f'{name} {summary[f"saturation_{name}"]:.0%}' for name in selection_saturations)
+            + ', '.join(f'{name} {summary[f"saturation_{name}"]:.0%}' for name in saturations)
             + ').',
             report.markdown_table(['variant', 'swept', 'chosen', 'validation error by candidate'], selection_rows),
         ],
-        figures=[bars],
+        figures=[os.path.basename(bars)],
         records={
-            'sweeps': selection_runs,
-            'selection_errors': by_name(selection_errors),
-            'choices': choices,
-            'selection_saturation': by_name(selection_saturations),
+            'sweeps': {name: run.runs[f'select_{name}'] for name in PUBLISHED_ERROR},
+            'selection_errors': by_name(staged['errors']),
+            'selection_saturation': by_name(saturations),
         },
+        runs=runs,
+        curves=['train_loss', 'train_accuracy'],
     )
-    return summary
 
 
 def plot(path: str, summary: dict, runs: dict) -> str:

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, experiment, optimizers, report, runner, tasks, validation
+from nets import experiment, optimizers, report, tasks, validation
 
 OPTIMIZERS = ('sgd', 'momentum', 'adam')
 SCHEDULES = ('constant', 'step_decay', 'cosine_decay', 'warmup_cosine_decay', 'reduce_on_plateau')
@@ -68,6 +68,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def rates(grid) -> tuple[float, ...]:
+    """The learning rates of a grid (log10 low, log10 high, count), evenly spaced in log."""
     low, high, count = grid
     return tuple(float(rate) for rate in np.logspace(low, high, int(count)))
 
@@ -101,97 +102,74 @@ def schedule_config(name: str, config, steps: int) -> tuple[dict, tuple]:
     return {}, ()
 
 
-def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
-    """The sweep, then the schedules; writes the report and figures; returns the summary."""
-    started = time.perf_counter()
-    splits = data_lib.load_splits(
-        config.dataset,
-        data_dir=data_dir,
-        cache_dir=cache_dir,
-        validation_size=config.validation_size,
-        train_limit=config.train_limit,
-        test_limit=config.test_limit,
-    )
-    data, test = runner.device_data(splits)
-    shape = runner.input_shape(config.dataset)
-    runs, summary, choices = {}, {}, []
+def stages(run) -> dict:
+    """The sweep of each optimizer's rates with the best chosen on validation, then momentum's schedules at its
+    best rate; returns what summarize reads."""
+    started, config = time.perf_counter(), run.config
+    best = {}
     for name in OPTIMIZERS:
-        optimizer = {**config.optimizers[name].to_dict(), 'learning_rate': rates(config.grids[name])[0]}
-        task, hparams = tasks.build({**config.to_dict(), 'optimizer': optimizer}, shape)
-        members = runner.grid(config.seeds, {'optimizer.learning_rate': rates(config.grids[name])})
-        _, runs[f'sweep_{name}'] = runner.run_variant(
-            workdir,
-            config,
+        grid = rates(config.grids[name])
+        optimizer = {**config.optimizers[name].to_dict(), 'learning_rate': grid[0]}  # members replace the rate
+        _, runs = run.variant(
             f'sweep_{name}',
-            task,
-            hparams,
-            members,
-            data,
-            test,
-            resume=resume,
+            changes={'optimizer': optimizer},
+            sweep={'optimizer.learning_rate': grid},
             epochs=config.sweep_epochs,
         )
-        best, _, choice = experiment.choose_swept(
+        best[name], _, choice = experiment.choose_swept(
             f'sweep_{name}',
-            runs[f'sweep_{name}'],
+            runs,
             'optimizer.learning_rate',
             metric='val_accuracy',
-            key=lambda run: _final(run, 'val_accuracy'),
+            key=lambda member: _final(member, 'val_accuracy'),
         )
-        choices.append(choice)
-        summary[f'best_learning_rate_{name}'] = best
-        summary[f'accuracy_{name}'] = float(
-            np.mean(by_rate(runs[f'sweep_{name}'], lambda r: r['test']['accuracy'])[best])
-        )
+        run.choices.append(choice)
 
-    steps = (len(splits.train_labels) // config.batch_size) * config.schedule_epochs
-    peak = summary['best_learning_rate_momentum']
+    steps = (len(run.splits().train_labels) // config.batch_size) * config.schedule_epochs
     for name in SCHEDULES:
         schedule, transforms = schedule_config(name, config, steps)
         optimizer = {
             **config.optimizers.momentum.to_dict(),
-            'learning_rate': peak,
+            'learning_rate': best['momentum'],
             'schedule': schedule,
             'transforms': transforms,
         }
-        task, hparams = tasks.build({**config.to_dict(), 'optimizer': optimizer}, shape)
-        _, runs[f'schedule_{name}'] = runner.run_variant(
-            workdir,
-            config,
-            f'schedule_{name}',
-            task,
-            hparams,
-            runner.grid(config.seeds),
-            data,
-            test,
-            resume=resume,
-            epochs=config.schedule_epochs,
-        )
-        summary[f'schedule_{name}_accuracy'] = float(
-            np.mean([r['test']['accuracy'] for r in runs[f'schedule_{name}'].values()])
-        )
-    summary['wall_seconds'] = experiment.run_seconds(workdir, started)  # over every resumed segment
+        run.variant(f'schedule_{name}', changes={'optimizer': optimizer}, epochs=config.schedule_epochs)
+    return {'started': started, 'best': best, 'steps': steps}
 
+
+def summarize(run, staged: dict):
+    """Each optimizer's best rate and its test accuracy, each schedule's; the sweep's table and the figures."""
+    config, runs, best = run.config, run.runs, staged['best']
+    test_accuracy = lambda member: member['test']['accuracy']
+    summary = {}
+    for name in OPTIMIZERS:
+        summary[f'best_learning_rate_{name}'] = best[name]
+        summary[f'accuracy_{name}'] = float(np.mean(by_rate(runs[f'sweep_{name}'], test_accuracy)[best[name]]))
+    for name in SCHEDULES:
+        summary[f'schedule_{name}_accuracy'] = float(
+            np.mean([test_accuracy(r) for r in runs[f'schedule_{name}'].values()])
+        )
+    # The run's over every resumed segment (nets.experiment sets the summary's; the section quotes it).
+    summary['wall_seconds'] = experiment.run_seconds(run.workdir, staged['started'])
+
+    peak = best['momentum']
     figures = [
-        plot_sweep(os.path.join(workdir, 'learning_rate_sweep.png'), runs),
-        plot_schedules(os.path.join(workdir, 'schedules.png'), config, runs, peak, steps),
+        plot_sweep(os.path.join(run.workdir, 'learning_rate_sweep.png'), runs),
+        plot_schedules(os.path.join(run.workdir, 'schedules.png'), config, runs, peak, staged['steps']),
     ]
     sweep_rows = []
     for name in OPTIMIZERS:
-        loss = by_rate(runs[f'sweep_{name}'], lambda run: _final(run, 'train_loss'))
-        accuracy = by_rate(runs[f'sweep_{name}'], lambda run: _final(run, 'val_accuracy'))
+        loss = by_rate(runs[f'sweep_{name}'], lambda member: _final(member, 'train_loss'))
+        accuracy = by_rate(runs[f'sweep_{name}'], lambda member: _final(member, 'val_accuracy'))
         for rate in loss:
-            marker = ' (best)' if rate == summary[f'best_learning_rate_{name}'] else ''
+            marker = ' (best)' if rate == best[name] else ''
             sweep_rows.append(
                 [name + marker, f'{rate:.3g}', float(np.mean(loss[rate])), float(np.mean(accuracy[rate]))]
             )
-    report.write_run(
-        workdir,
+    return experiment.Report(
         'The step size: learning-rate sweeps and schedules',
-        summary=summary,
-        config=config.to_dict(),
-        runs=runs,
-        curves=['train_loss', 'val_accuracy'],
+        summary,
         sections=[
             report.prose(__doc__, 1, 3),
             f'Seeds {list(config.seeds)}; wall time {summary["wall_seconds"]:.0f} s.',
@@ -202,10 +180,9 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
                 ['schedule', 'test accuracy'], [[name, summary[f'schedule_{name}_accuracy']] for name in SCHEDULES]
             ),
         ],
-        figures=figures,
-        records={'choices': choices},
+        figures=[os.path.basename(figure) for figure in figures],
+        curves=['train_loss', 'val_accuracy'],
     )
-    return summary
 
 
 def plot_sweep(path: str, runs: dict) -> str:
