@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, report, results, runner, tasks, train
+from nets import data as data_lib, experiment, report, results, tasks, train
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -49,6 +49,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     elif arg not in (None, ''):
         raise ValueError(f"unknown benchmark config argument {arg!r}; allowed: '' or 'quick'")
     return config
+
+
+CORE = 'core: scan, gather by index, donated state'
+CONTIGUOUS = 'scan over pre-shuffled contiguous slices'
+PYTHON_LOOP = 'flax-example style: jitted step + Python loop'
 
 
 def _median_seconds(function, repeats: int) -> float:
@@ -99,6 +104,7 @@ def analytic_flops(widths: list[int], examples: int) -> float:
 
 
 def time_core(task, hparams, data, epochs, **fit_options) -> dict:
+    """The core's epochs (train.fit: a scan that gathers each batch by index, the state donated)."""
     state = train.init_state(task, hparams, jax.random.PRNGKey(0), data.train_images.shape[1:])
     _, history = train.fit(task, state, data, epochs=epochs, data_key=jax.random.PRNGKey(1), **fit_options)
     return {
@@ -157,6 +163,7 @@ def time_python_loop(task, hparams, images: np.ndarray, labels: np.ndarray, epoc
 
 
 def time_sweep(task, hparams, data, members: int, epochs: int, shuffle: str) -> dict:
+    """The epochs of `members` copies of a task as one vmapped program, with a shared or per-member batch order."""
     keys = train.stack([jax.random.PRNGKey(seed) for seed in range(members)])
     state = train.init_members(task, [hparams] * members, keys, data.train_images.shape[1:])
     data_key = (
@@ -176,141 +183,131 @@ def time_sweep(task, hparams, data, members: int, epochs: int, shuffle: str) -> 
 
 
 def run(
-    config: ml_collections.ConfigDict,
-    workdir: str,
-    *,
-    data_dir: str | None = None,
-    cache_dir: str | None = None,
-    resume: bool = False,
+    config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False
 ) -> dict:
     """Measures everything, writes results.json and report.md; returns the summary."""
     del resume  # a benchmark is re-run, not resumed
+    # Not stages for experiment.run: its standard report would add run tables, statistics and choices, all empty
+    # for a benchmark that trains no variant; `measure` and `summarize` are shaped like stages and summarize.
+    bench = experiment.Experiment(config, workdir, data_dir=data_dir, cache_dir=cache_dir)
+    result = summarize(bench, measure(bench))
+    results.write_results(workdir, result.summary, config.to_dict(), [0], runs={}, records=result.records)
+    report.write_report(workdir, result.title, result.sections)
+    return result.summary
+
+
+def measure(run) -> dict:
+    """Times the GEMM limit, the network's epoch in the core and in its peers, and the vmapped sweeps."""
+    config, network = run.config, run.config.network
     # Compile seconds are measured cold: a hit in launch.py's persistent cache would hide them.
     jax.config.update('jax_enable_compilation_cache', False)
-    splits = data_lib.load_splits(
-        config.dataset,
-        data_dir=data_dir,
-        cache_dir=cache_dir,
-        validation_size=0,
-        train_limit=config.train_limit,
-        test_limit=1,
-    )
-    data, _ = runner.device_data(splits)
-    host_images = data_lib.normalize(splits.train_images)
-    examples = data.train_images.shape[0] // config.network.batch_size * config.network.batch_size
+    # All of the training images (the issue's epoch); one test image, since nothing is tested.
+    splits = run.splits(validation_size=0, test_limit=1)
+    data, _ = run.data(validation_size=0, test_limit=1)
+    examples = data.train_images.shape[0] // network.batch_size * network.batch_size
     report.log(f'backend {jax.default_backend()} ({jax.devices()[0].device_kind}), {examples} examples an epoch')
 
     limit = gemm_gflops(config.gemm_size, config.repeats)
     limit_bf16 = gemm_gflops(config.gemm_size, config.repeats, jnp.bfloat16)
     report.log(f'GEMM {config.gemm_size}^3: fp32 {limit:.1f} GFLOP/s, bf16 {limit_bf16:.1f} GFLOP/s')
-    network = config.network
     task, hparams = tasks.build(network, data.train_images.shape[1:])
     widths = [784, *network.model.hidden_widths, 10]
-    flops = analytic_flops(widths, examples)
     gemm_epoch = network_gemm_epoch_seconds(
         widths, network.batch_size, examples // network.batch_size, max(2, config.repeats // 3)
     )
     report.log(f"the network's matmuls alone: {gemm_epoch:.3f} s/epoch")
-    step = jax.jit(functools.partial(train.train_step, task))
     state = train.init_state(task, hparams, jax.random.PRNGKey(0), (784,))
-    cost = (
-        step.lower(state, data.train_images[: network.batch_size], data.train_labels[: network.batch_size])
-        .compile()
-        .cost_analysis()
-    )
+    batch = (data.train_images[: network.batch_size], data.train_labels[: network.batch_size])
+    cost = jax.jit(functools.partial(train.train_step, task)).lower(state, *batch).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    xla_flops = float(cost.get('flops', float('nan'))) * (examples // network.batch_size)
 
-    variants = {
-        'core: scan, gather by index, donated state': lambda: time_core(task, hparams, data, config.epochs),
-        'scan over pre-shuffled contiguous slices': lambda: time_contiguous_slices(task, hparams, data, config.epochs),
-        'flax-example style: jitted step + Python loop': lambda: time_python_loop(
-            task, hparams, host_images, splits.train_labels, config.python_loop_epochs
+    systems = {
+        CORE: lambda: time_core(task, hparams, data, config.epochs),
+        CONTIGUOUS: lambda: time_contiguous_slices(task, hparams, data, config.epochs),
+        PYTHON_LOOP: lambda: time_python_loop(
+            task, hparams, data_lib.normalize(splits.train_images), splits.train_labels, config.python_loop_epochs
         ),
     }
     network_results = {}
-    for name, measure in variants.items():
-        network_results[name] = measure()
-        report.log(
-            f'{name}: {network_results[name]["epoch_seconds"]:.3f} s/epoch, '
-            f'compile {network_results[name]["compile_seconds"]:.2f} s'
-        )
-    core = network_results['core: scan, gather by index, donated state']
+    for name, time_system in systems.items():
+        network_results[name] = timed = time_system()
+        report.log(f'{name}: {timed["epoch_seconds"]:.3f} s/epoch, compile {timed["compile_seconds"]:.2f} s')
 
-    sweep = config.sweep
-    sweep_task, sweep_hparams = tasks.build(sweep, data.train_images.shape[1:])
+    sweep_task, sweep_hparams = tasks.build(config.sweep, data.train_images.shape[1:])
     sweeps = []
     for shuffle, member_counts in (('shared', config.sweep_members), ('per_member', config.naive_members)):
         for members in member_counts:
             sweeps.append(time_sweep(sweep_task, sweep_hparams, data, members, config.sweep_epochs, shuffle))
             report.log(f'sweep {shuffle} x{members}: {sweeps[-1]["seconds_per_run_epoch"]:.3f} s per run-epoch')
+    return {
+        'examples': examples,
+        'limit': limit,
+        'limit_bf16': limit_bf16,
+        'flops': analytic_flops(widths, examples),
+        'xla_flops': float(cost.get('flops', float('nan'))) * (examples // network.batch_size),
+        'gemm_epoch': gemm_epoch,
+        'network': network_results,
+        'sweeps': sweeps,
+    }
+
+
+def summarize(run, staged: dict):
+    """The headline speeds, the table of systems and the sweeps' scaling."""
+    config, network_results, sweeps = run.config, staged['network'], staged['sweeps']
+    limit, flops, gemm_epoch = staged['limit'], staged['flops'], staged['gemm_epoch']
+    core = network_results[CORE]
     shared = {row['members']: row for row in sweeps if row['shuffle'] == 'shared'}
     widest = max(shared)
-
     summary = {
         'gemm_gflops': limit,
-        'gemm_gflops_bf16': limit_bf16,
+        'gemm_gflops_bf16': staged['limit_bf16'],
         'epoch_seconds': core['epoch_seconds'],
         'epoch_seconds_min': min(core['epoch_times']),
         'network_gemm_epoch_seconds': gemm_epoch,
         'fraction_of_network_gemm_limit': gemm_epoch / core['epoch_seconds'],
         'compile_seconds': core['compile_seconds'],
         'flops_per_epoch': flops,
-        'xla_flops_per_epoch': xla_flops,
+        'xla_flops_per_epoch': staged['xla_flops'],
         'achieved_gflops': flops / core['epoch_seconds'] / 1e9,
         'fraction_of_gemm_limit': flops / core['epoch_seconds'] / 1e9 / limit,
         'gemm_limit_epoch_seconds': flops / limit / 1e9,
-        'python_loop_epoch_seconds': network_results['flax-example style: jitted step + Python loop']['epoch_seconds'],
-        'contiguous_slices_epoch_seconds': network_results['scan over pre-shuffled contiguous slices']['epoch_seconds'],
+        'python_loop_epoch_seconds': network_results[PYTHON_LOOP]['epoch_seconds'],
+        'contiguous_slices_epoch_seconds': network_results[CONTIGUOUS]['epoch_seconds'],
         f'sweep_seconds_per_run_epoch_{widest}': shared[widest]['seconds_per_run_epoch'],
         'sweep_seconds_per_run_epoch_1': shared[min(shared)]['seconds_per_run_epoch'],
-        'examples_per_epoch': examples,
+        'examples_per_epoch': staged['examples'],
     }
-    config_dict = config.to_dict()
-    results.write_results(
-        workdir,
-        summary,
-        config_dict,
-        [0],
-        runs={},
-        records={
-            'network': network_results,
-            'sweeps': sweeps,
-            'device': jax.devices()[0].device_kind,
-            'backend': jax.default_backend(),
-        },
-    )
-    figure = _plot_sweeps(os.path.join(workdir, 'sweep_scaling.png'), sweeps)
+    figure = _plot_sweeps(os.path.join(run.workdir, 'sweep_scaling.png'), sweeps)
     device = f'{jax.default_backend()} ({jax.devices()[0].device_kind}, {jax.device_count()} device(s))'
-    report.write_report(
-        workdir,
-        'Benchmark',
-        [
-            f'Backend: {device}. Baseline network 784-512-512-10 (ReLU, dropout 0.2), Adam, batch 128, '
-            f'{examples} examples an epoch: {flops / 1e9:.1f} GFLOP by count, {xla_flops / 1e9:.1f} GFLOP by XLA.',
-            report.markdown_table(
-                ['system', 'median s/epoch', 'min s/epoch', 'compile seconds'],
-                [
-                    [name, r['epoch_seconds'], min(r['epoch_times']), r['compile_seconds']]
-                    for name, r in network_results.items()
-                ]
-                + [
-                    ["the network's matmuls alone (scanned)", gemm_epoch, '', ''],
-                    [f'{config.gemm_size}^3 GEMM limit ({limit:.1f} GFLOP/s)', flops / limit / 1e9, '', ''],
-                ],
-            ),
-            f'The core reaches {summary["achieved_gflops"]:.1f} GFLOP/s: {summary["fraction_of_gemm_limit"]:.0%} '
-            f"of the square-GEMM limit and {summary['fraction_of_network_gemm_limit']:.0%} of its own matmuls' "
-            f'speed. bf16 GEMMs run at {limit_bf16:.1f} GFLOP/s here, no faster than fp32, so fp32 stays.',
-            '## vmapped sweeps: 784-4x100 tanh-10, SGD lr 0.01, batch 64',
-            report.markdown_table(
-                ['batch order', 'members', 'epoch seconds', 'seconds per run-epoch'],
-                [[r['shuffle'], r['members'], r['epoch_seconds'], r['seconds_per_run_epoch']] for r in sweeps],
-            ),
-            f'![sweep scaling]({os.path.basename(figure)})',
-        ],
-    )
-    return summary
+    systems = [
+        [name, r['epoch_seconds'], min(r['epoch_times']), r['compile_seconds']] for name, r in network_results.items()
+    ]
+    systems += [
+        ["the network's matmuls alone (scanned)", gemm_epoch, '', ''],
+        [f'{config.gemm_size}^3 GEMM limit ({limit:.1f} GFLOP/s)', flops / limit / 1e9, '', ''],
+    ]
+    sections = [
+        f'Backend: {device}. Baseline network 784-512-512-10 (ReLU, dropout 0.2), Adam, batch 128, '
+        f'{staged["examples"]} examples an epoch: {flops / 1e9:.1f} GFLOP by count, '
+        f'{staged["xla_flops"] / 1e9:.1f} GFLOP by XLA.',
+        report.markdown_table(['system', 'median s/epoch', 'min s/epoch', 'compile seconds'], systems),
+        f'The core reaches {summary["achieved_gflops"]:.1f} GFLOP/s: {summary["fraction_of_gemm_limit"]:.0%} '
+        f"of the square-GEMM limit and {summary['fraction_of_network_gemm_limit']:.0%} of its own matmuls' "
+        f'speed. bf16 GEMMs run at {staged["limit_bf16"]:.1f} GFLOP/s here, no faster than fp32, so fp32 stays.',
+        '## vmapped sweeps: 784-4x100 tanh-10, SGD lr 0.01, batch 64',
+        report.markdown_table(
+            ['batch order', 'members', 'epoch seconds', 'seconds per run-epoch'],
+            [[r['shuffle'], r['members'], r['epoch_seconds'], r['seconds_per_run_epoch']] for r in sweeps],
+        ),
+        f'![sweep scaling]({os.path.basename(figure)})',
+    ]
+    records = {
+        'network': network_results,
+        'sweeps': sweeps,
+        'device': jax.devices()[0].device_kind,
+        'backend': jax.default_backend(),
+    }
+    return experiment.Report('Benchmark', summary, sections, records=records)
 
 
 def _plot_sweeps(path: str, sweeps: list[dict]) -> str:

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, growth, pruning, report, runner, tasks, validation
+from nets import data as data_lib, experiment, growth, masks, report, tasks, validation
 
 STRATEGIES = ('random_subsample', 'highest_loss', 'random_inputs', 'best_of_k', 'random', 'zero_outgoing', 'net2net')
 TRAINED = ('random_subsample', 'highest_loss', 'random_inputs', 'best_of_k')
@@ -104,90 +104,64 @@ def strategy_options(config, name: str) -> dict:
     return options
 
 
-def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
-    """Trains the fixed net and every growing one, measures time, steps and FLOPs to the fixed net's accuracy."""
-    splits = data_lib.load_splits(
-        config.dataset,
-        data_dir=data_dir,
-        cache_dir=cache_dir,
-        validation_size=config.validation_size,
-        split_seed=config.split_seed,
-        train_limit=config.train_limit,
-        test_limit=config.test_limit,
-    )
-    data, test = runner.device_data(splits)
-    input_shape = runner.input_shape(config.dataset)
+def stages(run) -> dict:
+    """The fixed net, then every strategy grown from start_width (and one strategy again without shape buckets);
+    returns the split sizes that the FLOPs count."""
+    config, grow = run.config, run.config.growth
+    data, _ = run.data()
     probe = (data.train_images[: config.probe_size], data.train_labels[: config.probe_size])
-    target_width = config.model.hidden_widths[config.growth.layer]
-    members = runner.grid(config.seeds)
-    variants = {'fixed': ('zero_outgoing', config.epochs, config.model.hidden_widths, config.growth.bucket)}
-    for name in config.strategies:
-        variants[name] = (name, config.growth_epochs, None, config.growth.bucket)
-    if config.exact_shapes_strategy:
-        variants[f'{config.exact_shapes_strategy}_exact_shapes'] = (
-            config.exact_shapes_strategy,
-            config.growth_epochs,
-            None,
-            'exact',
-        )
-    runs = {}
+    start = list(config.model.hidden_widths)
+    start[grow.layer] = grow.start_width
+    # variant: (strategy, epochs, hidden widths, bucket); the fixed net starts at the full width, so its hook only
+    # records the width and the probe loss.
+    variants = {'fixed': ('zero_outgoing', config.epochs, config.model.hidden_widths, grow.bucket)}
+    variants |= {name: (name, config.growth_epochs, start, grow.bucket) for name in config.strategies}
+    if exact := config.exact_shapes_strategy:
+        variants[f'{exact}_exact_shapes'] = (exact, config.growth_epochs, start, 'exact')
     for variant, (strategy, epochs, widths, bucket) in variants.items():
-        if widths is None:
-            widths = list(config.model.hidden_widths)
-            widths[config.growth.layer] = config.growth.start_width
-        task_config = {**config.to_dict(), 'model': {**config.model.to_dict(), 'hidden_widths': tuple(widths)}}
-        task, hparams = tasks.build(task_config, input_shape, after_update=pruning.apply_masks)
+        model = {**config.model.to_dict(), 'hidden_widths': tuple(widths)}
+        task = run.task({'model': model}, after_update=masks.apply_masks)
         hook = growth.growth_hook(
-            task,
+            task[0],
             growth.get_strategy(strategy, **strategy_options(config, strategy)),
-            layer=config.growth.layer,
-            max_width=target_width,
-            units_per_growth=config.growth.units_per_growth,
-            window=config.growth.window,
-            tolerance=config.growth.tolerance,
+            layer=grow.layer,
+            max_width=config.model.hidden_widths[grow.layer],
+            units_per_growth=grow.units_per_growth,
+            window=grow.window,
+            tolerance=grow.tolerance,
             images=data.train_images,
             labels=data.train_labels,
-            key=jax.random.PRNGKey(config.growth.seed),
+            key=jax.random.PRNGKey(grow.seed),
             bucket=bucket,
-            monitor=config.growth.monitor,
+            monitor=grow.monitor,
             probe=probe,
         )
-        _, runs[variant] = runner.run_variant(
-            workdir,
-            config,
-            variant,
-            task,
-            hparams,
-            members,
-            data,
-            test,
-            resume=resume,
-            on_epoch_end=hook,
-            epochs=epochs,
-        )
-    return write_report(config, workdir, runs, len(splits.train_labels), len(splits.validation_labels))
+        run.variant(variant, task, epochs=epochs, on_epoch_end=hook)
+    return {'num_train': len(data.train_labels), 'num_validation': len(data.validation_labels)}
 
 
-def write_report(config, workdir: str, runs: dict, num_train: int, num_validation: int) -> dict:
-    """Measures every variant's runs against the fixed net's, writes the report and figures; returns the summary."""
+def summarize(run, staged: dict):
+    """Measures every variant's runs against the fixed net's: the headline numbers, table and figures."""
+    config, runs = run.config, run.runs
     measures = {
-        variant: measure(config, variant, by_member, num_train, num_validation) for variant, by_member in runs.items()
+        variant: measure(config, variant, by_member, staged['num_train'], staged['num_validation'])
+        for variant, by_member in runs.items()
     }
     summary = headline(config, runs, measures)
-    loss_figure = plot_loss_against_time(os.path.join(workdir, 'loss_vs_time.png'), runs, measures)
-    ratio_figure = plot_ratios(os.path.join(workdir, 'time_ratio.png'), summary, list(runs)[1:])
-    report.write_run(
-        workdir,
+    grown = list(runs)[1:]
+    figures = [
+        plot_loss_against_time(os.path.join(run.workdir, 'loss_vs_time.png'), runs, measures),
+        plot_ratios(os.path.join(run.workdir, 'time_ratio.png'), summary, grown),
+    ]
+    return experiment.Report(
         'Growth: add units on a plateau',
-        summary=summary,
-        config=config.to_dict(),
-        runs=runs,
-        curves=['train_loss', 'val_accuracy'],
-        sections=[__doc__.split('\n\n')[1].replace('\n', ' '), describe(config, summary, list(runs)[1:])],
-        figures=[loss_figure, ratio_figure],
+        summary,
+        # Not report.prose: the report has always kept this last paragraph's trailing space.
+        sections=[__doc__.split('\n\n')[1].replace('\n', ' '), describe(config, summary, grown)],
+        figures=[os.path.basename(figure) for figure in figures],
         records={'measures': measures},
+        curves=['train_loss', 'val_accuracy'],
     )
-    return summary
 
 
 def forward_flops(widths, examples: int) -> float:
@@ -197,9 +171,8 @@ def forward_flops(widths, examples: int) -> float:
 
 
 def measure(config, variant: str, by_member: dict, num_train: int, num_validation: int) -> dict:
-    """Per epoch: cumulative seconds (epoch, compile and growth), steps and FLOPs (a training step is three forward
-    passes; the executed width, spare units included; the strategies' own training counted), and the mean
-    validation accuracy over the seeds."""
+    """Per epoch: cumulative seconds (epoch, compile, growth), steps and FLOPs (three forward passes a step, at the
+    executed width; the strategies' own training counted) and the mean validation accuracy over the seeds."""
     rows = [run['history'] for run in by_member.values()]
     steps_per_epoch = num_train // config.batch_size
     input_size = int(np.prod(data_lib.image_shape(config.dataset)))
@@ -311,6 +284,7 @@ def headline(config, runs, measures) -> dict:
 
 
 def describe(config, summary, variants) -> str:
+    """The setup, the verdict on the best strategy and the buckets, and the table of every grown variant."""
     growth_config = config.growth
     rows = [
         [
