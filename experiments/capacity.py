@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, experiment, report, runner, tasks, train, validation
+from nets import experiment, report, tasks, train, validation
 
 FUNCTIONS = {
     'sin': lambda x: np.sin(2 * np.pi * x),  # two periods on [-1, 1]: smooth
@@ -98,120 +98,92 @@ def predict(task: train.Task, state: train.TrainState, inputs: jax.Array, member
     return np.asarray(jax.jit(jax.vmap(apply))(state) if members else jax.jit(apply)(state)[None])
 
 
-def run_approximation(config, choices: list) -> tuple[dict, dict, dict, dict]:
-    """Every function at every width, the learning rates and seeds as one program; returns summary entries, the runs
-    of each width's best learning rate, their fitted curves and that rate."""
-    settings = config.approximation
+def approximation_task(settings, width: int) -> tuple[train.Task, dict]:
+    """One hidden layer of `width` units fitting one output by least squares, Adam cosine-decayed to 0 (the members
+    set the rate)."""
     steps = settings.epochs * (settings.num_train // settings.batch_size)
-    schedule = {'name': 'cosine_decay', 'decay_steps': steps}
-    summary, runs, fits, rates = {}, {}, {}, {}
-    members = runner.grid(config.seeds, {'optimizer.learning_rate': settings.learning_rates})
-    every = max(1, settings.epochs // 2)
-    log = lambda line: report.log(line) if int(line.split('epoch')[1].split()[0]) % every == 0 else None
+    model = {'name': 'mlp', 'hidden_widths': (width,), 'num_classes': 1}
+    optimizer = {'name': 'adam', 'learning_rate': settings.learning_rates[0]}
+    task_config = {
+        'model': {**model, 'activation': settings.activation, 'kernel_init': settings.kernel_init},
+        'optimizer': {**optimizer, 'schedule': {'name': 'cosine_decay', 'decay_steps': steps}},
+        'loss': 'half_squared_error',
+        'batch_size': settings.batch_size,
+    }
+    return tasks.build(task_config, (1,))
+
+
+def stages(run) -> dict:
+    """Every function at every width, the learning rates and seeds as one program, then every depth at the parameter
+    budget on MNIST; returns each width's chosen rate, its members' runs and fitted curves, and each depth's net."""
+    config, settings = run.config, run.config.approximation
+    staged = {'rates': {}, 'kept': {}, 'fits': {}, 'architectures': {}}
     for function in settings.functions:
         data = approximation_data(settings, function)
         for width in settings.widths:
-            task_config = {
-                'model': {
-                    'name': 'mlp',
-                    'hidden_widths': (width,),
-                    'num_classes': 1,
-                    'activation': settings.activation,
-                    'kernel_init': settings.kernel_init,
-                },
-                'optimizer': {'name': 'adam', 'learning_rate': settings.learning_rates[0], 'schedule': schedule},
-                'loss': 'half_squared_error',
-                'batch_size': settings.batch_size,
-            }
-            task, hparams = tasks.build(task_config, (1,))
-            name = f'{function}_width_{width}'
-            state, sweep = runner.train_variant(
-                task,
-                hparams,
-                members,
-                data,
-                None,
-                epochs=settings.epochs,
-                name=name,
-                data_seed=config.data_seed,
-                log=log,
-            )
+            name, task = f'{function}_width_{width}', approximation_task(settings, width)
+            sweep = {'optimizer.learning_rate': settings.learning_rates}
+            state, runs = run.variant(name, task, sweep=sweep, data=(data, None), epochs=settings.epochs)
             # The capacity question is how well the width can fit, so each width gets its best-fitting rate: the
             # lowest mean final training error (a diverged rate never wins).
-            rates[name], runs[name], choice = experiment.choose_swept(
-                name, sweep, 'optimizer.learning_rate', metric='train_mse', rule='min'
+            staged['rates'][name], kept, choice = experiment.choose_swept(
+                name, runs, 'optimizer.learning_rate', metric='train_mse', rule='min'
             )
-            choices.append(choice)
-            chosen = [i for i, label in enumerate(sweep) if label in runs[name]]
-            errors = [run['history'][-1]['val_mse'] for run in runs[name].values()]
-            summary[f'{function}_error_width_{width}'] = float(np.mean(errors))
-            fits[name] = predict(task, state, data.validation_images, members=len(members) > 1)[chosen]
-    return summary, runs, fits, rates
-
-
-def run_width_depth(config, workdir, data_dir, cache_dir, resume) -> tuple[dict, dict, dict]:
-    """MLPs of each depth at the parameter budget on MNIST; returns summary entries, runs and the architectures."""
-    splits = data_lib.load_splits(
-        config.dataset,
-        data_dir=data_dir,
-        cache_dir=cache_dir,
-        validation_size=config.validation_size,
-        split_seed=config.split_seed,
-        train_limit=config.train_limit,
-        test_limit=config.test_limit,
-    )
-    data, test = runner.device_data(splits)
-    input_shape = runner.input_shape(config.dataset)
-    summary, runs, architectures = {}, {}, {}
+            run.choices.append(choice)
+            chosen = [i for i, label in enumerate(runs) if label in kept]
+            staged['kept'][name] = kept
+            staged['fits'][name] = predict(task[0], state, data.validation_images, members=len(runs) > 1)[chosen]
+    inputs, classes = run.input_shape[0], run.splits().num_classes
     for depth in config.depths:
-        width = width_for_budget(config.parameter_budget, depth, input_shape[0], splits.num_classes)
-        model = {**config.model.to_dict(), 'hidden_widths': (width,) * depth}
-        task, hparams = tasks.build({**config.to_dict(), 'model': model}, input_shape)
-        name = f'depth_{depth}'
-        _, runs[name] = runner.run_variant(
-            workdir, config, name, task, hparams, runner.grid(config.seeds), data, test, resume=resume
+        width = width_for_budget(config.parameter_budget, depth, inputs, classes)
+        run.variant(
+            f'depth_{depth}', run.task({'model': {**config.model.to_dict(), 'hidden_widths': (width,) * depth}})
         )
-        members = list(runs[name].values())
-        mean = lambda values: float(np.mean(values))
-        parameters = parameter_count(input_shape[0], width, depth, splits.num_classes)
-        test_accuracy = mean([run['test']['accuracy'] for run in members])
+        parameters = parameter_count(inputs, width, depth, classes)
+        staged['architectures'][f'depth_{depth}'] = {'width': width, 'depth': depth, 'parameters': parameters}
+    return staged
+
+
+def summarize(run, staged: dict):
+    """The approximation errors and every depth's headlines, the tables and the figures."""
+    config, kept, architectures = run.config, staged['kept'], staged['architectures']
+    mean = lambda values: float(np.mean(values))
+    errors = lambda name: mean([r['history'][-1]['val_mse'] for r in kept[name].values()])
+    summary = {
+        f'{function}_error_width_{width}': errors(f'{function}_width_{width}')
+        for function in config.approximation.functions
+        for width in config.approximation.widths
+    }
+    for name, architecture in architectures.items():
+        members = list(run.runs[name].values())
+        test_accuracy = mean([r['test']['accuracy'] for r in members])
         summary |= {
-            f'depth_{depth}_width': width,
-            f'depth_{depth}_parameters': parameters,
-            f'depth_{depth}_epoch_1_val_accuracy': mean([run['history'][0]['val_accuracy'] for run in members]),
-            f'depth_{depth}_final_train_loss': mean([run['history'][-1]['train_loss'] for run in members]),
-            f'depth_{depth}_test_accuracy': test_accuracy,
-            f'depth_{depth}_gap': mean([run['history'][-1]['train_accuracy'] for run in members]) - test_accuracy,
+            f'{name}_width': architecture['width'],
+            f'{name}_parameters': architecture['parameters'],
+            f'{name}_epoch_1_val_accuracy': mean([r['history'][0]['val_accuracy'] for r in members]),
+            f'{name}_final_train_loss': mean([r['history'][-1]['train_loss'] for r in members]),
+            f'{name}_test_accuracy': test_accuracy,
+            f'{name}_gap': mean([r['history'][-1]['train_accuracy'] for r in members]) - test_accuracy,
         }
-        architectures[name] = {'width': width, 'depth': depth, 'parameters': parameters}
-    return summary, runs, architectures
-
-
-def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
-    """Both parts; writes the report and returns the summary."""
-    choices = []
-    summary, approximation_runs, fits, rates = run_approximation(config, choices)
-    depth_summary, depth_runs, architectures = run_width_depth(config, workdir, data_dir, cache_dir, resume)
-    summary |= depth_summary
+    depth_runs = {name: run.runs[name] for name in architectures}
     figures = [
-        plot_approximation(os.path.join(workdir, 'approximation.png'), config, summary, fits),
-        plot_width_depth(os.path.join(workdir, 'width_depth.png'), config, depth_runs),
+        plot_approximation(os.path.join(run.workdir, 'approximation.png'), config, summary, staged['fits']),
+        plot_width_depth(os.path.join(run.workdir, 'width_depth.png'), config, depth_runs),
     ]
-    report.write_run(
-        workdir,
+    return experiment.Report(
         'Capacity: universal approximation, and width against depth',
-        summary=summary,
-        config=config.to_dict(),
-        runs={**approximation_runs, **depth_runs},
-        curves=['val_accuracy'],
-        sections=[__doc__.split('\n\n')[1].replace('\n', ' '), describe(config, summary, rates)],
+        summary,
+        sections=[__doc__.split('\n\n')[1].replace('\n', ' '), describe(config, summary, staged['rates'])],
         figures=figures,
-        records={'architectures': architectures, 'approximation_learning_rates': rates, 'choices': choices},
+        records={'architectures': architectures, 'approximation_learning_rates': staged['rates']},
+        runs={**kept, **depth_runs},  # each width's chosen rate only
+        curves=['val_accuracy'],
     )
-    return summary
 
 
 def describe(config, summary, rates) -> str:
+    """The setup and the tables: every function's error at every width (the chosen rate in brackets), and every
+    depth's headlines."""
     settings = config.approximation
     rows = [
         [

@@ -168,37 +168,22 @@ def labeled_data(config, splits, labels: str, data: train.Data) -> tuple[train.D
     ), indices
 
 
-def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
-    """Pretrains the autoencoders, trains every method at every label count, writes the report and figures."""
-    input_shape = runner.input_shape(config.dataset)
-    splits = data_lib.load_splits(
-        config.dataset,
-        data_dir=data_dir,
-        cache_dir=cache_dir,
-        validation_size=config.validation_size,
-        split_seed=config.split_seed,
-        train_limit=config.train_limit,
-        test_limit=config.test_limit,
-    )
-    data, test = runner.device_data(splits)
-    seeds = list(config.seeds)
-    variant = lambda name, task, hparams, members, data, **kwargs: runner.run_variant(
-        workdir, config, name, task, hparams, members, data, test, resume=resume, **kwargs
-    )
-
-    ae_task, ae_hparams = tasks.build(autoencoder_config(config), input_shape)
-    unlabeled = train.Data(data.train_images, None, data.validation_images, None)
+def stages(run) -> dict:
+    """The autoencoder, then at every label count the subsample-pretrained first layers and every method (its
+    candidate chosen on validation); returns what summarize reads."""
+    config, seeds, input_shape = run.config, list(run.config.seeds), run.input_shape
+    splits, (data, test) = run.splits(), run.data()
+    ae_task = tasks.build(autoencoder_config(config), input_shape)
     ae_seeds = list(config.autoencoder.seeds)
-    ae_state, ae_runs = variant(
-        'autoencoder', ae_task, ae_hparams, runner.grid(ae_seeds), unlabeled, epochs=config.autoencoder.epochs
+    unlabeled = train.Data(data.train_images, None, data.validation_images, None)
+    ae_state, _ = run.variant(
+        'autoencoder', ae_task, seeds=ae_seeds, data=(unlabeled, test), epochs=config.autoencoder.epochs
     )
-    mse = np.atleast_1d(pretraining.reconstruction_mse(ae_task, ae_state, test[0], members=len(ae_seeds) > 1))
     encoders = pretraining.encoder(ae_state.params, ae_state.batch_stats)
     if len(ae_seeds) == 1:
         encoders = jax.tree.map(lambda leaf: leaf[None], encoders)
-    summary = {'reconstruction_mse': float(mse.mean())}
-    all_runs, chosen_runs, chosen_values, first_layers, choices = {'autoencoder': ae_runs}, {}, {}, {}, []
     unit_task, unit_hparams = tasks.build(unit_config(config), input_shape)
+    chosen_values, chosen_runs = {}, {}
     for labels, passes, batch_size in zip(config.labels, config.passes, config.batch_sizes):
         labeled, indices = labeled_data(config, splits, labels, data)
         epochs = max(1, round(passes * len(indices) / labeled.train_images.shape[0]))
@@ -213,9 +198,10 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
             steps=config.units.steps,
         )
         for method in METHODS:
+            # The config holds no base task to change (its fields are the classifier's parts): each method builds its
+            # own, and its members are the seeds times its candidates.
             task_config, swept = method_spec(config, method, batch_size)
-            task, hparams = tasks.build(task_config, input_shape)
-            members = runner.grid(seeds, swept)
+            task, members = tasks.build(task_config, input_shape), runner.grid(seeds, swept)
             # Classifier seed i takes autoencoder i (cycling when there are fewer) and subsample layer i.
             pretrained = {'ae_finetune': encoders, 'ae_frozen': encoders, 'subsample': units}.get(method)
             count = len(ae_seeds) if method.startswith('ae') else len(seeds)
@@ -225,44 +211,56 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
                 chosen = chosen if len(members) > 1 else train.member(chosen, 0)  # one member is not stacked
                 prepare_state = lambda state, chosen=chosen: pretraining.with_encoder(state, chosen)
             name = f'{method}_{labels}'
-            state, runs = variant(name, task, hparams, members, labeled, epochs=epochs, prepare_state=prepare_state)
-            chosen_values[name], kept = choose(name, runs, swept, choices)
-            all_runs[name], chosen_runs[name] = runs, kept
-            summary[f'test_error_{method}_{labels}'] = float(
-                np.mean([1 - r['test']['accuracy'] for r in kept.values()])
+            _, runs = run.variant(
+                name, task, members=members, data=(labeled, test), epochs=epochs, prepare_state=prepare_state
             )
-            if labels == config.labels[-1]:
-                first = train.member(state, 0) if len(members) > 1 else state
-                first_layers[method] = np.asarray(first.params['dense_0']['kernel'])
+            chosen_values[name], chosen_runs[name] = choose(name, runs, swept, run.choices)
     if '1000' in config.labels:
-        choices.append(encoder_use(chosen_runs))
-    first_layers['autoencoder (before fine-tuning)'] = np.asarray(encoders['params']['dense_0']['kernel'][0])
+        run.choices.append(encoder_use(chosen_runs))
+    return {'autoencoder': ae_task[0], 'chosen_values': chosen_values, 'chosen_runs': chosen_runs}
+
+
+def summarize(run, staged: dict):
+    """The reconstruction error and every method's test error, the findings and the figures."""
+    config, chosen_runs = run.config, staged['chosen_runs']
+    ae_task, ae_state = staged['autoencoder'], run.states['autoencoder']
+    test_images, ae_seeds = run.data()[1][0], len(config.autoencoder.seeds)
+    mse = np.atleast_1d(pretraining.reconstruction_mse(ae_task, ae_state, test_images, members=ae_seeds > 1))
+    summary = {'reconstruction_mse': float(mse.mean())}
+    for labels in config.labels:
+        for method in METHODS:
+            kept = chosen_runs[f'{method}_{labels}'].values()
+            summary[f'test_error_{method}_{labels}'] = float(np.mean([1 - r['test']['accuracy'] for r in kept]))
+    # The first-layer weights of the first seed of each method at the last label count, and of the autoencoder.
+    first = lambda name: train.member(run.states[name], 0) if len(run.runs[name]) > 1 else run.states[name]
+    kernel = lambda name: np.asarray(first(name).params['dense_0']['kernel'])
+    first_layers = {m: kernel(f'{m}_{config.labels[-1]}') for m in METHODS}
+    first_layers['autoencoder (before fine-tuning)'] = kernel('autoencoder')
+    num_train = len(run.splits().train_labels)
     figures = [
-        plot_error(os.path.join(workdir, 'test_error.png'), config, chosen_runs, len(splits.train_labels)),
-        plot_reconstructions(os.path.join(workdir, 'reconstructions.png'), ae_task, ae_state, test[0], len(ae_seeds)),
-        plot_features(os.path.join(workdir, 'first_layer_features.png'), first_layers),
+        plot_error(os.path.join(run.workdir, 'test_error.png'), config, chosen_runs, num_train),
+        plot_reconstructions(
+            os.path.join(run.workdir, 'reconstructions.png'), ae_task, ae_state, test_images, ae_seeds
+        ),
+        plot_features(os.path.join(run.workdir, 'first_layer_features.png'), first_layers),
     ]
-    report.write_run(
-        workdir,
+    return experiment.Report(
         'Pretraining: autoencoder and subsample pretraining against random initialisation',
-        summary=summary,
-        config=config.to_dict(),
-        runs=chosen_runs,
-        curves=['train_loss', 'val_loss', 'val_accuracy'],
+        summary,
         sections=[
             __doc__.split('\n\n')[1].replace('\n', ' '),
-            describe(config, summary, chosen_values),
-            findings(config, chosen_runs, choices),
+            describe(config, summary, staged['chosen_values']),
+            findings(config, chosen_runs, run.choices),
         ],
         figures=figures,
         records={
-            'sweeps': all_runs,
-            'chosen_values': chosen_values,
-            'choices': choices,
+            'sweeps': run.runs,
+            'chosen_values': staged['chosen_values'],
             'reconstruction_mse_by_seed': mse.tolist(),
         },
+        runs=chosen_runs,  # each method's chosen candidate only
+        curves=['train_loss', 'val_loss', 'val_accuracy'],
     )
-    return summary
 
 
 def encoder_use(chosen_runs: dict) -> dict:
@@ -286,6 +284,7 @@ def choose(name: str, runs: dict, swept: dict, choices: list) -> tuple[float | N
 
 
 def describe(config, summary, chosen_values) -> str:
+    """The setup and the table of test errors by label count, with the chosen candidates and published anchors."""
     rows = []
     for labels in config.labels:
         row = [labels] + [f'{100 * summary[f"test_error_{method}_{labels}"]:.2f}%' for method in METHODS]
@@ -367,6 +366,7 @@ def findings(config, chosen_runs, choices) -> str:
 
 
 def label_count(labels: str, num_train: int) -> int:
+    """The number of labeled images an entry of config.labels stands for."""
     return num_train if labels == 'all' else int(labels)
 
 

@@ -104,9 +104,15 @@ def fastest_first(found: dict) -> tuple[float, float]:
     return (steps if steps > 0 else np.inf, found['final'])
 
 
-def run_toy(config, workdir: str, choices: list) -> tuple[dict, dict, dict]:
-    """SGD on the 2-D least-squares problem, raw and standardized; returns summary entries, runs and paths."""
-    toy = config.toy
+def stages(run) -> dict:
+    """The toy, raw and standardized, each with its fastest step size, then MNIST raw, standardized and PCA-whitened,
+    each with its step size chosen on validation; returns the toy's paths and chosen runs and MNIST's chosen runs."""
+    return {**toy_stage(run), **mnist_stage(run)}
+
+
+def toy_stage(run) -> dict:
+    """SGD on the 2-D least-squares problem, raw and standardized: each input's chosen runs and SGD paths."""
+    config, toy = run.config, run.config.toy
     x, y, x_validation, y_validation = toy_problem(toy)
     task_config = {
         'model': {'name': 'mlp', 'hidden_widths': (), 'num_classes': 1, 'init_scale': 0.0},
@@ -116,7 +122,7 @@ def run_toy(config, workdir: str, choices: list) -> tuple[dict, dict, dict]:
     }
     task, hparams = tasks.build(task_config, (2,))
     steps_per_epoch = toy.num_train // toy.batch_size
-    summary, chosen_runs, paths = {}, {}, {}
+    chosen_runs, paths = {}, {}
     for name in TOY:
         affine = preprocessing.fit(name, x)  # training split only
         inputs = [np.asarray(affine(part), np.float32) for part in (x, x_validation)]
@@ -129,6 +135,8 @@ def run_toy(config, workdir: str, choices: list) -> tuple[dict, dict, dict]:
             output = state.params['output']
             weights.append((np.asarray(output['kernel'])[..., 0], np.asarray(output['bias'])[..., 0]))
 
+        # Not a run.variant: each seed has its own batch order (config.shuffle is MNIST's), and the paths come from
+        # a hook that must see every epoch, so the toy trains in seconds without checkpoints (a resume retrains it).
         members = runner.grid(config.seeds, {'optimizer.learning_rate': toy.learning_rates})
         _, runs = runner.train_variant(
             task,
@@ -158,106 +166,86 @@ def run_toy(config, workdir: str, choices: list) -> tuple[dict, dict, dict]:
         # The fastest step size: fewest steps until every seed is within 1%, then the lowest final excess (training
         # loss: converging is the point here).
         speeds = {r: fastest_first(found) for r, found in by_rate.items()}
-        choices.append(
-            experiment.choose(
-                f'toy_{name}', speeds, metric='train_steps_to_1_percent', rule='min', note='then final excess'
-            )
+        rate = run.select(
+            f'toy_{name}', speeds, metric='train_steps_to_1_percent', rule='min', note='then final excess'
         )
-        rate = choices[-1]['chosen']
-        hessian = inputs[0].T.astype(np.float64) @ inputs[0] / len(y)
-        eigenvalues = np.linalg.eigvalsh(hessian)
-        summary |= {
-            f'toy_{name}_condition_number': float(eigenvalues[-1] / eigenvalues[0]),
-            f'toy_{name}_learning_rate': rate,
-            f'toy_{name}_steps_to_1_percent': by_rate[rate]['steps_to_1_percent'],
-            f'toy_{name}_final_relative_excess_loss': by_rate[rate]['final'],
-        }
-        chosen_runs[f'toy_{name}'] = {
-            label: runs[label] for i, label in enumerate(runs) if i in by_rate[rate]['columns']
-        }
+        columns = by_rate[rate]['columns']
+        chosen_runs[f'toy_{name}'] = {label: runs[label] for i, label in enumerate(runs) if i in columns}
         paths[name] = {
-            'kernels': kernels[:, by_rate[rate]['columns']],
+            'kernels': kernels[:, columns],
             'inputs': inputs[0],
             'solution': solution,
             'rate': rate,
             'by_rate': {r: {k: v for k, v in found.items() if k != 'columns'} for r, found in by_rate.items()},
         }
-    return summary, chosen_runs, paths
+    return {'toy_runs': chosen_runs, 'paths': paths}
 
 
-def run_mnist(config, workdir, data_dir, cache_dir, resume, choices: list) -> tuple[dict, dict, dict]:
-    """The MLP on raw, standardized and PCA-whitened MNIST; returns summary entries, chosen runs and all runs."""
-    splits = data_lib.load_splits(
-        config.dataset,
-        data_dir=data_dir,
-        cache_dir=cache_dir,
-        validation_size=config.validation_size,
-        split_seed=config.split_seed,
-        train_limit=config.train_limit,
-        test_limit=config.test_limit,
-    )
+def mnist_stage(run) -> dict:
+    """The MLP on raw, standardized and PCA-whitened MNIST: each input's chosen step size and its members' runs."""
+    config, splits = run.config, run.splits()
     images = [data_lib.normalize(part) for part in (splits.train_images, splits.validation_images, splits.test_images)]
-    input_shape = runner.input_shape(config.dataset)
+    labels = [
+        jax.device_put(np.asarray(part, np.int32))
+        for part in (splits.train_labels, splits.validation_labels, splits.test_labels)
+    ]
     optimizer = {**config.optimizer.to_dict(), 'learning_rate': config.learning_rates[0]}  # the members replace it
-    task, hparams = tasks.build({**config.to_dict(), 'optimizer': optimizer}, input_shape)
-    members = runner.grid(config.seeds, {'optimizer.learning_rate': config.learning_rates})
-    summary, chosen_runs, all_runs = {}, {}, {}
+    task = run.task({'optimizer': optimizer})
+    rates, chosen_runs = {}, {}
     for name in MNIST:
         affine = preprocessing.fit(name, images[0], config.whitening_epsilon)  # training split only
         train_x, validation_x, test_x = (affine(jax.device_put(part)) for part in images)
-        labels = [
-            jax.device_put(np.asarray(part, np.int32))
-            for part in (splits.train_labels, splits.validation_labels, splits.test_labels)
-        ]
-        data = train.Data(train_x, labels[0], validation_x, labels[1])
-        _, runs = runner.run_variant(
-            workdir, config, f'mnist_{name}', task, hparams, members, data, (test_x, labels[2]), resume=resume
-        )
-        rate, kept, choice = experiment.choose_swept(
+        data = train.Data(train_x, labels[0], validation_x, labels[1]), (test_x, labels[2])
+        sweep = {'optimizer.learning_rate': config.learning_rates}
+        _, runs = run.variant(f'mnist_{name}', task, sweep=sweep, data=data)
+        rates[name], chosen_runs[f'mnist_{name}'], choice = experiment.choose_swept(
             f'mnist_{name}', runs, 'optimizer.learning_rate', metric='val_accuracy'
         )
-        choices.append(choice)
-        accuracies = [run['test']['accuracy'] for run in kept.values()]
+        run.choices.append(choice)
+    return {'mnist_rates': rates, 'mnist_runs': chosen_runs}
+
+
+def summarize(run, staged: dict):
+    """The toy's condition numbers and convergence, MNIST's accuracies, the tables and the paths' figure."""
+    summary = {}
+    for name, found in staged['paths'].items():
+        inputs = found['inputs']
+        eigenvalues = np.linalg.eigvalsh(inputs.T.astype(np.float64) @ inputs / len(inputs))  # of the Hessian
+        summary |= {
+            f'toy_{name}_condition_number': float(eigenvalues[-1] / eigenvalues[0]),
+            f'toy_{name}_learning_rate': found['rate'],
+            f'toy_{name}_steps_to_1_percent': found['by_rate'][found['rate']]['steps_to_1_percent'],
+            f'toy_{name}_final_relative_excess_loss': found['by_rate'][found['rate']]['final'],
+        }
+    for name, rate in staged['mnist_rates'].items():
+        kept = staged['mnist_runs'][f'mnist_{name}'].values()
+        accuracies = [r['test']['accuracy'] for r in kept]
         summary |= {
             f'mnist_{name}_test_accuracy': float(np.mean(accuracies)),
             f'mnist_{name}_test_accuracy_min': float(np.min(accuracies)),
             f'mnist_{name}_test_accuracy_max': float(np.max(accuracies)),
             f'mnist_{name}_learning_rate': rate,
-            f'mnist_{name}_epoch_1_val_accuracy': float(
-                np.mean([r['history'][0]['val_accuracy'] for r in kept.values()])
-            ),
+            f'mnist_{name}_epoch_1_val_accuracy': float(np.mean([r['history'][0]['val_accuracy'] for r in kept])),
         }
-        chosen_runs[f'mnist_{name}'], all_runs[f'mnist_{name}'] = kept, runs
-    return summary, chosen_runs, all_runs
-
-
-def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
-    """The toy paths and the MNIST comparison; writes the report and returns the summary."""
-    choices = []
-    summary, toy_runs, paths = run_toy(config, workdir, choices)
-    mnist_summary, mnist_runs, all_runs = run_mnist(config, workdir, data_dir, cache_dir, resume, choices)
-    summary |= mnist_summary
-    figure = plot_paths(os.path.join(workdir, 'toy_paths.png'), config, paths)
-    toy_by_rate = {name: found['by_rate'] for name, found in paths.items()}
-    report.write_run(
-        workdir,
+    toy_by_rate = {name: found['by_rate'] for name, found in staged['paths'].items()}
+    return experiment.Report(
         'Input standardization and SGD',
-        summary=summary,
-        config=config.to_dict(),
-        runs={**toy_runs, **mnist_runs},
-        curves=['val_accuracy', 'train_loss'],
+        summary,
         sections=[
             __doc__.split('\n\n')[1].replace('\n', ' '),
-            describe(config, summary),
-            by_rate_tables(config, toy_by_rate, all_runs),
+            describe(run.config, summary),
+            by_rate_tables(run.config, toy_by_rate, run.runs),
         ],
-        figures=[figure],
-        records={'sweeps': all_runs, 'toy_by_rate': toy_by_rate, 'choices': choices},
+        figures=[plot_paths(os.path.join(run.workdir, 'toy_paths.png'), run.config, staged['paths'])],
+        records={'sweeps': run.runs, 'toy_by_rate': toy_by_rate},
+        runs={**staged['toy_runs'], **staged['mnist_runs']},  # each input's chosen step size only
+        curves=['val_accuracy', 'train_loss'],
     )
-    return summary
 
 
 def describe(config, summary) -> str:
+    """The setup and the tables: the toy's chosen step sizes and convergence, MNIST's chosen step sizes and
+    accuracies."""
     toy = config.toy
     rows = [
         [
