@@ -18,15 +18,15 @@ seconds-scale version.
 from __future__ import annotations
 
 import os
-import time
 
 import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, diagnostics, experiment, report, runner, tasks
+from nets import diagnostics, experiment, report, runner, tasks
 
 ACTIVATIONS = ('sigmoid', 'tanh', 'relu', 'leaky_relu')
+DEAD = ('relu', 'leaky_relu')  # the dead-unit sweep's
 FITTING_INIT = {'sigmoid': 'glorot_normal', 'tanh': 'glorot_normal', 'relu': 'he_normal', 'leaky_relu': 'he_normal'}
 
 
@@ -75,18 +75,55 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     return config
 
 
-def build(config, part: str, activation: str):
-    """The task of `part` with `activation` and the init made for it."""
+def task_changes(config, part: str, activation: str) -> dict:
+    """The changes to the base task of `part` with `activation` and the init made for it."""
     settings = config[part]
     model = {**settings.model.to_dict(), 'activation': activation, 'kernel_init': FITTING_INIT[activation]}
     if activation == 'leaky_relu':
         model['negative_slope'] = config.negative_slope
     rate = {'learning_rate': settings.learning_rates[0]} if 'learning_rates' in settings else {}  # members replace it
-    task_config = {**config.to_dict(), 'model': model, 'optimizer': {**rate, **settings.optimizer.to_dict()}}
-    return tasks.build(task_config, runner.input_shape(config.dataset))
+    return {'model': model, 'optimizer': {**rate, **settings.optimizer.to_dict()}}
+
+
+def stages(run) -> dict:
+    """The deep net per activation, the dead-unit sweep of ReLU and leaky ReLU, then the shallow net per activation,
+    all on every training image; the deep and dead variants are probed at init and after every epoch."""
+    config = run.config
+    data = run.data(validation_size=0)
+    probe = (data[0].train_images[: config.probe_size], data[0].train_labels[: config.probe_size])
+    task = lambda part, activation: run.task(task_changes(config, part, activation))
+    rates = config.dead.learning_rates  # the dead-unit sweep's members
+    at_init = {}
+    for part, names, sweep in (('deep', ACTIVATIONS, None), ('dead', DEAD, {'optimizer.learning_rate': rates})):
+        for activation in names:
+            name = f'{part}_{activation}'
+            epochs = config[part].epochs
+            _, at_init[name] = probed_variant(
+                run, name, task(part, activation), probe, sweep=sweep, data=data, epochs=epochs
+            )
+    for activation in ACTIVATIONS:
+        run.variant(f'shallow_{activation}', task('shallow', activation), data=data, epochs=config.shallow.epochs)
+    return {'at_init': at_init}
+
+
+def probed_variant(run, name: str, task, probe, *, sweep=None, **options) -> tuple[dict, dict]:
+    """`run.variant` with the test metrics after every epoch and the diagnostics on `probe` at init, after every
+    epoch and of the final weights (as runner.run_probed_variant); returns the runs and the diagnostics at init."""
+    members = runner.grid(run.config.seeds, sweep)
+    data, test = options.get('data') or run.data()
+    stacked = len(members) > 1
+    measure = diagnostics.prober(task[0], *probe, members=stacked)
+    at_init = measure(runner.initial_state(*task, members, data.train_images.shape[1:]))
+    hook = runner.chain(runner.evaluation_hook(task[0], *test, members=stacked), diagnostics.epoch_hook(measure))
+    state, runs = run.variant(name, task, members=members, on_epoch_end=hook, **options)
+    final = measure(state)  # of the final (restored, early-stopped) weights, also after a resume
+    for index, member in enumerate(runs.values()):
+        member['final_diagnostics'] = {key: values[index] for key, values in final.items()} if stacked else final
+    return runs, at_init
 
 
 def mean_test_accuracy(runs: dict) -> float:
+    """The mean over members of the final test accuracy."""
     return float(np.mean([run['test']['accuracy'] for run in runs.values()]))
 
 
@@ -104,76 +141,42 @@ def _unit_fraction(rows: list[dict], key: str) -> float:
     return float(np.mean([np.mean(row[key]) for row in rows]))
 
 
-def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
-    """Trains the three parts; writes the report and figures; returns the summary."""
-    started = time.perf_counter()
-    splits = data_lib.load_splits(
-        config.dataset,
-        data_dir=data_dir,
-        cache_dir=cache_dir,
-        validation_size=0,
-        train_limit=config.train_limit,
-        test_limit=config.test_limit,
-    )
-    data, test = runner.device_data(splits)
-    probe = (data.train_images[: config.probe_size], data.train_labels[: config.probe_size])
-    runs, at_init, summary = {}, {}, {}
-    seeds = runner.grid(config.seeds)
-    for activation in ACTIVATIONS:
-        task, hparams = build(config, 'deep', activation)
-        name = f'deep_{activation}'
-        _, runs[name], at_init[name] = runner.run_probed_variant(
-            workdir, config, name, task, hparams, seeds, data, test, probe, resume=resume, epochs=config.deep.epochs
-        )
-        summary[f'{activation}_accuracy'] = mean_test_accuracy(runs[name])
-    rates = runner.grid(config.seeds, {'optimizer.learning_rate': config.dead.learning_rates})
-    for activation in ('relu', 'leaky_relu'):
-        task, hparams = build(config, 'dead', activation)
-        name = f'dead_{activation}'
-        _, runs[name], at_init[name] = runner.run_probed_variant(
-            workdir, config, name, task, hparams, rates, data, test, probe, resume=resume, epochs=config.dead.epochs
-        )
+def summarize(run, staged: dict) -> experiment.Report:
+    """Test accuracies and their spreads, the dead and inactive fractions, and the kernel-gradient norms."""
+    config, runs, at_init = run.config, run.runs, staged['at_init']
+    summary = {f'{activation}_accuracy': mean_test_accuracy(runs[f'deep_{activation}']) for activation in ACTIVATIONS}
     # The headline rate: the highest at which no member of either activation diverged (a diverged member is frozen
     # at its weights of the epoch before, which say nothing about units dying under that rate).
-    finite = [
-        rate
-        for rate in config.dead.learning_rates
-        if all(_finite(runs[f'dead_{a}'], rate) for a in ('relu', 'leaky_relu'))
-    ]
+    finite = [rate for rate in config.dead.learning_rates if all(_finite(runs[f'dead_{a}'], rate) for a in DEAD)]
     summary['dead_learning_rate'] = max(finite) if finite else float('nan')
-    for activation in ('relu', 'leaky_relu'):
+    for activation in DEAD:
         final = [
             run['final_diagnostics'] for run in _members_at(runs[f'dead_{activation}'], summary['dead_learning_rate'])
         ]
-        summary[f'dead_fraction_{activation}'] = _unit_fraction(final, 'dead_fraction') if final else float('nan')
-        summary[f'inactive_fraction_{activation}'] = (
-            _unit_fraction(final, 'inactive_fraction') if final else float('nan')
-        )
+        for key in ('dead_fraction', 'inactive_fraction'):
+            summary[f'{key}_{activation}'] = _unit_fraction(final, key) if final else float('nan')
     for activation in ACTIVATIONS:
-        task, hparams = build(config, 'shallow', activation)
-        name = f'shallow_{activation}'
-        _, runs[name] = runner.run_variant(
-            workdir, config, name, task, hparams, seeds, data, test, resume=resume, epochs=config.shallow.epochs
-        )
-        summary[f'shallow_{activation}_accuracy'] = mean_test_accuracy(runs[name])
+        summary[f'shallow_{activation}_accuracy'] = mean_test_accuracy(runs[f'shallow_{activation}'])
     shallow = [summary[f'shallow_{activation}_accuracy'] for activation in ACTIVATIONS]
     summary['shallow_spread'] = max(shallow) - min(shallow)
     deep = [summary[f'{activation}_accuracy'] for activation in ACTIVATIONS]
     summary['deep_spread'] = max(deep) - min(deep)
-    summary['wall_seconds'] = experiment.run_seconds(workdir, started)  # over every resumed segment
 
-    figures = [plot_activation_functions(os.path.join(workdir, 'activations.png'), config)]
-    figures.append(plot_gradients(os.path.join(workdir, 'gradient_norms.png'), runs, at_init))
-    figures.append(plot_dead(os.path.join(workdir, 'dead_units.png'), config, runs))
+    figures = [plot_activation_functions(os.path.join(run.workdir, 'activations.png'), config)]
+    figures.append(plot_gradients(os.path.join(run.workdir, 'gradient_norms.png'), runs, at_init))
+    figures.append(plot_dead(os.path.join(run.workdir, 'dead_units.png'), config, runs))
+    # After the figures, as late as nets measures it, so that the text states the summary's value.
+    summary['wall_seconds'] = run.wall_seconds()
     gradient_rows = []
     for activation in ACTIVATIONS:
         first, last = _gradient_ends(at_init[f'deep_{activation}'])
         trained = _gradient_ends(_final_diagnostics(runs[f'deep_{activation}']))
         gradient_rows.append([activation] + [f'{v:.3g}' for v in (first, last, first / last, *trained)])
     dead_rows = []
-    for activation in ('relu', 'leaky_relu'):
+    for activation in DEAD:
         for rate in config.dead.learning_rates:
-            final = [run['final_diagnostics'] for run in _members_at(runs[f'dead_{activation}'], rate)]
+            members = _members_at(runs[f'dead_{activation}'], rate)
+            final = [run['final_diagnostics'] for run in members]
             dead_rows.append(
                 [
                     activation,
@@ -181,17 +184,13 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
                     'no' if _finite(runs[f'dead_{activation}'], rate) else 'yes',
                     _unit_fraction(final, 'dead_fraction'),
                     _unit_fraction(final, 'inactive_fraction'),
-                    float(np.mean([run['test']['accuracy'] for run in _members_at(runs[f'dead_{activation}'], rate)])),
+                    float(np.mean([run['test']['accuracy'] for run in members])),
                 ]
             )
     widths = lambda part: f'{len(config[part].model.hidden_widths)}×{config[part].model.hidden_widths[0]}'
-    report.write_run(
-        workdir,
+    return experiment.Report(
         'Activation functions: sigmoid, tanh, ReLU, leaky ReLU',
-        summary=summary,
-        config=config.to_dict(),
-        runs=runs,
-        curves=['train_loss', 'test_accuracy'],
+        summary,
         sections=[
             report.prose(__doc__, 1, 3),
             f'Seeds {list(config.seeds)}; deep net {widths("deep")}, shallow {widths("shallow")}; wall time '
@@ -223,8 +222,8 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         ],
         figures=figures,
         records={'init_diagnostics': at_init},
+        curves=['train_loss', 'test_accuracy'],
     )
-    return summary
 
 
 def _final_diagnostics(runs: dict) -> dict:
@@ -239,6 +238,7 @@ def _gradient_ends(values: dict) -> tuple[float, float]:
 
 
 def plot_activation_functions(path: str, config) -> str:
+    """Each activation and its derivative."""
     figure = diagnostics.activation_figure(ACTIVATIONS, negative_slope=0.1)
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -268,7 +268,7 @@ def plot_dead(path: str, config, runs: dict) -> str:
     """Dead and inactive fractions of hidden units after every epoch, per activation and learning rate."""
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for axis, key in zip(axes, ('dead_fraction', 'inactive_fraction')):
-        for activation in ('relu', 'leaky_relu'):
+        for activation in DEAD:
             for rate in config.dead.learning_rates:
                 members = _members_at(runs[f'dead_{activation}'], rate)
                 curves = np.array([[np.mean(row[key]) for row in run['history']] for run in members])

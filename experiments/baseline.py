@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from nets import data as data_lib, report, results, runner, tasks
+from nets import experiment, results, tasks
 
 KERAS_TEST_ACCURACY = 0.9840
 
@@ -53,39 +53,25 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     return config
 
 
-def run(
-    config: ml_collections.ConfigDict,
-    workdir: str,
-    *,
-    data_dir: str | None = None,
-    cache_dir: str | None = None,
-    resume: bool = False,
-) -> dict:
-    """Trains the baseline over its seeds, evaluates on test once, writes the report; returns the summary."""
-    task, hparams = tasks.build(config, runner.input_shape(config.dataset))
-    limit = config.train_limit
-    variants = {'baseline': dict(validation_size=config.validation_size, train_limit=limit)}
-    if config.refit:  # train + validation, as Keras trains
-        variants['refit'] = dict(validation_size=0, train_limit=limit and limit + config.validation_size)
-    runs, examples = {}, {}
-    for name, split in variants.items():
-        splits = data_lib.load_splits(
-            config.dataset,
-            data_dir=data_dir,
-            cache_dir=cache_dir,
-            split_seed=config.split_seed,
-            test_limit=config.test_limit,
-            **split,
-        )
-        data, test = runner.device_data(splits)
-        examples[name] = len(splits.train_labels) // config.batch_size * config.batch_size
-        _, runs[name] = runner.run_variant(
-            workdir, config, name, task, hparams, runner.grid(config.seeds), data, test, resume=resume
-        )
+def stages(run) -> dict:
+    """The baseline over its seeds, then (config.refit) the same on train + validation, as Keras trains."""
+    config = run.config
+    task = run.task()
+    run.variant('baseline', task)
+    if config.refit:  # on train + validation, as Keras trains
+        limit = config.train_limit
+        refit = run.data(validation_size=0, train_limit=limit and limit + config.validation_size)
+        run.variant('refit', task, data=refit)
+    return {}
 
+
+def summarize(run, staged: dict) -> experiment.Report:
+    """The test accuracy of the reported variant against Keras's, and the timings of the validation run."""
+    config, runs = run.config, run.runs
     statistics = results.variant_statistics(runs)
     reported = statistics['refit' if config.refit else 'baseline']
     first = next(iter(runs['baseline'].values()))['history']
+    examples = len(run.splits().train_labels) // config.batch_size * config.batch_size
     summary = {
         'test_accuracy': reported['test_accuracy']['mean'],
         'test_accuracy_min': reported['test_accuracy']['min'],
@@ -93,7 +79,7 @@ def run(
         'best_val_accuracy': statistics['baseline'].get('best_val_accuracy', {'mean': float('nan')})['mean'],
         'epoch_seconds': results.steady_epoch_seconds(first),
         'compile_seconds': float(sum(row['compile_seconds'] for row in first)),
-        'examples_per_epoch': examples['baseline'],
+        'examples_per_epoch': examples,
     }
     if config.refit:
         summary['test_accuracy_without_refit'] = statistics['baseline']['test_accuracy']['mean']
@@ -103,19 +89,11 @@ def run(
     description = (
         f'784-{widths}-10, {config.model.activation}, dropout {config.model.hidden_dropout}, '
         f'{config.optimizer.name} lr {config.optimizer.learning_rate}, batch {config.batch_size}, {config.epochs} '
-        f'epochs, seeds {list(config.seeds)} (one vmapped program). `baseline` trains on {examples["baseline"]} '
+        f'epochs, seeds {list(config.seeds)} (one vmapped program). `baseline` trains on {examples} '
         f'examples an epoch and validates on {config.validation_size}{refit}.'
     )
     keras = (
         f'Keras reports {KERAS_TEST_ACCURACY:.4f} test accuracy for this network; the mean over our seeds is '
         f'{summary["test_accuracy"]:.4f} ({comparison} it).'
     )
-    report.write_run(
-        workdir,
-        'Baseline: Keras mnist_mlp',
-        summary=summary,
-        config=config.to_dict(),
-        runs=runs,
-        sections=[description, keras],
-    )
-    return summary
+    return experiment.Report('Baseline: Keras mnist_mlp', summary, sections=[description, keras])

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import report, runner, tasks, train
+from nets import experiment, report, runner, tasks, train
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -105,16 +105,14 @@ def compare(weights: np.ndarray, steps_per_epoch: int, learning_rate: float, x, 
     return steps, distance, nearest
 
 
-def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
-    """Trains the linear model by gradient descent and SGD, compares with the ridge path, writes the report."""
-    del data_dir, cache_dir, resume  # synthetic data; a run takes seconds and is re-run, not resumed
-    x, y, x_validation, y_validation = linear_problem(config)
+def stages(run) -> dict:
+    """Trains the linear model by gradient descent and by SGD, recording the weights after every epoch."""
+    config = run.config
+    x, y, x_validation, y_validation = problem = linear_problem(config)
     data = train.Data(*jax.device_put((x, y, x_validation, y_validation.astype(np.float32))))
-    alphas = np.logspace(np.log10(config.ridge_grid[0]), np.log10(config.ridge_grid[1]), int(config.ridge_grid[2]))
-    path = ridge_path(x, y, alphas)
-    validation_ridge = 0.5 * np.mean((x_validation @ path.T - y_validation[:, None]) ** 2, axis=0)
-
-    gd_weights, gd_runs = trajectory(
+    # Not run.variant: each trajectory has its own batch order (shared, per member) and thousands of epochs of
+    # synthetic data that take seconds, so it trains without checkpoints and is re-run, not resumed.
+    gd_weights, run.runs['gradient_descent'] = trajectory(
         config,
         'gradient_descent',
         data,
@@ -123,12 +121,24 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         config.gradient_descent_steps,
         'shared',
     )
-    sgd_weights, sgd_runs = trajectory(
+    sgd_weights, run.runs['sgd'] = trajectory(
         config, 'sgd', data, config.sgd.batch_size, config.sgd.learning_rate, config.sgd.epochs, 'per_member'
     )
+    return {'problem': problem, 'gd_weights': gd_weights, 'sgd_weights': sgd_weights}
+
+
+def summarize(run, staged: dict) -> experiment.Report:
+    """Both trajectories against the exact ridge path, and the validation-chosen stopping step against ridge's α."""
+    config = run.config
+    x, y, x_validation, y_validation = staged['problem']
+    alphas = np.logspace(np.log10(config.ridge_grid[0]), np.log10(config.ridge_grid[1]), int(config.ridge_grid[2]))
+    path = ridge_path(x, y, alphas)
+    validation_ridge = 0.5 * np.mean((x_validation @ path.T - y_validation[:, None]) ** 2, axis=0)
+    gd_weights = staged['gd_weights']
     gd = compare(gd_weights, 1, config.optimizer.learning_rate, x, y, alphas, path)
-    sgd = compare(sgd_weights, config.num_train // config.sgd.batch_size, config.sgd.learning_rate, x, y, alphas, path)
-    gd_validation = np.array([row['val_loss'] for row in gd_runs['seed=0']['history']])
+    steps_per_epoch = config.num_train // config.sgd.batch_size
+    sgd = compare(staged['sgd_weights'], steps_per_epoch, config.sgd.learning_rate, x, y, alphas, path)
+    gd_validation = np.array([row['val_loss'] for row in run.runs['gradient_descent']['seed=0']['history']])
     best_step = int(np.argmin(gd_validation)) + 1
     summary = {
         'max_relative_distance': float(gd[1].max()),
@@ -142,7 +152,7 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         'ridge_best_validation_loss': float(validation_ridge.min()),
     }
     figure = plot(
-        os.path.join(workdir, 'trajectory.png'),
+        os.path.join(run.workdir, 'trajectory.png'),
         config,
         x,
         path,
@@ -153,20 +163,17 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         gd_validation,
         sgd,
     )
-    report.write_run(
-        workdir,
+    return experiment.Report(
         'Early stopping ≈ L2 on a linear model',
-        summary=summary,
-        config=config.to_dict(),
-        runs={'gradient_descent': gd_runs, 'sgd': sgd_runs},
-        curves=['train_loss', 'val_loss'],
+        summary,
         sections=[report.prose(__doc__, 1, 2), describe(config, summary)],
         figures=[figure],
+        curves=['train_loss', 'val_loss'],
     )
-    return summary
 
 
 def describe(config, summary) -> str:
+    """The setup and the headline distances, stopping step and strengths, in words."""
     return (
         f'{config.features} features, {config.num_train} training and {config.num_validation} validation examples, '
         f'covariance condition number {config.condition:g}, noise σ = {config.noise}. Gradient descent: η = '

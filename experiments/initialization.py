@@ -14,16 +14,17 @@ on it). Diagnostics (nets.diagnostics) on a probe of training images are recorde
 from __future__ import annotations
 
 import os
-import time
 
 import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, experiment, report, runner, tasks
+from nets import diagnostics, experiment, report, runner, tasks
 
 # A public reproduction of Nikolenko's p.149 experiment: test accuracy after epochs 1, 2 and 30.
 PUBLISHED = {'uniform': {1: 0.11, 2: 0.11, 30: 0.9607}, 'glorot_normal': {1: 0.899, 30: 0.9702}}
+DEEP = ('deep_relu', 'deep_tanh')
+PARTS = ('shallow', *DEEP)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -65,25 +66,34 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     return config
 
 
-def train_init(config, workdir, part: str, init: str, data, test, probe, resume: bool):
-    """One variant (`part`_`init`): its seeds as one program; returns its runs and its diagnostics at init."""
-    settings = config[part]
-    task_config = {**config.to_dict(), **settings.to_dict()}
-    task_config['model'] = {**settings.model.to_dict(), 'kernel_init': init}
-    task, hparams = tasks.build(task_config, runner.input_shape(config.dataset))
-    _, runs, at_init = runner.run_probed_variant(
-        workdir,
-        config,
-        f'{part}_{init}',
-        task,
-        hparams,
-        runner.grid(config.seeds),
-        data,
-        test,
-        probe,
-        resume=resume,
-        epochs=settings.epochs,
-    )
+def stages(run) -> dict:
+    """Every part's inits on all training images, each a variant probed at init and after every epoch."""
+    config = run.config
+    data = run.data(validation_size=0)
+    probe = (data[0].train_images[: config.probe_size], data[0].train_labels[: config.probe_size])
+    at_init = {}
+    for part in PARTS:
+        settings = config[part]
+        for init in settings.inits:
+            task = run.task({**settings.to_dict(), 'model': {**settings.model.to_dict(), 'kernel_init': init}})
+            name = f'{part}_{init}'
+            _, at_init[name] = probed_variant(run, name, task, probe, data=data, epochs=settings.epochs)
+    return {'at_init': at_init}
+
+
+def probed_variant(run, name: str, task, probe, *, sweep=None, **options) -> tuple[dict, dict]:
+    """`run.variant` with the test metrics after every epoch and the diagnostics on `probe` at init, after every
+    epoch and of the final weights (as runner.run_probed_variant); returns the runs and the diagnostics at init."""
+    members = runner.grid(run.config.seeds, sweep)
+    data, test = options.get('data') or run.data()
+    stacked = len(members) > 1
+    measure = diagnostics.prober(task[0], *probe, members=stacked)
+    at_init = measure(runner.initial_state(*task, members, data.train_images.shape[1:]))
+    hook = runner.chain(runner.evaluation_hook(task[0], *test, members=stacked), diagnostics.epoch_hook(measure))
+    state, runs = run.variant(name, task, members=members, on_epoch_end=hook, **options)
+    final = measure(state)  # of the final (restored, early-stopped) weights, also after a resume
+    for index, member in enumerate(runs.values()):
+        member['final_diagnostics'] = {key: values[index] for key, values in final.items()} if stacked else final
     return runs, at_init
 
 
@@ -94,35 +104,23 @@ def test_accuracy(runs: dict, epoch: int | None = None) -> float:
     return float(np.mean([run['history'][epoch - 1]['test_accuracy'] for run in runs.values()]))
 
 
-def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
-    """Trains every part and init; writes the report and figures; returns the summary."""
-    started = time.perf_counter()
-    splits = data_lib.load_splits(
-        config.dataset,
-        data_dir=data_dir,
-        cache_dir=cache_dir,
-        validation_size=0,
-        train_limit=config.train_limit,
-        test_limit=config.test_limit,
-    )
-    data, test = runner.device_data(splits)
-    probe = (data.train_images[: config.probe_size], data.train_labels[: config.probe_size])
-    runs, at_init, summary = {}, {}, {}
-    for part in ('shallow', 'deep_relu', 'deep_tanh'):
+def summarize(run, staged: dict) -> experiment.Report:
+    """The test accuracies against the published ones, and the deep nets' pre-activation variance at init."""
+    config, runs, at_init = run.config, run.runs, staged['at_init']
+    summary = {}
+    for init in config.shallow.inits:
+        for epoch in (1, 2):
+            summary[f'{init}_accuracy_epoch_{epoch}'] = test_accuracy(runs[f'shallow_{init}'], epoch)
+        summary[f'{init}_accuracy_final'] = test_accuracy(runs[f'shallow_{init}'])
+    for part in DEEP:
         for init in config[part].inits:
-            name = f'{part}_{init}'
-            runs[name], at_init[name] = train_init(config, workdir, part, init, data, test, probe, resume)
-            if part == 'shallow':
-                for epoch in (1, 2):
-                    summary[f'{init}_accuracy_epoch_{epoch}'] = test_accuracy(runs[name], epoch)
-                summary[f'{init}_accuracy_final'] = test_accuracy(runs[name])
-            else:
-                summary[f'{part}_{init}_accuracy'] = test_accuracy(runs[name])
-    summary['wall_seconds'] = experiment.run_seconds(workdir, started)  # over every resumed segment
+            summary[f'{part}_{init}_accuracy'] = test_accuracy(runs[f'{part}_{init}'])
     figures = [
-        plot_shallow(os.path.join(workdir, 'nikolenko_p149.png'), config, runs),
-        plot_deep(os.path.join(workdir, 'deep_nets.png'), config, runs, at_init),
+        plot_shallow(os.path.join(run.workdir, 'nikolenko_p149.png'), config, runs),
+        plot_deep(os.path.join(run.workdir, 'deep_nets.png'), config, runs, at_init),
     ]
+    # After the figures, as late as nets measures it, so that the text states the summary's value.
+    summary['wall_seconds'] = run.wall_seconds()
     shallow_rows = [
         [
             init,
@@ -142,16 +140,12 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
             summary[f'{part}_{init}_accuracy'],
             *(f'{v:.3g}' for v in _variance_ends(at_init[f'{part}_{init}'])),
         ]
-        for part in ('deep_relu', 'deep_tanh')
+        for part in DEEP
         for init in config[part].inits
     ]
-    report.write_run(
-        workdir,
+    return experiment.Report(
         'Weight initialization (Nikolenko p.149; He et al. 2015)',
-        summary=summary,
-        config=config.to_dict(),
-        runs=runs,
-        curves=['train_loss', 'test_accuracy'],
+        summary,
         sections=[
             report.prose(__doc__, 1, 3),
             f'Seeds {list(config.seeds)}; wall time {summary["wall_seconds"]:.0f} s.',
@@ -175,8 +169,8 @@ def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | N
         ],
         figures=figures,
         records={'init_diagnostics': at_init},
+        curves=['train_loss', 'test_accuracy'],
     )
-    return summary
 
 
 def _variance_ends(values: dict) -> list[float]:
@@ -208,7 +202,7 @@ def plot_shallow(path: str, config, runs: dict) -> str:
 def plot_deep(path: str, config, runs: dict, at_init: dict) -> str:
     """Per deep net: activation variance per layer at init (log scale), and test accuracy per epoch, per init."""
     figure, axes = plt.subplots(2, 2, figsize=(11, 7))
-    for column, part in enumerate(('deep_relu', 'deep_tanh')):
+    for column, part in enumerate(DEEP):
         for init in config[part].inits:
             name = f'{part}_{init}'
             variance = np.atleast_2d(np.asarray(at_init[name]['preactivation_variance'], np.float64))

@@ -9,12 +9,10 @@ test set only draws curves (curves.png: mean over seeds, min–max band). `:quic
 
 from __future__ import annotations
 
-import time
-
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, experiment, orders, report, runner, tasks
+from nets import experiment, orders, report, runner, tasks
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -43,49 +41,33 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     return config
 
 
-def run(config, workdir: str, *, data_dir: str | None = None, cache_dir: str | None = None, resume: bool = False):
-    """Trains every order; writes the report and figure; returns the summary."""
-    started = time.perf_counter()
-    splits = data_lib.load_splits(
-        config.dataset,
-        data_dir=data_dir,
-        cache_dir=cache_dir,
-        validation_size=config.validation_size,
-        train_limit=config.train_limit,
-        test_limit=config.test_limit,
-    )
-    data, test = runner.device_data(splits)
-    runs, summary = {}, {}
-    members = runner.grid(config.seeds)
-    for name in config.orders:
-        task, hparams = tasks.build({**config.to_dict(), 'order': name}, runner.input_shape(config.dataset))
-        hook = runner.evaluation_hook(task, *test, members=len(members) > 1)
-        _, runs[name] = runner.run_variant(
-            workdir, config, name, task, hparams, members, data, test, resume=resume, on_epoch_end=hook
-        )
-        summary[f'accuracy_{name}'] = float(np.mean([run['test']['accuracy'] for run in runs[name].values()]))
-    summary['wall_seconds'] = experiment.run_seconds(workdir, started)  # over every resumed segment
+def stages(run) -> dict:
+    """Trains every order, each with the test accuracy after every epoch (a curve that chooses nothing)."""
+    _, test = run.data()
+    for name in run.config.orders:
+        task = run.task({'order': name})
+        run.variant(name, task, on_epoch_end=runner.evaluation_hook(task[0], *test, members=len(run.config.seeds) > 1))
+    return {}
+
+
+def summarize(run, staged: dict) -> experiment.Report:
+    """Each order's mean final test accuracy, and a table of its range and its accuracy after the first epoch."""
+    config = run.config
+    accuracies = {name: [r['test']['accuracy'] for r in members.values()] for name, members in run.runs.items()}
+    summary = {f'accuracy_{name}': float(np.mean(values)) for name, values in accuracies.items()}
+    summary['wall_seconds'] = run.wall_seconds()  # over every resumed segment
+    after_one = lambda name: float(np.mean([r['history'][0]['test_accuracy'] for r in run.runs[name].values()]))
     rows = [
-        [
-            name,
-            summary[f'accuracy_{name}'],
-            min(r['test']['accuracy'] for r in runs[name].values()),
-            max(r['test']['accuracy'] for r in runs[name].values()),
-            float(np.mean([r['history'][0]['test_accuracy'] for r in runs[name].values()])),
-        ]
-        for name in runs
+        [name, summary[f'accuracy_{name}'], min(values), max(values), after_one(name)]
+        for name, values in accuracies.items()
     ]
-    report.write_run(
-        workdir,
+    return experiment.Report(
         'The order of presentation',
-        summary=summary,
-        config=config.to_dict(),
-        runs=runs,
-        curves=['train_loss', 'val_accuracy', 'test_accuracy'],
+        summary,
         sections=[
             report.prose(__doc__, 1, 2),
             f'Seeds {list(config.seeds)}, {config.epochs} epochs; wall time {summary["wall_seconds"]:.0f} s.',
             report.markdown_table(['order', 'final test accuracy (mean)', 'min', 'max', 'after epoch 1'], rows),
         ],
+        curves=['train_loss', 'val_accuracy', 'test_accuracy'],
     )
-    return summary

@@ -106,8 +106,9 @@ class Report:
 class Experiment:
     """One run of an experiment: its config, workdir and data, the variants trained so far and the choices made."""
 
-    def __init__(self, config, workdir: str, *, data_dir=None, cache_dir=None, resume: bool = False):
+    def __init__(self, config, workdir: str, *, data_dir=None, cache_dir=None, resume: bool = False, started=None):
         self.config, self.workdir, self.resume = config, workdir, resume
+        self.started = time.perf_counter() if started is None else started
         self.data_dir, self.cache_dir = data_dir, cache_dir
         self.runs: dict[str, dict] = {}
         self.states: dict[str, train.TrainState] = {}
@@ -195,6 +196,16 @@ class Experiment:
         self.runs[name], self.states[name] = runs, state
         return state, runs
 
+    def wall_seconds(self) -> float:
+        """The run's wall time so far, over every resumed segment."""
+        return run_seconds(self.workdir, self.started)
+
+    def select_swept(self, what: str, runs: Mapping[str, Mapping], path: str, *, metric: str, rule='max', key=None):
+        """`choose_swept`, recorded among the run's choices; returns (the chosen value, its members' runs)."""
+        value, kept, choice = choose_swept(what, runs, path, metric=metric, rule=rule, key=key)
+        self.choices.append(choice)
+        return value, kept
+
     def select(self, what: str, values: Mapping[Any, float], *, metric: str, rule: str = 'max', note: str = ''):
         """Chooses among `values` ({candidate: score}) by `rule` (see `select`), records the choice under `what`
         with every candidate's score, and returns the chosen candidate."""
@@ -240,7 +251,7 @@ def run(module, config, workdir: str, *, data_dir=None, cache_dir=None, resume: 
 
 
 def _run_stages(module, config, workdir: str, started: float, **options) -> dict:
-    experiment = Experiment(config, workdir, **options)
+    experiment = Experiment(config, workdir, started=started, **options)
     staged = module.stages(experiment)
     result = module.summarize(experiment, staged)
     summary = dict(result.summary)
