@@ -23,11 +23,17 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import diagnostics, experiment, report, runner, tasks
+from nets import diagnostics, experiment, report, runner, tasks, validation
 
 ACTIVATIONS = ('sigmoid', 'tanh', 'relu', 'leaky_relu')
 DEAD = ('relu', 'leaky_relu')  # the dead-unit sweep's
 FITTING_INIT = {'sigmoid': 'glorot_normal', 'tanh': 'glorot_normal', 'relu': 'he_normal', 'leaky_relu': 'he_normal'}
+
+
+# The fields only this experiment has; nets.validation checks the shared ones (data, seeds, the task).
+CONFIG_RULES = {
+    'allow_divergence': validation.boolean,
+}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

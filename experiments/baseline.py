@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import ml_collections
 
-from nets import experiment, results, tasks
+from nets import experiment, results, tasks, validation
 
 KERAS_TEST_ACCURACY = 0.9840
+
+
+# The fields only this experiment has; nets.validation checks the shared ones (data, seeds, the task).
+CONFIG_RULES = {
+    'refit': validation.boolean,
+}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

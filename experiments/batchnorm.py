@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import experiment, report, runner, tasks, train
+from nets import experiment, optimizers, report, runner, tasks, train, validation
 
 PERCENTILES = (15, 50, 85)
 PLACEMENTS = {  # (b) and (c): the model changes of each variant of Nikolenko's net
@@ -37,6 +37,14 @@ PLACEMENTS = {  # (b) and (c): the model changes of each variant of Nikolenko's 
     'nikolenko_bn': {'batch_norm': 'before', 'batch_norm_layers': (0,)},
     'bn_before': {'batch_norm': 'before'},
     'bn_after': {'batch_norm': 'after'},
+}
+
+
+# The fields only this experiment has; nets.validation checks the shared ones (data, seeds, the task).
+CONFIG_RULES = {
+    'checkpoint_steps': validation.count,
+    'schedules': validation.several(validation.name_in(('constant', *optimizers.SCHEDULES))),
+    'unit': validation.integer(0),
 }
 
 

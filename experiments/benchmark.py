@@ -15,7 +15,16 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, experiment, report, results, tasks, train
+from nets import data as data_lib, experiment, report, results, tasks, train, validation
+
+# The fields only this experiment has; nets.validation checks the shared ones (data, seeds, the task).
+CONFIG_RULES = {
+    'gemm_size': validation.count,
+    'naive_members': validation.several(validation.count),
+    'python_loop_epochs': validation.count,
+    'repeats': validation.count,
+    'sweep_members': validation.several(validation.count),
+}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

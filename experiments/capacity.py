@@ -24,7 +24,13 @@ FUNCTIONS = {
     'abs': np.abs,  # continuous, with a kink
     'step': lambda x: (x > 0).astype(np.float64),  # not continuous: the uniform error cannot vanish
 }
-CONFIG_RULES = {'functions': validation.several(validation.name_in(FUNCTIONS))}
+CONFIG_RULES = {  # the fields only this experiment has; nets.validation checks the shared ones
+    'functions': validation.several(validation.name_in(FUNCTIONS)),
+    'num_grid': validation.count,
+    'widths': validation.several(validation.count),
+    'depths': validation.several(validation.count),
+    'parameter_budget': validation.count,
+}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

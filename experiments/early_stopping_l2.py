@@ -16,7 +16,15 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import experiment, report, runner, tasks, train
+from nets import experiment, report, runner, tasks, train, validation
+
+# The fields only this experiment has; nets.validation checks the shared ones (data, seeds, the task).
+CONFIG_RULES = {
+    'condition': validation.positive,
+    'features': validation.count,
+    'gradient_descent_steps': validation.count,
+    'ridge_grid': validation.grid,
+}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

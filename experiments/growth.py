@@ -42,6 +42,24 @@ def _growth_fits_the_fixed_net(config) -> None:
 CONFIG_CHECKS = (_growth_fits_the_fixed_net,)
 
 
+# The fields only this experiment has; nets.validation checks the shared ones (data, seeds, the task).
+CONFIG_RULES = {
+    'best_of': validation.count,
+    'exact_shapes_strategy': validation.name_in(growth.STRATEGIES, optional=True),
+    'bucket': validation.name_in(growth.BUCKETS),
+    'layer': validation.integer(0),
+    'monitor': validation.name_in(('train_loss', 'val_loss')),
+    'seed': validation.integer(0),
+    'start_width': validation.count,
+    'tolerance': validation.positive,
+    'units_per_growth': validation.count,
+    'growth_epochs': validation.count,
+    'input_fraction': validation.fraction,
+    'strategies': validation.several(validation.name_in(growth.STRATEGIES)),
+    'sample_size': validation.count,
+}
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The full experiment, or with 'quick' a seconds-scale one."""
     config = ml_collections.ConfigDict()

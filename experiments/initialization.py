@@ -19,12 +19,18 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import diagnostics, experiment, report, runner, tasks
+from nets import diagnostics, experiment, initializers, report, runner, tasks, validation
 
 # A public reproduction of Nikolenko's p.149 experiment: test accuracy after epochs 1, 2 and 30.
 PUBLISHED = {'uniform': {1: 0.11, 2: 0.11, 30: 0.9607}, 'glorot_normal': {1: 0.899, 30: 0.9702}}
 DEEP = ('deep_relu', 'deep_tanh')
 PARTS = ('shallow', *DEEP)
+
+
+# The fields only this experiment has; nets.validation checks the shared ones (data, seeds, the task).
+CONFIG_RULES = {
+    'inits': validation.several(validation.name_in(initializers.INITIALIZERS)),
+}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

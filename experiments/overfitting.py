@@ -20,10 +20,30 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import experiment, regularizers, report, results, tasks, train
+from nets import experiment, regularizers, report, results, tasks, train, validation
 
 TRAINED = ('none', 'l2', 'l1', 'decay', 'dropout', 'dropout_maxnorm', 'early_stopping', 'combined')
 VARIANTS = (*TRAINED, 'best')  # best: the trained variant with the best validation score
+
+
+def _one_epoch_count_per_size_and_batches_that_fit(config) -> None:
+    sizes = tuple(config['train_sizes'])
+    if len(config['epochs_by_size']) != len(sizes):
+        validation.refuse('epochs_by_size', config['epochs_by_size'], f'one epoch count per train size {sizes}')
+    if config['batch_size'] > min(sizes):
+        validation.refuse('batch_size', config['batch_size'], f'at most the smallest of train_sizes ({min(sizes)})')
+
+
+CONFIG_CHECKS = (_one_epoch_count_per_size_and_batches_that_fit,)
+# The fields only this experiment has; nets.validation checks the shared ones (data, seeds, the task).
+CONFIG_RULES = {
+    'decay': validation.one_or_several(validation.positive),
+    'dropout': validation.several(validation.rate),
+    'epochs_by_size': validation.counts,
+    'mc_samples': validation.count,
+    'mc_seed': validation.integer(0),
+    'train_sizes': validation.several(validation.count),
+}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

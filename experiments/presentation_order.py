@@ -12,7 +12,12 @@ from __future__ import annotations
 import ml_collections
 import numpy as np
 
-from nets import experiment, orders, report, runner, tasks
+from nets import experiment, orders, report, runner, tasks, validation
+
+# The fields only this experiment has; nets.validation checks the shared ones (data, seeds, the task).
+CONFIG_RULES = {
+    'orders': validation.several(validation.name_in(orders.ORDERS)),
+}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -29,12 +29,37 @@ PUBLISHED_ALL = {'pretrained DBN-init net (Hinton & Salakhutdinov)': 0.012}
 
 
 def _label_count(path: str, value) -> None:
-    multiple_of_ten = isinstance(value, str) and value.isdigit() and int(value) >= 10 and int(value) % 10 == 0
-    if value != 'all' and not multiple_of_ten:
-        raise ValueError(f"config.{path} must be 'all' or a multiple of 10 labels (one tenth a class), got {value!r}")
+    if value != 'all' and not (isinstance(value, str) and value.isdigit() and int(value) > 0):
+        raise ValueError(f"config.{path} must be 'all' or a number of labels such as '100', got {value!r}")
 
 
-CONFIG_RULES = {'labels': validation.several(_label_count)}
+def _labels_fit_the_classes_and_the_split(config) -> None:
+    classes, labels = data_lib.CLASSES[config['dataset']], config['labels']
+    available = config['train_limit'] or data_lib.TRAIN_EXAMPLES[config['dataset']] - config['validation_size']
+    for index, count in enumerate(labels):
+        if count != 'all' and (int(count) % classes or int(count) > available):
+            validation.refuse(
+                f'labels[{index}]',
+                count,
+                f'a multiple of the {classes} classes, at most the {available} training images',
+            )
+    for name in ('passes', 'batch_sizes'):
+        if len(config[name]) != len(labels):
+            validation.refuse(name, config[name], f'one entry per entry of labels {labels}')
+
+
+CONFIG_RULES = {  # the fields only this experiment has; nets.validation checks the shared ones
+    'labels': validation.several(_label_count),
+    'masking_noise': validation.rate,
+    'batch_sizes': validation.counts,
+    'encoder_learning_rate_factors': validation.several(validation.positive),
+    'epoch_size': validation.count,
+    'frozen_hidden_dropout': validation.several(validation.rate),
+    'passes': validation.counts,
+    'subset_seed': validation.integer(0),
+    'group_width': validation.count,
+    'subsample_fraction': validation.fraction,
+}
 
 
 def _group_width_divides_the_first_layer(config) -> None:
@@ -43,7 +68,7 @@ def _group_width_divides_the_first_layer(config) -> None:
         validation.refuse('units.group_width', group, f'a divisor of the first hidden layer ({width} units)')
 
 
-CONFIG_CHECKS = (_group_width_divides_the_first_layer,)
+CONFIG_CHECKS = (_group_width_divides_the_first_layer, _labels_fit_the_classes_and_the_split)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -161,7 +186,9 @@ def labeled_data(config, splits, labels: str, data: train.Data) -> tuple[train.D
     if labels == 'all':
         indices = np.arange(len(splits.train_labels))
     else:
-        indices = data_lib.few_label_subset(splits.train_labels, int(labels) // 10, config.subset_seed)
+        indices = data_lib.few_label_subset(
+            splits.train_labels, int(labels) // data_lib.CLASSES[config.dataset], config.subset_seed
+        )
     repeated = np.tile(indices, max(1, config.epoch_size // len(indices)))
     return train.Data(
         data.train_images[repeated], data.train_labels[repeated], data.validation_images, data.validation_labels

@@ -44,12 +44,38 @@ def _ticket_level_is_a_rung(config) -> None:
         validation.refuse('ticket_level', config['ticket_level'], f'one of keep_levels {tuple(config["keep_levels"])}')
 
 
-CONFIG_CHECKS = (_neuron_widths_cut_the_trained_net, _ticket_level_is_a_rung)
+def _saliency_batch_fits_the_validation_split(config) -> None:
+    if config['saliency_examples'] > config['validation_size']:
+        validation.refuse(
+            'saliency_examples', config['saliency_examples'], f'at most validation_size ({config["validation_size"]})'
+        )
+
+
+CONFIG_CHECKS = (_neuron_widths_cut_the_trained_net, _ticket_level_is_a_rung, _saliency_batch_fits_the_validation_split)
 PUBLISHED = (  # (kept fraction, test error, source)
     (1 / 12, 0.0159, 'Han et al. 2015'),
     (1 / 56, 0.0199, 'Dynamic Network Surgery'),
     (1 / 68, 0.0192, 'Sparse Variational Dropout'),
 )
+
+
+# The fields only this experiment has; nets.validation checks the shared ones (data, seeds, the task).
+CONFIG_RULES = {
+    'criteria': validation.several(validation.name_in(pruning.CRITERIA)),
+    'keep_levels': validation.several(validation.fraction),
+    'lecture_rounds': validation.count,
+    'lecture_step': validation.fraction,
+    'lecture_tolerance': validation.number(0.0),
+    'neuron_widths': validation.several(validation.several(validation.count, distinct=False)),
+    'obd_probes': validation.count,
+    'retrain_epochs': validation.count,
+    'retrain_learning_rate': validation.positive,
+    'saliency_examples': validation.count,
+    'saliency_seed': validation.integer(0),
+    'ticket_epochs': validation.count,
+    'ticket_level': validation.fraction,
+    'timing_repeats': validation.count,
+}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -26,7 +26,11 @@ import numpy as np
 
 from nets import experiment, masks, optimizers, regularizers, report, tasks, train, validation
 
-CONFIG_RULES = {'dropout_epochs': validation.integer(1), 'selection.fraction': validation.fraction}
+CONFIG_RULES = {  # the fields only this experiment has; nets.validation checks the shared ones
+    'dropout_epochs': validation.integer(1),
+    'selection.fraction': validation.fraction,
+    'learning_rate_decay': validation.fraction,
+}
 PUBLISHED_ERROR = {'l2': 0.0162, 'l2_l1': 0.0160, 'maxnorm': 0.0135, 'dropout_l2': 0.0125, 'dropout_maxnorm': 0.0105}
 RADIUS = 'optimizer.transforms[0].max_norm'  # the max-norm variants' swept path
 

@@ -21,10 +21,18 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, experiment, preprocessing, report, runner, tasks, train
+from nets import data as data_lib, experiment, preprocessing, report, runner, tasks, train, validation
 
 TOY = ('raw', 'standardize')
 MNIST = ('raw', 'standardize', 'pca_whiten')
+
+
+# The fields only this experiment has; nets.validation checks the shared ones (data, seeds, the task).
+CONFIG_RULES = {
+    'feature_std': validation.several(validation.positive),
+    'true_weights': validation.several(validation.number(), distinct=False),
+    'whitening_epsilon': validation.positive,
+}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -28,9 +28,12 @@ SCHEDULES = ('constant', 'step_decay', 'cosine_decay', 'warmup_cosine_decay', 'r
 
 
 # Each optimizer's learning-rate grid: (log10 low, log10 high, count); config.optimizers.NAME is optimizer NAME.
-CONFIG_RULES = {
+CONFIG_RULES = {  # the fields only this experiment has; nets.validation checks the shared ones
     **{f'grids.{name}': validation.grid for name in optimizers.OPTIMIZERS},
     **{f'optimizers.{name}.name': validation.name_in((name,)) for name in OPTIMIZERS},
+    'rtol': validation.positive,
+    'schedule_epochs': validation.count,
+    'warmup_fraction': validation.rate,
 }
 
 

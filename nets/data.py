@@ -33,6 +33,7 @@ _logger = logging.getLogger(__name__)
 # name -> the shape of one image; the task is checked against it before any data loads.
 DATASETS: dict[str, tuple[int, ...]] = {'mnist': (28, 28, 1), 'fashion_mnist': (28, 28, 1)}
 TRAIN_EXAMPLES: dict[str, int] = {'mnist': 60_000, 'fashion_mnist': 60_000}  # the size of each 'train' split
+CLASSES: dict[str, int] = {'mnist': 10, 'fashion_mnist': 10}
 
 
 def image_shape(name: str) -> tuple[int, ...]:

@@ -1,14 +1,15 @@
-"""Checks every field of an experiment's config before any data loads, by the field's name, and refuses a bad value
-with one line that names the field, the value and what is allowed.
+"""Checks every field of an experiment's config before any data loads, and refuses a bad value with one line that
+names the field, the value and what is allowed.
 
-A field's name says what it holds: `epochs`, `steps` and `batch_size` are counts (integers >= 1), a `*_seed` is an
-integer >= 0, `learning_rate` and `l2` are finite numbers > 0, `hidden_dropout` is a rate in [0, 1), `activation`
-is a registered name. A plural holds several (`learning_rates`, `inits`), none twice: each becomes a member or a
-variant, and the results are keyed by it. `RULES` maps each name to its check, an experiment adds the names only
-it uses (its `CONFIG_RULES`), and a field with no rule is itself refused, so a new field cannot go unchecked.
+A field's rule is found by its name (the longest suffix of its path with one): `RULES` here declares the fields
+`nets` reads or that several experiments share under one meaning (what runs and on what, the task schema of
+`nets.tasks`, the common sweeps), and each experiment declares the fields only it has in its `CONFIG_RULES`, beside
+its get_config. A field with no rule is itself refused, so a new field cannot go unchecked. A plural holds several
+(`learning_rates`), none twice: each becomes a member or a variant, and the results are keyed by it.
 Every sub-config that is a task (it has `model` and `optimizer`) is also built by `nets.tasks.build`, which checks
-the task schema against the input shape. Finally no batch may be larger than the training set it draws from, and
-an experiment's CONFIG_CHECKS read the fields that only make sense together (a layer index against the widths).
+the task schema against the input shape. No batch and no sample drawn from the training split (`probe_size`,
+`sample_size`) may be larger than it, and an experiment's CONFIG_CHECKS read the fields that only make sense
+together (a layer index against the widths, a label count against the classes).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Mapping, Sequence
 
-from nets import activations, data as data_lib, growth, initializers, losses, models, optimizers, orders, pruning, tasks
+from nets import activations, data as data_lib, initializers, losses, models, optimizers, orders, tasks
 
 Rule = Callable[[str, Any], None]
 
@@ -134,102 +135,42 @@ count = integer(1)
 counts = several(count, distinct=False)
 ignored = lambda path, value: None  # checked by nets.tasks.build with the whole task (penalties, transforms, ...)
 
+# The fields that nets reads, or that several experiments share under one meaning: what runs and on what, the task
+# schema (nets.tasks) and the common sweeps. A field only one experiment has is declared in its CONFIG_RULES.
 RULES: dict[str, Rule] = {
     # what runs and on what
     'dataset': name_in(data_lib.DATASETS),
     'seeds': several(integer(0)),
-    **{name: integer(0) for name in ('seed', 'data_seed', 'split_seed', 'problem_seed', 'subset_seed')},
-    **{name: integer(0) for name in ('saliency_seed', 'mc_seed', 'unit', 'layer', 'validation_size')},
+    **{name: integer(0) for name in ('data_seed', 'split_seed', 'problem_seed', 'validation_size')},
     'train_limit': integer(1, optional=True),
     'test_limit': integer(1, optional=True),
     'shuffle': name_in(('shared', 'per_member')),
-    'refit': boolean,
-    'allow_divergence': boolean,
-    # counts
-    **{
-        name: count
-        for name in (
-            'epochs',
-            'batch_size',
-            'steps',
-            'checkpoint_every',
-            'checkpoint_steps',
-            'epoch_size',
-            'probe_size',
-            'repeats',
-            'timing_repeats',
-            'best_of',
-            'units_per_growth',
-            'window',
-            'start_width',
-            'group_width',
-            'sample_size',
-            'mc_samples',
-            'gemm_size',
-            'features',
-            'num_train',
-            'num_validation',
-            'num_grid',
-            'parameter_budget',
-            'gradient_descent_steps',
-            'lecture_rounds',
-            'obd_probes',
-            'saliency_examples',
-            'num_classes',
-            'growth_epochs',
-            'python_loop_epochs',
-            'sweep_epochs',
-            'schedule_epochs',
-            'retrain_epochs',
-            'ticket_epochs',
-        )
-    },  # fmt: skip
+    **{name: count for name in ('epochs', 'batch_size', 'steps', 'checkpoint_every', 'probe_size', 'sweep_epochs')},
+    **{name: count for name in ('num_train', 'num_validation', 'window')},
     'patience': integer(0),
-    **{name: counts for name in ('batch_sizes', 'epochs_by_size', 'passes')},
-    **{name: several(count) for name in ('depths', 'widths', 'train_sizes', 'sweep_members', 'naive_members')},
+    'noise': number(0.0),
+    # common sweeps
+    'learning_rates': several(positive),
+    **{name: one_or_several(positive) for name in ('l1', 'l2', 'max_norm')},
+    # the task schema: the model
+    'model.name': name_in(models.MODELS),
     'hidden_widths': several(count, distinct=False, allow_empty=True),
-    'neuron_widths': several(several(count, distinct=False)),
-    'batch_norm_layers': lambda path, value: value is None or several(integer(0), allow_empty=True)(path, value),
-    # numbers
-    **{name: positive for name in ('learning_rate', 'retrain_learning_rate', 'condition', 'whitening_epsilon')},
-    **{name: positive for name in ('tolerance', 'rtol')},
+    'num_classes': count,
+    'activation': name_in(activations.ACTIVATIONS),
+    'negative_slope': number(0.0, 1.0, high_open=True),  # a slope of 1 makes leaky ReLU the identity
+    'kernel_init': name_in(initializers.INITIALIZERS),
     'init_std': lambda path, value: value is None or positive(path, value),
+    'init_scale': number(0.0),
+    **{name: rate for name in ('input_dropout', 'hidden_dropout')},
+    'batch_norm': lambda path, value: name_in(('before', 'after'), optional=True)(path, value),
+    'batch_norm_layers': lambda path, value: value is None or several(integer(0), allow_empty=True)(path, value),
     'batch_norm_epsilon': positive,
     'batch_norm_momentum': rate,
-    'init_scale': number(0.0),
-    'noise': number(0.0),
-    'lecture_tolerance': number(0.0),
-    'negative_slope': number(0.0, 1.0, high_open=True),  # a slope of 1 makes leaky ReLU the identity
-    **{name: rate for name in ('input_dropout', 'hidden_dropout', 'masking_noise', 'momentum', 'warmup_fraction')},
-    **{name: fraction for name in ('input_fraction', 'subsample_fraction', 'ticket_level', 'lecture_step')},
-    **{name: fraction for name in ('learning_rate_decay', 'factor')},
-    **{name: one_or_several(positive) for name in ('l1', 'l2', 'decay')},
-    **{name: several(positive) for name in ('learning_rates', 'encoder_learning_rate_factors')},
-    'feature_std': several(positive),
-    'true_weights': several(number(), distinct=False),
-    'max_norm': one_or_several(positive),
-    **{name: several(rate) for name in ('dropout', 'frozen_hidden_dropout')},
-    'keep_levels': several(fraction),
-    'ridge_grid': grid,
-    # names
-    'activation': name_in(activations.ACTIVATIONS),
-    'kernel_init': name_in(initializers.INITIALIZERS),
-    'inits': several(name_in(initializers.INITIALIZERS)),
-    'loss': name_in(losses.LOSSES),
-    'order': name_in(orders.ORDERS),
-    'orders': several(name_in(orders.ORDERS)),
-    'criteria': several(name_in(pruning.CRITERIA)),
-    'strategies': several(name_in(growth.STRATEGIES)),
-    'exact_shapes_strategy': name_in(growth.STRATEGIES, optional=True),
-    'bucket': name_in(growth.BUCKETS),
-    'monitor': name_in(('train_loss', 'val_loss')),
-    'schedules': several(name_in(('constant', *optimizers.SCHEDULES))),
-    'batch_norm': lambda path, value: name_in(('before', 'after'), optional=True)(path, value),
     'tied_weights': boolean,
-    'model.name': name_in(models.MODELS),
+    # the task schema: the optimizer, its constants and its schedule (nets.tasks.optimizer_config lists them all)
     'optimizer.name': name_in(optimizers.OPTIMIZERS),
-    # the optimizers' constants and the schedules' fields (nets.tasks.optimizer_config lists them all)
-    **{name: rate for name in ('rho', 'b1', 'b2')},
+    'learning_rate': positive,
+    **{name: rate for name in ('momentum', 'rho', 'b1', 'b2')},
     'epsilon': positive,
     'schedule.name': name_in(optimizers.SCHEDULES),
     'boundaries': lambda path, value: value is None or several(integer(1))(path, value),
@@ -238,7 +179,10 @@ RULES: dict[str, Rule] = {
     'staircase': boolean,
     'alpha': number(0.0, 1.0),
     'end_value': number(0.0),
-    # parts of the task schema that nets.tasks.build checks as a whole
+    'factor': fraction,
+    # the task schema: loss and order, and the parts that nets.tasks.build checks as a whole
+    'loss': name_in(losses.LOSSES),
+    'order': name_in(orders.ORDERS),
     **{name: ignored for name in ('penalties', 'transforms', 'schedule', 'early_stopping')},  # 'schedule': {}
 }
 TASK_FIELDS = ('loss', 'penalties', 'early_stopping', 'batch_size', 'order')
@@ -269,8 +213,6 @@ def _training_examples(config: Mapping[str, Any], node: Mapping[str, Any]) -> tu
     """How many examples a batch drawn inside `node` comes from, and where that number comes from."""
     if 'num_train' in node:
         return node['num_train'], 'num_train'
-    if 'train_sizes' in config:
-        return min(config['train_sizes']), 'the smallest of train_sizes'
     if config.get('train_limit') is not None:
         return config['train_limit'], 'train_limit'
     dataset = config.get('dataset')
@@ -284,13 +226,13 @@ def _check_batches(config: Mapping[str, Any], node: Mapping[str, Any], prefix: s
     for key, value in node.items():
         if isinstance(value, Mapping):
             _check_batches(config, value, f'{prefix}{key}.')
-        elif key in ('batch_size', 'batch_sizes'):
+        elif key in ('batch_size', 'batch_sizes', 'probe_size', 'sample_size'):
             available = _training_examples(config, node)
             sizes = value if isinstance(value, tuple) else (value,)
             if available is not None and max(sizes) > available[0]:
                 raise ValueError(
                     f'config.{prefix}{key}={value!r} is larger than the {available[0]} training examples '
-                    f'({available[1]}); a batch must be at most that'
+                    f'({available[1]}); a {"batch" if key.startswith("batch") else "sample"} must be at most that'
                 )
 
 

@@ -2,6 +2,7 @@
 good ones are accepted, and every field has a check (hypothesis)."""
 
 import copy
+import dataclasses
 import glob
 import importlib
 import math
@@ -210,7 +211,7 @@ def test_the_issues_bad_inputs_name_what_is_allowed(path, value, words):
     from experiments import baseline
 
     with pytest.raises(ValueError, match=r'^config\.') as error:
-        validation.check(with_value(baseline.get_config().to_dict(), path, value))
+        validation.check(with_value(baseline.get_config().to_dict(), path, value), baseline.CONFIG_RULES)
     assert words in str(error.value) and '\n' not in str(error.value)
 
 
@@ -252,11 +253,51 @@ def test_no_two_fields_of_a_config_are_one_object(name):
         ('pretraining', 'units.group_width', 3, 'a divisor of the first hidden layer (32 units)'),
         ('growth', 'growth.layer', 1, 'the index of a hidden layer of (16,) (0 to 0)'),
         ('growth', 'growth.start_width', 16, "below the fixed net's width 16"),
+        ('pruning', 'saliency_examples', 301, 'at most validation_size (300)'),
+        ('pretraining', 'labels', ('105',), 'a multiple of the 10 classes'),
+        ('pretraining', 'labels', ('3000',), 'at most the 2000 training images'),
+        ('pretraining', 'passes', (20, 20), 'one entry per entry of labels'),
+        ('overfitting', 'epochs_by_size', (3, 4), 'one epoch count per train size (300,)'),
+        ('overfitting', 'batch_size', 301, 'at most the smallest of train_sizes (300)'),
     ],
 )
 def test_fields_read_together_are_refused_together_in_one_line(name, path, value, words):
     module = importlib.import_module(f'experiments.{name}')
     config = with_value(module.get_config('quick').to_dict(), path, value)
-    with pytest.raises(ValueError, match=rf'^config\.{re.escape(path)} ') as error:
+    with pytest.raises(ValueError, match=rf'^config\.{re.escape(path)}(\[\d+\])? ') as error:
         validation.check(config, getattr(module, 'CONFIG_RULES', None), checks=module.CONFIG_CHECKS)
     assert words in str(error.value) and '\n' not in str(error.value)
+
+
+@pytest.mark.parametrize('path', ['probe_size', 'trained.sample_size'])
+def test_a_sample_drawn_from_the_training_split_is_at_most_its_size(path):
+    from experiments import growth
+
+    config = with_value(growth.get_config('quick').to_dict(), path, 2001)
+    with pytest.raises(ValueError, match=rf'^config\.{re.escape(path)}=2001 is larger than the 2000 training'):
+        validation.check(config, growth.CONFIG_RULES)
+
+
+def test_the_shared_checks_know_no_topic_and_no_experiments_own_field():
+    """nets.validation declares the shared fields (data, seeds, the task schema, common sweeps); a field that one
+    experiment alone has is declared in that experiment's CONFIG_RULES."""
+    import ast
+
+    tree = ast.parse(open(validation.__file__).read())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert not imported & {'growth', 'pruning', 'pretraining', 'regularizers', 'diagnostics'}, imported
+    users = {}
+    for name, _, config, _ in CONFIGS:
+        for path, _ in leaves(config):
+            for start in range(len(path.split('.'))):
+                key = '.'.join(path.split('.')[start:])
+                if key in validation.RULES:
+                    users.setdefault(key, set()).add(name)
+                    break
+    from nets import models, tasks
+
+    model_fields = {f.name for spec in models.MODELS.values() for f in dataclasses.fields(spec.module)}
+    task_schema = {*model_fields, *optimizers.OPTIMIZER_FIELDS, *optimizers.SCHEDULE_FIELDS, *tasks.FIELDS, 'order'}
+    task_schema |= {'model.name', 'optimizer.name', 'schedule.name', 'learning_rate', 'transforms', 'schedule'}
+    own = {key: names for key, names in users.items() if len(names) == 1 and key not in task_schema}
+    assert not own, f'fields of one experiment in nets.validation.RULES: {own}'
