@@ -25,12 +25,32 @@ import os
 import time
 from typing import Any, Callable, Mapping, Sequence
 
+import ml_collections
 import numpy as np
 
-from nets import data as data_lib, report, results, runner, tasks, train
+from nets import data as data_lib, diagnostics, report, results, runner, tasks, train
 
 RULES = {'max': max, 'min': min}
 SEGMENTS = 'segments.json'  # the wall time of each segment (first run and every --resume) of a workdir's run
+
+
+def base_config(*, seeds: Sequence[int] = (0, 1, 2), **fields: Any) -> ml_collections.ConfigDict:
+    """A config with the fields every experiment shares, then `fields` (which may override them): the dataset and
+    its split (validation_size images of the training split held out, chosen by split_seed; train_limit and
+    test_limit, unset, take the first images), the seeds (members), the batch order (data_seed, shuffle 'shared'
+    or 'per_member') and checkpoint_every (epochs)."""
+    config = ml_collections.ConfigDict()
+    config.dataset = 'mnist'
+    config.validation_size = 10_000
+    config.split_seed = 0
+    config.train_limit = ml_collections.FieldReference(None, field_type=int)
+    config.test_limit = ml_collections.FieldReference(None, field_type=int)
+    config.seeds = tuple(seeds)
+    config.data_seed = 0
+    config.shuffle = 'shared'
+    config.checkpoint_every = 1
+    config.update(fields)
+    return config
 
 
 def _refuse_test(metric: str) -> None:
@@ -195,6 +215,22 @@ class Experiment:
         )
         self.runs[name], self.states[name] = runs, state
         return state, runs
+
+    def probed_variant(self, name: str, task, probe, *, sweep=None, **options) -> tuple[dict, dict]:
+        """`variant` with the test metrics after every epoch (curves that choose nothing) and the diagnostics on
+        `probe` at init, after every epoch and of the final weights (each run's 'final_diagnostics'); returns the
+        runs and the diagnostics at init."""
+        members = runner.grid(self.config.seeds, sweep)
+        data, test = options.get('data') or self.data()
+        stacked = len(members) > 1
+        measure = diagnostics.prober(task[0], *probe, members=stacked)
+        at_init = measure(runner.initial_state(*task, members, data.train_images.shape[1:]))
+        hook = runner.chain(runner.evaluation_hook(task[0], *test, members=stacked), diagnostics.epoch_hook(measure))
+        state, runs = self.variant(name, task, members=members, on_epoch_end=hook, **options)
+        final = measure(state)  # of the final (restored, early-stopped) weights, also after a resume
+        for index, member in enumerate(runs.values()):
+            member['final_diagnostics'] = {key: values[index] for key, values in final.items()} if stacked else final
+        return runs, at_init
 
     def wall_seconds(self) -> float:
         """The run's wall time so far, over every resumed segment."""

@@ -13,7 +13,7 @@ import math
 import os
 import platform
 import subprocess
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -87,6 +87,15 @@ def steady_epoch_seconds(history: Sequence[Mapping[str, Any]]) -> float:
     """Median epoch seconds after the first (which follows the compile), or the only epoch's."""
     seconds = [row['seconds'] for row in history]
     return float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
+
+
+def mean_test(runs: Iterable[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]], metric: str = 'accuracy') -> float:
+    """The mean over members of their final test `metric` ('error': one minus the accuracy); `runs` are run dicts,
+    or {label: run}."""
+    runs = runs.values() if isinstance(runs, Mapping) else runs
+    if metric == 'error':
+        return float(np.mean([1 - run['test']['accuracy'] for run in runs]))
+    return float(np.mean([run['test'][metric] for run in runs]))
 
 
 def _strict(value: Any) -> Any:

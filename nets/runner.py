@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nets import checkpoint, data as data_lib, diagnostics, parallel, report, results, tasks, train
+from nets import checkpoint, data as data_lib, parallel, report, results, tasks, train
 
 EpochHook = Callable[[int, train.TrainState, list[dict]], 'train.TrainState | None']
 
@@ -287,33 +287,3 @@ def run_variant(
         on_epoch_end=on_epoch_end,
         prepare_state=prepare_state,
     )
-
-
-def run_probed_variant(
-    workdir: str,
-    config: Any,
-    name: str,
-    task: train.Task,
-    hparams: Mapping[str, jax.Array],
-    members: Sequence[Mapping[str, Any]],
-    data: train.Data,
-    test: tuple[jax.Array, jax.Array],
-    probe: tuple[jax.Array, jax.Array],
-    *,
-    resume: bool = False,
-    epochs: int | None = None,
-    every: int = 1,
-) -> tuple[train.TrainState, dict, dict]:
-    """`run_variant` that also records the test metrics (test_*) after every epoch and the diagnostics on `probe`
-    every `every` epochs, and each member's diagnostics of its final weights as its run's 'final_diagnostics';
-    returns the final state, the runs and the diagnostics at init."""
-    stacked = len(members) > 1
-    measure = diagnostics.prober(task, *probe, members=stacked)
-    at_init = measure(initial_state(task, hparams, members, data.train_images.shape[1:]))
-    hook = chain(evaluation_hook(task, *test, members=stacked), diagnostics.epoch_hook(measure, every))
-    state, runs = run_variant(workdir, config, name, task, hparams, members, data, test, resume=resume,
-                              on_epoch_end=hook, epochs=epochs)  # fmt: skip
-    final = measure(state)  # of the final (restored, early-stopped) weights, also after a resume
-    for index, run in enumerate(runs.values()):
-        run['final_diagnostics'] = {name: values[index] for name, values in final.items()} if stacked else final
-    return state, runs, at_init
