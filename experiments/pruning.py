@@ -22,7 +22,7 @@ import matplotlib.ticker
 import ml_collections
 import numpy as np
 
-from nets import experiment, masks, pruning, report, tasks, train, validation
+from nets import experiment, masks, pruning, report, results, tasks, train, validation
 
 
 def _neuron_widths_cut_the_trained_net(config) -> None:
@@ -80,15 +80,7 @@ CONFIG_RULES = {
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The full experiment, or with 'quick' a seconds-scale one."""
-    config = ml_collections.ConfigDict()
-    config.dataset = 'mnist'
-    config.validation_size = 5000
-    config.split_seed = 0
-    config.train_limit = ml_collections.FieldReference(None, field_type=int)
-    config.test_limit = ml_collections.FieldReference(None, field_type=int)
-    config.seeds = (0, 1, 2)
-    config.data_seed = 0
-    config.checkpoint_every = 1
+    config = experiment.base_config(validation_size=5000)
     config.model = tasks.model_config(hidden_widths=(300, 100), activation='relu', kernel_init='glorot_uniform')
     config.optimizer = tasks.optimizer_config('adam', 1e-3, transforms=())
     config.penalties = ()
@@ -280,12 +272,11 @@ def summarize(run, staged: dict):
     for name in ('dense_error', '1_9_percent'):
         for c in config.criteria:
             summary[f'compression_at_{name}_{c}'], summary[f'test_error_at_{name}_{c}'] = points[c, name]
-    test_errors = lambda variant: [1 - r['test']['accuracy'] for r in runs[variant].values()]
     summary['lecture_compression'] = float(np.mean(1 / pruning.kept_fraction(staged['lecture'])))
-    summary['lecture_test_error'] = float(np.mean(test_errors('lecture')))
+    summary['lecture_test_error'] = results.mean_test(runs['lecture'], 'error')
     summary['lecture_restores'] = int(np.sum([row.get('restored', 0) for row in _rows(runs['lecture'])]))
-    summary['ticket_random_init_error'] = float(np.mean(test_errors('ticket_random_init')))
-    summary['ticket_error'] = float(np.mean(test_errors('ticket_rewind')))
+    summary['ticket_random_init_error'] = results.mean_test(runs['ticket_random_init'], 'error')
+    summary['ticket_error'] = results.mean_test(runs['ticket_rewind'], 'error')
     summary['ticket_kept_fraction'] = staged['ticket_kept_fraction']
     neurons = staged['neurons']
     widths = [row['widths'] for row in neurons]
