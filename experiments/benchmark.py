@@ -320,24 +320,15 @@ def summarize(run, staged: dict):
 
 
 def _plot_sweeps(path: str, sweeps: list[dict]) -> str:
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(5, 3.6))
-    for shuffle in ('shared', 'per_member'):
-        rows = [r for r in sweeps if r['shuffle'] == shuffle]
-        if rows:
-            axis.plot(
-                [r['members'] for r in rows],
-                [r['seconds_per_run_epoch'] for r in rows],
-                'o-',
-                label=f'batch order: {shuffle}',
-            )
-    axis.set_xlabel('members in one program')
-    axis.set_ylabel('seconds per run-epoch')
-    axis.set_xscale('log')
-    axis.grid(alpha=0.3)
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    """Seconds per run-epoch against the members in one program, per batch order."""
+    with report.figure(path, figsize=(5, 3.6)) as (_, axes):
+        axis = axes[0][0]
+        for shuffle in ('shared', 'per_member'):
+            rows = [r for r in sweeps if r['shuffle'] == shuffle]
+            if rows:
+                members, seconds = [r['members'] for r in rows], [r['seconds_per_run_epoch'] for r in rows]
+                axis.plot(members, seconds, 'o-', label=f'batch order: {shuffle}')
+        axis.set(xlabel='members in one program', ylabel='seconds per run-epoch', xscale='log')
+        axis.grid(alpha=0.3)
+        axis.legend()
     return path

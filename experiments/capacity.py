@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import experiment, report, tasks, train, validation
+from nets import experiment, report, results, tasks, train, validation
 
 FUNCTIONS = {
     'sin': lambda x: np.sin(2 * np.pi * x),  # two periods on [-1, 1]: smooth
@@ -35,9 +35,7 @@ CONFIG_RULES = {  # the fields only this experiment has; nets.validation checks 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The full experiment, or with 'quick' a seconds-scale one."""
-    config = ml_collections.ConfigDict()
-    config.seeds = (0, 1, 2)
-    config.data_seed = 0
+    config = experiment.base_config(checkpoint_every=5)
     config.approximation = dict(
         functions=tuple(FUNCTIONS),
         widths=(1, 2, 4, 8, 16, 32, 64, 128),
@@ -50,11 +48,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         batch_size=32,
         epochs=50,
     )
-    config.dataset = 'mnist'
-    config.validation_size = 10_000
-    config.split_seed = 0
-    config.train_limit = ml_collections.FieldReference(None, field_type=int)
-    config.test_limit = ml_collections.FieldReference(None, field_type=int)
     config.parameter_budget = 100_000
     config.depths = (1, 2, 4, 8)
     config.model = tasks.model_config(hidden_widths=(), activation='relu', kernel_init='he_normal')  # widths per depth
@@ -64,7 +57,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.early_stopping = tasks.early_stopping_config()
     config.batch_size = 128
     config.epochs = 10
-    config.checkpoint_every = 5
     if arg == 'quick':
         config.seeds, config.epochs, config.depths, config.parameter_budget = (0, 1), 2, (1, 3), 10_000
         config.train_limit, config.validation_size, config.test_limit = 2000, 1000, 1000
@@ -132,10 +124,9 @@ def stages(run) -> dict:
             state, runs = run.variant(name, task, sweep=sweep, data=(data, None), epochs=settings.epochs)
             # The capacity question is how well the width can fit, so each width gets its best-fitting rate: the
             # lowest mean final training error (a diverged rate never wins).
-            staged['rates'][name], kept, choice = experiment.choose_swept(
+            staged['rates'][name], kept = run.select_swept(
                 name, runs, 'optimizer.learning_rate', metric='train_mse', rule='min'
             )
-            run.choices.append(choice)
             chosen = [i for i, label in enumerate(runs) if label in kept]
             staged['kept'][name] = kept
             staged['fits'][name] = predict(task[0], state, data.validation_images, members=len(runs) > 1)[chosen]
@@ -162,7 +153,7 @@ def summarize(run, staged: dict):
     }
     for name, architecture in architectures.items():
         members = list(run.runs[name].values())
-        test_accuracy = mean([r['test']['accuracy'] for r in members])
+        test_accuracy = results.mean_test(members)
         summary |= {
             f'{name}_width': architecture['width'],
             f'{name}_parameters': architecture['parameters'],
@@ -179,7 +170,7 @@ def summarize(run, staged: dict):
     return experiment.Report(
         'Capacity: universal approximation, and width against depth',
         summary,
-        sections=[__doc__.split('\n\n')[1].replace('\n', ' '), describe(config, summary, staged['rates'])],
+        sections=[report.prose(__doc__, 1, 2), describe(config, summary, staged['rates'])],
         figures=figures,
         records={'architectures': architectures, 'approximation_learning_rates': staged['rates']},
         runs={**kept, **depth_runs},  # each width's chosen rate only
@@ -191,28 +182,12 @@ def describe(config, summary, rates) -> str:
     """The setup and the tables: every function's error at every width (the chosen rate in brackets), and every
     depth's headlines."""
     settings = config.approximation
-    rows = [
-        [
-            function,
-            *[
-                f'{summary[f"{function}_error_width_{width}"]:.2e} ({rates[f"{function}_width_{width}"]:g})'
-                for width in settings.widths
-            ],
-        ]
-        for function in settings.functions
-    ]
-    depth_rows = [
-        [
-            depth,
-            summary[f'depth_{depth}_width'],
-            summary[f'depth_{depth}_parameters'],
-            summary[f'depth_{depth}_epoch_1_val_accuracy'],
-            summary[f'depth_{depth}_final_train_loss'],
-            summary[f'depth_{depth}_test_accuracy'],
-            summary[f'depth_{depth}_gap'],
-        ]
-        for depth in config.depths
-    ]
+    cell = lambda function, width: (  # the error, and the chosen rate in brackets
+        f'{summary[f"{function}_error_width_{width}"]:.2e} ({rates[f"{function}_width_{width}"]:g})'
+    )
+    rows = [[function, *(cell(function, width) for width in settings.widths)] for function in settings.functions]
+    columns = ('width', 'parameters', 'epoch_1_val_accuracy', 'final_train_loss', 'test_accuracy', 'gap')
+    depth_rows = [[depth, *(summary[f'depth_{depth}_{column}'] for column in columns)] for depth in config.depths]
     steps = settings.epochs * (settings.num_train // settings.batch_size)
     return (
         f'Approximation: {settings.num_train} training points, one hidden layer of {settings.activation} units '
@@ -245,44 +220,36 @@ def plot_approximation(path: str, config, summary, fits) -> str:
     settings = config.approximation
     grid = np.linspace(-1, 1, settings.num_grid)
     functions = settings.functions
-    figure, axes = plt.subplots(1, len(functions) + 1, figsize=(4.5 * (len(functions) + 1), 3.8))
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(settings.widths)))
-    for axis, function in zip(axes, functions):
-        axis.plot(grid, FUNCTIONS[function](grid), 'k-', linewidth=2.5, alpha=0.4, label='target')
-        for color, width in zip(colors, settings.widths):
-            axis.plot(grid, fits[f'{function}_width_{width}'][0], color=color, linewidth=1, label=f'{width} units')
-        axis.set_title(function)
-        axis.set_xlabel('x')
-        axis.legend(fontsize=7)
-    for function in functions:
-        errors = [summary[f'{function}_error_width_{width}'] for width in settings.widths]
-        axes[-1].loglog(settings.widths, errors, 'o-', label=function)
-    axes[-1].set_xlabel('hidden units (one layer)')
-    axes[-1].set_ylabel('mean squared error on the grid')
-    axes[-1].legend()
-    for axis in axes:
-        axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with report.figure(path, 1, len(functions) + 1, figsize=(4.5 * (len(functions) + 1), 3.8)) as (_, axes):
+        for axis, function in zip(axes[0], functions):
+            axis.plot(grid, FUNCTIONS[function](grid), 'k-', linewidth=2.5, alpha=0.4, label='target')
+            for color, width in zip(colors, settings.widths):
+                axis.plot(grid, fits[f'{function}_width_{width}'][0], color=color, linewidth=1, label=f'{width} units')
+            axis.set(title=function, xlabel='x')
+            axis.legend(fontsize=7)
+        by_width = axes[0][-1]
+        for function in functions:
+            errors = [summary[f'{function}_error_width_{width}'] for width in settings.widths]
+            by_width.loglog(settings.widths, errors, 'o-', label=function)
+        by_width.set(xlabel='hidden units (one layer)', ylabel='mean squared error on the grid')
+        by_width.legend()
+        for axis in axes[0]:
+            axis.grid(alpha=0.3)
     return path
 
 
 def plot_width_depth(path: str, config, runs) -> str:
     """Validation accuracy and training loss against the epoch, one line per depth (mean over seeds)."""
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for name, by_member in runs.items():
-        for axis, metric in zip(axes, ('val_accuracy', 'train_loss')):
-            curve = np.mean([[row[metric] for row in run['history']] for run in by_member.values()], 0)
-            axis.plot(np.arange(1, len(curve) + 1), curve, 'o-', markersize=3, label=name.replace('_', ' '))
-    for axis, label in zip(axes, ('validation accuracy', 'training loss')):
-        axis.set_xlabel('epoch')
-        axis.set_ylabel(label)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    axes[1].set_yscale('log')
-    figure.suptitle(f'{config.parameter_budget:,} parameters at every depth')
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with report.figure(path, 1, 2, figsize=(10, 3.8)) as (figure, axes):
+        for name, by_member in runs.items():
+            for axis, metric in zip(axes[0], ('val_accuracy', 'train_loss')):
+                curve = np.mean([[row[metric] for row in run['history']] for run in by_member.values()], 0)
+                axis.plot(np.arange(1, len(curve) + 1), curve, 'o-', markersize=3, label=name.replace('_', ' '))
+        for axis, label in zip(axes[0], ('validation accuracy', 'training loss')):
+            axis.set(xlabel='epoch', ylabel=label)
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=8)
+        axes[0][1].set_yscale('log')
+        figure.suptitle(f'{config.parameter_budget:,} parameters at every depth')
     return path

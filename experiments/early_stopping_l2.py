@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 
 import jax
-import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
@@ -159,18 +158,8 @@ def summarize(run, staged: dict) -> experiment.Report:
         'early_stopping_best_validation_loss': float(gd_validation.min()),
         'ridge_best_validation_loss': float(validation_ridge.min()),
     }
-    figure = plot(
-        os.path.join(run.workdir, 'trajectory.png'),
-        config,
-        x,
-        path,
-        alphas,
-        validation_ridge,
-        gd,
-        gd_weights,
-        gd_validation,
-        sgd,
-    )
+    png = os.path.join(run.workdir, 'trajectory.png')
+    figure = plot(png, config, x, path, alphas, validation_ridge, gd, gd_weights, gd_validation, sgd)
     return experiment.Report(
         'Early stopping ≈ L2 on a linear model',
         summary,
@@ -204,29 +193,24 @@ def plot(path_png, config, x, path, alphas, validation_ridge, gd, gd_weights, gd
     validation loss of both against the (effective) regularization."""
     eigenvalues, vectors = np.linalg.eigh(x.T.astype(np.float64) @ x / len(x))
     plane = vectors[:, [-1, 0]]  # largest, smallest eigenvalue
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
-    ridge_xy, gd_xy = path @ plane, gd_weights[:, 0] @ plane
-    axes[0].plot(ridge_xy[:, 0], ridge_xy[:, 1], 'k-', label='ridge path (α from 10 to 1e-5)')
-    axes[0].plot(gd_xy[:, 0], gd_xy[:, 1], 'C0.', markersize=3, label='gradient descent, one dot a step')
-    axes[0].set_xlabel(f'w along the largest eigen-direction (λ = {eigenvalues[-1]:.2f})')
-    axes[0].set_ylabel(f'w along the smallest (λ = {eigenvalues[0]:.3f})')
-    axes[0].legend(fontsize=8)
-    axes[1].semilogx(gd[0], gd[1][:, 0], label='GD vs ridge at α = 1/(ηt)')
-    axes[1].semilogx(gd[0], gd[2][:, 0], label='GD vs nearest ridge point')
-    axes[1].semilogx(sgd[0], sgd[1].mean(1), label='SGD vs ridge at α = 1/(ηt) (seed mean)')
-    axes[1].set_xlabel('step t')
-    axes[1].set_ylabel('relative distance')
-    axes[1].legend(fontsize=8)
-    axes[2].semilogx(alphas, validation_ridge, 'k-', label='ridge, α')
-    axes[2].semilogx(
-        1.0 / (config.optimizer.learning_rate * gd[0]), gd_validation, 'C0-', label='early stopping, 1/(ηt)'
-    )
-    axes[2].set_xlabel('regularization α')
-    axes[2].set_ylabel('validation loss')
-    axes[2].legend(fontsize=8)
-    for axis in axes:
-        axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path_png, dpi=120)
-    plt.close(figure)
+    with report.figure(path_png, 1, 3, figsize=(15, 4)) as (_, axes):
+        weights, distances, losses = axes[0]
+        ridge_xy, gd_xy = path @ plane, gd_weights[:, 0] @ plane
+        weights.plot(ridge_xy[:, 0], ridge_xy[:, 1], 'k-', label='ridge path (α from 10 to 1e-5)')
+        weights.plot(gd_xy[:, 0], gd_xy[:, 1], 'C0.', markersize=3, label='gradient descent, one dot a step')
+        weights.set(
+            xlabel=f'w along the largest eigen-direction (λ = {eigenvalues[-1]:.2f})',
+            ylabel=f'w along the smallest (λ = {eigenvalues[0]:.3f})',
+        )
+        distances.semilogx(gd[0], gd[1][:, 0], label='GD vs ridge at α = 1/(ηt)')
+        distances.semilogx(gd[0], gd[2][:, 0], label='GD vs nearest ridge point')
+        distances.semilogx(sgd[0], sgd[1].mean(1), label='SGD vs ridge at α = 1/(ηt) (seed mean)')
+        distances.set(xlabel='step t', ylabel='relative distance')
+        losses.semilogx(alphas, validation_ridge, 'k-', label='ridge, α')
+        stopped = 1.0 / (config.optimizer.learning_rate * gd[0])
+        losses.semilogx(stopped, gd_validation, 'C0-', label='early stopping, 1/(ηt)')
+        losses.set(xlabel='regularization α', ylabel='validation loss')
+        for axis in axes[0]:
+            axis.legend(fontsize=8)
+            axis.grid(alpha=0.3)
     return path_png

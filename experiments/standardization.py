@@ -17,11 +17,10 @@ from __future__ import annotations
 import os
 
 import jax
-import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, experiment, preprocessing, report, runner, tasks, train, validation
+from nets import data as data_lib, experiment, preprocessing, report, results, runner, tasks, train, validation
 
 TOY = ('raw', 'standardize')
 MNIST = ('raw', 'standardize', 'pca_whiten')
@@ -37,10 +36,8 @@ CONFIG_RULES = {
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The full experiment, or with 'quick' a seconds-scale one."""
-    config = ml_collections.ConfigDict()
-    config.seeds = (0, 1, 2)
-    config.data_seed = 0
-    config.shuffle = 'shared'  # MNIST: the members share each batch (the seeds set the weights)
+    # MNIST's shuffle is 'shared': the members share each batch (the seeds set the weights).
+    config = experiment.base_config(checkpoint_every=5)
     config.toy = dict(
         num_train=200,
         num_validation=1000,
@@ -53,11 +50,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         learning_rates=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
         shuffle='per_member',  # each seed its own batch order: from w = 0, the seeds are SGD's only randomness
     )
-    config.dataset = 'mnist'
-    config.validation_size = 10_000
-    config.split_seed = 0
-    config.train_limit = ml_collections.FieldReference(None, field_type=int)
-    config.test_limit = ml_collections.FieldReference(None, field_type=int)
     config.whitening_epsilon = 0.1  # in squared [0, 1]-pixel units; the top eigenvalue of MNIST's covariance is ~5
     config.model = tasks.model_config(hidden_widths=(128, 128), activation='relu', kernel_init='he_normal')
     config.optimizer = tasks.optimizer_config('sgd', transforms=())  # the rates: learning_rates
@@ -67,7 +59,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.batch_size = 128
     config.epochs = 10
     config.learning_rates = (0.1, 0.3, 1.0, 3.0)
-    config.checkpoint_every = 5
     if arg == 'quick':
         config.seeds, config.epochs, config.learning_rates = (0, 1), 2, (0.01, 0.1)
         config.train_limit, config.validation_size, config.test_limit = 2000, 1000, 1000
@@ -206,10 +197,9 @@ def mnist_stage(run) -> dict:
         data = train.Data(train_x, labels[0], validation_x, labels[1]), (test_x, labels[2])
         sweep = {'optimizer.learning_rate': config.learning_rates}
         _, runs = run.variant(f'mnist_{name}', task, sweep=sweep, data=data)
-        rates[name], chosen_runs[f'mnist_{name}'], choice = experiment.choose_swept(
+        rates[name], chosen_runs[f'mnist_{name}'] = run.select_swept(
             f'mnist_{name}', runs, 'optimizer.learning_rate', metric='val_accuracy'
         )
-        run.choices.append(choice)
     return {'mnist_rates': rates, 'mnist_runs': chosen_runs}
 
 
@@ -229,7 +219,7 @@ def summarize(run, staged: dict):
         kept = staged['mnist_runs'][f'mnist_{name}'].values()
         accuracies = [r['test']['accuracy'] for r in kept]
         summary |= {
-            f'mnist_{name}_test_accuracy': float(np.mean(accuracies)),
+            f'mnist_{name}_test_accuracy': results.mean_test(kept),
             f'mnist_{name}_test_accuracy_min': float(np.min(accuracies)),
             f'mnist_{name}_test_accuracy_max': float(np.max(accuracies)),
             f'mnist_{name}_learning_rate': rate,
@@ -240,7 +230,7 @@ def summarize(run, staged: dict):
         'Input standardization and SGD',
         summary,
         sections=[
-            __doc__.split('\n\n')[1].replace('\n', ' '),
+            report.prose(__doc__, 1, 2),
             describe(run.config, summary),
             by_rate_tables(run.config, toy_by_rate, run.runs),
         ],
@@ -255,27 +245,10 @@ def describe(config, summary) -> str:
     """The setup and the tables: the toy's chosen step sizes and convergence, MNIST's chosen step sizes and
     accuracies."""
     toy = config.toy
-    rows = [
-        [
-            name,
-            summary[f'toy_{name}_condition_number'],
-            summary[f'toy_{name}_learning_rate'],
-            summary[f'toy_{name}_steps_to_1_percent'],
-            summary[f'toy_{name}_final_relative_excess_loss'],
-        ]
-        for name in TOY
-    ]
-    mnist = [
-        [
-            name,
-            summary[f'mnist_{name}_learning_rate'],
-            summary[f'mnist_{name}_epoch_1_val_accuracy'],
-            summary[f'mnist_{name}_test_accuracy'],
-            summary[f'mnist_{name}_test_accuracy_min'],
-            summary[f'mnist_{name}_test_accuracy_max'],
-        ]
-        for name in MNIST
-    ]
+    columns = ('condition_number', 'learning_rate', 'steps_to_1_percent', 'final_relative_excess_loss')
+    rows = [[name, *(summary[f'toy_{name}_{column}'] for column in columns)] for name in TOY]
+    columns = ('learning_rate', 'epoch_1_val_accuracy', 'test_accuracy', 'test_accuracy_min', 'test_accuracy_max')
+    mnist = [[name, *(summary[f'mnist_{name}_{column}'] for column in columns)] for name in MNIST]
     widths = '-'.join(map(str, config.model.hidden_widths))
     return (
         f'Toy: {toy.num_train} training points, feature standard deviations {tuple(toy.feature_std)}, w* = '
@@ -300,14 +273,7 @@ def describe(config, summary) -> str:
 def by_rate_tables(config, toy_by_rate: dict, sweeps: dict) -> str:
     """Every step size's outcome: the toy's steps to 1% and final excess, MNIST's accuracies (means over seeds)."""
     toy_rows = [
-        [
-            rate,
-            *[
-                value
-                for name in TOY
-                for value in (toy_by_rate[name][rate]['steps_to_1_percent'], toy_by_rate[name][rate]['final'])
-            ],
-        ]
+        [rate, *(toy_by_rate[name][rate][key] for name in TOY for key in ('steps_to_1_percent', 'final'))]
         for rate in config.toy.learning_rates
     ]
     mnist_rows = []
@@ -315,30 +281,15 @@ def by_rate_tables(config, toy_by_rate: dict, sweeps: dict) -> str:
         for rate in config.learning_rates:
             members = [run for run in runs.values() if run['hparams']['optimizer.learning_rate'] == rate]
             mean = lambda metric, row, members=members: float(np.mean([r['history'][row][metric] for r in members]))
-            mnist_rows.append(
-                [
-                    name.removeprefix('mnist_'),
-                    rate,
-                    mean('val_accuracy', 0),
-                    mean('train_loss', -1),
-                    mean('val_accuracy', -1),
-                ]
-            )
+            means = [mean('val_accuracy', 0), mean('train_loss', -1), mean('val_accuracy', -1)]
+            mnist_rows.append([name.removeprefix('mnist_'), rate, *means])
     header = ['step size', *[f'{name} {column}' for name in TOY for column in ('steps to 1%', 'final excess')]]
+    columns = ('validation accuracy after epoch 1', 'final training loss', 'final validation accuracy')
     return (
         '### Every step size\n\nToy (-1: not within 1% by the end, or diverged):\n\n'
         + report.markdown_table(header, toy_rows)
         + '\n\nMNIST (mean over seeds):\n\n'
-        + report.markdown_table(
-            [
-                'inputs',
-                'step size',
-                'validation accuracy after epoch 1',
-                'final training loss',
-                'final validation accuracy',
-            ],
-            mnist_rows,
-        )
+        + report.markdown_table(['inputs', 'step size', *columns], mnist_rows)
     )
 
 
@@ -347,29 +298,26 @@ def plot_paths(path: str, config, paths: dict) -> str:
     size, one line per seed, a dot per epoch."""
     toy = config.toy
     _, y, _, _ = toy_problem(toy)
-    figure, axes = plt.subplots(1, len(paths), figsize=(6 * len(paths), 5))
-    for axis, (name, found) in zip(np.atleast_1d(axes), paths.items()):
-        inputs, solution, kernels = found['inputs'].astype(np.float64), found['solution'], found['kernels']
-        # One scale on both axes, so that the contours' true shape shows.
-        low, high = -0.3 * np.abs(solution[:2]).max(), 1.3 * np.abs(solution[:2]).max()
-        w1, w2 = np.meshgrid(np.linspace(low, high, 200), np.linspace(low, high, 200))
-        grid = np.stack([w1, w2], -1)
-        centred = inputs - inputs.mean(0)
-        losses = least_squares_loss(centred, y - y.mean(), grid, np.zeros(w1.shape))
-        # The same levels in both panels: fractions of the way from the minimum to the loss at w = 0.
-        lowest, start = losses.min(), least_squares_loss(centred, y - y.mean(), np.zeros(2), np.asarray(0.0))
-        levels = lowest + (start - lowest) * np.array([0.003, 0.01, 0.03, 0.1, 0.2, 0.4, 0.7, 1.0, 1.5])
-        axis.contour(w1, w2, losses, levels=levels, cmap='Greys_r', linewidths=0.8)
-        for seed in range(kernels.shape[1]):
-            route = np.concatenate([np.zeros((1, 2)), kernels[:, seed]])
-            axis.plot(route[:, 0], route[:, 1], '.-', markersize=3, label=f'seed {config.seeds[seed]}')
-        axis.plot(*solution[:2], 'r*', markersize=12, label='least squares')
-        axis.set_title(f'{name}: step size {found["rate"]:g}, {toy.epochs} epochs')
-        axis.set_xlabel('w1' + (' (feature std 1)' if name == 'raw' else ''))
-        axis.set_ylabel('w2' + (f' (feature std {toy.feature_std[1]:g})' if name == 'raw' else ''))
-        axis.set_aspect('equal')
-        axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with report.figure(path, 1, len(paths), figsize=(6 * len(paths), 5)) as (_, axes):
+        for axis, (name, found) in zip(axes[0], paths.items()):
+            inputs, solution, kernels = found['inputs'].astype(np.float64), found['solution'], found['kernels']
+            # One scale on both axes, so that the contours' true shape shows.
+            low, high = -0.3 * np.abs(solution[:2]).max(), 1.3 * np.abs(solution[:2]).max()
+            w1, w2 = np.meshgrid(np.linspace(low, high, 200), np.linspace(low, high, 200))
+            grid = np.stack([w1, w2], -1)
+            centred = inputs - inputs.mean(0)
+            losses = least_squares_loss(centred, y - y.mean(), grid, np.zeros(w1.shape))
+            # The same levels in both panels: fractions of the way from the minimum to the loss at w = 0.
+            lowest, start = losses.min(), least_squares_loss(centred, y - y.mean(), np.zeros(2), np.asarray(0.0))
+            levels = lowest + (start - lowest) * np.array([0.003, 0.01, 0.03, 0.1, 0.2, 0.4, 0.7, 1.0, 1.5])
+            axis.contour(w1, w2, losses, levels=levels, cmap='Greys_r', linewidths=0.8)
+            for seed in range(kernels.shape[1]):
+                route = np.concatenate([np.zeros((1, 2)), kernels[:, seed]])
+                axis.plot(route[:, 0], route[:, 1], '.-', markersize=3, label=f'seed {config.seeds[seed]}')
+            axis.plot(*solution[:2], 'r*', markersize=12, label='least squares')
+            axis.set_title(f'{name}: step size {found["rate"]:g}, {toy.epochs} epochs')
+            axis.set_xlabel('w1' + (' (feature std 1)' if name == 'raw' else ''))
+            axis.set_ylabel('w2' + (f' (feature std {toy.feature_std[1]:g})' if name == 'raw' else ''))
+            axis.set_aspect('equal')
+            axis.legend(fontsize=8)
     return path
