@@ -18,11 +18,10 @@ from __future__ import annotations
 import os
 
 import jax
-import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, experiment, growth, masks, report, tasks, validation
+from nets import data as data_lib, experiment, growth, masks, report, results, tasks, validation
 
 STRATEGIES = ('random_subsample', 'highest_loss', 'random_inputs', 'best_of_k', 'random', 'zero_outgoing', 'net2net')
 TRAINED = ('random_subsample', 'highest_loss', 'random_inputs', 'best_of_k')
@@ -62,15 +61,7 @@ CONFIG_RULES = {
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The full experiment, or with 'quick' a seconds-scale one."""
-    config = ml_collections.ConfigDict()
-    config.dataset = 'mnist'
-    config.validation_size = 10_000
-    config.split_seed = 0
-    config.train_limit = ml_collections.FieldReference(None, field_type=int)
-    config.test_limit = ml_collections.FieldReference(None, field_type=int)
-    config.seeds = (0, 1, 2)
-    config.data_seed = 0
-    config.checkpoint_every = 10
+    config = experiment.base_config(checkpoint_every=10)
     # The fixed net; the growing nets are the same with hidden_widths=(start_width,).
     config.model = tasks.model_config(hidden_widths=(128,), activation='relu', kernel_init='glorot_uniform')
     config.optimizer = tasks.optimizer_config('adam', 1e-3)
@@ -168,14 +159,13 @@ def summarize(run, staged: dict):
     summary = headline(config, runs, measures)
     grown = list(runs)[1:]
     figures = [
-        plot_loss_against_time(os.path.join(run.workdir, 'loss_vs_time.png'), runs, measures),
+        plot_loss_against_time(os.path.join(run.workdir, 'loss_vs_time.png'), measures),
         plot_ratios(os.path.join(run.workdir, 'time_ratio.png'), summary, grown),
     ]
     return experiment.Report(
         'Growth: add units on a plateau',
         summary,
-        # Not report.prose: the report has always kept this last paragraph's trailing space.
-        sections=[__doc__.split('\n\n')[1].replace('\n', ' '), describe(config, summary, grown)],
+        sections=[report.prose(__doc__, 1, 2), describe(config, summary, grown)],
         figures=[os.path.basename(figure) for figure in figures],
         records={'measures': measures},
         curves=['train_loss', 'val_accuracy'],
@@ -199,6 +189,8 @@ def measure(config, variant: str, by_member: dict, num_train: int, num_validatio
         *[capacity if i == config.growth.layer else w for i, w in enumerate(config.model.hidden_widths)],
         10,
     ]
+    first = lambda key: [row[key] for row in rows[0]]  # the members grow together: the first one's record
+    mean = lambda key: np.mean([[row[key] for row in history] for history in rows], axis=0).tolist()
     seconds, seconds_without_compile, steps, flops = [], [], [], []
     total_seconds = total_compile = total_flops = 0.0
     for row in rows[0]:
@@ -213,21 +205,18 @@ def measure(config, variant: str, by_member: dict, num_train: int, num_validatio
         seconds.append(total_seconds)
         steps.append(row['epoch'] * steps_per_epoch)
         flops.append(total_flops)
-    accuracy = np.mean([[row['val_accuracy'] for row in history] for history in rows], axis=0)
     return {
         'seconds': seconds,
         'seconds_without_compile': seconds_without_compile,  # the epoch programs' compiles left out
         'steps': steps,
         'flops': flops,
-        'val_accuracy': accuracy.tolist(),
-        'width': [row['width'] for row in rows[0]],
-        'units_added': [row['units_added'] for row in rows[0]],
-        'growth_seconds': [row['growth_seconds'] for row in rows[0]],
-        'compile_seconds': [row['compile_seconds'] for row in rows[0]],
-        'probe_loss': np.mean([[row['probe_loss'] for row in history] for history in rows], axis=0).tolist(),
-        'probe_loss_after_growth': np.mean(
-            [[row['probe_loss_after_growth'] for row in history] for history in rows], axis=0
-        ).tolist(),
+        'val_accuracy': mean('val_accuracy'),
+        'width': first('width'),
+        'units_added': first('units_added'),
+        'growth_seconds': first('growth_seconds'),
+        'compile_seconds': first('compile_seconds'),
+        'probe_loss': mean('probe_loss'),
+        'probe_loss_after_growth': mean('probe_loss_after_growth'),
         # The largest rise of a member's probe loss at a growth event (negative: every growth lowered it).
         'largest_loss_jump': max(
             [
@@ -264,9 +253,8 @@ def headline(config, runs, measures) -> dict:
     fixed = measures['fixed']
     target = fixed['val_accuracy'][-1]
     fixed_at = reach(fixed, target)
-    test = lambda variant: float(np.mean([run['test']['accuracy'] for run in runs[variant].values()]))
     summary = {
-        'fixed_test_accuracy': test('fixed'),
+        'fixed_test_accuracy': results.mean_test(runs['fixed']),
         'fixed_final_val_accuracy': target,
         'fixed_seconds_to_target': fixed['seconds'][fixed_at],
         'fixed_epochs_to_target': fixed_at + 1,
@@ -285,7 +273,7 @@ def headline(config, runs, measures) -> dict:
             f'time_ratio_without_compile_{variant}': ratio['seconds_without_compile'],
             f'steps_ratio_{variant}': ratio['steps'],
             f'flops_ratio_{variant}': ratio['flops'],
-            f'test_accuracy_{variant}': test(variant),
+            f'test_accuracy_{variant}': results.mean_test(runs[variant]),
             f'final_width_{variant}': values['width'][-1] + values['units_added'][-1],
             f'growth_events_{variant}': int(sum(1 for n in values['units_added'] if n)),
             f'epochs_to_target_{variant}': at + 1 if at is not None else None,
@@ -304,23 +292,22 @@ def headline(config, runs, measures) -> dict:
 def describe(config, summary, variants) -> str:
     """The setup, the verdict on the best strategy and the buckets, and the table of every grown variant."""
     growth_config = config.growth
-    rows = [
-        [
-            variant,
-            summary[f'time_ratio_{variant}'],
-            summary[f'time_ratio_without_compile_{variant}'],
-            summary[f'steps_ratio_{variant}'],
-            summary[f'flops_ratio_{variant}'],
-            summary[f'epochs_to_target_{variant}'] or 'never',
-            summary[f'test_accuracy_{variant}'],
-            summary[f'final_width_{variant}'],
-            summary[f'growth_events_{variant}'],
-            summary[f'growth_seconds_{variant}'],
-            summary[f'compile_seconds_{variant}'],
-            summary[f'largest_loss_jump_{variant}'],
-        ]
-        for variant in variants
-    ]
+    # The table's columns: header -> the summary key (before '_{variant}'); epochs to target is None when never.
+    columns = {
+        'time ratio': 'time_ratio',
+        'without epoch compiles': 'time_ratio_without_compile',
+        'steps ratio': 'steps_ratio',
+        'FLOPs ratio': 'flops_ratio',
+        'epochs to target': 'epochs_to_target',
+        'test accuracy': 'test_accuracy',
+        'final width': 'final_width',
+        'growth events': 'growth_events',
+        'growth s': 'growth_seconds',
+        'compile s': 'compile_seconds',
+        'largest loss jump': 'largest_loss_jump',
+    }
+    cell = lambda value: 'never' if value is None else value
+    rows = [[variant, *(cell(summary[f'{key}_{variant}']) for key in columns.values())] for variant in variants]
     best = summary['best_strategy']
     verdict = (
         f"The best strategy, {best}, reaches the fixed net's accuracy in {summary['best_time_ratio']:.2f}× its wall "
@@ -360,84 +347,61 @@ def describe(config, summary, variants) -> str:
         f'How the schedule was chosen: 60 units and a 25% tolerance reach the validation target soonest; an earlier '
         f'schedule of 40 units at 10% left the nets at 48 units for 7 epochs while their loss still fell 10–30% an '
         f"epoch (the fixed net's falls by more than 10% every epoch too), and its best strategy took 2.06× the "
-        f"fixed net's time.\n\n"
-        + report.markdown_table(
-            [
-                'strategy',
-                'time ratio',
-                'without epoch compiles',
-                'steps ratio',
-                'FLOPs ratio',
-                'epochs to target',
-                'test accuracy',
-                'final width',
-                'growth events',
-                'growth s',
-                'compile s',
-                'largest loss jump',
-            ],
-            rows,
-        )
+        f"fixed net's time.\n\n" + report.markdown_table(['strategy', *columns], rows)
     )
 
 
-def plot_loss_against_time(path: str, runs, measures) -> str:
+def plot_loss_against_time(path: str, measures) -> str:
     """One panel per strategy: the probe loss against wall time (mean over seeds), before and after every growth
     (the growth's seconds apart), growth events marked; the fixed net in grey."""
     variants = [name for name in measures if name != 'fixed']
     columns = 4
     rows = -(-len(variants) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows), squeeze=False, sharey=True)
     fixed = measures['fixed']
-    for axis, variant in zip(axes.flat, variants):
-        values = measures[variant]
-        times, losses = [], []
-        for i, end in enumerate(values['seconds']):  # the growth takes its seconds, then the loss steps
-            times += [end - values['growth_seconds'][i], end, end]
-            losses += [values['probe_loss'][i], values['probe_loss'][i], values['probe_loss_after_growth'][i]]
-        axis.plot(fixed['seconds'], fixed['probe_loss'], color='0.6', label='fixed 128')
-        axis.plot(times, losses, color='C0', label=variant)
-        events = [i for i, n in enumerate(values['units_added']) if n]
-        axis.plot(
-            [values['seconds'][i] for i in events],
-            [values['probe_loss_after_growth'][i] for i in events],
-            'rv',
-            markersize=4,
-            label='growth',
-        )
-        axis.set_yscale('log')
-        axis.set_title(variant, fontsize=10)
-        axis.set_xlabel('wall time (s)')
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
-    for axis in axes[:, 0]:
-        axis.set_ylabel('training loss (probe)')
-    for axis in list(axes.flat)[len(variants) :]:
-        axis.axis('off')
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    with report.figure(path, rows, columns, figsize=(4 * columns, 3.2 * rows), sharey=True) as (_, axes):
+        for axis, variant in zip(axes.flat, variants):
+            values = measures[variant]
+            times, losses = [], []
+            for i, end in enumerate(values['seconds']):  # the growth takes its seconds, then the loss steps
+                times += [end - values['growth_seconds'][i], end, end]
+                losses += [values['probe_loss'][i], values['probe_loss'][i], values['probe_loss_after_growth'][i]]
+            axis.plot(fixed['seconds'], fixed['probe_loss'], color='0.6', label='fixed 128')
+            axis.plot(times, losses, color='C0', label=variant)
+            events = [i for i, n in enumerate(values['units_added']) if n]
+            axis.plot(
+                [values['seconds'][i] for i in events],
+                [values['probe_loss_after_growth'][i] for i in events],
+                'rv',
+                markersize=4,
+                label='growth',
+            )
+            axis.set(yscale='log', xlabel='wall time (s)')
+            axis.set_title(variant, fontsize=10)
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=7)
+        for axis in axes[:, 0]:
+            axis.set_ylabel('training loss (probe)')
+        for axis in list(axes.flat)[len(variants) :]:
+            axis.axis('off')
     return path
 
 
 def plot_ratios(path: str, summary, variants) -> str:
     """Time, steps and FLOPs to the fixed net's accuracy, as ratios to the fixed net's, per strategy."""
-    figure, axis = plt.subplots(figsize=(11, 4))
     width = 0.27
     positions = np.arange(len(variants))
-    for offset, key in enumerate(('time', 'steps', 'flops')):
-        values = [summary[f'{key}_ratio_{variant}'] for variant in variants]
-        axis.bar(positions + (offset - 1) * width, np.nan_to_num(values, nan=0.0), width, label=f'{key} ratio')
-    for position, variant in zip(positions, variants):
-        if not np.isfinite(summary[f'time_ratio_{variant}']):
-            axis.text(position, 0.1, 'target not reached', rotation=90, ha='center', va='bottom', fontsize=8)
-    axis.axhline(1.0, color='k', linewidth=0.8)
-    axis.axhspan(1.5, 2.0, color='C3', alpha=0.1, label="the lecture's 1.5–2×")
-    axis.set_xticks(positions, variants, rotation=20, fontsize=8)
-    axis.set_ylabel('ratio to the fixed net (to equal accuracy)')
-    axis.legend(fontsize=8)
-    axis.grid(axis='y', alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with report.figure(path, figsize=(11, 4)) as (_, axes):
+        axis = axes[0][0]
+        for offset, key in enumerate(('time', 'steps', 'flops')):
+            values = [summary[f'{key}_ratio_{variant}'] for variant in variants]
+            axis.bar(positions + (offset - 1) * width, np.nan_to_num(values, nan=0.0), width, label=f'{key} ratio')
+        for position, variant in zip(positions, variants):
+            if not np.isfinite(summary[f'time_ratio_{variant}']):
+                axis.text(position, 0.1, 'target not reached', rotation=90, ha='center', va='bottom', fontsize=8)
+        axis.axhline(1.0, color='k', linewidth=0.8)
+        axis.axhspan(1.5, 2.0, color='C3', alpha=0.1, label="the lecture's 1.5–2×")
+        axis.set_xticks(positions, variants, rotation=20, fontsize=8)
+        axis.set_ylabel('ratio to the fixed net (to equal accuracy)')
+        axis.legend(fontsize=8)
+        axis.grid(axis='y', alpha=0.3)
     return path

@@ -15,11 +15,10 @@ from __future__ import annotations
 import os
 
 import jax
-import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import data as data_lib, experiment, pretraining, report, runner, tasks, train, validation
+from nets import data as data_lib, experiment, pretraining, report, results, runner, tasks, train, validation
 
 METHODS = ('random', 'ae_finetune', 'ae_frozen', 'subsample')
 # Kingma et al. 2014, Table 1 (test error): a plain neural net and a contractive autoencoder (CAE);
@@ -73,17 +72,10 @@ CONFIG_CHECKS = (_group_width_divides_the_first_layer, _labels_fit_the_classes_a
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The full experiment, or with 'quick' a seconds-scale one."""
-    config = ml_collections.ConfigDict()
-    config.dataset = 'mnist'
-    config.validation_size = 5000  # held out of the training split; chooses the encoder's learning-rate factor
-    config.split_seed = 0
-    config.test_limit = ml_collections.FieldReference(None, field_type=int)
-    config.train_limit = ml_collections.FieldReference(None, field_type=int)
+    # 5000 validation images held out of the training split; they choose the encoder's learning-rate factor.
+    config = experiment.base_config(validation_size=5000, checkpoint_every=10)
     config.labels = ('100', '1000', 'all')  # labeled images: class-balanced subsets, or all of the training split
     config.subset_seed = 0
-    config.seeds = (0, 1, 2)
-    config.data_seed = 0
-    config.checkpoint_every = 10
     config.hidden_widths = (512, 256)
     config.activation = 'relu'
     config.kernel_init = 'glorot_uniform'
@@ -241,7 +233,11 @@ def stages(run) -> dict:
             _, runs = run.variant(
                 name, task, members=members, data=(labeled, test), epochs=epochs, prepare_state=prepare_state
             )
-            chosen_values[name], chosen_runs[name] = choose(name, runs, swept, run.choices)
+            if swept:  # ae_finetune's encoder factor or ae_frozen's dropout, by the mean final validation accuracy
+                (path,) = swept
+                chosen_values[name], chosen_runs[name] = run.select_swept(name, runs, path, metric='val_accuracy')
+            else:
+                chosen_values[name], chosen_runs[name] = None, runs
     if '1000' in config.labels:
         run.choices.append(encoder_use(chosen_runs))
     return {'autoencoder': ae_task[0], 'chosen_values': chosen_values, 'chosen_runs': chosen_runs}
@@ -256,8 +252,7 @@ def summarize(run, staged: dict):
     summary = {'reconstruction_mse': float(mse.mean())}
     for labels in config.labels:
         for method in METHODS:
-            kept = chosen_runs[f'{method}_{labels}'].values()
-            summary[f'test_error_{method}_{labels}'] = float(np.mean([1 - r['test']['accuracy'] for r in kept]))
+            summary[f'test_error_{method}_{labels}'] = results.mean_test(chosen_runs[f'{method}_{labels}'], 'error')
     # The first-layer weights of the first seed of each method at the last label count, and of the autoencoder.
     first = lambda name: train.member(run.states[name], 0) if len(run.runs[name]) > 1 else run.states[name]
     kernel = lambda name: np.asarray(first(name).params['dense_0']['kernel'])
@@ -275,7 +270,7 @@ def summarize(run, staged: dict):
         'Pretraining: autoencoder and subsample pretraining against random initialisation',
         summary,
         sections=[
-            __doc__.split('\n\n')[1].replace('\n', ' '),
+            report.prose(__doc__, 1, 2),
             describe(config, summary, staged['chosen_values']),
             findings(config, chosen_runs, run.choices),
         ],
@@ -297,17 +292,6 @@ def encoder_use(chosen_runs: dict) -> dict:
         {m: chosen_runs[f'{m}_1000'] for m in METHODS[1:3]}, experiment.final('val_accuracy')
     )
     return experiment.choose('encoder_use_1000', scores, metric='val_accuracy')
-
-
-def choose(name: str, runs: dict, swept: dict, choices: list) -> tuple[float | None, dict]:
-    """The swept value whose members have the highest mean final validation accuracy (recorded in `choices`), and
-    those members' runs."""
-    if not swept:
-        return None, runs
-    ((path, _),) = swept.items()
-    best, kept, choice = experiment.choose_swept(name, runs, path, metric='val_accuracy')
-    choices.append(choice)
-    return best, kept
 
 
 def describe(config, summary, chosen_values) -> str:
@@ -392,42 +376,29 @@ def findings(config, chosen_runs, choices) -> str:
     return '\n'.join(lines)
 
 
-def label_count(labels: str, num_train: int) -> int:
-    """The number of labeled images an entry of config.labels stands for."""
-    return num_train if labels == 'all' else int(labels)
-
-
 def plot_error(path: str, config, chosen_runs, num_train: int) -> str:
     """Test error against the number of labels, per method: mean over seeds, the seeds' min and max as bars."""
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    counts = [label_count(labels, num_train) for labels in config.labels]
-    for offset, method in enumerate(METHODS):
-        errors = [
-            [1 - r['test']['accuracy'] for r in chosen_runs[f'{method}_{labels}'].values()] for labels in config.labels
-        ]
-        means = np.array([np.mean(e) for e in errors])
-        bars = np.array([[m - min(e), max(e) - m] for m, e in zip(means, errors)]).T
-        positions = np.array(counts) * (1 + 0.04 * (offset - 1.5))
-        axis.errorbar(positions, 100 * means, yerr=100 * bars, marker='o', capsize=3, label=method)
-    for marker, (name, values) in zip(('x', '+'), PUBLISHED.items()):
-        axis.scatter(list(values), [100 * v for v in values.values()], marker=marker, color='k', label=name, zorder=3)
-    axis.scatter(
-        [num_train],
-        [100 * PUBLISHED_ALL[next(iter(PUBLISHED_ALL))]],
-        marker='*',
-        color='k',
-        zorder=3,
-        label=next(iter(PUBLISHED_ALL)),
-    )
-    axis.set_xscale('log')
-    axis.set_yscale('log')
-    axis.set_xlabel('labeled training images')
-    axis.set_ylabel('test error (%), seed min–max')
-    axis.legend(fontsize=8)
-    axis.grid(alpha=0.3, which='both')
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    counts = [num_train if labels == 'all' else int(labels) for labels in config.labels]
+    ((published_all, error_all),) = PUBLISHED_ALL.items()
+    with report.figure(path, figsize=(7, 4.5)) as (_, axes):
+        axis = axes[0][0]
+        for offset, method in enumerate(METHODS):
+            errors = [
+                [1 - r['test']['accuracy'] for r in chosen_runs[f'{method}_{labels}'].values()]
+                for labels in config.labels
+            ]
+            means = np.array([np.mean(e) for e in errors])
+            bars = np.array([[m - min(e), max(e) - m] for m, e in zip(means, errors)]).T
+            positions = np.array(counts) * (1 + 0.04 * (offset - 1.5))
+            axis.errorbar(positions, 100 * means, yerr=100 * bars, marker='o', capsize=3, label=method)
+        for marker, (name, values) in zip(('x', '+'), PUBLISHED.items()):
+            axis.scatter(
+                list(values), [100 * v for v in values.values()], marker=marker, color='k', label=name, zorder=3
+            )
+        axis.scatter([num_train], [100 * error_all], marker='*', color='k', zorder=3, label=published_all)
+        axis.set(xscale='log', yscale='log', xlabel='labeled training images', ylabel='test error (%), seed min–max')
+        axis.legend(fontsize=8)
+        axis.grid(alpha=0.3, which='both')
     return path
 
 
@@ -436,31 +407,24 @@ def plot_reconstructions(path: str, task, state, images, num_seeds: int, count: 
     first = train.member(state, 0) if num_seeds > 1 else state
     shown = images[:count]
     rebuilt = np.asarray(pretraining.reconstruct(task, first, shown))
-    figure, axes = plt.subplots(2, count, figsize=(count, 2.2))
-    for column in range(count):
-        for row, picture in enumerate((np.asarray(shown[column]), rebuilt[column])):
-            axes[row, column].imshow(picture.reshape(28, 28), cmap='gray', vmin=0, vmax=1)
-            axes[row, column].axis('off')
-    axes[0, 0].set_title('original', fontsize=8, loc='left')
-    axes[1, 0].set_title('reconstructed', fontsize=8, loc='left')
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    with report.figure(path, 2, count, figsize=(count, 2.2)) as (_, axes):
+        for column in range(count):
+            for row, picture in enumerate((np.asarray(shown[column]), rebuilt[column])):
+                axes[row, column].imshow(picture.reshape(28, 28), cmap='gray', vmin=0, vmax=1)
+                axes[row, column].axis('off')
+        axes[0, 0].set_title('original', fontsize=8, loc='left')
+        axes[1, 0].set_title('reconstructed', fontsize=8, loc='left')
     return path
 
 
 def plot_features(path: str, kernels: dict, count: int = 12) -> str:
     """The first-layer weights of the first `count` units as 28x28 images, a row per network."""
-    figure, axes = plt.subplots(len(kernels), count, figsize=(count, 1.15 * len(kernels)), squeeze=False)
-    for row, (name, kernel) in enumerate(kernels.items()):
-        for column in range(count):
-            weights = kernel[:, column].reshape(28, 28)
-            limit = np.abs(weights).max() or 1.0
-            axes[row, column].imshow(weights, cmap='RdBu', vmin=-limit, vmax=limit)
-            axes[row, column].set_xticks([])
-            axes[row, column].set_yticks([])
-        axes[row, 0].set_ylabel(name, fontsize=7, rotation=0, ha='right', va='center')
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    with report.figure(path, len(kernels), count, figsize=(count, 1.15 * len(kernels))) as (_, axes):
+        for row, (name, kernel) in enumerate(kernels.items()):
+            for column in range(count):
+                weights = kernel[:, column].reshape(28, 28)
+                limit = np.abs(weights).max() or 1.0
+                axes[row, column].imshow(weights, cmap='RdBu', vmin=-limit, vmax=limit)
+                axes[row, column].set(xticks=[], yticks=[])
+            axes[row, 0].set_ylabel(name, fontsize=7, rotation=0, ha='right', va='center')
     return path
