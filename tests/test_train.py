@@ -92,9 +92,12 @@ def test_vmapped_sweep_equals_its_members_run_one_by_one(data, shuffle):
             epochs=2,
             data_key=data_key if shuffle == 'shared' else data_keys[index],
         )
-        assert_trees_close(train.member(sweep, index).params, alone.params)
-        assert_trees_close(train.member(sweep, index).batch_stats, alone.batch_stats)
-        np.testing.assert_allclose(history[-1]['val_loss'][index], alone_history[-1]['val_loss'], rtol=1e-4)
+        # Batched and single matmuls round differently, and two epochs at rates up to 1e-2 amplify that to a few
+        # 1e-4 on some CPUs (an Intel Xeon here: 1.7e-4 on one weight); another member's rate or dropout moves
+        # weights by 1e-2 and more.
+        assert_trees_close(train.member(sweep, index).params, alone.params, atol=5e-4)
+        assert_trees_close(train.member(sweep, index).batch_stats, alone.batch_stats, atol=5e-4)
+        np.testing.assert_allclose(history[-1]['val_loss'][index], alone_history[-1]['val_loss'], rtol=1e-3)
     # The members really differ: a sweep that ignored its hyper-parameters would fail here.
     assert not np.allclose(history[-1]['train_loss'][0], history[-1]['train_loss'][2])
 
