@@ -21,15 +21,13 @@ The test set only draws curves; nothing is chosen on it. `:quick` is a seconds-s
 from __future__ import annotations
 
 import os
-import time
 
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import experiment, optimizers, report, runner, tasks, train, validation
+from nets import experiment, optimizers, report, results, runner, tasks, train, validation
 
 PERCENTILES = (15, 50, 85)
 PLACEMENTS = {  # (b) and (c): the model changes of each variant of Nikolenko's net
@@ -50,15 +48,8 @@ CONFIG_RULES = {
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The full experiment, or with 'quick' a seconds-scale one."""
-    config = ml_collections.ConfigDict()
-    config.dataset = 'mnist'
-    config.validation_size = 10_000
-    config.train_limit = ml_collections.FieldReference(None, field_type=int)
-    config.test_limit = ml_collections.FieldReference(None, field_type=int)
+    config = experiment.base_config(seeds=(0, 1, 2, 3, 4), checkpoint_every=10)
     config.probe_size = 1000  # training images for the sigmoid-input percentiles
-    config.seeds = (0, 1, 2, 3, 4)
-    config.data_seed = 0
-    config.checkpoint_every = 10
     config.loss = 'softmax_cross_entropy'
     config.penalties = ()
     config.early_stopping = tasks.early_stopping_config()
@@ -140,12 +131,12 @@ def mean_history(runs: dict, key: str) -> np.ndarray:
 def stages(run) -> dict:
     """(a) every net and schedule, its rates as members, the schedule and rate chosen per net on validation; then
     (b, c) the placements; returns what summarize reads."""
-    started, config, ioffe = time.perf_counter(), run.config, run.config.ioffe
+    config, ioffe = run.config, run.config.ioffe
     data, test = run.data()
     probe = data.train_images[: config.probe_size]
     steps_per_epoch = len(data.train_labels) // ioffe.batch_size
     members = runner.grid(config.seeds, {'optimizer.learning_rate': ioffe.learning_rates})
-    staged = {'started': started, 'steps_per_epoch': steps_per_epoch, 'candidates': {}, 'at_init': {}}
+    staged = {'steps_per_epoch': steps_per_epoch, 'candidates': {}, 'at_init': {}}
     candidates = staged['candidates']
     for net, bn in (('bn', {'batch_norm': 'before'}), ('plain', {})):
         for schedule in ioffe.schedules:
@@ -176,13 +167,12 @@ def stages(run) -> dict:
 def summarize(run, staged: dict):
     """The chosen runs' test accuracy and the comparison at Fig. 1's checkpoints, (b, c), the tables and figures."""
     config, ioffe, candidates, chosen = run.config, run.config.ioffe, staged['candidates'], staged['chosen']
-    test_accuracy = lambda runs: float(np.mean([r['test']['accuracy'] for r in runs.values()]))
     summary = {}
     for net in ('bn', 'plain'):
         key = chosen[net]
         summary[f'{net}_schedule'], summary[f'{net}_learning_rate'] = key[1], key[2]
         summary[f'{net}_val_accuracy_final'] = candidates[key][0]
-        summary[f'{net}_accuracy_final'] = test_accuracy(candidates[key][2])
+        summary[f'{net}_accuracy_final'] = results.mean_test(candidates[key][2])
     bn_curve = mean_history(candidates[chosen['bn']][2], 'test_accuracy')
     plain_curve = mean_history(candidates[chosen['plain']][2], 'test_accuracy')
     steps_per_epoch = staged['steps_per_epoch']
@@ -192,9 +182,9 @@ def summarize(run, staged: dict):
     summary['bn_above_plain_everywhere'] = bool(all(above[epoch - 1] for epoch in marks))
     summary['bn_above_plain_epochs'] = int(np.sum(above))
     summary['epochs'] = len(bn_curve)
-    summary |= {f'{name}_accuracy': test_accuracy(run.runs[name]) for name in PLACEMENTS}
+    summary |= {f'{name}_accuracy': results.mean_test(run.runs[name]) for name in PLACEMENTS}
     # The run's over every resumed segment (nets.experiment sets the summary's; the section quotes it).
-    summary['wall_seconds'] = experiment.run_seconds(run.workdir, staged['started'])
+    summary['wall_seconds'] = run.wall_seconds()
 
     figures = [
         plot_ioffe(
@@ -243,32 +233,30 @@ def summarize(run, staged: dict):
 def plot_ioffe(path: str, candidates: dict, chosen: dict, at_init: dict, steps_per_epoch: int, marks: list) -> str:
     """Ioffe & Szegedy's Fig. 1: (a) test accuracy against steps, with dots at the checkpoint epochs `marks`, (b, c)
     the percentiles of one sigmoid's input."""
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for net, style in (('bn', '-'), ('plain', '--')):
-        _, name, member_runs = candidates[chosen[net]]
-        title = f'{"with BN" if net == "bn" else "without BN"} ({chosen[net][1]}, lr {chosen[net][2]:g})'
-        curves = np.array([[row['test_accuracy'] for row in run['history']] for run in member_runs.values()])
-        steps = np.arange(1, curves.shape[1] + 1) * steps_per_epoch
-        line = report.plot_band(axes[0], steps, curves, title, style)
-        at = np.asarray(marks) - 1
-        axes[0].plot(steps[at], np.nanmean(curves, 0)[at], 'o', color=line.get_color(), markersize=4)
-        # One member's sigmoid input (the first seed at the chosen rate), at init and after every epoch.
-        label, run = next(iter(member_runs.items()))
-        start = at_init[name][label]
-        values = np.array([start] + [row['sigmoid_input_percentiles'] for row in run['history']])
-        axis = axes[1 if net == 'plain' else 2]
-        x = np.arange(values.shape[0]) * steps_per_epoch
-        for column, q in enumerate(PERCENTILES):
-            axis.plot(x, values[:, column], label=f'{q}th percentile')
-        axis.set(xlabel='steps', ylabel='input to the sigmoid', title=title)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    axes[0].set(xlabel='steps', ylabel='test accuracy', title='(a) test accuracy')
-    if axes[0].get_ylim()[0] < 0.9 < max(line.get_ydata().min() for line in axes[0].get_lines()):
-        axes[0].set_ylim(0.9, 1.0)  # the late epochs, where the two nets differ
-    axes[0].grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with report.figure(path, 1, 3, figsize=(15, 4)) as (_, axes):
+        accuracy = axes[0][0]
+        for net, style in (('bn', '-'), ('plain', '--')):
+            _, name, member_runs = candidates[chosen[net]]
+            title = f'{"with BN" if net == "bn" else "without BN"} ({chosen[net][1]}, lr {chosen[net][2]:g})'
+            curves = np.array([[row['test_accuracy'] for row in run['history']] for run in member_runs.values()])
+            steps = np.arange(1, curves.shape[1] + 1) * steps_per_epoch
+            line = report.plot_band(accuracy, steps, curves, title, style)
+            at = np.asarray(marks) - 1
+            accuracy.plot(steps[at], np.nanmean(curves, 0)[at], 'o', color=line.get_color(), markersize=4)
+            # One member's sigmoid input (the first seed at the chosen rate), at init and after every epoch.
+            label, run = next(iter(member_runs.items()))
+            start = at_init[name][label]
+            values = np.array([start] + [row['sigmoid_input_percentiles'] for row in run['history']])
+            axis = axes[0][1 if net == 'plain' else 2]
+            x = np.arange(values.shape[0]) * steps_per_epoch
+            for column, q in enumerate(PERCENTILES):
+                axis.plot(x, values[:, column], label=f'{q}th percentile')
+            axis.set(xlabel='steps', ylabel='input to the sigmoid', title=title)
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=8)
+        accuracy.set(xlabel='steps', ylabel='test accuracy', title='(a) test accuracy')
+        if accuracy.get_ylim()[0] < 0.9 < max(line.get_ydata().min() for line in accuracy.get_lines()):
+            accuracy.set_ylim(0.9, 1.0)  # the late epochs, where the two nets differ
+        accuracy.grid(alpha=0.3)
+        accuracy.legend(fontsize=8)
     return path

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 
 import jax
-import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
@@ -48,16 +47,10 @@ CONFIG_RULES = {
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The full experiment, or with 'quick' a seconds-scale one."""
-    config = ml_collections.ConfigDict()
-    config.dataset = 'mnist'
+    # validation_size: held out from the training split; chooses every strength.
+    config = experiment.base_config(validation_size=2000, checkpoint_every=10)
     config.train_sizes = (1000, 5000)
     config.epochs_by_size = (100, 40)  # about 1,600 and 3,100 steps: every unregularized member overfits
-    config.validation_size = 2000  # held out from the training split; chooses every strength
-    config.split_seed = 0
-    config.test_limit = ml_collections.FieldReference(None, field_type=int)
-    config.seeds = (0, 1, 2)
-    config.data_seed = 0
-    config.checkpoint_every = 10
     config.model = tasks.model_config(hidden_widths=(512, 512), activation='relu', kernel_init='he_normal')
     config.optimizer = tasks.optimizer_config('adam', 1e-3, transforms=())
     config.penalties = ()
@@ -75,13 +68,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if arg == 'quick':
         config.train_sizes, config.epochs_by_size, config.validation_size = (300,), (3,), 300
         config.test_limit, config.seeds, config.model.hidden_widths = 500, (0, 1), (64,)
-        config.l2, config.l1, config.decay, config.dropout, config.max_norm = (
-            (1e-4, 0.1),
-            (1e-5,),
-            (0.1,),
-            (0.5,),
-            (2.0,),
-        )
+        config.l2, config.l1 = (1e-4, 0.1), (1e-5,)
+        config.decay, config.dropout, config.max_norm = (0.1,), (0.5,), (2.0,)
         config.patience = 1
     elif arg not in (None, ''):
         raise ValueError(f"unknown overfitting config argument {arg!r}; allowed: '' or 'quick'")
@@ -136,9 +124,7 @@ def choose(run, name: str, runs: dict, swept: dict) -> tuple[float | None, dict]
     if not swept:
         return None, runs
     ((path, _),) = swept.items()
-    best, kept, choice = experiment.choose_swept(name, runs, path, metric='best_val_accuracy', key=best_val_accuracy)
-    run.choices.append(choice)
-    return best, kept
+    return run.select_swept(name, runs, path, metric='best_val_accuracy', key=best_val_accuracy)
 
 
 def stages(run) -> dict:
@@ -177,7 +163,7 @@ def summarize(run, staged: dict):
         suffix = '' if size == config.train_sizes[0] else f'_{size}'
         for variant in TRAINED:
             kept = kept_runs[f'{variant}_{size}'].values()
-            summary[f'test_accuracy_{variant}{suffix}'] = float(np.mean([r['test']['accuracy'] for r in kept]))
+            summary[f'test_accuracy_{variant}{suffix}'] = results.mean_test(kept)
             summary[f'gap_{variant}{suffix}'] = float(
                 np.mean([r['train_accuracy_eval'] - r['test']['accuracy'] for r in kept])
             )
@@ -243,21 +229,19 @@ def describe(config, summary, strengths) -> str:
 
 def plot_bars(path: str, config, chosen_runs) -> str:
     """Test accuracy of every variant and size: mean over seeds, with the seeds' min and max as error bars."""
-    figure, axis = plt.subplots(figsize=(10, 4))
-    width = 0.8 / len(config.train_sizes)
-    for offset, size in enumerate(config.train_sizes):
-        values = [[r['test']['accuracy'] for r in chosen_runs[f'{v}_{size}'].values()] for v in VARIANTS]
-        means = np.array([np.mean(v) for v in values])
-        errors = np.array([[m - min(v), max(v) - m] for m, v in zip(means, values)]).T
-        positions = np.arange(len(VARIANTS)) + offset * width
-        axis.bar(positions, means, width, yerr=errors, capsize=3, label=f'{size} training images')
-    axis.set_xticks(np.arange(len(VARIANTS)) + width * (len(config.train_sizes) - 1) / 2, VARIANTS, rotation=15)
-    low = min(min(r['test']['accuracy'] for r in runs.values()) for runs in chosen_runs.values())
-    axis.set_ylim(max(0.0, low - 0.02), 1.0)
-    axis.set_ylabel('test accuracy (seed min–max)')
-    axis.legend()
-    axis.grid(axis='y', alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with report.figure(path, figsize=(10, 4)) as (_, axes):
+        axis = axes[0][0]
+        width = 0.8 / len(config.train_sizes)
+        for offset, size in enumerate(config.train_sizes):
+            values = [[r['test']['accuracy'] for r in chosen_runs[f'{v}_{size}'].values()] for v in VARIANTS]
+            means = np.array([np.mean(v) for v in values])
+            errors = np.array([[m - min(v), max(v) - m] for m, v in zip(means, values)]).T
+            positions = np.arange(len(VARIANTS)) + offset * width
+            axis.bar(positions, means, width, yerr=errors, capsize=3, label=f'{size} training images')
+        axis.set_xticks(np.arange(len(VARIANTS)) + width * (len(config.train_sizes) - 1) / 2, VARIANTS, rotation=15)
+        low = min(min(r['test']['accuracy'] for r in runs.values()) for runs in chosen_runs.values())
+        axis.set_ylim(max(0.0, low - 0.02), 1.0)
+        axis.set_ylabel('test accuracy (seed min–max)')
+        axis.legend()
+        axis.grid(axis='y', alpha=0.3)
     return path

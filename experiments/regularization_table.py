@@ -20,11 +20,10 @@ from __future__ import annotations
 import os
 import time
 
-import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import experiment, masks, optimizers, regularizers, report, tasks, train, validation
+from nets import experiment, masks, optimizers, regularizers, report, results, tasks, train, validation
 
 CONFIG_RULES = {  # the fields only this experiment has; nets.validation checks the shared ones
     'dropout_epochs': validation.integer(1),
@@ -37,17 +36,13 @@ RADIUS = 'optimizer.transforms[0].max_norm'  # the max-norm variants' swept path
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The full table, or with 'quick' a seconds-scale one."""
-    config = ml_collections.ConfigDict()
-    config.dataset = 'mnist'
-    config.train_limit = ml_collections.FieldReference(None, field_type=int)
-    config.test_limit = ml_collections.FieldReference(None, field_type=int)
-    config.seeds = (0, 1)
-    config.data_seed = 0
+    # The table trains on all the training images (no validation split); the strengths are chosen on
+    # config.selection's split.
+    config = experiment.base_config(seeds=(0, 1), validation_size=0, checkpoint_every=5)
     config.epochs = 40
     config.dropout_epochs = 80  # the dropout variants
-    config.checkpoint_every = 5
     config.model = tasks.model_config(hidden_widths=(1024, 1024), activation='relu', kernel_init='he_normal')
-    config.optimizer = tasks.optimizer_config('adam', 1e-3, schedule=None, transforms=())  # decay set in run()
+    config.optimizer = tasks.optimizer_config('adam', 1e-3, schedule=None, transforms=())  # decay set in stages()
     config.learning_rate_decay = 0.98  # per epoch
     config.penalties = ()
     config.loss = 'softmax_cross_entropy'
@@ -162,7 +157,7 @@ def stages(run) -> dict:
         chosen[name] = run.select(name, errors[name], metric='val_error', rule='min', note=path)
     staged = {'started': started, 'selected': time.perf_counter(), 'selection_train': len(data.train_labels)}
 
-    data = run.data(validation_size=0)
+    data = run.data()
     schedule = decay_schedule(config, len(data[0].train_labels))
     for name, (changes, path, _) in variants(config, chosen).items():
         task, epochs = build(run, changes, schedule)
@@ -177,21 +172,16 @@ def summarize(run, staged: dict):
     runs = {name: run.runs[name] for name in PUBLISHED_ERROR}
     summary = {}
     for name in runs:
-        summary[f'test_error_{name}'] = float(np.mean([1 - r['test']['accuracy'] for r in runs[name].values()]))
+        summary[f'test_error_{name}'] = results.mean_test(runs[name], 'error')
         if name in saturations:
             summary[f'saturation_{name}'] = float(np.mean(list(saturation(run.states[name], runs[name]).values())))
     summary |= {f'chosen_{name}': value for name, value in chosen.items()}
     table_seconds = time.perf_counter() - staged['selected']
     summary['wall_seconds'] = table_seconds  # nets.experiment sets the whole run's, over every resumed segment
     summary['selection_seconds'] = staged['selected'] - staged['started']
+    test_errors = lambda name: [1 - member['test']['accuracy'] for member in runs[name].values()]
     rows = [
-        [
-            name,
-            PUBLISHED_ERROR[name],
-            summary[f'test_error_{name}'],
-            min(1 - r['test']['accuracy'] for r in runs[name].values()),
-            max(1 - r['test']['accuracy'] for r in runs[name].values()),
-        ]
+        [name, PUBLISHED_ERROR[name], summary[f'test_error_{name}'], min(test_errors(name)), max(test_errors(name))]
         for name in runs
     ]
     at_radius = lambda name, value: f' ({saturations[name][value]:.0%} at c)' if name in saturations else ''
@@ -251,15 +241,13 @@ def plot(path: str, summary: dict, runs: dict) -> str:
     ours = np.array([summary[f'test_error_{name}'] for name in names])
     errors = [[1 - r['test']['accuracy'] for r in runs[name].values()] for name in names]
     spread = np.array([[m - min(e), max(e) - m] for m, e in zip(ours, errors)]).T
-    figure, axis = plt.subplots(figsize=(8, 3.6))
     positions = np.arange(len(names))
-    axis.bar(positions - 0.2, [PUBLISHED_ERROR[name] for name in names], 0.4, label='Srivastava et al. 2014')
-    axis.bar(positions + 0.2, ours, 0.4, yerr=spread, capsize=3, label='ours (seed min–max)')
-    axis.set_xticks(positions, names)
-    axis.set_ylabel('test error')
-    axis.legend()
-    axis.grid(axis='y', alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with report.figure(path, figsize=(8, 3.6)) as (_, axes):
+        axis = axes[0][0]
+        axis.bar(positions - 0.2, [PUBLISHED_ERROR[name] for name in names], 0.4, label='Srivastava et al. 2014')
+        axis.bar(positions + 0.2, ours, 0.4, yerr=spread, capsize=3, label='ours (seed min–max)')
+        axis.set_xticks(positions, names)
+        axis.set_ylabel('test error')
+        axis.legend()
+        axis.grid(axis='y', alpha=0.3)
     return path

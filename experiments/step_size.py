@@ -15,16 +15,15 @@ seconds-scale version.
 from __future__ import annotations
 
 import os
-import time
 
-import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import experiment, optimizers, report, tasks, validation
+from nets import experiment, optimizers, report, results, tasks, validation
 
 OPTIMIZERS = ('sgd', 'momentum', 'adam')
 SCHEDULES = ('constant', 'step_decay', 'cosine_decay', 'warmup_cosine_decay', 'reduce_on_plateau')
+RATE = 'optimizer.learning_rate'  # the sweep's path
 
 
 # Each optimizer's learning-rate grid: (log10 low, log10 high, count); config.optimizers.NAME is optimizer NAME.
@@ -39,16 +38,9 @@ CONFIG_RULES = {  # the fields only this experiment has; nets.validation checks 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The full experiment, or with 'quick' a seconds-scale one."""
-    config = ml_collections.ConfigDict()
-    config.dataset = 'mnist'
-    config.validation_size = 10_000
-    config.train_limit = ml_collections.FieldReference(None, field_type=int)
-    config.test_limit = ml_collections.FieldReference(None, field_type=int)
-    config.seeds = (0, 1, 2)
-    config.data_seed = 0
-    config.checkpoint_every = 5
+    config = experiment.base_config(checkpoint_every=5)
     config.model = tasks.model_config(hidden_widths=(100, 100), activation='relu', kernel_init='he_normal')
-    # Each optimizer's constants; its learning rates are the grid's, and momentum's schedules are run()'s.
+    # Each optimizer's constants; its learning rates are the grid's, and momentum's schedules are stages()'s.
     config.optimizers = {name: tasks.optimizer_config(name, schedule=None) for name in OPTIMIZERS}
     config.loss = 'softmax_cross_entropy'
     config.penalties = ()
@@ -76,17 +68,14 @@ def rates(grid) -> tuple[float, ...]:
     return tuple(float(rate) for rate in np.logspace(low, high, int(count)))
 
 
-def by_rate(runs: dict, key) -> dict[float, list]:
-    """{rate: [key(run) for each seed]}."""
-    grouped = {}
-    for run in runs.values():
-        grouped.setdefault(run['hparams']['optimizer.learning_rate'], []).append(key(run))
-    return grouped
-
-
 def _final(run: dict, metric: str) -> float:
     value = run['history'][-1].get(metric)
     return float('nan') if value is None else float(value)
+
+
+def final_by_rate(runs: dict, metric: str) -> dict[float, float]:
+    """{rate: the mean over its seeds of the final `metric`} (NaN where a seed diverged)."""
+    return experiment.member_values(runs, lambda member: _final(member, metric), by=RATE)
 
 
 def schedule_config(name: str, config, steps: int) -> tuple[dict, tuple]:
@@ -108,25 +97,17 @@ def schedule_config(name: str, config, steps: int) -> tuple[dict, tuple]:
 def stages(run) -> dict:
     """The sweep of each optimizer's rates with the best chosen on validation, then momentum's schedules at its
     best rate; returns what summarize reads."""
-    started, config = time.perf_counter(), run.config
-    best = {}
+    config = run.config
+    best, kept = {}, {}
     for name in OPTIMIZERS:
         grid = rates(config.grids[name])
         optimizer = {**config.optimizers[name].to_dict(), 'learning_rate': grid[0]}  # members replace the rate
         _, runs = run.variant(
-            f'sweep_{name}',
-            changes={'optimizer': optimizer},
-            sweep={'optimizer.learning_rate': grid},
-            epochs=config.sweep_epochs,
+            f'sweep_{name}', changes={'optimizer': optimizer}, sweep={RATE: grid}, epochs=config.sweep_epochs
         )
-        best[name], _, choice = experiment.choose_swept(
-            f'sweep_{name}',
-            runs,
-            'optimizer.learning_rate',
-            metric='val_accuracy',
-            key=lambda member: _final(member, 'val_accuracy'),
+        best[name], kept[name] = run.select_swept(
+            f'sweep_{name}', runs, RATE, metric='val_accuracy', key=lambda member: _final(member, 'val_accuracy')
         )
-        run.choices.append(choice)
 
     steps = (len(run.splits().train_labels) // config.batch_size) * config.schedule_epochs
     for name in SCHEDULES:
@@ -138,23 +119,20 @@ def stages(run) -> dict:
             'transforms': transforms,
         }
         run.variant(f'schedule_{name}', changes={'optimizer': optimizer}, epochs=config.schedule_epochs)
-    return {'started': started, 'best': best, 'steps': steps}
+    return {'best': best, 'kept': kept, 'steps': steps}
 
 
 def summarize(run, staged: dict):
     """Each optimizer's best rate and its test accuracy, each schedule's; the sweep's table and the figures."""
     config, runs, best = run.config, run.runs, staged['best']
-    test_accuracy = lambda member: member['test']['accuracy']
     summary = {}
     for name in OPTIMIZERS:
         summary[f'best_learning_rate_{name}'] = best[name]
-        summary[f'accuracy_{name}'] = float(np.mean(by_rate(runs[f'sweep_{name}'], test_accuracy)[best[name]]))
+        summary[f'accuracy_{name}'] = results.mean_test(staged['kept'][name])
     for name in SCHEDULES:
-        summary[f'schedule_{name}_accuracy'] = float(
-            np.mean([test_accuracy(r) for r in runs[f'schedule_{name}'].values()])
-        )
+        summary[f'schedule_{name}_accuracy'] = results.mean_test(runs[f'schedule_{name}'])
     # The run's over every resumed segment (nets.experiment sets the summary's; the section quotes it).
-    summary['wall_seconds'] = experiment.run_seconds(run.workdir, staged['started'])
+    summary['wall_seconds'] = run.wall_seconds()
 
     peak = best['momentum']
     figures = [
@@ -163,13 +141,11 @@ def summarize(run, staged: dict):
     ]
     sweep_rows = []
     for name in OPTIMIZERS:
-        loss = by_rate(runs[f'sweep_{name}'], lambda member: _final(member, 'train_loss'))
-        accuracy = by_rate(runs[f'sweep_{name}'], lambda member: _final(member, 'val_accuracy'))
+        loss = final_by_rate(runs[f'sweep_{name}'], 'train_loss')
+        accuracy = final_by_rate(runs[f'sweep_{name}'], 'val_accuracy')
         for rate in loss:
             marker = ' (best)' if rate == best[name] else ''
-            sweep_rows.append(
-                [name + marker, f'{rate:.3g}', float(np.mean(loss[rate])), float(np.mean(accuracy[rate]))]
-            )
+            sweep_rows.append([name + marker, f'{rate:.3g}', loss[rate], accuracy[rate]])
     return experiment.Report(
         'The step size: learning-rate sweeps and schedules',
         summary,
@@ -190,46 +166,44 @@ def summarize(run, staged: dict):
 
 def plot_sweep(path: str, runs: dict) -> str:
     """Final training loss (the U-curve) and final validation accuracy against the rate, per optimizer."""
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name in OPTIMIZERS:
-        for axis, metric in zip(axes, ('train_loss', 'val_accuracy')):
-            values = by_rate(runs[f'sweep_{name}'], lambda run, metric=metric: _final(run, metric))
-            grid = sorted(values)
-            mean = np.array([np.mean(values[rate]) for rate in grid])
-            if metric == 'train_loss':
-                mean = np.where(np.isfinite(mean), np.minimum(mean, 3.0), 3.0)  # diverged: drawn at the top
-            axis.plot(grid, mean, marker='o', label=name)
-    axes[0].set(xscale='log', xlabel='learning rate', ylabel='final training loss (diverged drawn at 3)', ylim=(0, 3.1))
-    axes[1].set(xscale='log', xlabel='learning rate', ylabel='final validation accuracy')
-    for axis in axes:
-        axis.grid(alpha=0.3)
-        axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with report.figure(path, 1, 2, figsize=(11, 4)) as (_, axes):
+        for name in OPTIMIZERS:
+            for axis, metric in zip(axes[0], ('train_loss', 'val_accuracy')):
+                values = final_by_rate(runs[f'sweep_{name}'], metric)
+                grid = sorted(values)
+                mean = np.array([values[rate] for rate in grid])
+                if metric == 'train_loss':
+                    mean = np.where(np.isfinite(mean), np.minimum(mean, 3.0), 3.0)  # diverged: drawn at the top
+                axis.plot(grid, mean, marker='o', label=name)
+        loss, accuracy = axes[0]
+        loss.set(
+            xscale='log', xlabel='learning rate', ylabel='final training loss (diverged drawn at 3)', ylim=(0, 3.1)
+        )
+        accuracy.set(xscale='log', xlabel='learning rate', ylabel='final validation accuracy')
+        for axis in axes[0]:
+            axis.grid(alpha=0.3)
+            axis.legend()
     return path
 
 
 def plot_schedules(path: str, config, runs: dict, peak: float, steps: int) -> str:
     """Each schedule's rate against the step (reduce-on-plateau's is data-dependent: not drawn) and the mean
     validation accuracy per epoch."""
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
     grid = np.arange(0, steps, max(1, steps // 200))
-    for name in SCHEDULES:
-        schedule, _ = schedule_config(name, config, steps)
-        if name != 'reduce_on_plateau':
-            rate = [float(optimizers.learning_rate_at({'schedule': schedule}, peak, step)) for step in grid]
-            axes[0].plot(grid, rate, label=name)
-        curves = np.array(
-            [[row['val_accuracy'] for row in run['history']] for run in runs[f'schedule_{name}'].values()]
-        )
-        axes[1].plot(np.arange(1, curves.shape[1] + 1), curves.mean(0), label=name)
-    axes[0].set(xlabel='step', ylabel='learning rate')
-    axes[1].set(xlabel='epoch', ylabel='validation accuracy (mean over seeds)')
-    for axis in axes:
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with report.figure(path, 1, 2, figsize=(11, 4)) as (_, axes):
+        by_step, by_epoch = axes[0]
+        for name in SCHEDULES:
+            schedule, _ = schedule_config(name, config, steps)
+            if name != 'reduce_on_plateau':
+                rate = [float(optimizers.learning_rate_at({'schedule': schedule}, peak, step)) for step in grid]
+                by_step.plot(grid, rate, label=name)
+            curves = np.array(
+                [[row['val_accuracy'] for row in run['history']] for run in runs[f'schedule_{name}'].values()]
+            )
+            by_epoch.plot(np.arange(1, curves.shape[1] + 1), curves.mean(0), label=name)
+        by_step.set(xlabel='step', ylabel='learning rate')
+        by_epoch.set(xlabel='epoch', ylabel='validation accuracy (mean over seeds)')
+        for axis in axes[0]:
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=8)
     return path
