@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import diagnostics, experiment, report, runner, tasks, validation
+from nets import diagnostics, experiment, report, results, tasks, validation
 
 ACTIVATIONS = ('sigmoid', 'tanh', 'relu', 'leaky_relu')
 DEAD = ('relu', 'leaky_relu')  # the dead-unit sweep's
@@ -38,18 +38,9 @@ CONFIG_RULES = {
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The full experiment, or with 'quick' a seconds-scale one."""
-    config = ml_collections.ConfigDict()
-    config.dataset = 'mnist'
-    config.train_limit = ml_collections.FieldReference(None, field_type=int)
-    config.test_limit = ml_collections.FieldReference(None, field_type=int)
+    config = experiment.base_config(seeds=(0, 1, 2, 3, 4), checkpoint_every=5)
     config.probe_size = 1000  # training images the diagnostics read
-    config.seeds = (0, 1, 2, 3, 4)
-    config.data_seed = 0
-    config.checkpoint_every = 5
-    config.loss = 'softmax_cross_entropy'
-    config.penalties = ()
-    config.early_stopping = tasks.early_stopping_config()
-    config.batch_size = 128
+    config.update(tasks.task_config())
     config.negative_slope = 0.01
     # The dead-unit sweep's highest learning rate is meant to blow some nets up: their divergence is a result, so
     # it is recorded (results.json 'diverged') without failing the run.
@@ -70,14 +61,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         optimizer=tasks.optimizer_config('momentum', 0.01, momentum=0.9),
         epochs=10,
     )
-    if arg == 'quick':
+    if experiment.is_quick(arg, 'activations'):
         config.train_limit, config.test_limit, config.probe_size, config.seeds = 1024, 500, 256, (0, 1)
         for part in (config.deep, config.dead, config.shallow):
             part.epochs = 2
         config.deep.model.hidden_widths = config.dead.model.hidden_widths = (16,) * 4
         config.shallow.model.hidden_widths = (16,)
-    elif arg not in (None, ''):
-        raise ValueError(f"unknown activations config argument {arg!r}; allowed: '' or 'quick'")
     return config
 
 
@@ -101,36 +90,13 @@ def stages(run) -> dict:
     rates = config.dead.learning_rates  # the dead-unit sweep's members
     at_init = {}
     for part, names, sweep in (('deep', ACTIVATIONS, None), ('dead', DEAD, {'optimizer.learning_rate': rates})):
+        options = dict(sweep=sweep, data=data, epochs=config[part].epochs)
         for activation in names:
             name = f'{part}_{activation}'
-            epochs = config[part].epochs
-            _, at_init[name] = probed_variant(
-                run, name, task(part, activation), probe, sweep=sweep, data=data, epochs=epochs
-            )
+            _, at_init[name] = run.probed_variant(name, task(part, activation), probe, **options)
     for activation in ACTIVATIONS:
         run.variant(f'shallow_{activation}', task('shallow', activation), data=data, epochs=config.shallow.epochs)
     return {'at_init': at_init}
-
-
-def probed_variant(run, name: str, task, probe, *, sweep=None, **options) -> tuple[dict, dict]:
-    """`run.variant` with the test metrics after every epoch and the diagnostics on `probe` at init, after every
-    epoch and of the final weights (as runner.run_probed_variant); returns the runs and the diagnostics at init."""
-    members = runner.grid(run.config.seeds, sweep)
-    data, test = options.get('data') or run.data()
-    stacked = len(members) > 1
-    measure = diagnostics.prober(task[0], *probe, members=stacked)
-    at_init = measure(runner.initial_state(*task, members, data.train_images.shape[1:]))
-    hook = runner.chain(runner.evaluation_hook(task[0], *test, members=stacked), diagnostics.epoch_hook(measure))
-    state, runs = run.variant(name, task, members=members, on_epoch_end=hook, **options)
-    final = measure(state)  # of the final (restored, early-stopped) weights, also after a resume
-    for index, member in enumerate(runs.values()):
-        member['final_diagnostics'] = {key: values[index] for key, values in final.items()} if stacked else final
-    return runs, at_init
-
-
-def mean_test_accuracy(runs: dict) -> float:
-    """The mean over members of the final test accuracy."""
-    return float(np.mean([run['test']['accuracy'] for run in runs.values()]))
 
 
 def _members_at(runs: dict, learning_rate: float) -> list[dict]:
@@ -150,7 +116,7 @@ def _unit_fraction(rows: list[dict], key: str) -> float:
 def summarize(run, staged: dict) -> experiment.Report:
     """Test accuracies and their spreads, the dead and inactive fractions, and the kernel-gradient norms."""
     config, runs, at_init = run.config, run.runs, staged['at_init']
-    summary = {f'{activation}_accuracy': mean_test_accuracy(runs[f'deep_{activation}']) for activation in ACTIVATIONS}
+    summary = {f'{activation}_accuracy': results.mean_test(runs[f'deep_{activation}']) for activation in ACTIVATIONS}
     # The headline rate: the highest at which no member of either activation diverged (a diverged member is frozen
     # at its weights of the epoch before, which say nothing about units dying under that rate).
     finite = [rate for rate in config.dead.learning_rates if all(_finite(runs[f'dead_{a}'], rate) for a in DEAD)]
@@ -162,13 +128,13 @@ def summarize(run, staged: dict) -> experiment.Report:
         for key in ('dead_fraction', 'inactive_fraction'):
             summary[f'{key}_{activation}'] = _unit_fraction(final, key) if final else float('nan')
     for activation in ACTIVATIONS:
-        summary[f'shallow_{activation}_accuracy'] = mean_test_accuracy(runs[f'shallow_{activation}'])
+        summary[f'shallow_{activation}_accuracy'] = results.mean_test(runs[f'shallow_{activation}'])
     shallow = [summary[f'shallow_{activation}_accuracy'] for activation in ACTIVATIONS]
     summary['shallow_spread'] = max(shallow) - min(shallow)
     deep = [summary[f'{activation}_accuracy'] for activation in ACTIVATIONS]
     summary['deep_spread'] = max(deep) - min(deep)
 
-    figures = [plot_activation_functions(os.path.join(run.workdir, 'activations.png'), config)]
+    figures = [plot_activation_functions(os.path.join(run.workdir, 'activations.png'))]
     figures.append(plot_gradients(os.path.join(run.workdir, 'gradient_norms.png'), runs, at_init))
     figures.append(plot_dead(os.path.join(run.workdir, 'dead_units.png'), config, runs))
     # After the figures, as late as nets measures it, so that the text states the summary's value.
@@ -183,16 +149,9 @@ def summarize(run, staged: dict) -> experiment.Report:
         for rate in config.dead.learning_rates:
             members = _members_at(runs[f'dead_{activation}'], rate)
             final = [run['final_diagnostics'] for run in members]
-            dead_rows.append(
-                [
-                    activation,
-                    rate,
-                    'no' if _finite(runs[f'dead_{activation}'], rate) else 'yes',
-                    _unit_fraction(final, 'dead_fraction'),
-                    _unit_fraction(final, 'inactive_fraction'),
-                    float(np.mean([run['test']['accuracy'] for run in members])),
-                ]
-            )
+            diverged = 'no' if _finite(runs[f'dead_{activation}'], rate) else 'yes'
+            fractions = [_unit_fraction(final, key) for key in ('dead_fraction', 'inactive_fraction')]
+            dead_rows.append([activation, rate, diverged, *fractions, results.mean_test(members)])
     widths = lambda part: f'{len(config[part].model.hidden_widths)}×{config[part].model.hidden_widths[0]}'
     return experiment.Report(
         'Activation functions: sigmoid, tanh, ReLU, leaky ReLU',
@@ -243,7 +202,7 @@ def _gradient_ends(values: dict) -> tuple[float, float]:
     return float(norms[0]), float(norms[-2])  # the last entry is the output layer
 
 
-def plot_activation_functions(path: str, config) -> str:
+def plot_activation_functions(path: str) -> str:
     """Each activation and its derivative."""
     figure = diagnostics.activation_figure(ACTIVATIONS, negative_slope=0.1)
     figure.savefig(path, dpi=120)
@@ -253,41 +212,35 @@ def plot_activation_functions(path: str, config) -> str:
 
 def plot_gradients(path: str, runs: dict, at_init: dict) -> str:
     """Per-layer kernel-gradient norm (log scale) of the deep net, at init and after training, per activation."""
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for activation in ACTIVATIONS:
-        name = f'deep_{activation}'
-        for axis, values in zip(axes, (at_init[name], _final_diagnostics(runs[name]))):
-            norms = np.atleast_2d(np.asarray(values['gradient_norm'], np.float64))
-            layers = np.arange(1, norms.shape[1] + 1)
-            report.plot_band(axis, layers, norms, activation, marker='o', markersize=3)
-    for axis, when in zip(axes, ('at init', 'after training')):
-        axis.set(yscale='log', xlabel='layer (the last is the output layer)', title=f'kernel-gradient norm {when}')
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with report.figure(path, 1, 2, figsize=(11, 4), sharey=True) as (_, axes):
+        for activation in ACTIVATIONS:
+            name = f'deep_{activation}'
+            for axis, values in zip(axes[0], (at_init[name], _final_diagnostics(runs[name]))):
+                norms = np.atleast_2d(np.asarray(values['gradient_norm'], np.float64))
+                layers = np.arange(1, norms.shape[1] + 1)
+                report.plot_band(axis, layers, norms, activation, marker='o', markersize=3)
+        for axis, when in zip(axes[0], ('at init', 'after training')):
+            axis.set(yscale='log', xlabel='layer (the last is the output layer)', title=f'kernel-gradient norm {when}')
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=8)
     return path
 
 
 def plot_dead(path: str, config, runs: dict) -> str:
     """Dead and inactive fractions of hidden units after every epoch, per activation and learning rate."""
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for axis, key in zip(axes, ('dead_fraction', 'inactive_fraction')):
-        for activation in DEAD:
-            for rate in config.dead.learning_rates:
-                members = _members_at(runs[f'dead_{activation}'], rate)
-                curves = np.array([[np.mean(row[key]) for row in run['history']] for run in members])
-                axis.plot(
-                    np.arange(1, curves.shape[1] + 1),
-                    curves.mean(0),
-                    '-' if activation == 'relu' else '--',
-                    label=f'{activation}, lr {rate:g}',
-                )
-        axis.set(xlabel='epoch', ylabel=f'{key} of hidden units', title=key)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with report.figure(path, 1, 2, figsize=(11, 4), sharey=True) as (_, axes):
+        for axis, key in zip(axes[0], ('dead_fraction', 'inactive_fraction')):
+            for activation in DEAD:
+                for rate in config.dead.learning_rates:
+                    members = _members_at(runs[f'dead_{activation}'], rate)
+                    curves = np.array([[np.mean(row[key]) for row in run['history']] for run in members])
+                    axis.plot(
+                        np.arange(1, curves.shape[1] + 1),
+                        curves.mean(0),
+                        '-' if activation == 'relu' else '--',
+                        label=f'{activation}, lr {rate:g}',
+                    )
+            axis.set(xlabel='epoch', ylabel=f'{key} of hidden units', title=key)
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=8)
     return path

@@ -23,15 +23,7 @@ CONFIG_RULES = {
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The full baseline, or with arg 'quick' a seconds-scale smoke version."""
-    config = ml_collections.ConfigDict()
-    config.dataset = 'mnist'
-    config.validation_size = 10_000
-    config.split_seed = 0
-    config.train_limit = ml_collections.FieldReference(None, field_type=int)
-    config.test_limit = ml_collections.FieldReference(None, field_type=int)
-    config.seeds = (0, 1, 2)
-    config.data_seed = 0
-    config.shuffle = 'shared'
+    config = experiment.base_config()
     # The task (nets.tasks): model, optimizer, penalties, loss, early stopping, batch size.
     config.model = tasks.model_config(
         name='mlp',
@@ -43,19 +35,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         batch_norm=None,
     )
     config.optimizer = tasks.optimizer_config('rmsprop', 0.001, transforms=())
-    config.penalties = ()
-    config.loss = 'softmax_cross_entropy'
-    config.early_stopping = tasks.early_stopping_config()
-    config.batch_size = 128
+    config.update(tasks.task_config())
     config.epochs = 20
     config.refit = True  # after the validation run, train on train + validation and report that test accuracy
-    if arg == 'quick':
+    if experiment.is_quick(arg, 'baseline'):
         config.train_limit, config.test_limit, config.validation_size = 2_000, 1_000, 1_000
         config.model.hidden_widths = (64,)
         config.seeds = (0,)
         config.epochs = 1
-    elif arg not in (None, ''):
-        raise ValueError(f"unknown baseline config argument {arg!r}; allowed: '' or 'quick'")
     return config
 
 

@@ -74,13 +74,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         batch_size=100,
         epochs=20,
     )
-    if arg == 'quick':
+    if experiment.is_quick(arg, 'batchnorm'):
         config.validation_size, config.train_limit, config.test_limit, config.probe_size = 500, 1200, 500, 200
         config.seeds = (0, 1)
         config.ioffe.epochs, config.nikolenko.epochs = 2, 2
         config.ioffe.learning_rates, config.ioffe.schedules = (1.0, 2.0), ('constant', 'cosine_decay')
-    elif arg not in (None, ''):
-        raise ValueError(f"unknown batchnorm config argument {arg!r}; allowed: '' or 'quick'")
     return config
 
 
@@ -224,7 +222,7 @@ def summarize(run, staged: dict):
             '## (b, c) Test accuracy (mean over seeds)',
             report.markdown_table(['variant', 'test accuracy'], [[n, summary[f'{n}_accuracy']] for n in PLACEMENTS]),
         ],
-        figures=[os.path.basename(figure) for figure in figures],
+        figures=figures,
         records={'sigmoid_input_percentiles_at_init': staged['at_init']},
         curves=['train_loss', 'val_accuracy', 'test_accuracy'],
     )

@@ -52,18 +52,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.depths = (1, 2, 4, 8)
     config.model = tasks.model_config(hidden_widths=(), activation='relu', kernel_init='he_normal')  # widths per depth
     config.optimizer = tasks.optimizer_config('adam', 1e-3, transforms=())
-    config.penalties = ()
-    config.loss = 'softmax_cross_entropy'
-    config.early_stopping = tasks.early_stopping_config()
-    config.batch_size = 128
+    config.update(tasks.task_config())
     config.epochs = 10
-    if arg == 'quick':
+    if experiment.is_quick(arg, 'capacity'):
         config.seeds, config.epochs, config.depths, config.parameter_budget = (0, 1), 2, (1, 3), 10_000
         config.train_limit, config.validation_size, config.test_limit = 2000, 1000, 1000
         config.approximation.functions, config.approximation.widths, config.approximation.epochs = ('abs',), (1, 32), 40
         config.approximation.num_train, config.approximation.learning_rates = 256, (0.01, 0.1)
-    elif arg not in (None, ''):
-        raise ValueError(f"unknown capacity config argument {arg!r}; allowed: '' or 'quick'")
     return config
 
 

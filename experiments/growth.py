@@ -88,7 +88,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # One strategy again with a new shape at every growth (no buckets): what the buckets save in compile time.
     config.exact_shapes_strategy = 'zero_outgoing'
     config.probe_size = 5000  # training images whose loss is measured before and after every growth
-    if arg == 'quick':
+    if experiment.is_quick(arg, 'growth'):
         config.train_limit, config.validation_size, config.test_limit = 2000, 1000, 1000
         config.seeds, config.epochs, config.growth_epochs = (0, 1), 2, 4
         config.model.hidden_widths = (16,)
@@ -96,8 +96,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.strategies, config.exact_shapes_strategy = ('random_subsample', 'net2net'), ''
         config.trained.sample_size, config.trained.steps, config.best_of = 64, 5, 2
         config.probe_size = 500
-    elif arg not in (None, ''):
-        raise ValueError(f"unknown growth config argument {arg!r}; allowed: '' or 'quick'")
     return config
 
 
@@ -166,7 +164,7 @@ def summarize(run, staged: dict):
         'Growth: add units on a plateau',
         summary,
         sections=[report.prose(__doc__, 1, 2), describe(config, summary, grown)],
-        figures=[os.path.basename(figure) for figure in figures],
+        figures=figures,
         records={'measures': measures},
         curves=['train_loss', 'val_accuracy'],
     )

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import os
 
-import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import diagnostics, experiment, initializers, report, runner, tasks, validation
+from nets import experiment, initializers, report, results, tasks, validation
 
 # A public reproduction of Nikolenko's p.149 experiment: test accuracy after epochs 1, 2 and 30.
 PUBLISHED = {'uniform': {1: 0.11, 2: 0.11, 30: 0.9607}, 'glorot_normal': {1: 0.899, 30: 0.9702}}
@@ -35,14 +34,8 @@ CONFIG_RULES = {
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The full experiment, or with 'quick' a seconds-scale one."""
-    config = ml_collections.ConfigDict()
-    config.dataset = 'mnist'
-    config.train_limit = ml_collections.FieldReference(None, field_type=int)
-    config.test_limit = ml_collections.FieldReference(None, field_type=int)
+    config = experiment.base_config(seeds=(0, 1, 2, 3, 4), checkpoint_every=5)
     config.probe_size = 1000  # training images the diagnostics read
-    config.seeds = (0, 1, 2, 3, 4)
-    config.data_seed = 0
-    config.checkpoint_every = 5
     config.loss = 'softmax_cross_entropy'
     config.penalties = ()
     config.early_stopping = tasks.early_stopping_config()
@@ -62,13 +55,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         inits=('he_normal', 'glorot_normal', 'uniform'),
     )  # a fresh config for each net, so that setting one never sets the other
     config.deep_relu, config.deep_tanh = deep('relu'), deep('tanh')
-    if arg == 'quick':
+    if experiment.is_quick(arg, 'initialization'):
         config.train_limit, config.test_limit, config.probe_size, config.seeds = 1024, 500, 256, (0, 1)
         for part in (config.shallow, config.deep_relu, config.deep_tanh):
             part.epochs = 2
         config.deep_relu.model.hidden_widths = config.deep_tanh.model.hidden_widths = (16,) * 4
-    elif arg not in (None, ''):
-        raise ValueError(f"unknown initialization config argument {arg!r}; allowed: '' or 'quick'")
     return config
 
 
@@ -83,30 +74,12 @@ def stages(run) -> dict:
         for init in settings.inits:
             task = run.task({**settings.to_dict(), 'model': {**settings.model.to_dict(), 'kernel_init': init}})
             name = f'{part}_{init}'
-            _, at_init[name] = probed_variant(run, name, task, probe, data=data, epochs=settings.epochs)
+            _, at_init[name] = run.probed_variant(name, task, probe, data=data, epochs=settings.epochs)
     return {'at_init': at_init}
 
 
-def probed_variant(run, name: str, task, probe, *, sweep=None, **options) -> tuple[dict, dict]:
-    """`run.variant` with the test metrics after every epoch and the diagnostics on `probe` at init, after every
-    epoch and of the final weights (as runner.run_probed_variant); returns the runs and the diagnostics at init."""
-    members = runner.grid(run.config.seeds, sweep)
-    data, test = options.get('data') or run.data()
-    stacked = len(members) > 1
-    measure = diagnostics.prober(task[0], *probe, members=stacked)
-    at_init = measure(runner.initial_state(*task, members, data.train_images.shape[1:]))
-    hook = runner.chain(runner.evaluation_hook(task[0], *test, members=stacked), diagnostics.epoch_hook(measure))
-    state, runs = run.variant(name, task, members=members, on_epoch_end=hook, **options)
-    final = measure(state)  # of the final (restored, early-stopped) weights, also after a resume
-    for index, member in enumerate(runs.values()):
-        member['final_diagnostics'] = {key: values[index] for key, values in final.items()} if stacked else final
-    return runs, at_init
-
-
-def test_accuracy(runs: dict, epoch: int | None = None) -> float:
-    """Mean over members of the test accuracy after `epoch` (the final one by default)."""
-    if epoch is None:
-        return float(np.mean([run['test']['accuracy'] for run in runs.values()]))
+def test_accuracy_after(runs: dict, epoch: int) -> float:
+    """Mean over members of the test accuracy after `epoch` (the evaluation hook's)."""
     return float(np.mean([run['history'][epoch - 1]['test_accuracy'] for run in runs.values()]))
 
 
@@ -116,11 +89,11 @@ def summarize(run, staged: dict) -> experiment.Report:
     summary = {}
     for init in config.shallow.inits:
         for epoch in (1, 2):
-            summary[f'{init}_accuracy_epoch_{epoch}'] = test_accuracy(runs[f'shallow_{init}'], epoch)
-        summary[f'{init}_accuracy_final'] = test_accuracy(runs[f'shallow_{init}'])
+            summary[f'{init}_accuracy_epoch_{epoch}'] = test_accuracy_after(runs[f'shallow_{init}'], epoch)
+        summary[f'{init}_accuracy_final'] = results.mean_test(runs[f'shallow_{init}'])
     for part in DEEP:
         for init in config[part].inits:
-            summary[f'{part}_{init}_accuracy'] = test_accuracy(runs[f'{part}_{init}'])
+            summary[f'{part}_{init}_accuracy'] = results.mean_test(runs[f'{part}_{init}'])
     figures = [
         plot_shallow(os.path.join(run.workdir, 'nikolenko_p149.png'), config, runs),
         plot_deep(os.path.join(run.workdir, 'deep_nets.png'), config, runs, at_init),
@@ -187,40 +160,34 @@ def _variance_ends(values: dict) -> list[float]:
 
 def plot_shallow(path: str, config, runs: dict) -> str:
     """Test accuracy per epoch of part (a), per init, with the published points."""
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for init in config.shallow.inits:
-        curves = [[row['test_accuracy'] for row in run['history']] for run in runs[f'shallow_{init}'].values()]
-        line = report.plot_band(axis, np.arange(1, len(curves[0]) + 1), curves, f'{init} (ours, seed band)')
-        epochs = sorted(PUBLISHED[init])
-        axis.plot(epochs, [PUBLISHED[init][e] for e in epochs], 'x', color=line.get_color(), label=f'{init} published')
-    axis.set_xlabel('epoch')
-    axis.set_ylabel('test accuracy')
-    axis.set_ylim(0, 1)
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    axis.set_title('784-4×100 tanh-10, SGD 0.01, batch 64')
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with report.figure(path, figsize=(6, 4)) as (_, axes):
+        axis = axes[0][0]
+        for init in config.shallow.inits:
+            curves = [[row['test_accuracy'] for row in run['history']] for run in runs[f'shallow_{init}'].values()]
+            line = report.plot_band(axis, np.arange(1, len(curves[0]) + 1), curves, f'{init} (ours, seed band)')
+            epochs = sorted(PUBLISHED[init])
+            published = [PUBLISHED[init][e] for e in epochs]
+            axis.plot(epochs, published, 'x', color=line.get_color(), label=f'{init} published')
+        axis.set(xlabel='epoch', ylabel='test accuracy', ylim=(0, 1), title='784-4×100 tanh-10, SGD 0.01, batch 64')
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
     return path
 
 
 def plot_deep(path: str, config, runs: dict, at_init: dict) -> str:
     """Per deep net: activation variance per layer at init (log scale), and test accuracy per epoch, per init."""
-    figure, axes = plt.subplots(2, 2, figsize=(11, 7))
-    for column, part in enumerate(DEEP):
-        for init in config[part].inits:
-            name = f'{part}_{init}'
-            variance = np.atleast_2d(np.asarray(at_init[name]['preactivation_variance'], np.float64))
-            report.plot_band(axes[0, column], np.arange(1, variance.shape[1] + 1), variance, init)
-            curves = [[row['test_accuracy'] for row in run['history']] for run in runs[name].values()]
-            report.plot_band(axes[1, column], np.arange(1, len(curves[0]) + 1), curves, init)
-        axes[0, column].set(yscale='log', xlabel='hidden layer', ylabel='pre-activation variance at init', title=part)
-        axes[1, column].set(xlabel='epoch', ylabel='test accuracy', ylim=(0, 1))
-        for axis in axes[:, column]:
-            axis.grid(alpha=0.3)
-            axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with report.figure(path, 2, 2, figsize=(11, 7)) as (_, axes):
+        for column, part in enumerate(DEEP):
+            top, bottom = axes[:, column]
+            for init in config[part].inits:
+                name = f'{part}_{init}'
+                variance = np.atleast_2d(np.asarray(at_init[name]['preactivation_variance'], np.float64))
+                report.plot_band(top, np.arange(1, variance.shape[1] + 1), variance, init)
+                curves = [[row['test_accuracy'] for row in run['history']] for run in runs[name].values()]
+                report.plot_band(bottom, np.arange(1, len(curves[0]) + 1), curves, init)
+            top.set(yscale='log', xlabel='hidden layer', ylabel='pre-activation variance at init', title=part)
+            bottom.set(xlabel='epoch', ylabel='test accuracy', ylim=(0, 1))
+            for axis in (top, bottom):
+                axis.grid(alpha=0.3)
+                axis.legend(fontsize=8)
     return path

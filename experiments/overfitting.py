@@ -53,10 +53,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.epochs_by_size = (100, 40)  # about 1,600 and 3,100 steps: every unregularized member overfits
     config.model = tasks.model_config(hidden_widths=(512, 512), activation='relu', kernel_init='he_normal')
     config.optimizer = tasks.optimizer_config('adam', 1e-3, transforms=())
-    config.penalties = ()
-    config.loss = 'softmax_cross_entropy'
-    config.early_stopping = tasks.early_stopping_config()
-    config.batch_size = 64
+    config.update(tasks.task_config(batch_size=64))
     # The candidates of each variant's sweep (its config path -> values); chosen on validation.
     config.l2 = (1e-5, 1e-4, 1e-3)
     config.l1 = (1e-6, 1e-5, 1e-4)
@@ -65,14 +62,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.max_norm = (1.0, 2.0, 4.0)
     config.patience = 10
     config.mc_samples, config.mc_seed = 30, 1000  # Monte Carlo dropout: masks a prediction, and their key
-    if arg == 'quick':
+    if experiment.is_quick(arg, 'overfitting'):
         config.train_sizes, config.epochs_by_size, config.validation_size = (300,), (3,), 300
         config.test_limit, config.seeds, config.model.hidden_widths = 500, (0, 1), (64,)
         config.l2, config.l1 = (1e-4, 0.1), (1e-5,)
         config.decay, config.dropout, config.max_norm = (0.1,), (0.5,), (2.0,)
         config.patience = 1
-    elif arg not in (None, ''):
-        raise ValueError(f"unknown overfitting config argument {arg!r}; allowed: '' or 'quick'")
     return config
 
 
@@ -177,7 +172,7 @@ def summarize(run, staged: dict):
         'Overfitting: what each regularizer buys',
         summary,
         sections=[report.prose(__doc__, 1, 2), describe(config, summary, strengths)],
-        figures=[os.path.basename(bars)],
+        figures=[bars],
         records={'sweeps': run.runs, 'chosen_strengths': strengths},
         runs=kept_runs,
         curves=['train_loss', 'val_loss', 'val_accuracy'],

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ml_collections
 import numpy as np
 
-from nets import experiment, orders, report, runner, tasks, validation
+from nets import experiment, orders, report, results, runner, tasks, validation
 
 # The fields only this experiment has; nets.validation checks the shared ones (data, seeds, the task).
 CONFIG_RULES = {
@@ -22,27 +22,15 @@ CONFIG_RULES = {
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The full experiment, or with 'quick' a seconds-scale one."""
-    config = ml_collections.ConfigDict()
-    config.dataset = 'mnist'
-    config.validation_size = 10_000
-    config.train_limit = ml_collections.FieldReference(None, field_type=int)
-    config.test_limit = ml_collections.FieldReference(None, field_type=int)
-    config.seeds = (0, 1, 2)
-    config.data_seed = 0
-    config.checkpoint_every = 5
+    config = experiment.base_config(checkpoint_every=5)
     config.epochs = 10
     config.model = tasks.model_config(hidden_widths=(100, 100), activation='relu', kernel_init='he_normal')
     config.optimizer = tasks.optimizer_config('momentum', 0.01, momentum=0.9)
-    config.loss = 'softmax_cross_entropy'
-    config.penalties = ()
-    config.early_stopping = tasks.early_stopping_config()
-    config.batch_size = 128
+    config.update(tasks.task_config())
     config.orders = tuple(orders.ORDERS)
-    if arg == 'quick':
+    if experiment.is_quick(arg, 'presentation_order'):
         config.validation_size, config.train_limit, config.test_limit, config.seeds = 500, 1024, 500, (0, 1)
         config.model.hidden_widths, config.epochs = (32,), 2
-    elif arg not in (None, ''):
-        raise ValueError(f"unknown presentation_order config argument {arg!r}; allowed: '' or 'quick'")
     return config
 
 
@@ -58,14 +46,13 @@ def stages(run) -> dict:
 def summarize(run, staged: dict) -> experiment.Report:
     """Each order's mean final test accuracy, and a table of its range and its accuracy after the first epoch."""
     config = run.config
-    accuracies = {name: [r['test']['accuracy'] for r in members.values()] for name, members in run.runs.items()}
-    summary = {f'accuracy_{name}': float(np.mean(values)) for name, values in accuracies.items()}
+    summary = {f'accuracy_{name}': results.mean_test(members) for name, members in run.runs.items()}
     summary['wall_seconds'] = run.wall_seconds()  # over every resumed segment
-    after_one = lambda name: float(np.mean([r['history'][0]['test_accuracy'] for r in run.runs[name].values()]))
-    rows = [
-        [name, summary[f'accuracy_{name}'], min(values), max(values), after_one(name)]
-        for name, values in accuracies.items()
-    ]
+    rows = []
+    for name, members in run.runs.items():
+        accuracies = [r['test']['accuracy'] for r in members.values()]
+        after_one = float(np.mean([r['history'][0]['test_accuracy'] for r in members.values()]))
+        rows.append([name, summary[f'accuracy_{name}'], min(accuracies), max(accuracies), after_one])
     return experiment.Report(
         'The order of presentation',
         summary,

@@ -111,13 +111,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             optimizer=tasks.optimizer_config('adam', 1e-3),
         )
     )
-    if arg == 'quick':
+    if experiment.is_quick(arg, 'pretraining'):
         config.train_limit, config.test_limit, config.validation_size = 2000, 500, 500
         config.labels, config.passes, config.epoch_size, config.batch_sizes = ('100',), (20,), 1000, (32,)
         config.seeds, config.hidden_widths = (0, 1), (32, 16)
         config.autoencoder.epochs, config.units.steps, config.units.group_width = 2, 20, 4
-    elif arg not in (None, ''):
-        raise ValueError(f"unknown pretraining config argument {arg!r}; allowed: '' or 'quick'")
     return config
 
 

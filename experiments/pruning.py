@@ -83,10 +83,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = experiment.base_config(validation_size=5000)
     config.model = tasks.model_config(hidden_widths=(300, 100), activation='relu', kernel_init='glorot_uniform')
     config.optimizer = tasks.optimizer_config('adam', 1e-3, transforms=())
-    config.penalties = ()
-    config.loss = 'softmax_cross_entropy'
-    config.early_stopping = tasks.early_stopping_config()
-    config.batch_size = 128
+    config.update(tasks.task_config())
     config.epochs = 10  # the dense net's
     config.criteria = ('exact', 'obd', 'taylor', 'magnitude', 'random')  # of pruning.CRITERIA
     config.keep_levels = (0.5, 0.3, 0.18, 0.12, 0.08, 0.05, 0.036, 0.027, 0.02)  # fractions of the kernel weights
@@ -102,15 +99,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.lecture_tolerance = 0.002  # validation error allowed above the dense net's
     config.neuron_widths = ((200, 80), (150, 60), (100, 50), (70, 40), (50, 30), (35, 20))
     config.timing_repeats = 20
-    if arg == 'quick':
+    if experiment.is_quick(arg, 'pruning'):
         config.train_limit, config.test_limit, config.validation_size = 1024, 500, 300
         config.seeds, config.epochs, config.ticket_epochs = (0, 1), 1, 1
         config.model.hidden_widths = (32, 16)
         config.keep_levels, config.ticket_level = (0.5, 0.2, 0.1), 0.1
         config.saliency_examples, config.obd_probes, config.lecture_rounds = 64, 4, 2
         config.neuron_widths, config.timing_repeats = ((24, 12), (16, 8)), 2
-    elif arg not in (None, ''):
-        raise ValueError(f"unknown pruning config argument {arg!r}; allowed: '' or 'quick'")
     return config
 
 
@@ -298,7 +293,7 @@ def summarize(run, staged: dict):
         'Pruning LeNet-300-100: saliency, restore, lottery ticket and neuron removal',
         summary,
         sections=[report.prose(__doc__, 1, 2), describe(config, summary, ladders, neurons)],
-        figures=[os.path.basename(figure) for figure in figures],
+        figures=figures,
         records={'ladders': ladders, 'neurons': neurons},
         curves=['train_loss', 'val_accuracy'],
     )

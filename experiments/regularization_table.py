@@ -44,10 +44,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model = tasks.model_config(hidden_widths=(1024, 1024), activation='relu', kernel_init='he_normal')
     config.optimizer = tasks.optimizer_config('adam', 1e-3, schedule=None, transforms=())  # decay set in stages()
     config.learning_rate_decay = 0.98  # per epoch
-    config.penalties = ()
-    config.loss = 'softmax_cross_entropy'
-    config.early_stopping = tasks.early_stopping_config()
-    config.batch_size = 128
+    config.update(tasks.task_config())
     # Each variant's candidates, chosen on validation (see `selection`).
     config.l2 = (3e-6, 1e-5, 3e-5)  # λ of λ·Σw² on every kernel (the L2 and dropout + L2 variants)
     config.l1 = (1e-7, 3e-7, 1e-6)  # added to the L2 variant's chosen λ
@@ -59,14 +56,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.selection.seeds = (0,)
     config.selection.fraction = 0.5  # of each variant's epochs
     config.selection.window = 5  # the validation error is the mean of the last `window` epochs
-    if arg == 'quick':
+    if experiment.is_quick(arg, 'regularization_table'):
         config.train_limit, config.test_limit, config.seeds = 1024, 500, (0,)
         config.epochs, config.dropout_epochs = 2, 3
         config.model.hidden_widths = (64, 64)
         config.l2, config.l1, config.max_norm = (1e-5, 1e-2), (1e-6,), (0.5, 3.0)
         config.selection.validation_size, config.selection.fraction, config.selection.window = 500, 1.0, 2
-    elif arg not in (None, ''):
-        raise ValueError(f"unknown regularization_table config argument {arg!r}; allowed: '' or 'quick'")
     return config
 
 
@@ -224,7 +219,7 @@ def summarize(run, staged: dict):
             + ').',
             report.markdown_table(['variant', 'swept', 'chosen', 'validation error by candidate'], selection_rows),
         ],
-        figures=[os.path.basename(bars)],
+        figures=[bars],
         records={
             'sweeps': {name: run.runs[f'select_{name}'] for name in PUBLISHED_ERROR},
             'selection_errors': by_name(staged['errors']),

@@ -53,19 +53,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.whitening_epsilon = 0.1  # in squared [0, 1]-pixel units; the top eigenvalue of MNIST's covariance is ~5
     config.model = tasks.model_config(hidden_widths=(128, 128), activation='relu', kernel_init='he_normal')
     config.optimizer = tasks.optimizer_config('sgd', transforms=())  # the rates: learning_rates
-    config.penalties = ()
-    config.loss = 'softmax_cross_entropy'
-    config.early_stopping = tasks.early_stopping_config()
-    config.batch_size = 128
+    config.update(tasks.task_config())
     config.epochs = 10
     config.learning_rates = (0.1, 0.3, 1.0, 3.0)
-    if arg == 'quick':
+    if experiment.is_quick(arg, 'standardization'):
         config.seeds, config.epochs, config.learning_rates = (0, 1), 2, (0.01, 0.1)
         config.train_limit, config.validation_size, config.test_limit = 2000, 1000, 1000
         config.model.hidden_widths = (32,)
         config.toy.epochs, config.toy.learning_rates = 10, (0.003, 0.01, 0.1, 1.0)
-    elif arg not in (None, ''):
-        raise ValueError(f"unknown standardization config argument {arg!r}; allowed: '' or 'quick'")
     return config
 
 

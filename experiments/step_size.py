@@ -42,23 +42,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model = tasks.model_config(hidden_widths=(100, 100), activation='relu', kernel_init='he_normal')
     # Each optimizer's constants; its learning rates are the grid's, and momentum's schedules are stages()'s.
     config.optimizers = {name: tasks.optimizer_config(name, schedule=None) for name in OPTIMIZERS}
-    config.loss = 'softmax_cross_entropy'
-    config.penalties = ()
-    config.early_stopping = tasks.early_stopping_config()
-    config.batch_size = 128
+    config.update(tasks.task_config())
     config.sweep_epochs = 5
     # log10 of the lowest and highest rate, and how many rates, per optimizer.
     config.grids = dict(sgd=(-3.0, 1.0, 9), momentum=(-4.0, 0.0, 9), adam=(-5.0, -1.0, 9))
     config.schedule_epochs = 15
     config.warmup_fraction = 0.05
     config.plateau = dict(factor=0.5, patience=1, rtol=1e-3)  # on each epoch's mean training loss
-    if arg == 'quick':
+    if experiment.is_quick(arg, 'step_size'):
         config.validation_size, config.train_limit, config.test_limit, config.seeds = 500, 1024, 500, (0, 1)
         config.model.hidden_widths = (32,)
         config.sweep_epochs, config.schedule_epochs = 2, 2
         config.grids = dict(sgd=(-2.0, 0.0, 3), momentum=(-3.0, -1.0, 3), adam=(-4.0, -2.0, 3))
-    elif arg not in (None, ''):
-        raise ValueError(f"unknown step_size config argument {arg!r}; allowed: '' or 'quick'")
     return config
 
 
@@ -159,7 +154,7 @@ def summarize(run, staged: dict):
                 ['schedule', 'test accuracy'], [[name, summary[f'schedule_{name}_accuracy']] for name in SCHEDULES]
             ),
         ],
-        figures=[os.path.basename(figure) for figure in figures],
+        figures=figures,
         curves=['train_loss', 'val_accuracy'],
     )
 

@@ -29,6 +29,7 @@ import ml_collections
 import numpy as np
 
 from nets import data as data_lib, diagnostics, report, results, runner, tasks, train
+from nets.registry import lookup
 
 RULES = {'max': max, 'min': min}
 SEGMENTS = 'segments.json'  # the wall time of each segment (first run and every --resume) of a workdir's run
@@ -51,6 +52,12 @@ def base_config(*, seeds: Sequence[int] = (0, 1, 2), **fields: Any) -> ml_collec
     config.checkpoint_every = 1
     config.update(fields)
     return config
+
+
+def is_quick(arg: str | None, name: str) -> bool:
+    """Whether experiment `name`'s config argument asks for its seconds-scale `:quick` version ('quick') or the
+    full one (none); any other argument is refused."""
+    return arg not in (None, '') and lookup({'quick': True}, arg, f'{name} config argument')
 
 
 def _refuse_test(metric: str) -> None:
@@ -110,9 +117,10 @@ def choose_swept(what: str, runs: Mapping[str, Mapping], path: str, *, metric: s
 
 @dataclasses.dataclass
 class Report:
-    """What an experiment's summarize gives: the headline `summary`, the `sections` (markdown) and `figures` (file
-    names in the workdir) of its report, and `records`, its own named blocks in results.json. `runs` are the runs
-    the standard tables show (all trained runs unless given); `curves` the history metrics of curves.png."""
+    """What an experiment's summarize gives: the headline `summary`, the `sections` (markdown) and `figures`
+    (files in the workdir, by path or name) of its report, and `records`, its own named blocks in results.json.
+    `runs` are the runs the standard tables show (all trained runs unless given); `curves` the history metrics of
+    curves.png."""
 
     title: str
     summary: dict[str, Any]

@@ -138,6 +138,27 @@ def early_stopping_config(**fields: Any) -> ml_collections.ConfigDict:
     return config
 
 
+def task_config(
+    model: Mapping[str, Any] | None = None,
+    optimizer: Mapping[str, Any] | None = None,
+    *,
+    batch_size: int = 128,
+    loss: str = 'softmax_cross_entropy',
+    penalties: Sequence[Mapping[str, Any]] = (),
+    early_stopping: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The task schema's fields of a config, for `config.update(...)`: `model` and `optimizer` (from model_config
+    and optimizer_config; left out when None), the batch size, the loss, the penalties (none) and early stopping
+    (off, every argument listed), so that the command line can set any of them."""
+    fields = {'model': model, 'optimizer': optimizer}
+    return {name: value for name, value in fields.items() if value is not None} | {
+        'penalties': tuple(penalties),
+        'loss': loss,
+        'early_stopping': early_stopping_config() if early_stopping is None else early_stopping,
+        'batch_size': batch_size,
+    }
+
+
 def sweepable_defaults(config: Mapping[str, Any]) -> dict[str, float]:
     """Every hyper-parameter of the task (path -> its config value); a sweep may give each member others."""
     config = plain(config)
