@@ -9,8 +9,9 @@ An experiment module gives
                       run and what stages returned
 and `run(module, config, workdir, ...)` does the rest once for all: it loads each split once, builds the tasks,
 trains every variant with checkpoints (so that `--resume` continues across stages: a finished variant restores
-from its last checkpoint), records every choice in results.json under `choices`, and writes the standard report
-with the wall time summed over every resumed segment.
+from its last checkpoint), records every choice in results.json under `choices`, evaluates every variant on the
+test split once, after the last stage (a stage sees no test metric), and writes the standard report with the wall
+time summed over every resumed segment.
 
 Honesty is structural: `select` refuses a test metric, and the sealed-test check (tests/experiments) runs every
 experiment twice, the second time with the test labels permuted, and demands the same choices and the same
@@ -141,6 +142,7 @@ class Experiment:
         self.runs: dict[str, dict] = {}
         self.states: dict[str, train.TrainState] = {}
         self.choices: list[dict[str, Any]] = []
+        self._tests: dict[str, tuple] = {}
         self._host: dict[tuple, data_lib.Splits] = {}
         self._device: dict[tuple, tuple] = {}
 
@@ -215,14 +217,24 @@ class Experiment:
             *task,
             members,
             data,
-            test,
+            None,  # the test metrics wait until every stage has run (evaluate_test)
             resume=self.resume,
             epochs=epochs,
             on_epoch_end=on_epoch_end,
             prepare_state=prepare_state,
         )
         self.runs[name], self.states[name] = runs, state
+        if test is not None:
+            self._tests[name] = (task[0], test, len(members) > 1)
         return state, runs
+
+    def evaluate_test(self) -> None:
+        """Every variant's final test metrics (each run's 'test'), computed once after all stages and choices, so
+        that no stage can read them."""
+        for name, (task, test, stacked) in self._tests.items():
+            metrics = train.evaluate_members(task, self.states[name], *test, members=stacked)
+            for index, run in enumerate(self.runs[name].values()):
+                run['test'] = {metric: value[index] if stacked else value for metric, value in metrics.items()}
 
     def probed_variant(self, name: str, task, probe, *, sweep=None, **options) -> tuple[dict, dict]:
         """`variant` with the test metrics after every epoch (curves that choose nothing) and the diagnostics on
@@ -297,6 +309,7 @@ def run(module, config, workdir: str, *, data_dir=None, cache_dir=None, resume: 
 def _run_stages(module, config, workdir: str, started: float, **options) -> dict:
     experiment = Experiment(config, workdir, started=started, **options)
     staged = module.stages(experiment)
+    experiment.evaluate_test()
     result = module.summarize(experiment, staged)
     summary = dict(result.summary)
     if 'wall_seconds' in summary:

@@ -87,3 +87,31 @@ def test_choose_swept_takes_the_best_mean_final_value_never_a_diverged_value_and
     assert choice['values'][1] == [0.3, pytest.approx(0.55)] and math.isnan(choice['values'][0][1])
     with pytest.raises(ValueError, match='test metric'):
         experiment.choose_swept('lr', runs, 'optimizer.learning_rate', metric='test_loss', rule='min')
+
+
+def test_a_stage_sees_no_test_metric_and_summarize_gets_them_for_every_member(tmp_path, data_dir):
+    """The test split is evaluated once, after the last stage: a stage cannot read it, whatever it chooses."""
+    from types import SimpleNamespace
+
+    from nets import tasks, train
+
+    config = experiment.base_config(seeds=(0, 1), train_limit=256, test_limit=128, validation_size=128)
+    model, optimizer = tasks.model_config(hidden_widths=(8,)), tasks.optimizer_config('adam', 1e-3)
+    config.update(tasks.task_config(model, optimizer, batch_size=64))
+    config.epochs = 1
+    seen = {}
+
+    def stages(run):
+        _, runs = run.variant('net')
+        seen['during'] = [set(member) for member in runs.values()]
+
+    def summarize(run, staged):
+        seen['after'] = [member['test'] for member in run.runs['net'].values()]
+        seen['expected'] = train.evaluate_members(run.task()[0], run.states['net'], *run.data()[1], members=True)
+        return experiment.Report('test after stages', {'members': 2})
+
+    experiment.run(SimpleNamespace(stages=stages, summarize=summarize), config, str(tmp_path), data_dir=data_dir)
+    assert seen['during'] and all('test' not in keys for keys in seen['during'])
+    assert seen['after'] == [{metric: values[i] for metric, values in seen['expected'].items()} for i in range(2)]
+    written = json.loads((tmp_path / 'results.json').read_text())['runs']['net']
+    assert [member['test'] for member in written.values()] == seen['after']
