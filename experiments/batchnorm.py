@@ -148,7 +148,7 @@ def stages(run) -> dict:
             _, runs = run.variant(name, built, members=members, epochs=ioffe.epochs, on_epoch_end=hooks)
             for rate in ioffe.learning_rates:
                 chosen = {label: r for label, r in runs.items() if r['hparams']['optimizer.learning_rate'] == rate}
-                final_val = np.mean([r['history'][-1]['val_accuracy'] for r in chosen.values()])
+                final_val = results.mean_at(chosen, 'val_accuracy')
                 candidates[(net, schedule, rate)] = (float(np.nan_to_num(final_val, nan=-1.0)), name, chosen)
     staged['chosen'] = {}
     for net in ('bn', 'plain'):

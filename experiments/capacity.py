@@ -139,8 +139,7 @@ def stages(run) -> dict:
 def summarize(run, staged: dict):
     """The approximation errors and every depth's headlines, the tables and the figures."""
     config, kept, architectures = run.config, staged['kept'], staged['architectures']
-    mean = lambda values: float(np.mean(values))
-    errors = lambda name: mean([r['history'][-1]['val_mse'] for r in kept[name].values()])
+    errors = lambda name: results.mean_at(kept[name], 'val_mse')
     summary = {
         f'{function}_error_width_{width}': errors(f'{function}_width_{width}')
         for function in config.approximation.functions
@@ -152,10 +151,10 @@ def summarize(run, staged: dict):
         summary |= {
             f'{name}_width': architecture['width'],
             f'{name}_parameters': architecture['parameters'],
-            f'{name}_epoch_1_val_accuracy': mean([r['history'][0]['val_accuracy'] for r in members]),
-            f'{name}_final_train_loss': mean([r['history'][-1]['train_loss'] for r in members]),
+            f'{name}_epoch_1_val_accuracy': results.mean_at(members, 'val_accuracy', 0),
+            f'{name}_final_train_loss': results.mean_at(members, 'train_loss'),
             f'{name}_test_accuracy': test_accuracy,
-            f'{name}_gap': mean([r['history'][-1]['train_accuracy'] for r in members]) - test_accuracy,
+            f'{name}_gap': results.mean_at(members, 'train_accuracy') - test_accuracy,
         }
     depth_runs = {name: run.runs[name] for name in architectures}
     figures = [

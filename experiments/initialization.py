@@ -80,7 +80,7 @@ def stages(run) -> dict:
 
 def test_accuracy_after(runs: dict, epoch: int) -> float:
     """Mean over members of the test accuracy after `epoch` (the evaluation hook's)."""
-    return float(np.mean([run['history'][epoch - 1]['test_accuracy'] for run in runs.values()]))
+    return results.mean_at(runs, 'test_accuracy', epoch - 1)
 
 
 def summarize(run, staged: dict) -> experiment.Report:

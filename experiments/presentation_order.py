@@ -10,7 +10,6 @@ test set only draws curves (curves.png: mean over seeds, min–max band). `:quic
 from __future__ import annotations
 
 import ml_collections
-import numpy as np
 
 from nets import experiment, orders, report, results, runner, tasks, validation
 
@@ -51,7 +50,7 @@ def summarize(run, staged: dict) -> experiment.Report:
     rows = []
     for name, members in run.runs.items():
         accuracies = [r['test']['accuracy'] for r in members.values()]
-        after_one = float(np.mean([r['history'][0]['test_accuracy'] for r in members.values()]))
+        after_one = results.mean_at(members, 'test_accuracy', 0)
         rows.append([name, summary[f'accuracy_{name}'], min(accuracies), max(accuracies), after_one])
     return experiment.Report(
         'The order of presentation',

@@ -281,7 +281,7 @@ def summarize(run, staged: dict):
     summary['structured_speedup'] = row['speedup']
     summary['structured_widths'] = '-'.join(map(str, row['widths']))
     summary['structured_test_error'] = row['test_error']
-    summary['wall_seconds'] = 0.0  # the run's, over every resumed segment (nets.experiment)
+    summary['wall_seconds'] = run.wall_seconds()  # over every resumed segment
 
     ladders = staged['ladders']
     figures = [

@@ -218,7 +218,7 @@ def summarize(run, staged: dict):
             f'mnist_{name}_test_accuracy_min': float(np.min(accuracies)),
             f'mnist_{name}_test_accuracy_max': float(np.max(accuracies)),
             f'mnist_{name}_learning_rate': rate,
-            f'mnist_{name}_epoch_1_val_accuracy': float(np.mean([r['history'][0]['val_accuracy'] for r in kept])),
+            f'mnist_{name}_epoch_1_val_accuracy': results.mean_at(kept, 'val_accuracy', 0),
         }
     toy_by_rate = {name: found['by_rate'] for name, found in staged['paths'].items()}
     return experiment.Report(
@@ -275,8 +275,10 @@ def by_rate_tables(config, toy_by_rate: dict, sweeps: dict) -> str:
     for name, runs in sweeps.items():
         for rate in config.learning_rates:
             members = [run for run in runs.values() if run['hparams']['optimizer.learning_rate'] == rate]
-            mean = lambda metric, row, members=members: float(np.mean([r['history'][row][metric] for r in members]))
-            means = [mean('val_accuracy', 0), mean('train_loss', -1), mean('val_accuracy', -1)]
+            means = [
+                results.mean_at(members, metric, row)
+                for metric, row in (('val_accuracy', 0), ('train_loss', -1), ('val_accuracy', -1))
+            ]
             mnist_rows.append([name.removeprefix('mnist_'), rate, *means])
     header = ['step size', *[f'{name} {column}' for name in TOY for column in ('steps to 1%', 'final excess')]]
     columns = ('validation accuracy after epoch 1', 'final training loss', 'final validation accuracy')

@@ -234,7 +234,7 @@ class Experiment:
         for name, (task, test, stacked) in self._tests.items():
             metrics = train.evaluate_members(task, self.states[name], *test, members=stacked)
             for index, run in enumerate(self.runs[name].values()):
-                run['test'] = {metric: value[index] if stacked else value for metric, value in metrics.items()}
+                run['test'] = results.member_entries(metrics, index, stacked)
 
     def probed_variant(self, name: str, task, probe, *, sweep=None, **options) -> tuple[dict, dict]:
         """`variant` with the test metrics after every epoch (curves that choose nothing) and the diagnostics on
@@ -249,7 +249,7 @@ class Experiment:
         state, runs = self.variant(name, task, members=members, on_epoch_end=hook, **options)
         final = measure(state)  # of the final (restored, early-stopped) weights, also after a resume
         for index, member in enumerate(runs.values()):
-            member['final_diagnostics'] = {key: values[index] for key, values in final.items()} if stacked else final
+            member['final_diagnostics'] = results.member_entries(final, index, stacked)
         return runs, at_init
 
     def wall_seconds(self) -> float:

@@ -83,6 +83,12 @@ def member_history(history: Sequence[Mapping[str, Any]], index: int) -> list[dic
     return [{key: value[index] if isinstance(value, list) else value for key, value in row.items()} for row in history]
 
 
+def member_entries(values: Mapping[str, Any], index: int, stacked: bool) -> dict[str, Any]:
+    """Member `index`'s entries of per-member results (each value a list over the members of a stacked sweep; the
+    one member's own values otherwise): its test metrics, its diagnostics."""
+    return {key: value[index] for key, value in values.items()} if stacked else dict(values)
+
+
 def steady_epoch_seconds(history: Sequence[Mapping[str, Any]]) -> float:
     """Median epoch seconds after the first (which follows the compile), or the only epoch's."""
     seconds = [row['seconds'] for row in history]
@@ -96,6 +102,13 @@ def mean_test(runs: Iterable[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]
     if metric == 'error':
         return float(np.mean([1 - run['test']['accuracy'] for run in runs]))
     return float(np.mean([run['test'][metric] for run in runs]))
+
+
+def mean_at(runs: Iterable[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]], metric: str, epoch: int = -1) -> float:
+    """The mean over members of history `metric` at row `epoch` (0 is after the first epoch; -1 the last); `runs`
+    are run dicts, or {label: run}."""
+    runs = runs.values() if isinstance(runs, Mapping) else runs
+    return float(np.mean([run['history'][epoch][metric] for run in runs]))
 
 
 def _strict(value: Any) -> Any:

@@ -199,7 +199,7 @@ def train_variant(
             'history': results.member_history(history, index) if stacked else history,
         }
         if test is not None:
-            runs[label]['test'] = {metric: value[index] if stacked else value for metric, value in test_metrics.items()}
+            runs[label]['test'] = results.member_entries(test_metrics, index, stacked)
         diverged_at = diverged_epoch(runs[label]['history'])
         if diverged_at is not None:
             runs[label]['diverged_epoch'] = diverged_at
