@@ -12,19 +12,6 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
-def pytest_collection_modifyitems(items):
-    """Under pytest-xdist (`-n 2 --dist loadgroup`, the README's commands), every test of one experiment runs in one
-    worker: its :quick run, shared by tests/experiments/test_NAME.py and the sealed-test check, runs once."""
-    for item in items:
-        parts = item.path.parts
-        if 'experiments' not in parts[-2:-1]:
-            continue
-        callspec = getattr(item, 'callspec', None)
-        name = callspec.params.get('name') if callspec else None
-        name = name or item.path.stem.removeprefix('test_')
-        item.add_marker(pytest.mark.xdist_group(f'experiment-{name}'))
-
-
 def mnist_data_dir() -> str:
     """TFDS_DATA_DIR if set, else the ../shared/data/tensorflow_datasets that CI lays out beside the repo."""
     return os.environ.get('TFDS_DATA_DIR') or os.path.join(

@@ -43,7 +43,9 @@ def test_a_unit_with_zero_outgoing_weights_leaves_the_function_unchanged_and_tra
     x = data.validation_images
     before = train.evaluate(task, state, x, data.validation_labels)
     after = train.evaluate(task, grown, x, data.validation_labels)
-    np.testing.assert_array_equal(after['loss'], before['loss'])
+    # Equal up to the rounding of a wider matmul (2e-7 seen on an AMD EPYC without AVX-512); a new unit that reached
+    # the output would move the loss by orders of magnitude more.
+    np.testing.assert_allclose(after['loss'], before['loss'], rtol=1e-6)
     np.testing.assert_array_equal(after['accuracy'], before['accuracy'])
     trained, history = train.fit(task, grown, data, epochs=3, data_key=jax.random.PRNGKey(1), start_epoch=1)
     assert history[0]['compile_seconds'] > 0 and history[1]['compile_seconds'] == 0  # one recompile

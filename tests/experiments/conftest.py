@@ -1,5 +1,7 @@
 """In-process runs of the experiments' `:quick` configs, each run once per test session and shared by the tests of
-tests/experiments, and the same run with the test labels permuted (the sealed-test check)."""
+tests/experiments, and the same run with the test labels permuted (the sealed-test check, `sealed`). Each
+experiment's tests live in one file, test_NAME.py, so that `--dist loadfile` runs them, and its :quick run, in one
+worker."""
 
 import atexit
 import importlib
@@ -56,3 +58,27 @@ def quick(data_dir, tmp_path_factory):
         return done[name, permuted]
 
     return run
+
+
+def _curves(results):
+    """Every member's training and validation history: what a choice made on test would change downstream."""
+    return {
+        (variant, label): [{k: v for k, v in row.items() if k.startswith(('train_', 'val_'))} for row in run['history']]
+        for variant, members in results['runs'].items()
+        for label, run in members.items()
+    }
+
+
+@pytest.fixture(scope='session')
+def sealed(quick):
+    """sealed(name): the sealed-test check. Experiment `name`'s :quick, run again with the test labels permuted, must
+    make the same choices and train the same curves: a choice that read the test split would change with its labels,
+    and so would everything trained after it."""
+
+    def check(name: str):
+        _, results, _ = quick(name)
+        _, permuted, _ = quick(name, permuted=True)
+        assert permuted.get('choices') == results.get('choices')
+        assert _curves(permuted) == _curves(results)
+
+    return check

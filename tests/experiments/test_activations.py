@@ -27,3 +27,8 @@ def test_activations_quick_counts_dead_units_and_the_shallow_spread(quick):
         run['final_diagnostics']['dead_fraction'] == run['history'][-1]['dead_fraction']
         for run in runs['dead_relu'].values()
     )
+
+
+@pytest.mark.slow
+def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
+    sealed('activations')

@@ -45,3 +45,8 @@ def test_batchnorm_checkpoints_are_the_epochs_nearest_every_10k_steps():
     assert batchnorm.checkpoint_epochs(10_000, 833, 30) == [12, 24]  # 24,990 steps: 10k and 20k only
     assert batchnorm.checkpoint_epochs(1_000, 400, 10) == [2, 5, 8, 10]  # 2.5 rounds to 2, 7.5 to 8 (half to even)
     assert batchnorm.checkpoint_epochs(10_000, 11, 2) == [2]  # shorter than one checkpoint: the last epoch
+
+
+@pytest.mark.slow
+def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
+    sealed('batchnorm')

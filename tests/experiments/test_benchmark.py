@@ -20,3 +20,8 @@ def test_benchmark_quick_writes_its_headline_numbers(quick):
     # The analytic FLOP count and XLA's own count of the same step agree to within the small non-matmul work.
     assert 0.9 < summary['xla_flops_per_epoch'] / summary['flops_per_epoch'] < 1.2
     assert {row['shuffle'] for row in results['sweeps']} == {'shared', 'per_member'}
+
+
+@pytest.mark.slow
+def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
+    sealed('benchmark')

@@ -43,3 +43,8 @@ def test_every_depth_gets_the_budget_and_its_headlines(capacity_quick):
             np.mean([r['history'][0]['val_accuracy'] for r in runs])
         )
     assert (workdir / 'width_depth.png').stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
+    sealed('capacity')

@@ -13,3 +13,8 @@ def test_early_stopping_l2_quick_tracks_the_ridge_path(quick):
     assert 0 < summary['max_relative_distance_to_nearest_ridge'] < summary['max_relative_distance']
     assert 0 < summary['sgd_max_relative_distance'] < 0.35
     assert (workdir / 'trajectory.png').stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
+    sealed('early_stopping_l2')

@@ -35,3 +35,8 @@ def test_every_strategy_grows_by_its_units_and_the_function_preserving_ones_do_n
     assert preserving  # :quick runs net2net
     for strategy in preserving:
         assert summary[f'largest_loss_jump_{strategy}'] <= 1e-4, strategy
+
+
+@pytest.mark.slow
+def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
+    sealed('growth')

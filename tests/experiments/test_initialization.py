@@ -25,3 +25,8 @@ def test_initialization_quick_reports_every_headline_and_the_inits_really_differ
             for init in ('he_normal', 'glorot_normal', 'uniform')}  # fmt: skip
     assert last['he_normal'] > last['glorot_normal'] > 100 * last['uniform']
     assert (workdir / 'deep_nets.png').stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
+    sealed('initialization')

@@ -43,3 +43,8 @@ def test_overfitting_quick_chooses_strengths_on_validation_and_reports_every_var
         summary[f'gap_{best}'],
     )
     assert (workdir / 'test_accuracy.png').stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
+    sealed('overfitting')

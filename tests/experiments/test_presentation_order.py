@@ -17,3 +17,8 @@ def test_presentation_order_quick_trains_every_order(quick):
     # Each order trains differently from the default reshuffle.
     loss = lambda name: runs[name]['seed=0']['history'][-1]['train_loss']
     assert len({loss(name) for name in names}) == len(names)
+
+
+@pytest.mark.slow
+def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
+    sealed('presentation_order')

@@ -32,3 +32,8 @@ def test_quick_experiment_reports_every_method_and_chooses_the_factor_on_validat
 
 
 # Randomness that must differ between things sharing a seed, and resets that must happen (issue 26).
+
+
+@pytest.mark.slow
+def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
+    sealed('pretraining')

@@ -39,3 +39,8 @@ def test_the_ticket_reports_its_kept_fraction_and_the_neuron_cut_reports_a_net_t
     widths = ['-'.join(map(str, row['widths'])) for row in results['neurons']]
     assert summary['structured_widths'] in widths + ['-'.join(map(str, config.model.hidden_widths))]
     assert _choice(results, 'neuron widths')['chosen'] in widths + ['dense']
+
+
+@pytest.mark.slow
+def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
+    sealed('pruning')

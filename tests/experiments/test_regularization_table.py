@@ -52,3 +52,8 @@ def test_regularization_table_quick_chooses_each_strength_on_validation_and_trai
     report = (workdir / 'report.md').read_text()
     assert '## Strengths chosen on validation' in report and '524 training' not in report
     assert '% at c)' in report
+
+
+@pytest.mark.slow
+def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
+    sealed('regularization_table')

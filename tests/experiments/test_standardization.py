@@ -40,3 +40,8 @@ def test_mnist_headlines_are_the_chosen_step_sizes_mean_over_seeds(standardizati
     first = {name: results['sweeps'][f'mnist_{name}']['seed=0,optimizer.learning_rate=0.01']['history'][0]['train_loss']
              for name in standardization.MNIST}  # fmt: skip
     assert len(set(first.values())) == 3
+
+
+@pytest.mark.slow
+def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
+    sealed('standardization')

@@ -19,3 +19,8 @@ def test_step_size_quick_picks_each_optimizers_rate_on_validation(quick):
     # The schedules really differ: a decayed rate ends elsewhere than the constant one.
     final_loss = lambda name: runs[f'schedule_{name}']['seed=0']['history'][-1]['train_loss']
     assert final_loss('cosine_decay') != final_loss('constant')
+
+
+@pytest.mark.slow
+def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
+    sealed('step_size')
