@@ -4,6 +4,9 @@ read. `nets.report` turns these into report.md, figures and TensorBoard rows.
 
 `runs` everywhere is {variant: {label: {'seed', 'hparams', 'history': [rows], 'test': {metric: value}}}}, one history
 row per epoch, where a label names the member's seed and swept values ('seed=0,optimizer.learning_rate=0.01').
+
+A verdict is a `claim`: the 95% interval over seeds of a difference (paired, when both sides were trained on the same
+seeds, or against a fixed number), and `supported`, `contradicted` or `inconclusive` by where that interval lies.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import subprocess
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from nets.registry import lookup
 
 SPLIT_PREFIXES = ('train_', 'val_')
 
@@ -221,3 +226,80 @@ def variant_statistics(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[
                 'max': float(np.max(series)),
             }
     return result
+
+
+INTERVAL_METHODS = ('t', 'bootstrap')
+VERDICTS = ('supported', 'contradicted', 'inconclusive')
+
+
+def interval(
+    values: Sequence[float], *, confidence: float = 0.95, method: str = 't', resamples: int = 10_000, seed: int = 0
+) -> dict[str, Any]:
+    """The mean of `values` (one per seed) with its two-sided `confidence` interval: Student t ('t': mean ± t·s/√n,
+    s with n − 1 degrees of freedom), or the percentile bootstrap of the mean ('bootstrap', `resamples` draws from a
+    generator seeded by `seed`). With fewer than two values there is no interval: low and high are None."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=np.float64)
+    n, mean = len(values), float(np.mean(values)) if len(values) else float('nan')
+    lookup(dict.fromkeys(INTERVAL_METHODS), method, 'interval method')
+    low = high = None
+    if n >= 2 and method == 't':
+        half = stats.t.ppf(0.5 + confidence / 2, n - 1) * np.std(values, ddof=1) / math.sqrt(n)
+        low, high = mean - float(half), mean + float(half)
+    elif n >= 2:
+        draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+        means = values[draws].mean(axis=1)
+        low, high = (float(q) for q in np.quantile(means, [0.5 - confidence / 2, 0.5 + confidence / 2]))
+    return {'mean': mean, 'low': low, 'high': high, 'n': n, 'confidence': confidence, 'method': method}
+
+
+def paired_difference(a: Mapping[Any, float], b: Mapping[Any, float] | float, **kwargs: Any) -> dict[str, Any]:
+    """The interval (see `interval`) of a − b over the seeds: `a` and `b` are {seed: value}, and every seed of one is a
+    seed of the other (a difference between members of different seeds would not be paired); `b` may be one number,
+    a published value, say."""
+    if isinstance(b, Mapping):
+        if set(a) != set(b):
+            raise ValueError(f'a paired difference needs the same seeds on both sides, got {sorted(a)} and {sorted(b)}')
+        b = {seed: b[seed] for seed in a}
+    else:
+        b = dict.fromkeys(a, float(b))
+    return interval([a[seed] - b[seed] for seed in a], **kwargs)
+
+
+def verdict(difference: Mapping[str, Any], expected: str = 'greater') -> str:
+    """`supported` when the interval of a difference lies wholly on the `expected` side of 0 ('greater' or 'less'),
+    `contradicted` when it lies wholly on the other, and `inconclusive` when it contains 0 (or there is none)."""
+    sign = {'greater': 1, 'less': -1}[expected]
+    low, high = difference['low'], difference['high']
+    if low is None or high is None or low <= 0 <= high:
+        return 'inconclusive'
+    return 'supported' if sign * low > 0 else 'contradicted'
+
+
+def claim(
+    text: str,
+    metric: str,
+    variants: Sequence[str],
+    a: Mapping[Any, float],
+    b: Mapping[Any, float] | float,
+    *,
+    expected: str = 'greater',
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """One entry of results.json's `claims`: `text` says that `metric` of `variants[0]` (values `a`, {seed: value})
+    is `expected` ('greater' or 'less') than that of `variants[1]` (`b`), or than the number `b`. It holds the
+    mean difference (`value`), its interval and the verdict."""
+    difference = paired_difference(a, b, **kwargs)
+    return {
+        'claim': text,
+        'metric': metric,
+        'variants': list(variants),
+        'expected': expected,
+        'value': difference['mean'],
+        'interval': [difference['low'], difference['high']],
+        'method': difference['method'],
+        'confidence': difference['confidence'],
+        'seeds': len(a),
+        'verdict': verdict(difference, expected),
+    }

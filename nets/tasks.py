@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 
 from nets import early_stopping as early_stopping_lib, losses, models, optimizers, orders, regularizers, train
-from nets.registry import refuse_unknown
+from nets.registry import lookup, refuse_unknown
 
 FIELDS = ('model', 'optimizer', 'penalties', 'loss', 'early_stopping', 'batch_size')
 
@@ -273,11 +273,7 @@ def build(
         )
     if rule is not None:
         monitors = [f'{prefix}{name}' for prefix in early_stopping_lib.PREFIXES for name in loss.metric_names]
-        if rule.monitor not in monitors:
-            raise ValueError(
-                f'config.early_stopping.monitor={rule.monitor!r} is not a metric of this task; '
-                f'allowed: {", ".join(monitors)}'
-            )
+        lookup(dict.fromkeys(monitors), rule.monitor, 'config.early_stopping.monitor (a metric of this task)')
     return task, train.as_hparams(defaults)
 
 

@@ -93,7 +93,7 @@ def test_bad_rules_are_refused():
     # Any metric the task reports may be monitored, and nothing else: the Task checks it against its loss.
     with pytest.raises(
         ValueError,
-        match=r"'val_f1' is not a metric of this task; allowed: train_loss, "
+        match=r"monitor \(a metric of this task\) 'val_f1'; allowed: train_loss, "
         r'train_accuracy, val_loss, val_accuracy$',
     ):
         mlp_task(early_stopping={'monitor': 'val_f1'})

@@ -75,7 +75,7 @@ def test_the_dataset_registry_refuses_an_unknown_dataset():
         (config(penalties=({'layers': 'conv', 'kernel_l2': 0.1},)), "layers='conv' matches no layer"),
         (config(penalties=({'kernel_l3': 0.1},)), 'unknown field config.penalties[0].kernel_l3'),
         (config(loss='mse'), "config.loss='mse' reconstructs the input (784 features), but model 'mlp' outputs (10,)"),
-        (config(early_stopping={'monitor': 'val_f1'}), "'val_f1' is not a metric of this task"),
+        (config(early_stopping={'monitor': 'val_f1'}), "monitor (a metric of this task) 'val_f1'; allowed: "),
     ],
 )
 def test_bad_fields_are_refused_in_one_line_naming_the_field(bad, expected):

@@ -1,0 +1,102 @@
+"""nets/results.py's statistics: intervals over seeds, paired differences and verdicts, against scipy and by hand."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from nets import results
+
+
+def test_the_t_interval_of_a_hand_case():
+    # 1..5: mean 3, s = sqrt(2.5), t(0.975, 4) = 2.776445: 3 -+ 2.776445 * sqrt(2.5 / 5).
+    found = results.interval([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert found['mean'] == 3.0 and found['n'] == 5 and found['method'] == 't'
+    assert found['low'] == pytest.approx(3 - 2.776445 * np.sqrt(0.5), abs=1e-6)
+    assert found['high'] == pytest.approx(3 + 2.776445 * np.sqrt(0.5), abs=1e-6)
+
+
+@pytest.mark.parametrize('n, confidence', [(2, 0.95), (3, 0.95), (5, 0.9), (10, 0.99)])
+def test_the_t_interval_is_scipys(n, confidence):
+    values = np.random.default_rng(n).normal(0.98, 0.002, n)
+    low, high = stats.t.interval(confidence, n - 1, loc=np.mean(values), scale=stats.sem(values))
+    found = results.interval(values, confidence=confidence)
+    assert (found['low'], found['high']) == pytest.approx((low, high), rel=1e-12)
+
+
+def test_the_bootstrap_interval_agrees_with_scipys_percentile_bootstrap_and_repeats_with_its_seed():
+    values = np.random.default_rng(0).normal(0.0, 1.0, 10)
+    found = results.interval(values, method='bootstrap', resamples=20_000)
+    reference = stats.bootstrap((values,), np.mean, method='percentile', n_resamples=20_000, rng=1)
+    ci = reference.confidence_interval
+    # Different draws: the ends agree to a few hundredths of the spread (s = 1 here).
+    assert found['low'] == pytest.approx(ci.low, abs=0.05) and found['high'] == pytest.approx(ci.high, abs=0.05)
+    assert found == results.interval(values, method='bootstrap', resamples=20_000)
+    assert found != results.interval(values, method='bootstrap', resamples=20_000, seed=1)
+    assert found['low'] < np.mean(values) < found['high']
+
+
+def test_the_paired_difference_is_scipys_paired_t_interval():
+    rng = np.random.default_rng(0)
+    seed_effect = rng.normal(0, 0.01, 6)  # what a seed does to both arms: pairing removes it
+    a = dict(enumerate(0.97 + seed_effect + 0.002 + rng.normal(0, 0.0005, 6)))
+    b = dict(enumerate(0.97 + seed_effect + rng.normal(0, 0.0005, 6)))
+    paired = results.paired_difference(a, b)
+    reference = stats.ttest_rel(list(a.values()), list(b.values())).confidence_interval(0.95)
+    assert (paired['low'], paired['high']) == pytest.approx((reference.low, reference.high), rel=1e-10)
+    # The seed effect swamps the difference between the arms, unless the members are paired by seed.
+    unpaired = stats.ttest_ind(list(a.values()), list(b.values())).confidence_interval(0.95)
+    assert unpaired.low < 0 < paired['low']
+    # Pairing follows the seeds, not the order they are listed in.
+    assert results.paired_difference(a, dict(reversed(list(b.items())))) == paired
+
+
+def test_a_difference_against_a_number_is_the_one_sample_t_interval():
+    values = [0.9841, 0.9838, 0.9845, 0.9843, 0.9839]
+    found = results.paired_difference(dict(enumerate(values)), 0.984)
+    reference = stats.ttest_1samp(values, 0.984).confidence_interval(0.95)  # of the mean, not of the difference
+    assert (found['low'], found['high']) == pytest.approx((reference.low - 0.984, reference.high - 0.984), rel=1e-9)
+
+
+def test_a_paired_difference_refuses_unmatched_seeds():
+    with pytest.raises(ValueError, match='the same seeds on both sides'):
+        results.paired_difference({0: 1.0, 1: 2.0}, {0: 1.0, 2: 2.0})
+
+
+@pytest.mark.parametrize(
+    'low, high, expected, verdict',
+    [
+        (0.001, 0.003, 'greater', 'supported'),
+        (-0.003, -0.001, 'greater', 'contradicted'),
+        (-0.003, -0.001, 'less', 'supported'),
+        (0.001, 0.003, 'less', 'contradicted'),
+        (-0.001, 0.003, 'greater', 'inconclusive'),
+        (-0.003, 0.001, 'less', 'inconclusive'),
+        (0.0, 0.003, 'greater', 'inconclusive'),
+        (None, None, 'greater', 'inconclusive'),
+    ],
+)
+def test_the_verdict_is_inconclusive_when_the_interval_holds_zero(low, high, expected, verdict):
+    assert results.verdict({'low': low, 'high': high}, expected) == verdict
+
+
+def test_a_claim_on_one_seed_has_no_interval_and_is_inconclusive():
+    found = results.claim('at least Keras', 'test_accuracy', ['refit', 'keras'], {0: 0.99}, 0.984)
+    assert found['interval'] == [None, None] and found['verdict'] == 'inconclusive'
+    assert found['value'] == pytest.approx(0.006)
+
+
+def test_a_claim_records_its_interval_and_verdict():
+    a = {seed: 0.986 + 0.0002 * seed for seed in range(5)}
+    found = results.claim('at least Keras', 'test_accuracy', ['refit', 'keras'], a, 0.984)
+    assert found['verdict'] == 'supported' and found['seeds'] == 5
+    low, high = found['interval']
+    assert low < found['value'] < high and low > 0
+    assert (
+        results.claim('below Keras', 'test_accuracy', ['refit', 'keras'], a, 0.984, expected='less')['verdict']
+        == 'contradicted'
+    )
+
+
+def test_an_unknown_interval_method_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="unknown interval method 'wilson'; allowed: t, bootstrap"):
+        results.interval([1.0, 2.0], method='wilson')
