@@ -40,7 +40,7 @@ def base_config(*, seeds: Sequence[int] = (0, 1, 2), **fields: Any) -> ml_collec
     """A config with the fields every experiment shares, then `fields` (which may override them): the dataset and
     its split (validation_size images of the training split held out, chosen by split_seed; train_limit and
     test_limit, unset, take the first images), the seeds (members), the batch order (data_seed, shuffle 'shared'
-    or 'per_member') and checkpoint_every (epochs)."""
+    or 'per_member'), the development seeds and checkpoint_every (epochs)."""
     config = ml_collections.ConfigDict()
     config.dataset = 'mnist'
     config.validation_size = 10_000
@@ -48,6 +48,9 @@ def base_config(*, seeds: Sequence[int] = (0, 1, 2), **fields: Any) -> ml_collec
     config.train_limit = ml_collections.FieldReference(None, field_type=int)
     config.test_limit = ml_collections.FieldReference(None, field_type=int)
     config.seeds = tuple(seeds)
+    # The seeds the recipe was developed on (its grids, targets and verdicts fixed by looking at them); `seeds`, the
+    # confirmation run's, may not reuse one.
+    config.development_seeds = ()
     config.data_seed = 0
     config.shuffle = 'shared'
     config.checkpoint_every = 1
@@ -119,7 +122,8 @@ def choose_swept(what: str, runs: Mapping[str, Mapping], path: str, *, metric: s
 @dataclasses.dataclass
 class Report:
     """What an experiment's summarize gives: the headline `summary`, the `sections` (markdown) and `figures`
-    (files in the workdir, by path or name) of its report, and `records`, its own named blocks in results.json.
+    (files in the workdir, by path or name) of its report, `claims` (each a `nets.results.claim`: a difference over
+    seeds with its interval and verdict) and `records`, its own named blocks in results.json.
     `runs` are the runs the standard tables show (all trained runs unless given); `curves` the history metrics of
     curves.png."""
 
@@ -127,6 +131,7 @@ class Report:
     summary: dict[str, Any]
     sections: Sequence[str] = ()
     figures: Sequence[str] = ()
+    claims: Sequence[Mapping[str, Any]] = ()
     records: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     runs: Mapping[str, Any] | None = None
     curves: Sequence[str] | None = None
@@ -323,6 +328,7 @@ def _run_stages(module, config, workdir: str, started: float, **options) -> dict
         curves=result.curves,
         sections=list(result.sections),
         figures=result.figures,
+        claims=result.claims,
         records={'choices': experiment.choices, **dict(result.records)},
     )
     return summary

@@ -172,18 +172,21 @@ def write_run(
     sections: Sequence[str] = (),
     curves: Sequence[str] | None = None,
     figures: Sequence[str] = (),
+    claims: Sequence[Mapping[str, Any]] = (),
     records: Mapping[str, Any] | None = None,
 ) -> dict:
     """The standard report of an experiment: results.json (with per-variant statistics), history.csv, curves.png
     and report.md (description, headline summary, per-variant and per-member tables, curves, then the
-    experiment's own sections, then its `figures`, files in the workdir). `records` are the experiment's own named
-    blocks of results.json. Returns the per-variant statistics."""
+    experiment's own sections, then its `figures`, files in the workdir). `claims` (`nets.results.claim` entries) go
+    into results.json and a table after the summary; `records` are the experiment's own named blocks of
+    results.json. Returns the per-variant statistics."""
     statistics = variant_statistics(runs)
     seeds = sorted(
         {run.get('seed') for by_member in runs.values() for run in by_member.values()},
         key=lambda seed: (seed is None, seed),
     )
-    write_results(workdir, summary, config, seeds, runs, {'statistics': statistics, **dict(records or {})})
+    records = {'statistics': statistics, 'claims': list(claims), **dict(records or {})}
+    write_results(workdir, summary, config, seeds, runs, records)
     write_history_csv(workdir, runs)
     figure = []
     if curves is None:
@@ -218,6 +221,7 @@ def write_run(
             *sections,
             '## Summary',
             markdown_table(['metric', 'value'], [[key, value] for key, value in summary.items()]),
+            *claims_table(claims),
             *divergence,
             '## Variants (mean, and min–max over members)',
             markdown_table(['variant', 'members', *names], variant_rows),
@@ -228,6 +232,25 @@ def write_run(
         ],
     )
     return statistics
+
+
+def claims_table(claims: Sequence[Mapping[str, Any]]) -> list[str]:
+    """'## Claims' and one row a claim: the mean difference over seeds, its interval, the seeds and the verdict."""
+    if not claims:
+        return []
+    number = lambda value: 'none' if value is None else f'{value:+.4f}'
+    rows = [
+        [
+            entry['claim'],
+            f'{entry["metric"]}: {" − ".join(entry["variants"])}',
+            number(entry['value']),
+            f'{entry["confidence"]:.0%} {entry["method"]}: [{", ".join(map(number, entry["interval"]))}]',
+            entry['seeds'],
+            f'**{entry["verdict"]}**',
+        ]
+        for entry in claims
+    ]
+    return ['## Claims', markdown_table(['claim', 'difference', 'value', 'interval', 'seeds', 'verdict'], rows)]
 
 
 def _mean_range(values: Mapping[str, float]) -> str:

@@ -141,6 +141,7 @@ RULES: dict[str, Rule] = {
     # what runs and on what
     'dataset': name_in(data_lib.DATASETS),
     'seeds': several(integer(0)),
+    'development_seeds': several(integer(0), allow_empty=True),
     **{name: integer(0) for name in ('data_seed', 'split_seed', 'problem_seed', 'validation_size')},
     'train_limit': integer(1, optional=True),
     'test_limit': integer(1, optional=True),
@@ -256,6 +257,7 @@ def check(
             raise ValueError(f"config.{path} has no check; name what it may hold in the experiment's CONFIG_RULES")
         rule(path, value)
     _check_batches(config, config, '')
+    _check_confirmation_seeds(config)
     if input_shape is None and config.get('dataset') in data_lib.DATASETS:
         input_shape = (math.prod(data_lib.image_shape(config['dataset'])),)
     for prefix, task in _tasks(config):
@@ -268,6 +270,18 @@ def check(
                 raise ValueError(message.replace('config.', f'config.{prefix}', 1) if prefix else message) from None
     for cross_check in checks:
         cross_check(config)
+
+
+def _check_confirmation_seeds(config: Mapping[str, Any]) -> None:
+    """A run's seeds confirm what was developed on others: none of them may be a development seed."""
+    reused = sorted(set(config.get('seeds', ())) & set(config.get('development_seeds', ())))
+    if reused:
+        refuse(
+            'seeds',
+            config['seeds'],
+            f'seeds that are not development_seeds {tuple(config["development_seeds"])} (a confirmation run uses fresh '
+            f'ones; {reused[0]} is reused)',
+        )
 
 
 def _tasks(config: Mapping[str, Any], prefix: str = '') -> list[tuple[str, Mapping[str, Any]]]:

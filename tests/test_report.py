@@ -251,6 +251,7 @@ def test_write_report_writes_the_title_then_the_sections(tmp_path):
 def test_write_run_writes_results_history_report_and_curves(tmp_path):
     """results.json is strict JSON with every key (a stopped member's NaN as null), report.md has the tables."""
     runs = make_runs()
+    claim = results_lib.claim('rate helps', 'test_accuracy', ['a', 'b'], {0: 0.90, 1: 0.91, 2: 0.92}, 0.8)
     statistics = report.write_run(
         str(tmp_path),
         'Sweep',
@@ -259,11 +260,18 @@ def test_write_run_writes_results_history_report_and_curves(tmp_path):
         runs=runs,
         sections=['Intro prose.'],
         figures=[str(tmp_path / 'error_vs_kept.png')],
+        claims=[claim],
         records={'choices': [{'choice': 'rate', 'chosen': 0.1}]},
     )
     assert statistics == results_lib.variant_statistics(runs)
     results = strict_json((tmp_path / 'results.json').read_text())
-    assert list(results) == ['summary', 'config', 'seeds', 'versions', 'diverged', 'runs', 'statistics', 'choices']
+    assert list(results) == [
+        *('summary', 'config', 'seeds', 'versions', 'diverged', 'runs', 'statistics', 'claims', 'choices')
+    ]
+    assert results['claims'] == [claim]
+    report_md = (tmp_path / 'report.md').read_text()
+    assert '## Claims' in report_md and '| rate helps | test_accuracy: a − b | +0.1100 |' in report_md
+    assert '95% t: [' in report_md and '| 3 | **supported** |' in report_md
     assert results['choices'] == [{'choice': 'rate', 'chosen': 0.1}]
     assert results['diverged'] == {}
     assert results['summary'] == {'headline_accuracy': 0.91}

@@ -301,3 +301,17 @@ def test_the_shared_checks_know_no_topic_and_no_experiments_own_field():
     task_schema |= {'model.name', 'optimizer.name', 'schedule.name', 'learning_rate', 'transforms', 'schedule'}
     own = {key: names for key, names in users.items() if len(names) == 1 and key not in task_schema}
     assert not own, f'fields of one experiment in nets.validation.RULES: {own}'
+
+
+def test_a_confirmation_run_refuses_a_development_seed_before_any_data_loads():
+    from experiments import baseline
+
+    config = baseline.get_config().to_dict()
+    validation.check(config, baseline.CONFIG_RULES)  # 100..104 against development seeds 0, 1, 2
+    with pytest.raises(ValueError) as error:
+        validation.check({**config, 'seeds': (100, 2)}, baseline.CONFIG_RULES)
+    assert str(error.value) == (
+        'config.seeds must be seeds that are not development_seeds (0, 1, 2) (a confirmation run uses fresh ones; 2 '
+        'is reused), got (100, 2)'
+    )
+    validation.check({**config, 'seeds': (0,), 'development_seeds': ()}, baseline.CONFIG_RULES)  # a smoke run

@@ -78,7 +78,8 @@ def sealed(quick):
     def check(name: str):
         _, results, _ = quick(name)
         _, permuted, _ = quick(name, permuted=True)
-        assert permuted.get('choices') == results.get('choices')
+        assert 'choices' in results and 'claims' in results
+        assert permuted['choices'] == results['choices']
         assert _curves(permuted) == _curves(results)
 
     return check

@@ -20,6 +20,12 @@ def test_baseline_quick_reports_the_refit_runs_test_accuracy(quick):
     best = [max(row['val_accuracy'] for row in run['history']) for run in runs['baseline'].values()]
     assert summary['best_val_accuracy'] == pytest.approx(sum(best) / len(best))
     assert (workdir / 'report.md').read_text().count('Keras reports 0.9840') == 1
+    # Its claim: the reported test accuracy against Keras's, over the seeds; one seed gives no interval.
+    (claim,) = results['claims']
+    assert claim['variants'] == ['refit', 'Keras (published)'] and claim['seeds'] == len(config.seeds) == 1
+    assert claim['value'] == pytest.approx(summary['test_accuracy'] - 0.9840)
+    assert claim['interval'] == [None, None] and claim['verdict'] == 'inconclusive'
+    assert results['choices'] == [] and not set(results['seeds']) & set(results['config']['development_seeds'])
 
 
 @pytest.mark.slow
