@@ -1,6 +1,7 @@
 """Shared test fixtures: the repo on sys.path and the MNIST data directory."""
 
 import os
+import shutil
 import sys
 
 import jax
@@ -10,6 +11,22 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 # Test modules import helpers from here and from each other (`from conftest import mlp_task`).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+# One persistent compilation cache for every test process (both xdist workers, and the test runs after them), set
+# before anything compiles (JAX reads the setting once): a program that any test compiled loads from disk. JAX keys
+# an entry by the program, its compile options and the library versions, so changed code compiles anew, and an
+# entry it cannot read (one half-written by the other worker) is compiled again with a warning. Past 2 GiB (the
+# entries of code since changed) the directory is emptied first. NETS_TEST_COMPILATION_CACHE names another one.
+# JAX's own size limit is not used: it locks the directory and lists it on every write, which made the fast loop
+# slower than no cache at all.
+COMPILATION_CACHE = os.environ.get('NETS_TEST_COMPILATION_CACHE') or os.path.join(
+    REPO, '.pytest_cache', 'jax-compilation-cache'
+)
+if os.path.isdir(COMPILATION_CACHE) and sum(e.stat().st_size for e in os.scandir(COMPILATION_CACHE)) > 2 << 30:
+    shutil.rmtree(COMPILATION_CACHE, ignore_errors=True)
+jax.config.update('jax_compilation_cache_dir', COMPILATION_CACHE)
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
 
 def mnist_data_dir() -> str:

@@ -3,23 +3,11 @@ tests/experiments, and the same run with the test labels permuted (the sealed-te
 experiment's tests live in one file, test_NAME.py, so that `--dist loadfile` runs them, and its :quick run, in one
 worker."""
 
-import atexit
 import importlib
 import json
-import shutil
-import tempfile
 
-import jax
 import numpy as np
 import pytest
-
-# A persistent compilation cache for the session, set before anything compiles (JAX reads the setting once): the
-# permuted run of an experiment, and any program two experiments share, compile once.
-_CACHE = tempfile.mkdtemp(prefix='nets-tests-compilation-cache-')
-atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
-jax.config.update('jax_compilation_cache_dir', _CACHE)
-jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
-jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
 
 def permuted_test_labels(load_splits):
