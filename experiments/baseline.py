@@ -63,7 +63,8 @@ def summarize(run, staged: dict) -> experiment.Report:
     """The test accuracy of the reported variant against Keras's, and the timings of the validation run."""
     config, runs = run.config, run.runs
     statistics = results.variant_statistics(runs)
-    reported = statistics['refit' if config.refit else 'baseline']
+    reported_variant = 'refit' if config.refit else 'baseline'
+    reported = statistics[reported_variant]
     first = next(iter(runs['baseline'].values()))['history']
     examples = len(run.splits().train_labels) // config.batch_size * config.batch_size
     summary = {
@@ -90,12 +91,11 @@ def summarize(run, staged: dict) -> experiment.Report:
         f'Keras reports {KERAS_TEST_ACCURACY:.4f} test accuracy for this network; the mean over our seeds is '
         f'{summary["test_accuracy"]:.4f} ({comparison} it).'
     )
-    reported_runs = runs['refit' if config.refit else 'baseline'].values()
     claim = results.claim(
         f"Keras's mnist_mlp reaches {KERAS_TEST_ACCURACY:.2%} test accuracy; ours at least matches it",
         'test_accuracy',
-        ['refit' if config.refit else 'baseline', 'Keras (published)'],
-        {run['seed']: run['test']['accuracy'] for run in reported_runs},
+        [reported_variant, 'Keras (published)'],
+        {run['seed']: run['test']['accuracy'] for run in runs[reported_variant].values()},
         KERAS_TEST_ACCURACY,
     )
     return experiment.Report('Baseline: Keras mnist_mlp', summary, sections=[description, keras], claims=[claim])

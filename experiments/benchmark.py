@@ -198,9 +198,7 @@ def run(
     # for a benchmark that trains no variant; `measure` and `summarize` are shaped like stages and summarize.
     bench = experiment.Experiment(config, workdir, data_dir=data_dir, cache_dir=cache_dir)
     result = summarize(bench, measure(bench))
-    results.write_results(
-        workdir, result.summary, config.to_dict(), [0], runs={}, records={'choices': [], 'claims': [], **result.records}
-    )
+    results.write_results(workdir, result.summary, config.to_dict(), [0], runs={}, records=result.records)
     report.write_report(workdir, result.title, result.sections)
     return result.summary
 

@@ -158,20 +158,19 @@ def write_results(
     records: Mapping[str, Any] | None = None,
 ) -> str:
     """Writes DIR/results.json with summary, config, seeds, versions (with the git commit and the device), the
-    members whose loss diverged ({'variant/label': epoch}, empty when none) and runs; returns its path."""
+    members whose loss diverged ({'variant/label': epoch}, empty when none), runs, then `records`, where `claims`
+    and `choices` are always present (empty lists when the run makes none); returns its path."""
     path = os.path.join(workdir, 'results.json')
-    write_json(
-        path,
-        {
-            'summary': dict(summary),
-            'config': dict(config),
-            'seeds': list(seeds),
-            'versions': versions(),
-            'diverged': diverged_members(runs),
-            'runs': runs,
-            **dict(records or {}),
-        },
-    )
+    content = {
+        'summary': dict(summary),
+        'config': dict(config),
+        'seeds': list(seeds),
+        'versions': versions(),
+        'diverged': diverged_members(runs),
+        'runs': runs,
+        **dict(records or {}),
+    }
+    write_json(path, {**content, 'claims': content.get('claims', []), 'choices': content.get('choices', [])})
     return path
 
 
@@ -229,7 +228,6 @@ def variant_statistics(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[
 
 
 INTERVAL_METHODS = ('t', 'bootstrap')
-VERDICTS = ('supported', 'contradicted', 'inconclusive')
 
 
 def interval(
@@ -258,12 +256,10 @@ def paired_difference(a: Mapping[Any, float], b: Mapping[Any, float] | float, **
     """The interval (see `interval`) of a − b over the seeds: `a` and `b` are {seed: value}, and every seed of one is a
     seed of the other (a difference between members of different seeds would not be paired); `b` may be one number,
     a published value, say."""
-    if isinstance(b, Mapping):
-        if set(a) != set(b):
-            raise ValueError(f'a paired difference needs the same seeds on both sides, got {sorted(a)} and {sorted(b)}')
-        b = {seed: b[seed] for seed in a}
-    else:
-        b = dict.fromkeys(a, float(b))
+    if not isinstance(b, Mapping):
+        return interval([value - float(b) for value in a.values()], **kwargs)
+    if set(a) != set(b):
+        raise ValueError(f'a paired difference needs the same seeds on both sides, got {sorted(a)} and {sorted(b)}')
     return interval([a[seed] - b[seed] for seed in a], **kwargs)
 
 

@@ -9,6 +9,8 @@ import json
 import numpy as np
 import pytest
 
+from nets.results import SPLIT_PREFIXES
+
 
 def permuted_test_labels(load_splits):
     """`nets.data.load_splits` with the test labels permuted: what a run may compute from test changes, and
@@ -51,7 +53,7 @@ def quick(data_dir, tmp_path_factory):
 def _curves(results):
     """Every member's training and validation history: what a choice made on test would change downstream."""
     return {
-        (variant, label): [{k: v for k, v in row.items() if k.startswith(('train_', 'val_'))} for row in run['history']]
+        (variant, label): [{k: v for k, v in row.items() if k.startswith(SPLIT_PREFIXES)} for row in run['history']]
         for variant, members in results['runs'].items()
         for label, run in members.items()
     }
