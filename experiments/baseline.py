@@ -95,7 +95,7 @@ def summarize(run, staged: dict) -> experiment.Report:
         f"Keras's mnist_mlp reaches {KERAS_TEST_ACCURACY:.2%} test accuracy; ours at least matches it",
         'test_accuracy',
         [reported_variant, 'Keras (published)'],
-        {run['seed']: run['test']['accuracy'] for run in runs[reported_variant].values()},
+        results.by_seed(runs[reported_variant]),
         KERAS_TEST_ACCURACY,
     )
     return experiment.Report('Baseline: Keras mnist_mlp', summary, sections=[description, keras], claims=[claim])

@@ -273,6 +273,18 @@ def verdict(difference: Mapping[str, Any], expected: str = 'greater') -> str:
     return 'supported' if sign * low > 0 else 'contradicted'
 
 
+def by_seed(members: Mapping[str, Mapping[str, Any]], key: Any = None) -> dict[int, float]:
+    """{seed: key(run)} over one variant's members {label: run} (default: the final test accuracy), the values a
+    `claim` pairs; refuses two members of one seed (a sweep's members: keep the chosen value's first)."""
+    key = key or (lambda run: run['test']['accuracy'])
+    values = {}
+    for label, run in members.items():
+        if run['seed'] in values:
+            raise ValueError(f'by_seed: two members of seed {run["seed"]} (the second is {label!r})')
+        values[run['seed']] = float(key(run))
+    return values
+
+
 def claim(
     text: str,
     metric: str,

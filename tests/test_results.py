@@ -100,3 +100,14 @@ def test_a_claim_records_its_interval_and_verdict():
 def test_an_unknown_interval_method_is_refused_in_one_line():
     with pytest.raises(ValueError, match="unknown interval method 'wilson'; allowed: t, bootstrap"):
         results.interval([1.0, 2.0], method='wilson')
+
+
+def test_by_seed_keys_each_members_value_by_its_seed_and_refuses_two_of_one_seed():
+    members = {
+        'seed=101': {'seed': 101, 'test': {'accuracy': 0.9}, 'history': [{'val_loss': 0.5}]},
+        'seed=100': {'seed': 100, 'test': {'accuracy': 0.8}, 'history': [{'val_loss': 0.7}]},
+    }
+    assert results.by_seed(members) == {101: 0.9, 100: 0.8}
+    assert results.by_seed(members, lambda run: run['history'][-1]['val_loss']) == {101: 0.5, 100: 0.7}
+    with pytest.raises(ValueError, match='two members of seed 100'):
+        results.by_seed({**members, 'seed=100,lr=1': members['seed=100']})
