@@ -285,6 +285,12 @@ def by_seed(members: Mapping[str, Mapping[str, Any]], key: Any = None) -> dict[i
     return values
 
 
+def mean_of_last(metric: str, epochs: int) -> Any:
+    """A `by_seed` key: the mean of history `metric` over a member's last `epochs` epochs, a final number that one
+    noisy epoch does not decide."""
+    return lambda run: float(np.mean([row[metric] for row in run['history'][-epochs:]]))
+
+
 def claim(
     text: str,
     metric: str,

@@ -111,3 +111,9 @@ def test_by_seed_keys_each_members_value_by_its_seed_and_refuses_two_of_one_seed
     assert results.by_seed(members, lambda run: run['history'][-1]['val_loss']) == {101: 0.5, 100: 0.7}
     with pytest.raises(ValueError, match='two members of seed 100'):
         results.by_seed({**members, 'seed=100,lr=1': members['seed=100']})
+
+
+def test_mean_of_last_averages_only_the_last_epochs():
+    run = {'history': [{'test_accuracy': value} for value in (0.1, 0.5, 0.7, 0.9)]}
+    assert results.mean_of_last('test_accuracy', 2)(run) == pytest.approx(0.8)
+    assert results.mean_of_last('test_accuracy', 1)(run) == pytest.approx(0.9)
