@@ -265,10 +265,11 @@ def paired_difference(a: Mapping[Any, float], b: Mapping[Any, float] | float, **
 
 def verdict(difference: Mapping[str, Any], expected: str = 'greater') -> str:
     """`supported` when the interval of a difference lies wholly on the `expected` side of 0 ('greater' or 'less'),
-    `contradicted` when it lies wholly on the other, and `inconclusive` when it contains 0 (or there is none)."""
+    `contradicted` when it lies wholly on the other, and `inconclusive` when it contains 0 (or there is none, or an
+    end is not finite: a diverged member's NaN decides nothing)."""
     sign = {'greater': 1, 'less': -1}[expected]
     low, high = difference['low'], difference['high']
-    if low is None or high is None or low <= 0 <= high:
+    if low is None or high is None or not math.isfinite(low) or not math.isfinite(high) or low <= 0 <= high:
         return 'inconclusive'
     return 'supported' if sign * low > 0 else 'contradicted'
 

@@ -73,6 +73,9 @@ def test_a_paired_difference_refuses_unmatched_seeds():
         (-0.003, 0.001, 'less', 'inconclusive'),
         (0.0, 0.003, 'greater', 'inconclusive'),
         (None, None, 'greater', 'inconclusive'),
+        (float('nan'), float('nan'), 'greater', 'inconclusive'),  # a diverged member's NaN
+        (float('nan'), float('nan'), 'less', 'inconclusive'),
+        (0.001, float('inf'), 'greater', 'inconclusive'),
     ],
 )
 def test_the_verdict_is_inconclusive_when_the_interval_holds_zero(low, high, expected, verdict):
