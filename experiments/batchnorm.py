@@ -202,8 +202,8 @@ def summarize(run, staged: dict):
     claims = verdicts(
         run.runs,
         config.nikolenko,
-        candidates[chosen['bn']][2],
-        candidates[chosen['plain']][2],
+        candidates[chosen['bn']],
+        candidates[chosen['plain']],
         marks[0],
         steps_per_epoch,
     )
@@ -241,31 +241,32 @@ def summarize(run, staged: dict):
     )
 
 
-def verdicts(runs: dict, nikolenko, bn: dict, plain: dict, first_mark: int, steps_per_epoch: int) -> list[dict]:
+def verdicts(runs: dict, nikolenko, bn: tuple, plain: tuple, first_mark: int, steps_per_epoch: int) -> list[dict]:
     """The claims, each a paired difference over seeds of test accuracy: (a) the chosen BN and plain runs at the end
     and at Fig. 1's first checkpoint (epoch `first_mark`), and BN against the paper's 98%; (b) under `nikolenko`'s
-    settings, and (c)."""
+    settings, and (c). `bn` and `plain` are the chosen candidates: (validation accuracy, variant, its rate's runs)."""
+    (_, bn_name, bn), (_, plain_name, plain) = bn, plain
     at_mark = lambda run: run['history'][first_mark - 1]['test_accuracy']
     paired = lambda a, b: (results.by_seed(runs[a]), results.by_seed(runs[b]))
     return [
         results.claim(
             "BN reaches 98% test accuracy on Ioffe & Szegedy's MNIST net",
             'test_accuracy',
-            ['bn', '0.98 (their Fig. 1)'],
+            [bn_name, '0.98 (their Fig. 1)'],
             results.by_seed(bn),
             0.98,
         ),
         results.claim(
             'BN ends more accurate than the plain net, each at its own rate chosen on validation',
             'test_accuracy',
-            ['bn', 'plain'],
+            [bn_name, plain_name],
             results.by_seed(bn),
             results.by_seed(plain),
         ),
         results.claim(
             f'BN trains faster: it is ahead at the first checkpoint of Fig. 1 ({first_mark * steps_per_epoch} steps)',
             f'test_accuracy after epoch {first_mark}',
-            ['bn', 'plain'],
+            [bn_name, plain_name],
             results.by_seed(bn, at_mark),
             results.by_seed(plain, at_mark),
         ),

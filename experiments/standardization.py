@@ -268,7 +268,7 @@ def verdicts(config, staged: dict) -> list[dict]:
         results.claim(
             'On an ill-conditioned least-squares problem, standardized inputs let SGD converge in fewer steps',
             'steps to 1% of the minimum',
-            ['toy raw', 'toy standardize'],
+            ['toy_raw', 'toy_standardize'],
             steps['raw'],
             steps['standardize'],
         ),

@@ -303,8 +303,9 @@ def claim(
     **kwargs: Any,
 ) -> dict[str, Any]:
     """One entry of results.json's `claims`: `text` says that `metric` of `variants[0]` (values `a`, {seed: value})
-    is `expected` ('greater' or 'less') than that of `variants[1]` (`b`), or than the number `b`. It holds the
-    mean difference (`value`), its interval and the verdict."""
+    is `expected` ('greater' or 'less') than that of `variants[1]` (`b`), or than the number `b` (then recorded as
+    `reference`; `variants[1]` names its source). It holds the mean difference (`value`), its interval and the
+    verdict."""
     difference = paired_difference(a, b, **kwargs)
     return {
         'claim': text,
@@ -317,4 +318,5 @@ def claim(
         'confidence': difference['confidence'],
         'seeds': len(a),
         'verdict': verdict(difference, expected),
+        **({} if isinstance(b, Mapping) else {'reference': float(b)}),
     }

@@ -91,7 +91,8 @@ def test_a_claim_on_one_seed_has_no_interval_and_is_inconclusive():
 def test_a_claim_records_its_interval_and_verdict():
     a = {seed: 0.986 + 0.0002 * seed for seed in range(5)}
     found = results.claim('at least Keras', 'test_accuracy', ['refit', 'keras'], a, 0.984)
-    assert found['verdict'] == 'supported' and found['seeds'] == 5
+    assert found['verdict'] == 'supported' and found['seeds'] == 5 and found['reference'] == 0.984
+    assert 'reference' not in results.claim('paired', 'test_accuracy', ['a', 'b'], a, dict(a))  # two variants
     low, high = found['interval']
     assert low < found['value'] < high and low > 0
     assert (

@@ -73,3 +73,29 @@ def sealed(quick):
         assert _curves(permuted) == _curves(results)
 
     return check
+
+
+VERDICTS = ('supported', 'contradicted', 'inconclusive')
+
+
+@pytest.fixture(scope='session')
+def protocol(quick):
+    """protocol(name, seeds=5): experiment `name` is under the results protocol. Its full config confirms on at least
+    `seeds` seeds that its development never used, and its :quick run states claims: each a difference between
+    variants it trained (or against a published `reference`) over the run's seeds, with an interval that holds the
+    difference and one of the three verdicts."""
+
+    def check(name: str, seeds: int = 5):
+        full = importlib.import_module(f'experiments.{name}').get_config()
+        assert full.development_seeds, f'{name}: the full config names no development seeds'
+        assert len(full.seeds) >= seeds and not set(full.seeds) & set(full.development_seeds)
+        config, results, _ = quick(name)
+        assert results['claims'], f'{name}: its :quick run states no claim'
+        for claim in results['claims']:
+            a, b = claim['variants']
+            assert a in results['runs'] and ('reference' in claim or b in results['runs']), claim
+            assert claim['verdict'] in VERDICTS and claim['seeds'] == len(config.seeds)
+            low, high = claim['interval']
+            assert low is None or low <= claim['value'] <= high
+
+    return check

@@ -32,3 +32,8 @@ def test_activations_quick_counts_dead_units_and_the_shallow_spread(quick):
 @pytest.mark.slow
 def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
     sealed('activations')
+
+
+@pytest.mark.slow
+def test_it_confirms_on_fresh_seeds_and_states_its_claims(protocol):
+    protocol('activations')

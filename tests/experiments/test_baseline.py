@@ -31,3 +31,8 @@ def test_baseline_quick_reports_the_refit_runs_test_accuracy(quick):
 @pytest.mark.slow
 def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
     sealed('baseline')
+
+
+@pytest.mark.slow
+def test_it_confirms_on_fresh_seeds_and_states_its_claims(protocol):
+    protocol('baseline')

@@ -50,3 +50,8 @@ def test_batchnorm_checkpoints_are_the_epochs_nearest_every_10k_steps():
 @pytest.mark.slow
 def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
     sealed('batchnorm')
+
+
+@pytest.mark.slow
+def test_it_confirms_on_fresh_seeds_and_states_its_claims(protocol):
+    protocol('batchnorm')

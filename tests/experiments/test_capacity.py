@@ -48,3 +48,8 @@ def test_every_depth_gets_the_budget_and_its_headlines(capacity_quick):
 @pytest.mark.slow
 def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
     sealed('capacity')
+
+
+@pytest.mark.slow
+def test_it_confirms_on_fresh_seeds_and_states_its_claims(protocol):
+    protocol('capacity')

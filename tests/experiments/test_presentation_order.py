@@ -22,3 +22,8 @@ def test_presentation_order_quick_trains_every_order(quick):
 @pytest.mark.slow
 def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
     sealed('presentation_order')
+
+
+@pytest.mark.slow
+def test_it_confirms_on_fresh_seeds_and_states_its_claims(protocol):
+    protocol('presentation_order', seeds=10)

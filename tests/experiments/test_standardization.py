@@ -45,3 +45,8 @@ def test_mnist_headlines_are_the_chosen_step_sizes_mean_over_seeds(standardizati
 @pytest.mark.slow
 def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
     sealed('standardization')
+
+
+@pytest.mark.slow
+def test_it_confirms_on_fresh_seeds_and_states_its_claims(protocol):
+    protocol('standardization')

@@ -24,3 +24,8 @@ def test_step_size_quick_picks_each_optimizers_rate_on_validation(quick):
 @pytest.mark.slow
 def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
     sealed('step_size')
+
+
+@pytest.mark.slow
+def test_it_confirms_on_fresh_seeds_and_states_its_claims(protocol):
+    protocol('step_size')
