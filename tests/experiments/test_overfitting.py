@@ -48,3 +48,8 @@ def test_overfitting_quick_chooses_strengths_on_validation_and_reports_every_var
 @pytest.mark.slow
 def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
     sealed('overfitting')
+
+
+@pytest.mark.slow
+def test_it_confirms_on_fresh_seeds_and_states_its_claims(protocol):
+    protocol('overfitting')
