@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import diagnostics, experiment, report, results, runner, tasks, validation
+from nets import diagnostics, experiment, report, results, tasks, validation
 
 ACTIVATIONS = ('sigmoid', 'tanh', 'relu', 'leaky_relu')
 DEAD = ('relu', 'leaky_relu')  # the dead-unit sweep's
@@ -104,9 +104,8 @@ def stages(run) -> dict:
             name = f'{part}_{activation}'
             _, at_init[name] = run.probed_variant(name, task(part, activation), probe, **options)
     for activation in ACTIVATIONS:
-        built = task('shallow', activation)
-        curve = runner.evaluation_hook(built[0], *data[1], members=len(config.seeds) > 1)  # the claims' last epochs
-        run.variant(f'shallow_{activation}', built, data=data, epochs=config.shallow.epochs, on_epoch_end=curve)
+        shallow = task('shallow', activation)  # with test curves, for the claims' last epochs
+        run.variant(f'shallow_{activation}', shallow, data=data, epochs=config.shallow.epochs, test_curve=True)
     return {'at_init': at_init}
 
 

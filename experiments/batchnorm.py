@@ -148,8 +148,7 @@ def stages(run) -> dict:
             hook, program = percentile_hook(task, probe, ioffe, members=True)
             start = np.asarray(program(runner.initial_state(task, hparams, members, probe.shape[1:]))).tolist()
             staged['at_init'][name] = dict(zip(map(runner.member_label, members), start))
-            hooks = runner.chain(runner.evaluation_hook(task, *test, members=True), hook)
-            _, runs = run.variant(name, built, members=members, epochs=ioffe.epochs, on_epoch_end=hooks)
+            _, runs = run.variant(name, built, members=members, epochs=ioffe.epochs, on_epoch_end=hook, test_curve=True)
             for rate in ioffe.learning_rates:
                 chosen = {label: r for label, r in runs.items() if r['hparams']['optimizer.learning_rate'] == rate}
                 final_val = results.mean_at(chosen, 'val_accuracy')
@@ -161,8 +160,7 @@ def stages(run) -> dict:
 
     for name, changes in PLACEMENTS.items():
         task, _ = built = build(run, 'nikolenko', changes)
-        hooks = runner.evaluation_hook(task, *test, members=len(config.seeds) > 1)
-        run.variant(name, built, epochs=config.nikolenko.epochs, on_epoch_end=hooks)
+        run.variant(name, built, epochs=config.nikolenko.epochs, test_curve=True)
     return staged
 
 

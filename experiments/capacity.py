@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nets import experiment, report, results, runner, tasks, train, validation
+from nets import experiment, report, results, tasks, train, validation
 
 FUNCTIONS = {
     'sin': lambda x: np.sin(2 * np.pi * x),  # two periods on [-1, 1]: smooth
@@ -139,8 +139,7 @@ def stages(run) -> dict:
     for depth in config.depths:
         width = width_for_budget(config.parameter_budget, depth, inputs, classes)
         task = run.task({'model': {**config.model.to_dict(), 'hidden_widths': (width,) * depth}})
-        curve = runner.evaluation_hook(task[0], *test, members=len(config.seeds) > 1)  # the claims' last epochs
-        run.variant(f'depth_{depth}', task, on_epoch_end=curve)
+        run.variant(f'depth_{depth}', task, test_curve=True)  # the claims' last epochs
         parameters = parameter_count(inputs, width, depth, classes)
         staged['architectures'][f'depth_{depth}'] = {'width': width, 'depth': depth, 'parameters': parameters}
     return staged

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from nets import experiment, orders, report, results, runner, tasks, validation
+from nets import experiment, orders, report, results, tasks, validation
 
 # The fields only this experiment has; nets.validation checks the shared ones (data, seeds, the task).
 CONFIG_RULES = {
@@ -53,7 +53,7 @@ def stages(run) -> dict:
     _, test = run.data()
     for name in run.config.orders:
         task = run.task({'order': name})
-        run.variant(name, task, on_epoch_end=runner.evaluation_hook(task[0], *test, members=len(run.config.seeds) > 1))
+        run.variant(name, task, test_curve=True)
     return {}
 
 

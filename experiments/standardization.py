@@ -209,8 +209,7 @@ def mnist_stage(run) -> dict:
         train_x, validation_x, test_x = (affine(jax.device_put(part)) for part in images)
         data = train.Data(train_x, labels[0], validation_x, labels[1]), (test_x, labels[2])
         sweep = {'optimizer.learning_rate': config.learning_rates}
-        curve = runner.evaluation_hook(task[0], test_x, labels[2], members=True)  # the claims' last epochs
-        _, runs = run.variant(f'mnist_{name}', task, sweep=sweep, data=data, on_epoch_end=curve)
+        _, runs = run.variant(f'mnist_{name}', task, sweep=sweep, data=data, test_curve=True)  # for the claims
         rates[name], chosen_runs[f'mnist_{name}'] = run.select_swept(
             f'mnist_{name}', runs, 'optimizer.learning_rate', metric='val_accuracy'
         )

@@ -22,7 +22,7 @@ import os
 import ml_collections
 import numpy as np
 
-from nets import experiment, optimizers, report, results, runner, tasks, validation
+from nets import experiment, optimizers, report, results, tasks, validation
 
 OPTIMIZERS = ('sgd', 'momentum', 'adam')
 SCHEDULES = ('constant', 'step_decay', 'cosine_decay', 'warmup_cosine_decay', 'reduce_on_plateau')
@@ -101,13 +101,13 @@ def stages(run) -> dict:
     best rate; returns what summarize reads."""
     config = run.config
     best, kept = {}, {}
-    _, test = run.data()
     for name in OPTIMIZERS:
         grid = rates(config.grids[name])
         optimizer = {**config.optimizers[name].to_dict(), 'learning_rate': grid[0]}  # members replace the rate
-        task = run.task({'optimizer': optimizer})
-        curve = runner.evaluation_hook(task[0], *test, members=True)  # the claims' last epochs
-        _, runs = run.variant(f'sweep_{name}', task, sweep={RATE: grid}, epochs=config.sweep_epochs, on_epoch_end=curve)
+        changes, sweep = {'optimizer': optimizer}, {RATE: grid}
+        # With test curves, for the claims' last epochs.
+        epochs = config.sweep_epochs
+        _, runs = run.variant(f'sweep_{name}', changes=changes, sweep=sweep, epochs=epochs, test_curve=True)
         best[name], kept[name] = run.select_swept(
             f'sweep_{name}', runs, RATE, metric='val_accuracy', key=lambda member: _final(member, 'val_accuracy')
         )

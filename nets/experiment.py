@@ -206,15 +206,20 @@ class Experiment:
         on_epoch_end=None,
         prepare_state=None,
         after_update=None,
+        test_curve: bool = False,
     ) -> tuple[train.TrainState, dict]:
         """Trains variant `name`: `task` (a built task and hparams), or the base task with `changes`; its members
         are `members`, or the config's seeds (or `seeds`) times the `sweep`; on `data` (default: the config's
-        splits); for `epochs` (default config.epochs). Returns the final state and the runs by member label."""
+        splits); for `epochs` (default config.epochs); with `test_curve`, the test metrics after every epoch too
+        (test_<metric> in each history row, before `on_epoch_end` runs: curves that choose nothing). Returns the
+        final state and the runs by member label."""
         if task is None:
             task = self.task(changes, after_update=after_update)
         if members is None:
             members = runner.grid(self.config.seeds if seeds is None else seeds, sweep)
         data, test = data if data is not None else self.data()
+        if test_curve:
+            on_epoch_end = runner.chain(runner.evaluation_hook(task[0], *test, members=len(members) > 1), on_epoch_end)
         state, runs = runner.run_variant(
             self.workdir,
             self.config,
@@ -250,8 +255,8 @@ class Experiment:
         stacked = len(members) > 1
         measure = diagnostics.prober(task[0], *probe, members=stacked)
         at_init = measure(runner.initial_state(*task, members, data.train_images.shape[1:]))
-        hook = runner.chain(runner.evaluation_hook(task[0], *test, members=stacked), diagnostics.epoch_hook(measure))
-        state, runs = self.variant(name, task, members=members, on_epoch_end=hook, **options)
+        hook = diagnostics.epoch_hook(measure)
+        state, runs = self.variant(name, task, members=members, on_epoch_end=hook, test_curve=True, **options)
         final = measure(state)  # of the final (restored, early-stopped) weights, also after a resume
         for index, member in enumerate(runs.values()):
             member['final_diagnostics'] = results.member_entries(final, index, stacked)
