@@ -13,7 +13,8 @@
 
 Each variant's seeds (and rates) train as one vmapped program; the test set only draws curves. The claims pair the
 activations over the seeds, by the test accuracy averaged over the last config.final_epochs epochs (the rate is
-constant, so one epoch's number is noisy), after epoch 1 for speed, and by the dead fraction at the headline rate.
+constant, so one epoch's number is noisy), after epoch 1 for speed, and by the dead fraction at the headline rate;
+the shallow net's claims are of equivalence, within config.shallow_margin.
 Every activation shares one learning rate per part (not tuned per activation: a budget the results issue still
 asks to match). `:quick` is a seconds-scale version.
 """
@@ -37,6 +38,7 @@ FITTING_INIT = {'sigmoid': 'glorot_normal', 'tanh': 'glorot_normal', 'relu': 'he
 CONFIG_RULES = {
     'allow_divergence': validation.boolean,
     'final_epochs': validation.count,
+    'shallow_margin': validation.positive,
 }
 
 
@@ -47,6 +49,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         seeds=(100, 101, 102, 103, 104), development_seeds=(0, 1, 2, 3, 4), checkpoint_every=5
     )
     config.final_epochs = 3  # the claims' test accuracy: the mean over the last 3 epochs
+    # The lecture's "does not matter much" for shallow nets, declared before the confirmation run: two activations'
+    # test accuracies within one point of each other.
+    config.shallow_margin = 0.01
     config.probe_size = 1000  # training images the diagnostics read
     config.update(tasks.task_config())
     config.negative_slope = 0.01
@@ -226,8 +231,19 @@ def verdicts(config, runs: dict, dead_rate: float) -> list[dict]:
             first,
         ),
         pair('ReLU ends more accurate than tanh on the deep net', late, 'deep_relu', 'deep_tanh', final),
-        pair('On the shallow net ReLU beats sigmoid', late, 'shallow_relu', 'shallow_sigmoid', final),
-        pair('On the shallow net ReLU beats tanh', late, 'shallow_relu', 'shallow_tanh', final),
+    ]
+    margin = config.shallow_margin
+    claims += [
+        results.claim(
+            f'On a shallow net the activation does not matter much: ReLU and {other} within {margin:g} of accuracy',
+            late,
+            ['shallow_relu', f'shallow_{other}'],
+            values('shallow_relu', final),
+            values(f'shallow_{other}', final),
+            expected='within',
+            margin=margin,
+        )
+        for other in ('sigmoid', 'tanh', 'leaky_relu')
     ]
     if not np.isnan(dead_rate):
         dead = lambda activation: results.by_seed(

@@ -235,14 +235,16 @@ def write_run(
 
 
 def claims_table(claims: Sequence[Mapping[str, Any]]) -> list[str]:
-    """'## Claims' and one row a claim: the mean difference over seeds, its interval, the seeds and the verdict."""
+    """'## Claims' and one row a claim: the difference, what the claim expects of it, its mean over seeds, its
+    interval, the seeds and the verdict."""
     if not claims:
         return []
     number = lambda value: 'none' if value is None else f'{value:+.4f}'
+    expects = lambda entry: {'greater': '> 0', 'less': '< 0'}.get(entry['expected']) or f'within ±{entry["margin"]:g}'
     rows = [
         [
             entry['claim'],
-            f'{entry["metric"]}: {" − ".join(entry["variants"])}',
+            f'{entry["metric"]}: {" − ".join(entry["variants"])} {expects(entry)}',
             number(entry['value']),
             f'{entry["confidence"]:.0%} {entry["method"]}: [{", ".join(map(number, entry["interval"]))}]',
             entry['seeds'],

@@ -263,15 +263,28 @@ def paired_difference(a: Mapping[Any, float], b: Mapping[Any, float] | float, **
     return interval([a[seed] - b[seed] for seed in a], **kwargs)
 
 
-def verdict(difference: Mapping[str, Any], expected: str = 'greater') -> str:
+EXPECTATIONS = ('greater', 'less', 'within')
+
+
+def verdict(difference: Mapping[str, Any], expected: str = 'greater', margin: float | None = None) -> str:
     """`supported` when the interval of a difference lies wholly on the `expected` side of 0 ('greater' or 'less'),
-    `contradicted` when it lies wholly on the other, and `inconclusive` when it contains 0 (or there is none, or an
-    end is not finite: a diverged member's NaN decides nothing)."""
-    sign = {'greater': 1, 'less': -1}[expected]
+    `contradicted` when it lies wholly on the other, and `inconclusive` when it contains 0. 'within' is a claim of
+    equivalence, that the difference is small: `supported` when the interval lies inside [-margin, margin] (a margin
+    declared before the run), `contradicted` when it lies wholly outside, `inconclusive` when it straddles an end.
+    With no interval, or an end that is not finite (a diverged member's NaN decides nothing): `inconclusive`."""
+    lookup(dict.fromkeys(EXPECTATIONS), expected, 'expected')
+    if (expected == 'within') != (margin is not None) or (margin is not None and not margin > 0):
+        raise ValueError(f"verdict: a positive margin goes with expected='within' only, got {expected!r}, {margin}")
     low, high = difference['low'], difference['high']
-    if low is None or high is None or not math.isfinite(low) or not math.isfinite(high) or low <= 0 <= high:
+    if low is None or high is None or not math.isfinite(low) or not math.isfinite(high):
         return 'inconclusive'
-    return 'supported' if sign * low > 0 else 'contradicted'
+    if expected == 'within':
+        if -margin <= low and high <= margin:
+            return 'supported'
+        return 'contradicted' if high < -margin or low > margin else 'inconclusive'
+    if low <= 0 <= high:
+        return 'inconclusive'
+    return 'supported' if (low > 0) == (expected == 'greater') else 'contradicted'
 
 
 def by_seed(members: Mapping[str, Mapping[str, Any]], key: Any = None) -> dict[int, float]:
@@ -300,12 +313,13 @@ def claim(
     b: Mapping[Any, float] | float,
     *,
     expected: str = 'greater',
+    margin: float | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """One entry of results.json's `claims`: `text` says that `metric` of `variants[0]` (values `a`, {seed: value})
     is `expected` ('greater' or 'less') than that of `variants[1]` (`b`), or than the number `b` (then recorded as
-    `reference`; `variants[1]` names its source). It holds the mean difference (`value`), its interval and the
-    verdict."""
+    `reference`; `variants[1]` names its source), or, with expected 'within', that the two differ by at most
+    `margin` either way. It holds the mean difference (`value`), its interval and the verdict."""
     difference = paired_difference(a, b, **kwargs)
     return {
         'claim': text,
@@ -317,6 +331,7 @@ def claim(
         'method': difference['method'],
         'confidence': difference['confidence'],
         'seeds': len(a),
-        'verdict': verdict(difference, expected),
+        'verdict': verdict(difference, expected, margin),
+        **({} if margin is None else {'margin': margin}),
         **({} if isinstance(b, Mapping) else {'reference': float(b)}),
     }

@@ -270,7 +270,7 @@ def test_write_run_writes_results_history_report_and_curves(tmp_path):
     ]
     assert results['claims'] == [claim]
     report_md = (tmp_path / 'report.md').read_text()
-    assert '## Claims' in report_md and '| rate helps | test_accuracy: a − b | +0.1100 |' in report_md
+    assert '## Claims' in report_md and '| rate helps | test_accuracy: a − b > 0 | +0.1100 |' in report_md
     assert '95% t: [' in report_md and '| 3 | **supported** |' in report_md
     assert results['choices'] == [{'choice': 'rate', 'chosen': 0.1}]
     assert results['diverged'] == {}

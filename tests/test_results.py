@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from nets import results
+from nets import report, results
 
 
 def test_the_t_interval_of_a_hand_case():
@@ -121,3 +121,38 @@ def test_mean_of_last_averages_only_the_last_epochs():
     run = {'history': [{'test_accuracy': value} for value in (0.1, 0.5, 0.7, 0.9)]}
     assert results.mean_of_last('test_accuracy', 2)(run) == pytest.approx(0.8)
     assert results.mean_of_last('test_accuracy', 1)(run) == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize(
+    'low, high, verdict',
+    [
+        (-0.004, 0.003, 'supported'),  # wholly inside ±0.005
+        (-0.005, 0.005, 'supported'),  # the ends count as inside
+        (0.006, 0.02, 'contradicted'),  # wholly above the margin
+        (-0.03, -0.0051, 'contradicted'),  # wholly below
+        (-0.004, 0.008, 'inconclusive'),  # straddles an end
+        (-0.03, 0.03, 'inconclusive'),
+        (None, None, 'inconclusive'),
+        (float('nan'), 0.001, 'inconclusive'),
+    ],
+)
+def test_an_equivalence_claim_is_supported_only_inside_its_margin(low, high, verdict):
+    assert results.verdict({'low': low, 'high': high}, 'within', margin=0.005) == verdict
+
+
+def test_a_margin_goes_with_an_equivalence_claim_only():
+    for expected, margin in (('within', None), ('within', 0.0), ('greater', 0.01)):
+        with pytest.raises(ValueError, match='margin'):
+            results.verdict({'low': 0.0, 'high': 0.1}, expected, margin)
+    with pytest.raises(ValueError, match="unknown expected 'equal'; allowed: greater, less, within"):
+        results.verdict({'low': 0.0, 'high': 0.1}, 'equal')
+
+
+def test_an_equivalence_claim_records_its_margin_and_the_table_states_it():
+    a, b = {0: 0.970, 1: 0.972, 2: 0.971}, {0: 0.969, 1: 0.972, 2: 0.970}
+    found = results.claim(
+        'does not matter much', 'test_accuracy', ['relu', 'tanh'], a, b, expected='within', margin=0.01
+    )
+    assert found['margin'] == 0.01 and found['verdict'] == 'supported'
+    table = '\n'.join(report.claims_table([found]))
+    assert 'relu − tanh within ±0.01' in table and '**supported**' in table
