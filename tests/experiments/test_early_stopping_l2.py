@@ -18,3 +18,8 @@ def test_early_stopping_l2_quick_tracks_the_ridge_path(quick):
 @pytest.mark.slow
 def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
     sealed('early_stopping_l2')
+
+
+@pytest.mark.slow
+def test_it_confirms_on_fresh_seeds_and_states_its_claims(protocol):
+    protocol('early_stopping_l2')
