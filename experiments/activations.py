@@ -209,59 +209,54 @@ def summarize(run, staged: dict) -> experiment.Report:
 
 def verdicts(config, runs: dict, dead_rate: float) -> list[dict]:
     """The claims, each a paired difference over the seeds: the deep net (ReLU against sigmoid and tanh, late and
-    after epoch 1), dead units (ReLU against leaky ReLU at the headline rate), and the shallow net."""
+    after epoch 1), the shallow net (of equivalence: within config.shallow_margin), and dead units (ReLU against
+    leaky ReLU at the headline rate)."""
     final = results.mean_of_last('test_accuracy', config.final_epochs)
-    first = lambda run: run['history'][0]['test_accuracy']
     late = f'test_accuracy, mean of the last {config.final_epochs} epochs'
-    values = lambda name, key: results.by_seed(runs[name], key)
-    pair = lambda text, metric, a, b, key: results.claim(text, metric, [a, b], values(a, key), values(b, key))
+    epoch_1, first = 'test_accuracy after epoch 1', results.after_epoch('test_accuracy', 1)
+    margin = config.shallow_margin
     claims = [
-        pair(
+        results.compare(
             'Deep sigmoid nets train worse than deep ReLU nets (vanishing gradients)',
-            late,
+            runs,
             'deep_relu',
             'deep_sigmoid',
+            late,
             final,
         ),
-        pair(
-            'ReLU converges faster than tanh on the deep net',
-            'test_accuracy after epoch 1',
-            'deep_relu',
-            'deep_tanh',
-            first,
+        results.compare(
+            'ReLU converges faster than tanh on the deep net', runs, 'deep_relu', 'deep_tanh', epoch_1, first
         ),
-        pair('ReLU ends more accurate than tanh on the deep net', late, 'deep_relu', 'deep_tanh', final),
+        results.compare(
+            'ReLU ends more accurate than tanh on the deep net', runs, 'deep_relu', 'deep_tanh', late, final
+        ),
     ]
-    margin = config.shallow_margin
     claims += [
-        results.claim(
+        results.compare(
             f'On a shallow net the activation does not matter much: ReLU and {other} within {margin:g} of accuracy',
+            runs,
+            'shallow_relu',
+            f'shallow_{other}',
             late,
-            ['shallow_relu', f'shallow_{other}'],
-            values('shallow_relu', final),
-            values(f'shallow_{other}', final),
+            final,
             expected='within',
             margin=margin,
         )
         for other in ('sigmoid', 'tanh', 'leaky_relu')
     ]
     if not np.isnan(dead_rate):
-        dead = lambda activation: results.by_seed(
-            {
+        at_rate = {
+            f'dead_{activation}': {
                 label: run
                 for label, run in runs[f'dead_{activation}'].items()
                 if run['hparams']['optimizer.learning_rate'] == dead_rate
-            },
-            lambda run: np.mean(run['final_diagnostics']['dead_fraction']),
-        )
+            }
+            for activation in DEAD
+        }
+        dead = lambda run: np.mean(run['final_diagnostics']['dead_fraction'])
+        text = f'Under plain SGD at rate {dead_rate:g}, ReLU units die and leaky ReLU units do not'
         claims.append(
-            results.claim(
-                f'Under plain SGD at rate {dead_rate:g}, ReLU units die and leaky ReLU units do not',
-                'dead fraction of hidden units',
-                ['dead_relu', 'dead_leaky_relu'],
-                dead('relu'),
-                dead('leaky_relu'),
-            )
+            results.compare(text, at_rate, 'dead_relu', 'dead_leaky_relu', 'dead fraction of hidden units', dead)
         )
     return claims
 

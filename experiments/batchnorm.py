@@ -244,42 +244,34 @@ def verdicts(runs: dict, nikolenko, bn: tuple, plain: tuple, first_mark: int, st
     and at Fig. 1's first checkpoint (epoch `first_mark`), and BN against the paper's 98%; (b) under `nikolenko`'s
     settings, and (c). `bn` and `plain` are the chosen candidates: (validation accuracy, variant, its rate's runs)."""
     (_, bn_name, bn), (_, plain_name, plain) = bn, plain
-    at_mark = lambda run: run['history'][first_mark - 1]['test_accuracy']
-    paired = lambda a, b: (results.by_seed(runs[a]), results.by_seed(runs[b]))
+    chosen = {bn_name: bn, plain_name: plain}
+    steps, at_mark = first_mark * steps_per_epoch, results.after_epoch('test_accuracy', first_mark)
+    text = "BN reaches 98% test accuracy on Ioffe & Szegedy's MNIST net"
+    nikolenko = f'{nikolenko.epochs} epochs of SGD {nikolenko.optimizer.learning_rate:g}'
     return [
-        results.claim(
-            "BN reaches 98% test accuracy on Ioffe & Szegedy's MNIST net",
-            'test_accuracy',
-            [bn_name, '0.98 (their Fig. 1)'],
-            results.by_seed(bn),
-            0.98,
-        ),
-        results.claim(
+        results.claim(text, 'test_accuracy', [bn_name, '0.98 (their Fig. 1)'], results.by_seed(bn), 0.98),
+        results.compare(
             'BN ends more accurate than the plain net, each at its own rate chosen on validation',
-            'test_accuracy',
-            [bn_name, plain_name],
-            results.by_seed(bn),
-            results.by_seed(plain),
+            chosen,
+            bn_name,
+            plain_name,
         ),
-        results.claim(
-            f'BN trains faster: it is ahead at the first checkpoint of Fig. 1 ({first_mark * steps_per_epoch} steps)',
+        results.compare(
+            f'BN trains faster: it is ahead at the first checkpoint of Fig. 1 ({steps} steps)',
+            chosen,
+            bn_name,
+            plain_name,
             f'test_accuracy after epoch {first_mark}',
-            [bn_name, plain_name],
-            results.by_seed(bn, at_mark),
-            results.by_seed(plain, at_mark),
+            at_mark,
         ),
-        results.claim(
-            f"BN on the first hidden layer improves Nikolenko's tanh net (p.160) at the same {nikolenko.epochs} epochs "
-            f'of SGD {nikolenko.optimizer.learning_rate:g}',
-            'test_accuracy',
-            ['nikolenko_bn', 'nikolenko_plain'],
-            *paired('nikolenko_bn', 'nikolenko_plain'),
+        results.compare(
+            f"BN on the first hidden layer improves Nikolenko's tanh net (p.160) at the same {nikolenko}",
+            runs,
+            'nikolenko_bn',
+            'nikolenko_plain',
         ),
-        results.claim(
-            'BN before the activation, where Ioffe & Szegedy place it, beats BN after it',
-            'test_accuracy',
-            ['bn_before', 'bn_after'],
-            *paired('bn_before', 'bn_after'),
+        results.compare(
+            'BN before the activation, where Ioffe & Szegedy place it, beats BN after it', runs, 'bn_before', 'bn_after'
         ),
     ]
 

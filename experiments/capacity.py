@@ -185,45 +185,26 @@ def summarize(run, staged: dict):
 def verdicts(config, kept: dict, depth_runs: dict) -> list[dict]:
     """The claims, each a paired difference over the seeds: every function's grid error from the narrowest to the
     widest net (each at its best-fitting rate), then every depth against one hidden layer, early and late."""
-    settings, claims = config.approximation, []
-    narrow, wide = min(settings.widths), max(settings.widths)
-    error = lambda function, width: results.by_seed(
-        kept[f'{function}_width_{width}'], lambda r: r['history'][-1]['val_mse']
+    narrow, wide = min(config.approximation.widths), max(config.approximation.widths)
+    error = lambda run: run['history'][-1]['val_mse']
+    claims = []
+    for function in config.approximation.functions:
+        text = f'One hidden tanh layer fits {function} better when wider ({narrow} → {wide} units)'
+        pair = f'{function}_width_{narrow}', f'{function}_width_{wide}'
+        claims.append(results.compare(text, kept, *pair, 'grid mean squared error', error))
+    epoch_1, first = 'val_accuracy after epoch 1', results.after_epoch('val_accuracy', 1)
+    last, final = (
+        f'test_accuracy, mean of the last {config.final_epochs} epochs',
+        results.mean_of_last('test_accuracy', config.final_epochs),
     )
-    for function in settings.functions:
-        claims.append(
-            results.claim(
-                f'One hidden tanh layer fits {function} better when wider ({narrow} → {wide} units)',
-                'grid mean squared error',
-                [f'{function}_width_{narrow}', f'{function}_width_{wide}'],
-                error(function, narrow),
-                error(function, wide),
-            )
-        )
-    first = lambda run: run['history'][0]['val_accuracy']
-    final = results.mean_of_last('test_accuracy', config.final_epochs)
     shallow = f'depth_{min(config.depths)}'
-    for name in depth_runs:
-        if name == shallow:
-            continue
-        a, b = depth_runs[name], depth_runs[shallow]
-        pair = f'At {config.parameter_budget:,} parameters, {name.replace("_", " ")}'
-        than = shallow.replace('_', ' ')
+    for name in (name for name in depth_runs if name != shallow):
+        text = (
+            f'At {config.parameter_budget:,} parameters, {name.replace("_", " ")} {{}} than {shallow.replace("_", " ")}'
+        )
         claims += [
-            results.claim(
-                f'{pair} trains faster than {than}',
-                'val_accuracy after epoch 1',
-                [name, shallow],
-                results.by_seed(a, first),
-                results.by_seed(b, first),
-            ),
-            results.claim(
-                f'{pair} generalizes better than {than}',
-                f'test_accuracy, mean of the last {config.final_epochs} epochs',
-                [name, shallow],
-                results.by_seed(a, final),
-                results.by_seed(b, final),
-            ),
+            results.compare(text.format('trains faster'), depth_runs, name, shallow, epoch_1, first),
+            results.compare(text.format('generalizes better'), depth_runs, name, shallow, last, final),
         ]
     return claims
 

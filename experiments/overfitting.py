@@ -204,19 +204,11 @@ def verdicts(config, kept_runs: dict, best: dict) -> list[dict]:
     validation split calls best, against no regularization, by the final test accuracy paired over the seeds."""
     claims = []
     for size in config.train_sizes:
-        none = results.by_seed(kept_runs[f'none_{size}'])
         texts = {**CLAIMS, 'best': f'The best variant on validation ({best[size]}) improves generalization'}
-        for variant, text in texts.items():
-            name = f'{variant}_{size}'
-            claims.append(
-                results.claim(
-                    f'{text} ({size} training images)',
-                    'test_accuracy',
-                    [name, f'none_{size}'],
-                    results.by_seed(kept_runs[name]),
-                    none,
-                )
-            )
+        claims += [
+            results.compare(f'{text} ({size} training images)', kept_runs, f'{variant}_{size}', f'none_{size}')
+            for variant, text in texts.items()
+        ]
     return claims
 
 

@@ -70,14 +70,7 @@ def summarize(run, staged: dict) -> experiment.Report:
     final = results.mean_of_last('test_accuracy', config.final_epochs)
     metric = f'test_accuracy, mean of the last {config.final_epochs} epochs'
     claims = [
-        results.claim(
-            text,
-            metric,
-            [name, 'reshuffle'],
-            results.by_seed(run.runs[name], final),
-            results.by_seed(run.runs['reshuffle'], final),
-            expected=expected,
-        )
+        results.compare(text, run.runs, name, 'reshuffle', metric, final, expected=expected)
         for name, text, expected in CLAIMS
         if name in run.runs and 'reshuffle' in run.runs
     ]

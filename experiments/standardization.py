@@ -259,39 +259,18 @@ def verdicts(config, staged: dict) -> list[dict]:
     """The claims, each a paired difference over the seeds: the toy's steps to 1% (each input at its own fastest
     step size), and MNIST's early validation accuracy and late test accuracy (each at its chosen step size)."""
     steps = {name: staged['paths'][name]['steps_by_seed'] for name in TOY}
-    mnist = lambda name, key=None: results.by_seed(staged['mnist_runs'][f'mnist_{name}'], key)
-    first = lambda run: run['history'][0]['val_accuracy']
+    runs, epoch_1 = staged['mnist_runs'], 'val_accuracy after epoch 1'
     final = results.mean_of_last('test_accuracy', config.final_epochs)
     last = f'test_accuracy, mean of the last {config.final_epochs} epochs'
+    text = 'On an ill-conditioned least-squares problem, standardized inputs let SGD converge in fewer steps'
+    text_faster = 'Standardized MNIST pixels train faster under plain SGD'
+    text_better = '{} MNIST pixels end more accurate under plain SGD'
+    first = results.after_epoch('val_accuracy', 1)
     return [
-        results.claim(
-            'On an ill-conditioned least-squares problem, standardized inputs let SGD converge in fewer steps',
-            'steps to 1% of the minimum',
-            ['toy_raw', 'toy_standardize'],
-            steps['raw'],
-            steps['standardize'],
-        ),
-        results.claim(
-            'Standardized MNIST pixels train faster under plain SGD',
-            'val_accuracy after epoch 1',
-            ['mnist_standardize', 'mnist_raw'],
-            mnist('standardize', first),
-            mnist('raw', first),
-        ),
-        results.claim(
-            'Standardized MNIST pixels end more accurate under plain SGD',
-            last,
-            ['mnist_standardize', 'mnist_raw'],
-            mnist('standardize', final),
-            mnist('raw', final),
-        ),
-        results.claim(
-            'PCA-whitened MNIST pixels end more accurate under plain SGD',
-            last,
-            ['mnist_pca_whiten', 'mnist_raw'],
-            mnist('pca_whiten', final),
-            mnist('raw', final),
-        ),
+        results.claim(text, 'steps to 1% of the minimum', ['toy_raw', 'toy_standardize'], *steps.values()),
+        results.compare(text_faster, runs, 'mnist_standardize', 'mnist_raw', epoch_1, first),
+        results.compare(text_better.format('Standardized'), runs, 'mnist_standardize', 'mnist_raw', last, final),
+        results.compare(text_better.format('PCA-whitened'), runs, 'mnist_pca_whiten', 'mnist_raw', last, final),
     ]
 
 

@@ -173,26 +173,16 @@ def verdicts(config, runs: dict, kept: dict) -> list[dict]:
     chosen on validation from an equal grid), then every schedule against the constant rate."""
     final = results.mean_of_last('test_accuracy', config.final_epochs)
     metric = f'test_accuracy, mean of the last {config.final_epochs} of {config.sweep_epochs} epochs'
+    chosen = {f'sweep_{name}': members for name, members in kept.items()}
+    text = '{} beats plain SGD, each at its own rate chosen on validation'
     claims = [
-        results.claim(
-            f'{name.capitalize()} beats plain SGD, each at its own rate chosen on validation',
-            metric,
-            [f'sweep_{name}', 'sweep_sgd'],
-            results.by_seed(kept[name], final),
-            results.by_seed(kept['sgd'], final),
-        )
+        results.compare(text.format(name.capitalize()), chosen, f'sweep_{name}', 'sweep_sgd', metric, final)
         for name in OPTIMIZERS
         if name != 'sgd'
     ]
-    constant = results.by_seed(runs['schedule_constant'])
+    text = '{} beats a constant rate (SGD with momentum, the same peak rate)'
     claims += [
-        results.claim(
-            f'{name.replace("_", " ").capitalize()} beats a constant rate (SGD with momentum, the same peak rate)',
-            'test_accuracy',
-            [f'schedule_{name}', 'schedule_constant'],
-            results.by_seed(runs[f'schedule_{name}']),
-            constant,
-        )
+        results.compare(text.format(name.replace('_', ' ').capitalize()), runs, f'schedule_{name}', 'schedule_constant')
         for name in SCHEDULES
         if name != 'constant'
     ]

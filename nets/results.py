@@ -305,6 +305,18 @@ def mean_of_last(metric: str, epochs: int) -> Any:
     return lambda run: float(np.mean([row[metric] for row in run['history'][-epochs:]]))
 
 
+def after_epoch(metric: str, epoch: int) -> Any:
+    """A `by_seed` key: history `metric` after epoch `epoch` (1 is the first)."""
+    return lambda run: float(run['history'][epoch - 1][metric])
+
+
+def compare(text: str, runs: Mapping[str, Mapping], a: str, b: str, metric: str = 'test_accuracy', key=None, **kwargs):
+    """The `claim` that variant `a` of `runs` ({variant: {label: run}}) has a larger (or, by `expected`, smaller or
+    equivalent) `metric` than variant `b`: key(run) of each member (default: the final test accuracy), paired by
+    seed."""
+    return claim(text, metric, [a, b], by_seed(runs[a], key), by_seed(runs[b], key), **kwargs)
+
+
 def claim(
     text: str,
     metric: str,

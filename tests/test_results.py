@@ -156,3 +156,21 @@ def test_an_equivalence_claim_records_its_margin_and_the_table_states_it():
     assert found['margin'] == 0.01 and found['verdict'] == 'supported'
     table = '\n'.join(report.claims_table([found]))
     assert 'relu − tanh within ±0.01' in table and '**supported**' in table
+
+
+def test_compare_pairs_two_variants_members_by_seed():
+    run = lambda seed, accuracy, early: {
+        'seed': seed,
+        'test': {'accuracy': accuracy},
+        'history': [{'val_accuracy': early}, {'val_accuracy': accuracy}],
+    }
+    runs = {
+        'a': {'seed=1': run(1, 0.95, 0.5), 'seed=0': run(0, 0.97, 0.6)},  # labelled in another order than b's
+        'b': {'seed=0': run(0, 0.96, 0.4), 'seed=1': run(1, 0.93, 0.3)},
+    }
+    found = results.compare('a beats b', runs, 'a', 'b')
+    assert found['variants'] == ['a', 'b'] and found['value'] == pytest.approx(((0.97 - 0.96) + (0.95 - 0.93)) / 2)
+    early = results.compare(
+        'a is ahead early', runs, 'a', 'b', 'val_accuracy after epoch 1', results.after_epoch('val_accuracy', 1)
+    )
+    assert early['metric'] == 'val_accuracy after epoch 1' and early['value'] == pytest.approx(0.2)
