@@ -82,14 +82,19 @@ def select(values: Mapping[Any, Any], *, metric: str, rule: str = 'max') -> Any:
 
 def choose(what: str, values: Mapping[Any, Any], *, metric: str, rule: str = 'max', note: str = '') -> dict:
     """`select` among `values`, as one entry of results.json's `choices`: what was chosen (under 'chosen'), among
-    what, by which metric and rule, with the values."""
+    what, by which metric and rule, with the values; among three or more numbers, also whether the chosen one is at
+    an end of the grid (`at_edge`: the grid may be too narrow, and the protocol extends it before a confirmation
+    run)."""
     chosen = select(values, metric=metric, rule=rule)
+    numbers = [value for value in values if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    edge = {'at_edge': chosen in (min(numbers), max(numbers))} if len(numbers) == len(values) >= 3 else {}
     return {
         'choice': what,
         'chosen': chosen,
         'metric': metric,
         'rule': rule,
         'values': [[candidate, value] for candidate, value in values.items()],
+        **edge,
         **({'note': note} if note else {}),
     }
 

@@ -222,6 +222,7 @@ def write_run(
             '## Summary',
             markdown_table(['metric', 'value'], [[key, value] for key, value in summary.items()]),
             *claims_table(claims),
+            *choices_table(records.get('choices', ())),
             *divergence,
             '## Variants (mean, and min–max over members)',
             markdown_table(['variant', 'members', *names], variant_rows),
@@ -232,6 +233,20 @@ def write_run(
         ],
     )
     return statistics
+
+
+def choices_table(choices: Sequence[Mapping[str, Any]]) -> list[str]:
+    """'## Choices' and one row a choice the run made (never on test): what, the chosen candidate, by which metric
+    and rule, among how many, and whether it lies at an end of its grid."""
+    if not choices:
+        return []
+    edge = lambda entry: {True: '**yes**', False: 'no'}.get(entry.get('at_edge'), '')
+    rows = [
+        [entry['choice'], entry['chosen'], f'{entry["rule"]} {entry["metric"]}', len(entry['values']), edge(entry)]
+        for entry in choices
+    ]
+    header = ['choice', 'chosen', 'by', 'candidates', 'at an end of its grid']
+    return ['## Choices (never on test)', markdown_table(header, rows)]
 
 
 def claims_table(claims: Sequence[Mapping[str, Any]]) -> list[str]:

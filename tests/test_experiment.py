@@ -39,6 +39,33 @@ def test_the_run_records_every_choice_with_every_candidates_value(tmp_path):
     assert len(run.choices) == 1
 
 
+@pytest.mark.parametrize(
+    'values, at_edge',
+    [
+        ({1e-4: 0.90, 1e-3: 0.95, 1e-2: 0.93}, False),  # an inner value
+        ({1e-4: 0.90, 1e-3: 0.91, 1e-2: 0.93}, True),  # the largest
+        ({1e-2: 0.99, 1e-3: 0.91, 1e-4: 0.93}, True),  # the largest, listed first
+        ({3: 0.90, 1: 0.95, 2: 0.93}, True),  # the smallest, listed in the middle
+    ],
+)
+def test_a_choice_among_three_or_more_numbers_records_whether_it_is_at_an_end_of_its_grid(values, at_edge):
+    assert experiment.choose('rate', values, metric='val_accuracy')['at_edge'] is at_edge
+
+
+def test_a_choice_among_two_candidates_or_names_says_nothing_of_an_edge_and_the_report_shows_it():
+    from nets import report
+
+    two = experiment.choose('rate', {0.1: 0.8, 0.3: 0.9}, metric='val_accuracy')
+    names = experiment.choose('schedule', {'a': 0.8, 'b': 0.9, 'c': 0.7}, metric='val_accuracy')
+    assert 'at_edge' not in two and 'at_edge' not in names
+    edge = experiment.choose('rate', {0.1: 0.8, 0.3: 0.85, 1.0: 0.9}, metric='val_accuracy')
+    table = '\n'.join(report.choices_table([two, edge]))
+    assert (
+        '| rate | 0.3000 | max val_accuracy | 2 |  |' in table
+        and '| rate | 1.0000 | max val_accuracy | 3 | **yes** |' in table
+    )
+
+
 def test_member_values_are_means_over_members_by_swept_value_or_by_variant():
     runs = {
         'seed=0,lr=0.1': {'hparams': {'lr': 0.1}, 'score': 1.0},

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from nets import report, results as results_lib
+from nets import experiment, report, results as results_lib
 
 NAN = float('nan')
 
@@ -252,6 +252,7 @@ def test_write_run_writes_results_history_report_and_curves(tmp_path):
     """results.json is strict JSON with every key (a stopped member's NaN as null), report.md has the tables."""
     runs = make_runs()
     claim = results_lib.claim('rate helps', 'test_accuracy', ['a', 'b'], {0: 0.90, 1: 0.91, 2: 0.92}, 0.8)
+    choice = experiment.choose('rate', {0.1: 0.9, 0.3: 0.8}, metric='val_accuracy')
     statistics = report.write_run(
         str(tmp_path),
         'Sweep',
@@ -261,7 +262,7 @@ def test_write_run_writes_results_history_report_and_curves(tmp_path):
         sections=['Intro prose.'],
         figures=[str(tmp_path / 'error_vs_kept.png')],
         claims=[claim],
-        records={'choices': [{'choice': 'rate', 'chosen': 0.1}]},
+        records={'choices': [choice]},
     )
     assert statistics == results_lib.variant_statistics(runs)
     results = strict_json((tmp_path / 'results.json').read_text())
@@ -272,7 +273,8 @@ def test_write_run_writes_results_history_report_and_curves(tmp_path):
     report_md = (tmp_path / 'report.md').read_text()
     assert '## Claims' in report_md and '| rate helps | test_accuracy: a − b > 0 | +0.1100 |' in report_md
     assert '95% t: [' in report_md and '| 3 | **supported** |' in report_md
-    assert results['choices'] == [{'choice': 'rate', 'chosen': 0.1}]
+    assert results['choices'] == [choice]
+    assert '## Choices (never on test)' in report_md and '| rate | 0.1000 | max val_accuracy | 2 |  |' in report_md
     assert results['diverged'] == {}
     assert results['summary'] == {'headline_accuracy': 0.91}
     assert results['config'] == {'epochs': 3, 'batch_size': 64}
