@@ -30,3 +30,23 @@ def test_initialization_quick_reports_every_headline_and_the_inits_really_differ
 @pytest.mark.slow
 def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
     sealed('initialization')
+
+
+@pytest.mark.slow
+def test_it_confirms_on_fresh_seeds_and_states_its_claims(protocol):
+    protocol('initialization')
+
+
+@pytest.mark.slow
+def test_every_deep_init_chooses_its_rate_from_the_same_grid_on_validation(quick):
+    config, results, _ = quick('initialization')
+    choices = {choice['choice']: choice for choice in results['choices']}
+    for part in ('deep_relu', 'deep_tanh'):
+        for init in config[part].inits:
+            choice = choices[f'{part}_{init}']
+            assert choice['metric'] == 'val_accuracy' and [rate for rate, _ in choice['values']] == list(
+                config[part].learning_rates
+            )
+            kept = results['runs'][f'{part}_{init}'].values()
+            assert {run['hparams']['optimizer.learning_rate'] for run in kept} == {choice['chosen']}
+            assert results['summary'][f'{part}_{init}_learning_rate'] == choice['chosen']
