@@ -5,9 +5,13 @@ without labels. Its encoder is then cut out and given a fresh softmax head, and 
 1,000 or all labels (class-balanced subsets of the training split), fully fine-tuned (`ae_finetune`) or with the
 encoder frozen (`ae_frozen`), against the same classifier from random initialisation (`random`) and from subsample
 pretraining (`subsample`: every group of first-layer units first trained alone, with its own head, on its own random
-half of the labeled images). The encoder's learning-rate factor (fine-tuning) and the dropout (frozen) are chosen on
-the validation split; test is never looked at. Each method's seeds and candidates are one vmapped program; the test
-error reported is the final epoch's, mean over seeds. `:quick` is a seconds-scale version.
+half of the labeled images). Each seed has its own autoencoder and its own label subsets, so the seeds' spread holds
+the luck of the labels drawn; with all labels every method trains until its validation accuracy stops improving
+(config.all_patience epochs; the best epoch's weights are kept). The encoder's learning-rate factor (fine-tuning)
+and the dropout (frozen) are chosen on the validation split; test is never looked at. Each method's candidates, and
+with all labels its seeds, are one vmapped program; the test error reported is the final (or restored) weights',
+mean over seeds. The claims pair each pretrained method with random initialisation over the seeds, by test error.
+`:quick` is a seconds-scale version.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ CONFIG_RULES = {  # the fields only this experiment has; nets.validation checks 
     'epoch_size': validation.count,
     'frozen_hidden_dropout': validation.several(validation.rate),
     'passes': validation.counts,
-    'subset_seed': validation.integer(0),
+    'all_patience': validation.count,
     'group_width': validation.count,
     'subsample_fraction': validation.fraction,
 }
@@ -73,16 +77,18 @@ CONFIG_CHECKS = (_group_width_divides_the_first_layer, _labels_fit_the_classes_a
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The full experiment, or with 'quick' a seconds-scale one."""
     # 5000 validation images held out of the training split; they choose the encoder's learning-rate factor.
-    config = experiment.base_config(validation_size=5000, checkpoint_every=10)
-    config.labels = ('100', '1000', 'all')  # labeled images: class-balanced subsets, or all of the training split
-    config.subset_seed = 0
+    # Five confirmation seeds, each with its own autoencoder and label subsets; 0-2 developed the recipe (with one
+    # autoencoder and one subset, both of seed 0, shared by the seeds).
+    config = experiment.base_config(
+        seeds=(100, 101, 102, 103, 104), development_seeds=(0, 1, 2), validation_size=5000, checkpoint_every=10
+    )
+    config.labels = ('100', '1000', 'all')  # labeled images: class-balanced subsets drawn by each seed, or all
     config.hidden_widths = (512, 256)
     config.activation = 'relu'
     config.kernel_init = 'glorot_uniform'
     # The autoencoder: masking noise on the input (input dropout), the clean image as the target.
     config.autoencoder = ml_collections.ConfigDict(
         dict(
-            seeds=(0,),
             epochs=20,
             # Chosen on validation by a probe before the full run (the report gives its numbers).
             masking_noise=0.8,
@@ -90,12 +96,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             batch_size=128,
             loss='binary_cross_entropy',
         )
-    )  # one autoencoder, shared by the classifier's seeds, to fit the time budget
+    )  # one autoencoder per classifier seed, all in one vmapped program
     # The classifier: encoder + softmax head, the issue's recipe.
     config.input_dropout, config.hidden_dropout = 0.2, 0.5
     config.optimizer = tasks.optimizer_config('adam', 3e-4)
     config.batch_sizes = (32, 32, 128)  # per entry of config.labels
-    config.passes = (200, 200, 5)  # passes over the labeled images, per entry of config.labels
+    # Passes over the labeled images, per entry of config.labels; with all labels, at most this many, as early
+    # stopping on the validation accuracy (patience all_patience) ends each member.
+    config.passes = (200, 200, 30)
+    config.all_patience = 5
     config.epoch_size = 10000  # a small labeled set is repeated so that an epoch has about this many images
     # Candidates, chosen on validation: ae_finetune's factor on the encoder's learning rate, and ae_frozen's dropout
     # (the frozen encoder never sees input dropout: it cannot adapt to noise inside it).
@@ -114,7 +123,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if experiment.is_quick(arg, 'pretraining'):
         config.train_limit, config.test_limit, config.validation_size = 2000, 500, 500
         config.labels, config.passes, config.epoch_size, config.batch_sizes = ('100',), (20,), 1000, (32,)
-        config.seeds, config.hidden_widths = (0, 1), (32, 16)
+        config.seeds, config.hidden_widths, config.development_seeds = (0, 1), (32, 16), ()  # it confirms nothing
         config.autoencoder.epochs, config.units.steps, config.units.group_width = 2, 20, 4
     return config
 
@@ -171,14 +180,13 @@ def unit_config(config) -> dict:
     }
 
 
-def labeled_data(config, splits, labels: str, data: train.Data) -> tuple[train.Data, np.ndarray]:
-    """The labeled training images (repeated up to about config.epoch_size) as train.Data, and their indices."""
+def labeled_data(config, splits, labels: str, data: train.Data, seed: int | None) -> tuple[train.Data, np.ndarray]:
+    """The labeled training images (repeated up to about config.epoch_size) as train.Data, and their indices: all of
+    the training split, or the class-balanced subset that `seed` draws."""
     if labels == 'all':
         indices = np.arange(len(splits.train_labels))
     else:
-        indices = data_lib.few_label_subset(
-            splits.train_labels, int(labels) // data_lib.CLASSES[config.dataset], config.subset_seed
-        )
+        indices = data_lib.few_label_subset(splits.train_labels, int(labels) // data_lib.CLASSES[config.dataset], seed)
     repeated = np.tile(indices, max(1, config.epoch_size // len(indices)))
     return train.Data(
         data.train_images[repeated], data.train_labels[repeated], data.validation_images, data.validation_labels
@@ -186,74 +194,90 @@ def labeled_data(config, splits, labels: str, data: train.Data) -> tuple[train.D
 
 
 def stages(run) -> dict:
-    """The autoencoder, then at every label count the subsample-pretrained first layers and every method (its
-    candidate chosen on validation); returns what summarize reads."""
+    """The autoencoders, then at every label count the subsample-pretrained first layers and every method (its
+    candidate chosen on validation over all seeds' members); returns what summarize reads."""
     config, seeds, input_shape = run.config, list(run.config.seeds), run.input_shape
     splits, (data, test) = run.splits(), run.data()
     ae_task = tasks.build(autoencoder_config(config), input_shape)
-    ae_seeds = list(config.autoencoder.seeds)
     unlabeled = train.Data(data.train_images, None, data.validation_images, None)
-    ae_state, _ = run.variant(
-        'autoencoder', ae_task, seeds=ae_seeds, data=(unlabeled, test), epochs=config.autoencoder.epochs
-    )
+    ae_state, _ = run.variant('autoencoder', ae_task, data=(unlabeled, test), epochs=config.autoencoder.epochs)
     encoders = pretraining.encoder(ae_state.params, ae_state.batch_stats)
-    if len(ae_seeds) == 1:
+    if len(seeds) == 1:
         encoders = jax.tree.map(lambda leaf: leaf[None], encoders)
     unit_task, unit_hparams = tasks.build(unit_config(config), input_shape)
-    chosen_values, chosen_runs = {}, {}
+    chosen_values, chosen_runs, sweeps, swept_paths, first_variant = {}, {}, {}, {}, {}
     for labels, passes, batch_size in zip(config.labels, config.passes, config.batch_sizes):
-        labeled, indices = labeled_data(config, splits, labels, data)
-        epochs = max(1, round(passes * len(indices) / labeled.train_images.shape[0]))
-        units, _ = pretraining.pretrain_first_layer(
-            unit_task,
-            unit_hparams,
-            seeds,
-            data.train_images[indices],
-            data.train_labels[indices],
-            groups=config.hidden_widths[0] // config.units.group_width,
-            subsample_size=max(1, round(config.units.subsample_fraction * len(indices))),
-            steps=config.units.steps,
-        )
-        for method in METHODS:
-            # The config holds no base task to change (its fields are the classifier's parts): each method builds its
-            # own, and its members are the seeds times its candidates.
-            task_config, swept = method_spec(config, method, batch_size)
-            task, members = tasks.build(task_config, input_shape), runner.grid(seeds, swept)
-            # Classifier seed i takes autoencoder i (cycling when there are fewer) and subsample layer i.
-            pretrained = {'ae_finetune': encoders, 'ae_frozen': encoders, 'subsample': units}.get(method)
-            count = len(ae_seeds) if method.startswith('ae') else len(seeds)
-            prepare_state = None
-            if pretrained is not None:
-                chosen = pretraining.take_members(pretrained, [seeds.index(m['seed']) % count for m in members])
-                chosen = chosen if len(members) > 1 else train.member(chosen, 0)  # one member is not stacked
-                prepare_state = lambda state, chosen=chosen: pretraining.with_encoder(state, chosen)
-            name = f'{method}_{labels}'
-            _, runs = run.variant(
-                name, task, members=members, data=(labeled, test), epochs=epochs, prepare_state=prepare_state
+        # All labels are one set, trained by every seed in one program; a subset is each seed's own, and its own
+        # program.
+        groups = [(seeds, None)] if labels == 'all' else [([seed], seed) for seed in seeds]
+        for member_seeds, subset_seed in groups:
+            labeled, indices = labeled_data(config, splits, labels, data, subset_seed)
+            epochs = max(1, round(passes * len(indices) / labeled.train_images.shape[0]))
+            units, _ = pretraining.pretrain_first_layer(
+                unit_task,
+                unit_hparams,
+                member_seeds,
+                data.train_images[indices],
+                data.train_labels[indices],
+                groups=config.hidden_widths[0] // config.units.group_width,
+                subsample_size=max(1, round(config.units.subsample_fraction * len(indices))),
+                steps=config.units.steps,
             )
-            if swept:  # ae_finetune's encoder factor or ae_frozen's dropout, by the mean final validation accuracy
-                (path,) = swept
-                chosen_values[name], chosen_runs[name] = run.select_swept(name, runs, path, metric='val_accuracy')
-            else:
-                chosen_values[name], chosen_runs[name] = None, runs
+            for method in METHODS:
+                task_config, swept = method_spec(config, method, batch_size)
+                if labels == 'all':  # trained until the validation accuracy stops improving
+                    stop = {'monitor': 'val_accuracy', 'patience': config.all_patience, 'restore_best_weights': True}
+                    task_config['early_stopping'] = stop
+                task, members = tasks.build(task_config, input_shape), runner.grid(member_seeds, swept)
+                # Classifier seed s takes seed s's autoencoder, or its subsample-pretrained layer.
+                prepare_state = None
+                if method != 'random':
+                    pretrained, order = (encoders, seeds) if method.startswith('ae') else (units, member_seeds)
+                    chosen = pretraining.take_members(pretrained, [order.index(m['seed']) for m in members])
+                    chosen = chosen if len(members) > 1 else train.member(chosen, 0)  # one member is not stacked
+                    prepare_state = lambda state, chosen=chosen: pretraining.with_encoder(state, chosen)
+                key = f'{method}_{labels}'
+                name = key if subset_seed is None else f'{key}_seed{subset_seed}'
+                _, runs = run.variant(
+                    name, task, members=members, data=(labeled, test), epochs=epochs, prepare_state=prepare_state
+                )
+                sweeps.setdefault(key, {}).update(runs)
+                swept_paths[key] = swept
+                first_variant.setdefault(key, name)
+    for key, runs in sweeps.items():
+        if swept_paths[key]:  # ae_finetune's encoder factor or ae_frozen's dropout, by the mean final val accuracy
+            (path,) = swept_paths[key]
+            chosen_values[key], chosen_runs[key] = run.select_swept(key, runs, path, metric='val_accuracy')
+        else:
+            chosen_values[key], chosen_runs[key] = None, runs
     if '1000' in config.labels:
         run.choices.append(encoder_use(chosen_runs))
-    return {'autoencoder': ae_task[0], 'chosen_values': chosen_values, 'chosen_runs': chosen_runs}
+    return {
+        'autoencoder': ae_task[0],
+        'chosen_values': chosen_values,
+        'chosen_runs': chosen_runs,
+        'sweeps': sweeps,
+        'first_variant': first_variant,
+    }
 
 
 def summarize(run, staged: dict):
     """The reconstruction error and every method's test error, the findings and the figures."""
     config, chosen_runs = run.config, staged['chosen_runs']
     ae_task, ae_state = staged['autoencoder'], run.states['autoencoder']
-    test_images, ae_seeds = run.data()[1][0], len(config.autoencoder.seeds)
+    test_images, ae_seeds = run.data()[1][0], len(config.seeds)
     mse = np.atleast_1d(pretraining.reconstruction_mse(ae_task, ae_state, test_images, members=ae_seeds > 1))
     summary = {'reconstruction_mse': float(mse.mean())}
     for labels in config.labels:
         for method in METHODS:
             summary[f'test_error_{method}_{labels}'] = results.mean_test(chosen_runs[f'{method}_{labels}'], 'error')
     # The first-layer weights of the first seed of each method at the last label count, and of the autoencoder.
-    first = lambda name: train.member(run.states[name], 0) if len(run.runs[name]) > 1 else run.states[name]
-    kernel = lambda name: np.asarray(first(name).params['dense_0']['kernel'])
+
+    def first(key: str) -> train.TrainState:  # the first seed's state of a method at a label count
+        name = staged['first_variant'].get(key, key)
+        return train.member(run.states[name], 0) if len(run.runs[name]) > 1 else run.states[name]
+
+    kernel = lambda key: np.asarray(first(key).params['dense_0']['kernel'])
     first_layers = {m: kernel(f'{m}_{config.labels[-1]}') for m in METHODS}
     first_layers['autoencoder (before fine-tuning)'] = kernel('autoencoder')
     num_train = len(run.splits().train_labels)
@@ -273,14 +297,54 @@ def summarize(run, staged: dict):
             findings(config, chosen_runs, run.choices),
         ],
         figures=figures,
+        claims=verdicts(config, chosen_runs, run.choices),
         records={
-            'sweeps': run.runs,
+            'sweeps': staged['sweeps'],
             'chosen_values': staged['chosen_values'],
             'reconstruction_mse_by_seed': mse.tolist(),
         },
         runs=chosen_runs,  # each method's chosen candidate only
         curves=['train_loss', 'val_loss', 'val_accuracy'],
     )
+
+
+def verdicts(config, chosen_runs: dict, choices: list) -> list[dict]:
+    """The claims, each a paired difference of test error over the seeds: at every label count, each pretrained
+    method against random initialisation; and the encoder use chosen on validation against the 6% target at 1,000
+    labels."""
+    error = lambda run: 1 - run['test']['accuracy']
+    texts = {
+        'ae_finetune': 'A fine-tuned denoising-autoencoder encoder has lower test error than random init',
+        'ae_frozen': 'A frozen denoising-autoencoder encoder with a trained head has lower test error than random init',
+        'subsample': 'Subsample pretraining of the first layer has lower test error than random init',
+    }
+    claims = [
+        results.compare(
+            f'{text} ({labels} labels)',
+            chosen_runs,
+            f'{method}_{labels}',
+            f'random_{labels}',
+            'test_error',
+            error,
+            expected='less',
+        )
+        for labels in config.labels
+        for method, text in texts.items()
+    ]
+    if '1000' in config.labels:
+        best = next(c['chosen'] for c in choices if c['choice'] == 'encoder_use_1000')
+        claims.append(
+            results.claim(
+                f'Autoencoder pretraining reaches at most 6% test error with 1,000 labels ({best}, chosen on '
+                'validation)',
+                'test_error',
+                [f'{best}_1000', '0.06 (target)'],
+                results.by_seed(chosen_runs[f'{best}_1000'], error),
+                0.06,
+                expected='less',
+            )
+        )
+    return claims
 
 
 def encoder_use(chosen_runs: dict) -> dict:
@@ -306,15 +370,16 @@ def describe(config, summary, chosen_values) -> str:
         f'Classifier 784-{widths}-10 {config.activation} ({config.kernel_init}), input dropout '
         f'{config.input_dropout}, dropout {config.hidden_dropout}, Adam {config.optimizer.learning_rate}, batch sizes '
         f'{tuple(config.batch_sizes)} and passes over the labeled images {tuple(config.passes)} for labels '
-        f'{tuple(config.labels)}; {len(config.seeds)} seeds; one class-balanced label subset (seed '
-        f'{config.subset_seed}) shared by the seeds; validation {config.validation_size} images held out of the '
+        f'{tuple(config.labels)} (with all labels at most {config.passes[-1]}, ending when the validation accuracy '
+        f'has not improved for {config.all_patience} epochs, the best weights kept); {len(config.seeds)} seeds, '
+        f'each with its own class-balanced label subsets and autoencoder; validation {config.validation_size} '
+        f'images held out of the '
         f'training split. Autoencoder: mirrored decoder, {ae.loss}, masking noise {ae.masking_noise} (the default '
         f'level was chosen by a probe before the full run: one 20-epoch autoencoder per level, fine-tuned at 1,000 '
         f'labels with dropout 0.5, 2 seeds, validation error: masking 0.3 6.26%, 0.5 5.79%, 0.7 5.52%, 0.8 5.31%; '
         f'heavier corruption makes the encoder infer strokes from their context instead of copying pixels; 0.9 was '
         f'not tried, so the best level may lie above 0.8), Adam {ae.optimizer.learning_rate}, batch '
-        f'{ae.batch_size}, {ae.epochs} epochs on the training images without labels, {len(ae.seeds)} seed(s) shared '
-        f'by the classifier seeds; '
+        f'{ae.batch_size}, {ae.epochs} epochs on the training images without labels, one per seed; '
         f'reconstruction MSE per pixel on test '
         f"{summary['reconstruction_mse']:.4f}. Fine-tuning: `ae_finetune` trains everything, with the encoder's "
         f'learning-rate factor chosen from {tuple(config.encoder_learning_rate_factors)}; `ae_frozen` trains only '
@@ -367,9 +432,8 @@ def findings(config, chosen_runs, choices) -> str:
         )
     lines.append(
         '\n"seeds clear gain" means every seed of the method beats every seed of random init; "worse" the reverse; '
-        'otherwise the seed ranges overlap. Error ranges are min–max over seeds; the seeds share one label subset'
-        + (' and one autoencoder' if len(config.autoencoder.seeds) == 1 else '')
-        + ', so the ranges show the noise of initialisation, dropout and subsample draws only.'
+        'otherwise the seed ranges overlap. Error ranges are min–max over seeds; each seed draws its own label '
+        'subsets and trains its own autoencoder, so the ranges hold the luck of the labels drawn too.'
     )
     return '\n'.join(lines)
 

@@ -37,3 +37,29 @@ def test_quick_experiment_reports_every_method_and_chooses_the_factor_on_validat
 @pytest.mark.slow
 def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
     sealed('pretraining')
+
+
+@pytest.mark.slow
+def test_it_confirms_on_fresh_seeds_and_states_its_claims(protocol):
+    protocol('pretraining')
+
+
+def test_each_seed_draws_its_own_label_subset():
+    from nets import data as data_lib, train
+
+    config = pretraining.get_config('quick')
+    labels = np.repeat(np.arange(10), 50)
+    splits = data_lib.Splits(
+        train_images=np.zeros((500, 4), np.float32),
+        train_labels=labels,
+        validation_images=None,
+        validation_labels=None,
+        test_images=None,
+        test_labels=None,
+        num_classes=10,
+    )
+    data = train.Data(np.arange(500, dtype=np.float32)[:, None], labels, None, None)
+    subset = lambda seed: pretraining.labeled_data(config, splits, '100', data, seed)[1]
+    assert len(subset(0)) == 100 and np.array_equal(subset(0), subset(0))
+    assert not np.array_equal(subset(0), subset(1))
+    assert np.array_equal(np.bincount(labels[subset(1)]), np.full(10, 10))  # class-balanced
