@@ -32,8 +32,27 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
+def machine() -> dict[str, str]:
+    """The CPU that timed the run (its model name, family and model numbers, cores, whether it has AVX-512: timings
+    compare only within one CPU) and the load average over 1, 5 and 15 minutes as the results are written (other
+    jobs on the machine slow a run)."""
+    fields = {}
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                key, _, value = line.partition(':')
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    name = fields.get('model name') or platform.processor() or platform.machine()
+    numbers = f' (family {fields["cpu family"]}, model {fields["model"]})' if 'cpu family' in fields else ''
+    avx512 = 'yes' if 'avx512f' in fields.get('flags', '').split() else 'no' if 'flags' in fields else 'unknown'
+    load = ' '.join(f'{value:.2f}' for value in os.getloadavg()) if hasattr(os, 'getloadavg') else ''
+    return {'cpu': f'{name}{numbers}, {os.cpu_count()} cores, AVX-512: {avx512}', 'load_average': load}
+
+
 def versions() -> dict[str, str]:
-    """Library versions, the code's git commit and the backend that produced the numbers."""
+    """Library versions, the code's git commit, the backend that produced the numbers and the `machine`."""
     from importlib import metadata
 
     import jax
@@ -52,6 +71,7 @@ def versions() -> dict[str, str]:
         'backend': jax.default_backend(),
         'device': jax.devices()[0].device_kind,
         'device_count': str(jax.device_count()),
+        **machine(),
     }
 
 

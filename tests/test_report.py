@@ -280,6 +280,9 @@ def test_write_run_writes_results_history_report_and_curves(tmp_path):
     assert results['config'] == {'epochs': 3, 'batch_size': 64}
     assert results['seeds'] == [0, 1]
     assert {'jax', 'flax', 'optax', 'backend'} <= set(results['versions'])
+    # The CPU that timed it, and how busy the machine was: three load averages.
+    assert f'{os.cpu_count()} cores, AVX-512: ' in results['versions']['cpu']
+    assert len([float(value) for value in results['versions']['load_average'].split()]) == 3
     assert results['statistics'] == statistics
     assert results['runs']['adam']['seed=0'] == runs['adam']['seed=0']
     stopped = results['runs']['sgd']['seed=1,optimizer.learning_rate=0.1']['history'][2]
