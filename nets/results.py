@@ -6,7 +6,8 @@ read. `nets.report` turns these into report.md, figures and TensorBoard rows.
 row per epoch, where a label names the member's seed and swept values ('seed=0,optimizer.learning_rate=0.01').
 
 A verdict is a `claim`: the 95% interval over seeds of a difference (paired, when both sides were trained on the same
-seeds, or against a fixed number), and `supported`, `contradicted` or `inconclusive` by where that interval lies.
+seeds, or against a fixed number), and `supported`, `contradicted` or `inconclusive` by where that interval lies:
+beside 0 for a claim that one side is larger, inside or outside ±margin for a claim that the two are equivalent.
 """
 
 from __future__ import annotations
@@ -290,7 +291,8 @@ def verdict(difference: Mapping[str, Any], expected: str = 'greater', margin: fl
     """`supported` when the interval of a difference lies wholly on the `expected` side of 0 ('greater' or 'less'),
     `contradicted` when it lies wholly on the other, and `inconclusive` when it contains 0. 'within' is a claim of
     equivalence, that the difference is small: `supported` when the interval lies inside [-margin, margin] (a margin
-    declared before the run), `contradicted` when it lies wholly outside, `inconclusive` when it straddles an end.
+    declared before the run), `contradicted` when it lies wholly outside, `inconclusive` when it straddles an end
+    (with the 95% interval, stricter than the two one-sided tests' usual 90%).
     With no interval, or an end that is not finite (a diverged member's NaN decides nothing): `inconclusive`."""
     lookup(dict.fromkeys(EXPECTATIONS), expected, 'expected')
     if (expected == 'within') != (margin is not None) or (margin is not None and not margin > 0):
