@@ -35,8 +35,9 @@ pytestmark = pytest.mark.slow  # every test here kills and resumes a launch.py s
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TMP_SUFFIX = '.orbax-checkpoint-tmp'  # orbax writes a step into EPOCH.orbax-checkpoint-tmp*, then renames it
 # Wall-clock timings and what is derived from them (growth's time ratios and the strategy they pick, pruning's
-# inference speed-up) differ between any two runs; everything else must not.
-TIMING = re.compile(r'seconds|time_ratio|speedup|best_strategy')
+# inference speed-up), and the machine's load average as results.json is written, differ between any two runs;
+# everything else must not.
+TIMING = re.compile(r'seconds|time_ratio|speedup|best_strategy|load_average')
 
 # Per experiment: the :quick overrides that give several kill points, and the suite's kill points, killed in turn
 # in one workdir. Each resume restores a state whose shapes or masks differ from the freshly built one.
