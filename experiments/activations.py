@@ -37,7 +37,6 @@ FITTING_INIT = {'sigmoid': 'glorot_normal', 'tanh': 'glorot_normal', 'relu': 'he
 # The fields only this experiment has; nets.validation checks the shared ones (data, seeds, the task).
 CONFIG_RULES = {
     'allow_divergence': validation.boolean,
-    'final_epochs': validation.count,
     'shallow_margin': validation.positive,
 }
 
@@ -245,14 +244,7 @@ def verdicts(config, runs: dict, dead_rate: float) -> list[dict]:
         for other in ('sigmoid', 'tanh', 'leaky_relu')
     ]
     if not np.isnan(dead_rate):
-        at_rate = {
-            f'dead_{activation}': {
-                label: run
-                for label, run in runs[f'dead_{activation}'].items()
-                if run['hparams']['optimizer.learning_rate'] == dead_rate
-            }
-            for activation in DEAD
-        }
+        at_rate = {f'dead_{a}': dict(enumerate(_members_at(runs[f'dead_{a}'], dead_rate))) for a in DEAD}
         dead = lambda run: np.mean(run['final_diagnostics']['dead_fraction'])
         text = f'Under plain SGD at rate {dead_rate:g}, ReLU units die and leaky ReLU units do not'
         claims.append(

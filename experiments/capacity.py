@@ -33,7 +33,6 @@ CONFIG_RULES = {  # the fields only this experiment has; nets.validation checks 
     'widths': validation.several(validation.count),
     'depths': validation.several(validation.count),
     'parameter_budget': validation.count,
-    'final_epochs': validation.count,
 }
 
 

@@ -33,7 +33,6 @@ PARTS = ('shallow', *DEEP)
 # The fields only this experiment has; nets.validation checks the shared ones (data, seeds, the task).
 CONFIG_RULES = {
     'inits': validation.several(validation.name_in(initializers.INITIALIZERS)),
-    'final_epochs': validation.count,
 }
 
 

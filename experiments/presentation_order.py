@@ -18,7 +18,6 @@ from nets import experiment, orders, report, results, tasks, validation
 # The fields only this experiment has; nets.validation checks the shared ones (data, seeds, the task).
 CONFIG_RULES = {
     'orders': validation.several(validation.name_in(orders.ORDERS)),
-    'final_epochs': validation.count,
 }
 
 # The claims: (order, what it says against reshuffling every epoch, the expected sign of order − reshuffle).

@@ -33,7 +33,6 @@ CONFIG_RULES = {  # the fields only this experiment has; nets.validation checks 
     'dropout_epochs': validation.integer(1),
     'selection.fraction': validation.fraction,
     'learning_rate_decay': validation.fraction,
-    'final_epochs': validation.count,
 }
 PUBLISHED_ERROR = {'l2': 0.0162, 'l2_l1': 0.0160, 'maxnorm': 0.0135, 'dropout_l2': 0.0125, 'dropout_maxnorm': 0.0105}
 CONTROLS = {'l2_long': 'l2'}  # a control variant: the variant whose chosen strength it trains with

@@ -33,7 +33,6 @@ CONFIG_RULES = {
     'feature_std': validation.several(validation.positive),
     'true_weights': validation.several(validation.number(), distinct=False),
     'whitening_epsilon': validation.positive,
-    'final_epochs': validation.count,
 }
 
 

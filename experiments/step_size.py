@@ -36,7 +36,6 @@ CONFIG_RULES = {  # the fields only this experiment has; nets.validation checks 
     'rtol': validation.positive,
     'schedule_epochs': validation.count,
     'warmup_fraction': validation.rate,
-    'final_epochs': validation.count,
 }
 
 

@@ -147,6 +147,7 @@ RULES: dict[str, Rule] = {
     'test_limit': integer(1, optional=True),
     'shuffle': name_in(('shared', 'per_member')),
     **{name: count for name in ('epochs', 'batch_size', 'steps', 'checkpoint_every', 'probe_size', 'sweep_epochs')},
+    'final_epochs': count,  # the epochs a claim's final number averages over (results.mean_of_last)
     **{name: count for name in ('num_train', 'num_validation', 'window')},
     'patience': integer(0),
     'noise': number(0.0),
