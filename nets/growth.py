@@ -132,19 +132,27 @@ def place_units(state: train.TrainState, layer: int, start: Any, new: NewUnits) 
     )
 
 
-def grow(state: train.TrainState, layer: int, units: NewUnits, capacity: int | None = None) -> train.TrainState:
+def grow(
+    state: train.TrainState, layer: int, units: NewUnits, capacity: int | None = None, growing: Any = None
+) -> train.TrainState:
     """The state with `units` added after the active units of hidden layer `layer`: into spare units where there
     are enough, else into a layer widened to `capacity` (default: exactly the new width), whose units beyond the
-    active ones are masked at zero. Works on one state or a stacked sweep alike; compiles once per shape."""
-    active, width = hidden_units.active_units(state, layer), hidden_units.width_of(state.params, layer)
+    active ones are masked at zero. Works on one state or a stacked sweep alike, whose members may have different
+    active counts; `growing` ([members] bools, default all) says which members take their new units (the others
+    keep their state, only widened). Compiles once per shape."""
+    active = hidden_units.active_units(state, layer)
+    growing = np.ones(active.shape, bool) if growing is None else np.asarray(growing, bool)
     n = units.bias.shape[-1]
-    capacity = max(capacity or 0, active + n, width)
-    masked = active + n < capacity or state.masks is not None
-    return _grow(state, units, jnp.asarray(active, jnp.int32), layer=layer, capacity=capacity, masked=masked)
+    after = active + n * growing
+    width = hidden_units.width_of(state.params, layer)
+    capacity = max(capacity or 0, int(np.max(after)), width)
+    masked = bool(np.any(after < capacity)) or state.masks is not None
+    return _grow(state, units, jnp.asarray(active, jnp.int32), jnp.asarray(growing), layer=layer, capacity=capacity,
+                 masked=masked)  # fmt: skip
 
 
 @functools.partial(jax.jit, static_argnames=('layer', 'capacity', 'masked'))
-def _grow(state, units, active, *, layer, capacity, masked):
+def _grow(state, units, active, growing, *, layer, capacity, masked):
     width = hidden_units.width_of(state.params, layer)
     if capacity > width:
         kernel = state.params[f'dense_{layer}']['kernel']
@@ -160,9 +168,15 @@ def _grow(state, units, active, *, layer, capacity, masked):
         if units.outgoing_scale is not None:
             pad = jnp.ones(units.outgoing_scale.shape[:-1] + (extra,), units.outgoing_scale.dtype)
             units = units.replace(outgoing_scale=jnp.concatenate([units.outgoing_scale, pad], -1))
-    state = place_units(state, layer, active, units)
+    place = functools.partial(place_units, layer=layer)
+    placed = (
+        jax.vmap(place)(state, start=active, new=units) if state.step.ndim else place(state, start=active, new=units)
+    )
+    # A member that does not grow keeps its (widened) state.
+    keep = lambda new, old: jnp.where(growing.reshape(growing.shape + (1,) * (new.ndim - growing.ndim)), new, old)
+    state = jax.tree.map(keep, placed, state)
     n = units.bias.shape[-1]
-    return state.replace(masks=hidden_units.unit_masks(state.params, layer, active + n)) if masked else state
+    return state.replace(masks=hidden_units.unit_masks(state.params, layer, active + n * growing)) if masked else state
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -349,52 +363,60 @@ def growth_hook(
     monitor: str = 'train_loss',
     probe: tuple[jax.Array, jax.Array] | None = None,
 ) -> Callable[[int, train.TrainState, list[dict]], train.TrainState]:
-    """An epoch hook (`runner.train_variant(on_epoch_end=...)`) that grows hidden layer `layer` by
-    `units_per_growth` units (up to `max_width`) whenever `monitor` (the mean over a sweep's members, who grow
-    together) has `plateaued` over the epochs since the last growth. The new units come from `strategy` (one call
-    per member, vmapped and jitted), trained on `images` and `labels`.
+    """An epoch hook (`runner.train_variant(on_epoch_end=...)`) that grows hidden layer `layer` of each member by
+    `units_per_growth` units (up to `max_width`) whenever that member's own `monitor` has `plateaued` over the
+    epochs since its last growth. The members of a sweep share one shape (a bucket wide enough for the widest) and
+    each keeps its own active units under its masks. The new units come from `strategy` (one call per member,
+    vmapped and jitted), trained on `images` and `labels`. When members that grow at once have room for different
+    numbers of units (near `max_width`), each takes the smallest of them.
 
-    It adds to the epoch's history row: width and capacity (active and allocated units during the epoch),
-    units_added, growth_seconds (the strategy and the state transform, compile included), and with a `probe`
-    (images, labels) the probe's loss before and after the growth (per member), so that a report can show whether
-    the loss jumps at a growth event.
+    It adds to the epoch's history row, per member: width (active units during the epoch), units_added, and with a
+    `probe` (images, labels) the probe's loss before and after the growth, so that a report can show whether the
+    loss jumps at a growth event; and shared: capacity (allocated units) and growth_seconds (the strategy and the
+    state transform of every member, compile included).
     """
     capacity_for(1, 1, bucket)  # checks the name
 
     @functools.partial(jax.jit, static_argnames='n')
     def new_units(keys, state, active, images, labels, n):
-        call = lambda k, s: strategy(k, s, task=task, layer=layer, n=n, active=active, images=images, labels=labels)
-        return jax.vmap(call)(keys, state) if state.step.ndim else call(keys, state)
+        call = lambda k, s, a: strategy(k, s, task=task, layer=layer, n=n, active=a, images=images, labels=labels)
+        return jax.vmap(call)(keys, state, active) if state.step.ndim else call(keys, state, active)
 
     @jax.jit
     def probe_loss(state, images, labels):
         loss = lambda s: train.evaluate(task, s, images, labels)['loss']
         return jax.vmap(loss)(state) if state.step.ndim else loss(state)
 
+    def member_plateaued(history: list[dict], member: int | None) -> bool:
+        # The window starts at the member's last growth: its value, measured before that growth, is the reference.
+        pick = (lambda value: value) if member is None else (lambda value: value[member])
+        last = max((i for i, r in enumerate(history) if 'units_added' in r and pick(r['units_added'])), default=0)
+        return plateaued([pick(r[monitor]) for r in history[last:]], window, tolerance)
+
     def hook(epoch: int, state: train.TrainState, history: list[dict]) -> train.TrainState:
         row = history[-1]
         active = hidden_units.active_units(state, layer)
+        members = [None] if active.ndim == 0 else list(range(active.shape[0]))
+        growing = np.array([member_plateaued(history, m) for m in members]).reshape(active.shape) & (active < max_width)
         row |= {
-            'width': active,
+            'width': active.tolist(),
             'capacity': hidden_units.width_of(state.params, layer),
-            'units_added': 0,
+            'units_added': np.zeros(active.shape, int).tolist(),
             'growth_seconds': 0.0,
         }
         if probe is not None:
             row['probe_loss'] = row['probe_loss_after_growth'] = np.asarray(probe_loss(state, *probe)).tolist()
-        # The window starts at the last growth's epoch: its value, measured before that growth, is the reference.
-        last = max((i for i, r in enumerate(history) if r.get('units_added')), default=0)
-        values = [np.mean(r[monitor]) for r in history[last:]]
-        if active >= max_width or not plateaued(values, window, tolerance):
+        if not growing.any():
             return state
         started = time.perf_counter()
-        n = min(units_per_growth, max_width - active)
+        n = int(min(units_per_growth, np.min(max_width - active[growing])))
         keys = jax.random.fold_in(key, epoch)
-        if state.step.ndim:
-            keys = jax.random.split(keys, state.step.shape[0])
+        if active.ndim:
+            keys = jax.random.split(keys, active.shape[0])
         units = new_units(keys, state, jnp.asarray(active, jnp.int32), images, labels, n=n)
-        state = jax.block_until_ready(grow(state, layer, units, capacity_for(active + n, max_width, bucket)))
-        row |= {'units_added': n, 'growth_seconds': time.perf_counter() - started}
+        capacity = capacity_for(int(np.max(active + n * growing)), max_width, bucket)
+        state = jax.block_until_ready(grow(state, layer, units, capacity, growing))
+        row |= {'units_added': (n * growing).tolist(), 'growth_seconds': time.perf_counter() - started}
         if probe is not None:
             row['probe_loss_after_growth'] = np.asarray(probe_loss(state, *probe)).tolist()
         return state

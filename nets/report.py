@@ -256,10 +256,16 @@ def claims_table(claims: Sequence[Mapping[str, Any]]) -> list[str]:
         return []
     number = lambda value: 'none' if value is None else f'{value:+.4f}'
     expects = lambda entry: {'greater': '> 0', 'less': '< 0'}.get(entry['expected']) or f'within ±{entry["margin"]:g}'
+    # Against a number: 'a − 2 (source)'; between variants: 'a − b'.
+    difference = lambda entry: (
+        f'{entry["variants"][0]} − {entry["reference"]:g} ({entry["variants"][1]})'
+        if 'reference' in entry
+        else ' − '.join(entry['variants'])
+    )
     rows = [
         [
             entry['claim'],
-            f'{entry["metric"]}: {" − ".join(entry["variants"])} {expects(entry)}',
+            f'{entry["metric"]}: {difference(entry)} {expects(entry)}',
             number(entry['value']),
             f'{entry["confidence"]:.0%} {entry["method"]}: [{", ".join(map(number, entry["interval"]))}]',
             entry['seeds'],

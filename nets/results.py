@@ -332,6 +332,36 @@ def after_epoch(metric: str, epoch: int) -> Any:
     return lambda run: float(run['history'][epoch - 1][metric])
 
 
+def trailing_mean(values: Sequence[float], window: int) -> np.ndarray:
+    """Each value averaged with the `window` − 1 before it (fewer at the start): a per-epoch curve smoothed without
+    looking ahead, so that one noisy epoch does not decide when a target is reached."""
+    values = np.asarray(values, dtype=np.float64)
+    sums = np.concatenate([[0.0], np.cumsum(values)])
+    ends = np.arange(1, len(values) + 1)
+    starts = np.maximum(0, ends - window)
+    return (sums[ends] - sums[starts]) / (ends - starts)
+
+
+def epochs_to_reach(curve: Sequence[float], target: float) -> float:
+    """When a per-epoch `curve` (curve[i] after epoch i + 1; higher is better) first reaches `target`, in epochs:
+    linearly interpolated between the epoch before and the one that reaches it, 1.0 when the first does, NaN when
+    none does."""
+    curve = np.asarray(curve, dtype=np.float64)
+    reached = np.flatnonzero(curve >= target)
+    if not len(reached):
+        return float('nan')
+    i = int(reached[0])
+    return 1.0 if i == 0 else i + float((target - curve[i - 1]) / (curve[i] - curve[i - 1]))
+
+
+def at_epochs(cumulative: Sequence[float], epochs: float) -> float:
+    """A per-epoch cumulative quantity (seconds, steps, FLOPs after epoch i + 1) at a fractional epoch count,
+    linearly interpolated; NaN stays NaN."""
+    if not math.isfinite(epochs):
+        return float('nan')
+    return float(np.interp(epochs, np.arange(1, len(cumulative) + 1), cumulative))
+
+
 def compare(text: str, runs: Mapping[str, Mapping], a: str, b: str, metric: str = 'test_accuracy', key=None, **kwargs):
     """The `claim` that variant `a` of `runs` ({variant: {label: run}}) has a larger (or, by `expected`, smaller or
     equivalent) `metric` than variant `b`: key(run) of each member (default: the final test accuracy), paired by

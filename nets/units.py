@@ -86,23 +86,27 @@ def width_of(params: Any, layer: int) -> int:
     return int(params[f'dense_{layer}']['kernel'].shape[-1])
 
 
-def active_units(state: Any, layer: int) -> int:
-    """The number of active units of hidden layer `layer`: all of them, unless masks mark spare ones (member 0's
-    count: the members of a sweep grow together)."""
+def active_units(state: Any, layer: int) -> np.ndarray:
+    """The number of active units of hidden layer `layer`, per member (an int array of the member axes' shape, 0-d for
+    one state): all of them, unless masks mark spare ones."""
+    members = np.shape(state.step)
     if state.masks is None or state.masks.get(f'dense_{layer}') is None:
-        return width_of(state.params, layer)
-    bias_mask = np.asarray(state.masks[f'dense_{layer}']['bias'])
-    return int(bias_mask.reshape(-1, bias_mask.shape[-1])[0].sum())
+        return np.full(members, width_of(state.params, layer))
+    return np.asarray(state.masks[f'dense_{layer}']['bias']).sum(axis=-1)
 
 
-def unit_masks(params: Any, layer: int, active: int) -> Any:
-    """Masks mirroring `params` that keep the first `active` units of hidden layer `layer` and everything else."""
+def unit_masks(params: Any, layer: int, active: Any) -> Any:
+    """Masks mirroring `params` that keep the first `active` units of hidden layer `layer` (one count, or one per
+    member: [...] for params with member axes [...]) and everything else."""
     masks = jax.tree.map(lambda leaf: jnp.ones(leaf.shape, bool), params)
-    keep_first = jnp.arange(width_of(params, layer)) < active
+    keep_first = jnp.arange(width_of(params, layer)) < jnp.asarray(active)[..., None]  # [..., width]
     dense, following = f'dense_{layer}', next_layer(params, layer)
-    masks[dense] = {leaf: jnp.broadcast_to(keep_first, array.shape) for leaf, array in params[dense].items()}
+    masks[dense] = {
+        leaf: jnp.broadcast_to(keep_first if leaf == 'bias' else keep_first[..., None, :], array.shape)
+        for leaf, array in params[dense].items()
+    }
     kernel = params[following]['kernel']
-    masks[following] = {**masks[following], 'kernel': jnp.broadcast_to(keep_first[:, None], kernel.shape)}
+    masks[following] = {**masks[following], 'kernel': jnp.broadcast_to(keep_first[..., :, None], kernel.shape)}
     return masks
 
 

@@ -90,7 +90,10 @@ def test_a_grown_run_killed_and_resumed_equals_an_uninterrupted_one(data, tmp_pa
         )
 
     straight, straight_runs = run(4, tmp_path / 'straight')
-    assert straight.params['dense_0']['kernel'].shape == (2, 784, 32) and units.active_units(straight, 0) == 17
+    assert straight.params['dense_0']['kernel'].shape == (2, 784, 32) and units.active_units(straight, 0).tolist() == [
+        17,
+        17,
+    ]
     run(2, tmp_path / 'killed')
     resumed, resumed_runs = run(4, tmp_path / 'killed', resume=True)
     jax.tree.map(np.testing.assert_array_equal, resumed, straight)
@@ -118,10 +121,10 @@ def member_units(name, task, state, data, n, key=0, **options):
     """The new units of strategy `name` for every member of a stacked state."""
     strategy = growth.get_strategy(name, **options)
     active = jnp.asarray(units.active_units(state, 0), jnp.int32)
-    call = lambda k, s: strategy(
-        k, s, task=task, layer=0, n=n, active=active, images=data.train_images, labels=data.train_labels
+    call = lambda k, s, a: strategy(
+        k, s, task=task, layer=0, n=n, active=a, images=data.train_images, labels=data.train_labels
     )
-    return jax.jit(jax.vmap(call))(jax.random.split(jax.random.PRNGKey(key), state.step.shape[0]), state)
+    return jax.jit(jax.vmap(call))(jax.random.split(jax.random.PRNGKey(key), state.step.shape[0]), state, active)
 
 
 def member_losses(task, state, images, labels):
@@ -135,7 +138,7 @@ def test_bucketed_growth_keeps_the_function_masks_spare_units_and_keeps_them_at_
     x, y = data.train_images, data.train_labels
     before = member_losses(task, state, x, y)
     grown = growth.grow(state, 0, member_units('zero_outgoing', task, state, data, 4), growth.capacity_for(12, 64))
-    assert grown.params['dense_0']['kernel'].shape == (2, 784, 16) and units.active_units(grown, 0) == 12
+    assert grown.params['dense_0']['kernel'].shape == (2, 784, 16) and units.active_units(grown, 0).tolist() == [12, 12]
     np.testing.assert_array_equal(member_losses(task, grown, x, y), before)
     assert not np.any(grown.masks['dense_0']['kernel'][..., 12:]) and np.all(grown.masks['dense_0']['kernel'][..., :12])
     assert not np.any(grown.masks['output']['kernel'][:, 12:]) and np.all(grown.masks['output']['bias'])
@@ -155,7 +158,10 @@ def test_bucketed_growth_keeps_the_function_masks_spare_units_and_keeps_them_at_
         and not np.any(adam[0].nu['dense_0']['kernel'][..., 12:])
     )
     filled = growth.grow(trained, 0, member_units('zero_outgoing', task, trained, data, 4), growth.capacity_for(16, 64))
-    assert filled.params['dense_0']['kernel'].shape == (2, 784, 16) and units.active_units(filled, 0) == 16
+    assert filled.params['dense_0']['kernel'].shape == (2, 784, 16) and units.active_units(filled, 0).tolist() == [
+        16,
+        16,
+    ]
     np.testing.assert_array_equal(member_losses(task, filled, x, y), member_losses(task, trained, x, y))
 
 
@@ -278,7 +284,7 @@ def test_the_growth_hook_grows_on_a_plateau_up_to_the_maximum_and_recompiles_onl
     np.testing.assert_allclose(
         [row['probe_loss_after_growth'] for row in history], [row['probe_loss'] for row in history], rtol=1e-6
     )
-    assert state.params['dense_0']['kernel'].shape == (2, 784, 10) and units.active_units(state, 0) == 10
+    assert state.params['dense_0']['kernel'].shape == (2, 784, 10) and units.active_units(state, 0).tolist() == [10, 10]
     assert all(np.all(mask) for mask in jax.tree.leaves(state.masks))
 
 
@@ -342,10 +348,10 @@ def test_random_units_are_drawn_as_the_initializer_draws_a_layer_of_the_grown_wi
     assert not np.any(np.asarray(units.bias))
 
 
-def _plateau_hook(task, data, strategy='random', window=1):
+def _plateau_hook(task, data, strategy='random', window=1, tolerance=1.0):
     return growth.growth_hook(
-        task, growth.get_strategy(strategy), layer=0, max_width=64, units_per_growth=2, window=window, tolerance=1.0,
-        images=data.train_images, labels=data.train_labels, key=jax.random.PRNGKey(0),
+        task, growth.get_strategy(strategy), layer=0, max_width=64, units_per_growth=2, window=window,
+        tolerance=tolerance, images=data.train_images, labels=data.train_labels, key=jax.random.PRNGKey(0),
     )  # fmt: skip
 
 
@@ -356,7 +362,7 @@ def test_each_growth_and_each_member_draws_its_own_new_units(data):
     hook = _plateau_hook(task, data)
     flat = [{'train_loss': [1.0, 1.0]}]
     first = hook(1, twins, flat + [{'train_loss': [1.0, 1.0]}])
-    assert units.active_units(first, 0) == 6
+    assert units.active_units(first, 0).tolist() == [6, 6]
     incoming = np.asarray(first.params['dense_0']['kernel'])
     assert not np.array_equal(incoming[0, :, 4:6], incoming[1, :, 4:6])  # members differ
     second = hook(2, twins, flat + [{'train_loss': [1.0, 1.0]}])  # the same state and history at another epoch
@@ -366,12 +372,12 @@ def test_each_growth_and_each_member_draws_its_own_new_units(data):
 def test_after_a_growth_the_hook_waits_a_full_window_before_growing_again(data):
     task, state = trained_state(data, widths=(4,), members=1)
     hook = _plateau_hook(task, data, 'zero_outgoing', window=2)
-    row = lambda added=0: {'train_loss': [1.0], 'units_added': added}
+    row = lambda added=0: {'train_loss': [1.0], 'units_added': [added]}
     # Epoch 3 grew; at epoch 4 the window since then holds one epoch, at epoch 5 two.
-    assert units.active_units(hook(4, state, [row(), row(), row(2), row()]), 0) == 4
-    assert units.active_units(hook(5, state, [row(), row(), row(2), row(), row()]), 0) == 6
+    assert units.active_units(hook(4, state, [row(), row(), row(2), row()]), 0).tolist() == [4]
+    assert units.active_units(hook(5, state, [row(), row(), row(2), row(), row()]), 0).tolist() == [6]
     # Without a growth, three flat epochs are enough.
-    assert units.active_units(hook(3, state, [row(), row(), row()]), 0) == 6
+    assert units.active_units(hook(3, state, [row(), row(), row()]), 0).tolist() == [6]
 
 
 def test_net2net_copies_only_active_units_when_the_layer_has_spare_ones(data):
@@ -392,3 +398,39 @@ def test_random_inputs_gives_each_new_unit_its_own_subset_of_the_inputs(data):
     seen = np.asarray(units.incoming)[0] != 0  # [inputs, units]
     assert 0.15 < seen.mean() < 0.35
     assert len({column.tobytes() for column in seen.T}) == 4
+
+
+def test_grow_gives_new_units_only_to_the_members_that_grow_and_leaves_the_others_bit_for_bit(data):
+    """Member 1 of two grows 8 -> 12 in a bucket of 16, member 0 keeps its 8 units: its params, moments and losses
+    are unchanged (only widened by masked zeros), and a later growth of member 0 alone writes after its own 8."""
+    task, state = trained_state(data)
+    x, y = data.train_images, data.train_labels
+    before = member_losses(task, state, x, y)
+    new = member_units('random', task, state, data, 4)
+    grown = growth.grow(state, 0, new, 16, growing=[False, True])
+    assert units.active_units(grown, 0).tolist() == [8, 12]
+    kernel = np.asarray(grown.params['dense_0']['kernel'])
+    np.testing.assert_array_equal(kernel[0, :, :8], np.asarray(state.params['dense_0']['kernel'])[0])
+    assert not np.any(kernel[0, :, 8:]) and not np.any(np.asarray(grown.params['output']['kernel'])[0, 8:])
+    np.testing.assert_array_equal(kernel[1, :, 8:12], np.asarray(new.incoming)[1])
+    np.testing.assert_array_equal(np.asarray(grown.masks['dense_0']['bias']).sum(-1), [8, 12])
+    losses = member_losses(task, grown, x, y)
+    np.testing.assert_allclose(losses[0], before[0], rtol=1e-6)
+    assert abs(losses[1] - before[1]) > 1e-4  # random outgoing weights move the grown member's loss
+    again = growth.grow(grown, 0, member_units('random', task, grown, data, 4, key=1), 16, growing=[True, False])
+    assert units.active_units(again, 0).tolist() == [12, 12]
+    np.testing.assert_array_equal(np.asarray(again.params['dense_0']['kernel'])[1], kernel[1])
+    assert np.all(np.asarray(again.params['dense_0']['kernel'])[0, :, 8:12] != 0)
+
+
+def test_the_hook_grows_each_member_on_its_own_plateau(data):
+    """Member 0's loss stalls, member 1's falls: only member 0 grows, and the row records it per member."""
+    task, state = trained_state(data, widths=(4,))
+    hook = _plateau_hook(task, data, 'zero_outgoing', tolerance=0.5)  # stalled: improved by less than half
+    history = [{'train_loss': [1.0, 1.0]}, {'train_loss': [1.0, 0.4]}]
+    grown = hook(2, state, history)
+    assert units.active_units(grown, 0).tolist() == [6, 4]
+    assert history[-1]['units_added'] == [2, 0] and history[-1]['width'] == [4, 4]
+    # Next epoch member 1 stalls too; member 0's window starts at its growth, so it stalls as well.
+    history.append({'train_loss': [1.0, 0.4]})
+    assert units.active_units(hook(3, grown, history), 0).tolist() == [8, 6]

@@ -55,13 +55,13 @@ EXPERIMENTS = {
 
 
 def _strip(tree):
-    """`tree` without the timing entries (see TIMING), at any depth, and without the checkpoint metadata's own
-    checksum, which hashes those timings (the arrays' checksum stays compared)."""
+    """`tree` without the timing entries (see TIMING) and the claims on a timing, at any depth, and without the
+    checkpoint metadata's own checksum, which hashes those timings (the arrays' checksum stays compared)."""
     if isinstance(tree, dict):
         tree = {k: ({**v, 'metadata': None} if k == 'checksum' and isinstance(v, dict) else v) for k, v in tree.items()}
         return {k: _strip(v) for k, v in tree.items() if not (isinstance(k, str) and TIMING.search(k))}
-    if isinstance(tree, (list, tuple)):
-        return [_strip(v) for v in tree]
+    if isinstance(tree, (list, tuple)):  # and without claims on a timing (growth's time ratios)
+        return [_strip(v) for v in tree if not (isinstance(v, dict) and TIMING.search(str(v.get('metric', ''))))]
     return tree
 
 

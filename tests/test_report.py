@@ -271,7 +271,7 @@ def test_write_run_writes_results_history_report_and_curves(tmp_path):
     ]
     assert results['claims'] == [claim]
     report_md = (tmp_path / 'report.md').read_text()
-    assert '## Claims' in report_md and '| rate helps | test_accuracy: a − b > 0 | +0.1100 |' in report_md
+    assert '## Claims' in report_md and '| rate helps | test_accuracy: a − 0.8 (b) > 0 | +0.1100 |' in report_md
     assert '95% t: [' in report_md and '| 3 | **supported** |' in report_md
     assert results['choices'] == [choice]
     assert '## Choices (never on test)' in report_md and '| rate | 0.1000 | max val_accuracy | 2 |  |' in report_md

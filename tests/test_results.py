@@ -174,3 +174,32 @@ def test_compare_pairs_two_variants_members_by_seed():
         'a is ahead early', runs, 'a', 'b', 'val_accuracy after epoch 1', results.after_epoch('val_accuracy', 1)
     )
     assert early['metric'] == 'val_accuracy after epoch 1' and early['value'] == pytest.approx(0.2)
+
+
+def test_the_trailing_mean_averages_each_value_with_the_ones_before_it():
+    np.testing.assert_allclose(results.trailing_mean([1.0, 3.0, 5.0, 10.0], 2), [1.0, 2.0, 4.0, 7.5])
+    np.testing.assert_allclose(results.trailing_mean([1.0, 3.0, 5.0, 10.0], 3), [1.0, 2.0, 3.0, 6.0])
+    np.testing.assert_allclose(results.trailing_mean([2.0, 4.0], 1), [2.0, 4.0])
+
+
+def test_epochs_to_reach_interpolates_between_the_epoch_before_and_the_one_that_reaches():
+    # Epoch 2 ends at 0.90 and epoch 3 at 0.98: 0.96 is three quarters of the way, so 2.75 epochs.
+    assert results.epochs_to_reach([0.5, 0.90, 0.98, 0.99], 0.96) == pytest.approx(2.75)
+    assert results.epochs_to_reach([0.5, 0.90, 0.98], 0.98) == pytest.approx(3.0)
+    assert results.epochs_to_reach([0.97, 0.99], 0.96) == 1.0  # the first epoch already reaches it
+    assert results.epochs_to_reach([0.9, 0.97, 0.95, 0.99], 0.96) == pytest.approx(1 + 6 / 7)  # the first crossing
+    assert np.isnan(results.epochs_to_reach([0.9, 0.95], 0.96))
+
+
+def test_at_epochs_reads_a_cumulative_quantity_at_a_fractional_epoch():
+    assert results.at_epochs([10.0, 14.0, 20.0], 2.75) == pytest.approx(18.5)
+    assert results.at_epochs([10.0, 14.0, 20.0], 1.0) == 10.0
+    assert np.isnan(results.at_epochs([10.0, 14.0], float('nan')))
+
+
+def test_a_claim_against_a_number_records_it_and_the_table_names_the_number_and_its_source():
+    found = results.claim('within twice', 'time_ratio', ['grown', 'lecture'], {0: 1.4, 1: 1.6, 2: 1.5}, 2.0,
+                          expected='less')  # fmt: skip
+    assert found['reference'] == 2.0 and found['value'] == pytest.approx(-0.5)
+    table = '\n'.join(report.claims_table([found]))
+    assert 'time_ratio: grown − 2 (lecture) < 0' in table
