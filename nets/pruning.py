@@ -270,8 +270,15 @@ class Criterion:
     compiled: bool = True
 
 
+def _exact_size(task, state, images, labels, key, probes):
+    """The size of the exact loss change, |ΔL|: the signed ΔL is dominated by its first-order term −g·w, whose sign on
+    held-out images is noise, and ranking by it removes first the weights whose removal helps the batch most."""
+    return jax.tree.map(jnp.abs, _exact(task, state, images, labels, key, probes))
+
+
 CRITERIA: dict[str, Criterion] = {
     'exact': Criterion(_exact, compiled=False),
+    'exact_size': Criterion(_exact_size, compiled=False),
     'obd': Criterion(_obd),
     'taylor': Criterion(_taylor),
     'snip': Criterion(_snip),
@@ -366,6 +373,16 @@ def prune_to_fraction(
     kept, total = count_kept(state.masks, pattern)
     n = jnp.maximum(kept - jnp.round(keep_fraction * total).astype(kept.dtype), 0)
     return prune_least_salient(state, state.masks, scores, n, pattern)
+
+
+def prune_layerwise(state: train.TrainState, scores: Any, fractions: Mapping[str, float]) -> train.TrainState:
+    """Each kernel of module `m` loses `fractions[m]` of its kept weights (rounded), those of lowest score: Frankle &
+    Carbin's per-layer rate (one member; vmap it for a sweep)."""
+    for module, fraction in fractions.items():
+        pattern = f'^{module}/kernel$'
+        kept, _ = count_kept(state.masks, pattern)
+        state = prune_least_salient(state, state.masks, scores, jnp.round(fraction * kept).astype(kept.dtype), pattern)
+    return state
 
 
 def restore(state: train.TrainState) -> train.TrainState:
@@ -524,10 +541,11 @@ def lecture_hook(
 ) -> EpochHook:
     """The lecture's rule after each round's retraining: a member whose validation error rose above its
     `reference_error` (the trained net's) + `tolerance` gets its last removed group restored and its step halved;
-    then every member prunes its step's fraction of what is left, by `criterion`."""
+    then every member prunes its step's fraction of what is left, by `criterion`. After the last round's restore it
+    does nothing more: epochs beyond `rounds` rounds retrain the final masks."""
 
     def hook(epoch, state, history):
-        if epoch % epochs_per_round:
+        if epoch % epochs_per_round or epoch > rounds * epochs_per_round:  # after the last round: retraining only
             return None
         failed = 1 - np.asarray(history[-1]['val_accuracy']) > reference_error + tolerance
         state = train.where_members(jnp.asarray(failed), jax.vmap(restore)(state), state)
@@ -540,6 +558,41 @@ def lecture_hook(
             return state
         scores = member_saliency(criterion, task, state, images, labels, jax.random.fold_in(key, epoch), probes)
         return jax.jit(jax.vmap(prune_least_salient))(state, state.masks, scores, _step_counts(state, step))
+
+    return hook
+
+
+def imp_round(task: train.Task, state: train.TrainState, fractions: Mapping[str, float]) -> train.TrainState:
+    """One round of iterative magnitude pruning with rewinding (Frankle & Carbin 2019) on every member: each layer
+    loses `fractions[module]` of its kept weights, the smallest in magnitude, and the kept weights go back to the
+    rewind point (`start`'s: the initial weights) with a fresh optimizer at step 0."""
+    one = lambda member: rewind(task, prune_layerwise(member, magnitude_saliency(member.params), fractions))
+    return jax.jit(jax.vmap(one))(state)
+
+
+def imp_start(task: train.Task, trained: train.TrainState, state: train.TrainState, fractions: Mapping[str, float]):
+    """The trained sweep after its first round: pruned by magnitude, rewound."""
+    return imp_round(task, start_from(trained, state), fractions)
+
+
+def imp_hook(
+    task: train.Task,
+    fractions: Mapping[str, float],
+    *,
+    rounds: int,
+    epochs_per_round: int,
+    measure: Callable[[train.TrainState], Mapping[str, Any]] | None = None,
+) -> EpochHook:
+    """After each round's training: record the round, its kept fraction and `measure`, then `imp_round`; the last
+    of `rounds` rounds is only recorded (its masks are the ticket's)."""
+
+    def hook(epoch, state, history):
+        if epoch % epochs_per_round:
+            return None
+        round_ = epoch // epochs_per_round - 1
+        history[-1] |= {'round': round_, 'kept_fraction': kept_fraction(state).tolist()}
+        history[-1] |= dict(measure(state)) if measure is not None else {}
+        return state if round_ + 1 == rounds else imp_round(task, state, fractions)
 
     return hook
 

@@ -339,5 +339,77 @@ def test_snip_scores_w_times_g_at_the_initial_weights_under_the_current_masks():
 
 def test_an_unknown_criterion_is_refused_in_one_line_naming_the_registry():
     task, state, images, labels = _trained_tiny()
-    with pytest.raises(ValueError, match="unknown pruning criterion 'l0'; allowed: exact, obd, taylor, snip"):
+    with pytest.raises(
+        ValueError, match="unknown pruning criterion 'l0'; allowed: exact, exact_size, obd, taylor, snip"
+    ):
         pruning.saliency('l0', task, state, images, labels, jax.random.PRNGKey(0))
+
+
+def test_exact_size_ranks_by_the_size_of_the_exact_loss_change():
+    task, state, images, labels = _trained_tiny()
+    signed = pruning.saliency('exact', task, state, images, labels, jax.random.PRNGKey(0))
+    size = pruning.saliency('exact_size', task, state, images, labels, jax.random.PRNGKey(0))
+    kernel = np.asarray(signed['dense_0']['kernel'])
+    assert np.any(kernel < 0)  # some zeroings lower the batch's loss: the two rankings differ
+    np.testing.assert_array_equal(size['dense_0']['kernel'], np.abs(kernel))
+
+
+def test_prune_layerwise_removes_each_layers_fraction_of_its_kept_weights_smallest_first():
+    task, state, _, _ = _trained_tiny()
+    scores = pruning.magnitude_saliency(state.params)
+    fractions = {'dense_0': 0.2, 'dense_1': 0.5, 'output': 0.1}
+    once = pruning.prune_layerwise(state, scores, fractions)
+    twice = pruning.prune_layerwise(once, scores, fractions)
+    for module, fraction in fractions.items():
+        size = state.params[module]['kernel'].size
+        after_one = size - round(fraction * size)
+        kept = [int(np.asarray(s.masks[module]['kernel']).sum()) for s in (once, twice)]
+        assert kept == [after_one, after_one - round(fraction * after_one)], module
+        weights, mask = np.abs(np.asarray(state.params[module]['kernel'])), np.asarray(twice.masks[module]['kernel'])
+        assert weights[~mask].max() <= weights[mask].min(), module  # by magnitude, within the layer
+
+
+def test_an_imp_round_prunes_by_magnitude_then_rewinds_the_kept_weights_to_the_initial_ones():
+    task, state, _, _ = _trained_tiny()
+    members = train.stack([state, state])
+    fractions = {'dense_0': 0.2, 'dense_1': 0.2, 'output': 0.1}
+    rewound = pruning.imp_round(task, members, fractions)
+    pruned = pruning.prune_layerwise(state, pruning.magnitude_saliency(state.params), fractions)
+    for module in state.params:
+        mask = np.asarray(pruned.masks[module]['kernel'])
+        np.testing.assert_array_equal(rewound.masks[module]['kernel'][1], mask)
+        expected = np.where(mask, np.asarray(state.pruning['rewind'][module]['kernel']), 0.0)
+        np.testing.assert_array_equal(rewound.params[module]['kernel'][1], expected)
+    np.testing.assert_array_equal(rewound.step, [0, 0])
+    assert all(not np.any(np.asarray(leaf)) for leaf in jax.tree.leaves(rewound.opt_state))
+
+
+def test_the_imp_hook_prunes_after_each_round_but_the_last_and_records_the_kept_fraction():
+    task, state, _, _ = _trained_tiny()
+    members = train.stack([state, state])
+    hook = pruning.imp_hook(task, {'dense_0': 0.5, 'dense_1': 0.5, 'output': 0.5}, rounds=2, epochs_per_round=2)
+    history = [{}]
+    assert hook(1, members, history) is None and history == [{}]  # mid-round
+    after_first = hook(2, members, history)
+    assert history[-1]['round'] == 0 and history[-1]['kept_fraction'] == [1.0, 1.0]
+    np.testing.assert_allclose(pruning.kept_fraction(after_first), 0.5, atol=0.05)
+    history.append({})
+    last = hook(4, after_first, history)
+    assert history[-1]['round'] == 1 and last is after_first  # the last round's masks are kept as they are
+
+
+def test_the_lecture_hook_does_nothing_after_its_rounds_so_that_the_final_masks_retrain():
+    task, state, images, labels = _trained_tiny()
+    members = train.stack([state, state])
+    scores = jax.vmap(pruning.magnitude_saliency)(members.params)
+    started = pruning.lecture_start(members, members, scores, 0.5)
+    hook = pruning.lecture_hook(
+        task, 'magnitude', rounds=1, epochs_per_round=1, images=images, labels=labels, key=jax.random.PRNGKey(0),
+        reference_error=np.array([1.0, 0.0]), tolerance=0.0,
+    )  # fmt: skip
+    history = [{'val_accuracy': [0.5, 0.5]}]
+    checked = hook(1, started, history)  # the last round: member 1's error rose, so its group is restored
+    assert history[-1]['restored'] == [0, 1]
+    np.testing.assert_allclose(pruning.kept_fraction(checked), [0.5, 1.0], atol=0.01)
+    history.append({'val_accuracy': [0.5, 0.5]})
+    assert hook(2, checked, history) is None and 'restored' not in history[-1]  # after it: retraining only
