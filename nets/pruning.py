@@ -461,8 +461,9 @@ def _copy(tree: Any) -> Any:
 
 
 def start_from(trained: train.TrainState, state: train.TrainState) -> train.TrainState:
-    """A copy of the trained sweep with `state`'s hyper-parameters."""
-    return _copy(trained).replace(hparams=state.hparams)
+    """A copy of the trained sweep with `state`'s hyper-parameters and its fresh optimizer state and step: the
+    schedule that retrains may be another optimizer chain than the one that trained."""
+    return _copy(trained).replace(hparams=state.hparams, opt_state=state.opt_state, step=state.step)
 
 
 def _prune_to(state: train.TrainState, scores: Any, keep_fraction: float) -> train.TrainState:

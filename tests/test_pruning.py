@@ -413,3 +413,14 @@ def test_the_lecture_hook_does_nothing_after_its_rounds_so_that_the_final_masks_
     np.testing.assert_allclose(pruning.kept_fraction(checked), [0.5, 1.0], atol=0.01)
     history.append({'val_accuracy': [0.5, 0.5]})
     assert hook(2, checked, history) is None and 'restored' not in history[-1]  # after it: retraining only
+
+
+def test_a_schedule_starts_from_the_trained_weights_with_its_own_fresh_optimizer_state():
+    """The retraining chain may differ from the training one (a constant rate after a cosine decay): the trained
+    sweep's params and masks, the variant's hyper-parameters, optimizer state and step."""
+    task, trained, _, _ = _trained_tiny(steps=5)
+    fresh = pruning.start(train.init_state(task, trained.hparams, jax.random.PRNGKey(7), (6,)))
+    started = pruning.start_from(trained, fresh)
+    jax.tree.map(np.testing.assert_array_equal, started.params, trained.params)
+    jax.tree.map(np.testing.assert_array_equal, started.opt_state, fresh.opt_state)
+    assert int(started.step) == 0 and int(trained.step) == 5

@@ -249,7 +249,7 @@ def test_no_two_fields_of_a_config_are_one_object(name):
     [
         ('pruning', 'neuron_widths', ((16, 8), (24, 12)), 'from 1 to that of the cut before'),
         ('pruning', 'neuron_widths', ((16,),), 'one width per hidden layer'),
-        ('pruning', 'ticket_level', 0.3, 'one of keep_levels'),
+        ('pruning', 'compared_level', 0.3, 'one of keep_levels'),
         ('pretraining', 'units.group_width', 3, 'a divisor of the first hidden layer (32 units)'),
         ('growth', 'growth.layer', 1, 'the index of a hidden layer of (16,) (0 to 0)'),
         ('growth', 'growth.start_width', 16, "below the fixed net's width 16"),

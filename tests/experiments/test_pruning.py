@@ -29,16 +29,44 @@ def test_the_operating_points_are_the_most_compressed_rungs_within_the_dense_val
 
 
 @pytest.mark.slow
-def test_the_ticket_reports_its_kept_fraction_and_the_neuron_cut_reports_a_net_that_was_trained(quick):
+def test_the_dense_rate_is_chosen_by_the_development_seeds_and_the_control_trains_as_long_as_the_ladder(quick):
     config, results, _ = quick('pruning')
-    summary = results['summary']
-    assert summary['ticket_kept_fraction'] == pytest.approx(config.ticket_level, rel=0.05)
+    runs = results['runs']
+    assert {run['seed'] for run in runs['tune_dense'].values()} == set(config.development_seeds)
+    assert sorted(run['seed'] for run in runs['dense'].values()) == sorted(config.seeds)
+    by_rate = {}
+    for run in runs['tune_dense'].values():
+        by_rate.setdefault(run['hparams']['optimizer.learning_rate'], []).append(run['history'][-1]['val_accuracy'])
+    best = max(by_rate, key=lambda rate: np.mean(by_rate[rate]))
+    assert _choice(results, 'dense learning rate')['chosen'] == best
+    ladder_epochs = len(config.keep_levels) * config.retrain_epochs
+    for name in ('dense_finetuned', *(f'prune_{c}' for c in config.criteria)):
+        assert {len(run['history']) for run in runs[name].values()} == {ladder_epochs}, name
+
+
+@pytest.mark.slow
+def test_the_ticket_takes_imps_last_masks_and_the_lecture_rule_retrains_after_its_rounds(quick):
+    config, results, _ = quick('pruning')
+    summary, runs = results['summary'], results['runs']
+    rounds = [[row['kept_fraction'] for row in run['history'] if 'round' in row] for run in runs['imp'].values()]
+    assert all(len(member) == config.imp_rounds for member in rounds)
+    assert all(np.all(np.diff(member) < 0) for member in rounds)  # every round prunes
+    assert summary['ticket_kept_fraction'] == pytest.approx(np.mean([member[-1] for member in rounds]), rel=1e-6)
     assert summary['ticket_error'] == pytest.approx(
-        np.mean([1 - run['test']['accuracy'] for run in results['runs']['ticket_rewind'].values()])
+        np.mean([1 - run['test']['accuracy'] for run in runs['ticket'].values()])
     )
+    for run in runs['lecture'].values():
+        history = run['history']
+        assert len(history) == config.lecture_rounds * config.retrain_epochs + config.lecture_retrain_epochs
+        assert not any('restored' in row for row in history[config.lecture_rounds * config.retrain_epochs :])
     widths = ['-'.join(map(str, row['widths'])) for row in results['neurons']]
     assert summary['structured_widths'] in widths + ['-'.join(map(str, config.model.hidden_widths))]
     assert _choice(results, 'neuron widths')['chosen'] in widths + ['dense']
+
+
+@pytest.mark.slow
+def test_pruning_is_under_the_results_protocol(protocol):
+    protocol('pruning', seeds=10)
 
 
 @pytest.mark.slow

@@ -23,8 +23,8 @@ def test_every_experiment_has_a_test_file_that_runs_its_sealed_check(name):
     assert re.search(rf"^    sealed\('{name}'\)$", source, re.M), f'test_{name}.py does not run sealed({name!r})'
 
 
-# The benchmark measures speed and claims nothing; pruning waits for its protocol work (issue 23).
-NOT_UNDER_THE_PROTOCOL = {'benchmark', 'pruning'}
+# The benchmark measures speed and claims nothing.
+NOT_UNDER_THE_PROTOCOL = {'benchmark'}
 
 
 @pytest.mark.parametrize('name', EXPERIMENTS)
