@@ -147,8 +147,11 @@ def growing_variants(config) -> dict:
     variants[f'{small.strategy}_small_steps'] = (small.strategy, grow.bucket, small.units, grow.tolerance)
     for tolerance in config.tolerances:
         variants[f'{grow.tuning_strategy}_tolerance_{tolerance:g}'] = (
-            grow.tuning_strategy, grow.bucket, grow.units_per_growth, tolerance
-        )  # fmt: skip
+            grow.tuning_strategy,
+            grow.bucket,
+            grow.units_per_growth,
+            tolerance,
+        )
     return variants
 
 
@@ -165,8 +168,9 @@ def stages(run) -> dict:
     data, _ = run.data()
     steps_per_epoch = len(data.train_labels) // config.batch_size
     measure = val_epochs_to_target(config)
-    pick = lambda what, runs: run.select_swept(what, runs, RATE, metric='val_accuracy epochs to target', rule='min',
-                                               key=measure)  # fmt: skip
+    pick = lambda what, runs: run.select_swept(
+        what, runs, RATE, metric='val_accuracy epochs to target', rule='min', key=measure
+    )
     schedules = {'constant': {'name': 'constant'}} | {
         f'cosine_{epochs}': {'name': 'cosine_decay', 'decay_steps': epochs * steps_per_epoch}
         for epochs in config.cosine_epochs
@@ -195,20 +199,34 @@ def stages(run) -> dict:
         constant = optimizer(rate or config.learning_rates[0], {'name': 'constant'})
         task = run.task({'model': model, 'optimizer': constant}, after_update=masks.apply_masks)
         hook = growth.growth_hook(
-            task[0], growth.get_strategy(strategy, **strategy_options(config, strategy)), layer=grow.layer,
-            max_width=config.model.hidden_widths[grow.layer], units_per_growth=units, window=grow.window,
-            tolerance=tolerance, images=data.train_images, labels=data.train_labels,
-            key=jax.random.PRNGKey(grow.seed), bucket=bucket, monitor=grow.monitor, probe=data_probe,
-        )  # fmt: skip
-        return run.variant(name, task, sweep=sweep, epochs=config.growth_epochs, on_epoch_end=hook,
-                           test_curve=sweep is None)[1]  # fmt: skip
+            task[0],
+            growth.get_strategy(strategy, **strategy_options(config, strategy)),
+            layer=grow.layer,
+            max_width=config.model.hidden_widths[grow.layer],
+            units_per_growth=units,
+            window=grow.window,
+            tolerance=tolerance,
+            images=data.train_images,
+            labels=data.train_labels,
+            key=jax.random.PRNGKey(grow.seed),
+            bucket=bucket,
+            monitor=grow.monitor,
+            probe=data_probe,
+        )
+        return run.variant(
+            name, task, sweep=sweep, epochs=config.growth_epochs, on_epoch_end=hook, test_curve=sweep is None
+        )[1]
 
     tuning = (grow.tuning_strategy, grow.bucket, grow.units_per_growth, grow.tolerance)
     growth_rate, _ = pick('growing net rate', grown('tune_growth', *tuning, sweep={RATE: config.learning_rates}))
     for name, spec in growing_variants(config).items():
         grown(name, *spec, rate=growth_rate)
-    return {'num_train': len(data.train_labels), 'num_validation': len(data.validation_labels),
-            'fixed': {'schedule': schedule, 'rate': fixed_rate}, 'growth_rate': growth_rate}  # fmt: skip
+    return {
+        'num_train': len(data.train_labels),
+        'num_validation': len(data.validation_labels),
+        'fixed': {'schedule': schedule, 'rate': fixed_rate},
+        'growth_rate': growth_rate,
+    }
 
 
 def forward_flops(widths, examples: int) -> float:
@@ -235,16 +253,21 @@ def member_measures(config, strategy: str | None, member: dict, sizes: dict) -> 
     training counted) after each epoch, and its epochs to the target on the smoothed test and validation curves."""
     history, layer = member['history'], config.growth.layer
     input_size = int(np.prod(data_lib.image_shape(config.dataset)))
-    shape = lambda width: [input_size, *[width if i == layer else w for i, w in enumerate(config.model.hidden_widths)],
-                           10]  # fmt: skip
+    shape = lambda width: [
+        input_size,
+        *[width if i == layer else w for i, w in enumerate(config.model.hidden_widths)],
+        10,
+    ]
     steps_per_epoch = sizes['num_train'] // config.batch_size
     full = config.model.hidden_widths[layer]
     seconds, flops = [], []
     for row in history:
         width = row.get('width', full)
         seconds.append(row['seconds'] + row['compile_seconds'] + row.get('growth_seconds', 0.0))
-        flops.append(3 * forward_flops(shape(width), steps_per_epoch * config.batch_size)
-                     + forward_flops(shape(width), sizes['num_validation']))  # fmt: skip
+        flops.append(
+            3 * forward_flops(shape(width), steps_per_epoch * config.batch_size)
+            + forward_flops(shape(width), sizes['num_validation'])
+        )
         if row.get('units_added'):
             flops[-1] += growth_flops(config, strategy, shape(width + row['units_added']))
     smoothed = lambda metric: results.trailing_mean([row[metric] for row in history], config.smoothing)
@@ -294,15 +317,18 @@ def summarize(run, staged: dict):
         'fixed_epochs_to_target': float(np.mean([m['test_epochs'] for m in fixed.values()])),
         'fixed_seconds_to_target': float(
             np.mean([results.at_epochs(m['seconds'], m['test_epochs']) for m in fixed.values()])
-        ),  # fmt: skip
+        ),
         'best_strategy': best,
     }
     for variant in grown:
         members = measures[variant].values()
         for name, axis in (('time', 'seconds'), ('flops', 'flops')):
             ratio = results.interval(list(ratios(measures, variant, axis).values()))
-            summary |= {f'{name}_ratio_{variant}': ratio['mean'], f'{name}_ratio_low_{variant}': ratio['low'],
-                        f'{name}_ratio_high_{variant}': ratio['high']}  # fmt: skip
+            summary |= {
+                f'{name}_ratio_{variant}': ratio['mean'],
+                f'{name}_ratio_low_{variant}': ratio['low'],
+                f'{name}_ratio_high_{variant}': ratio['high'],
+            }
         summary |= {
             f'steps_ratio_{variant}': float(np.mean(list(ratios(measures, variant, 'steps').values()))),
             f'reached_{variant}': sum(1 for m in members if np.isfinite(m['test_epochs'])),
@@ -343,29 +369,63 @@ def verdicts(config, measures: dict, best: str) -> list[dict]:
     more than adding 60; and on wall time, which only the buckets change, that shape buckets save time."""
     flops = lambda variant: ratios(measures, variant, 'flops')
     claims = [
-        results.claim(f'{best}, the best strategy on validation, needs more FLOPs than the fixed net', 'flops_ratio',
-                      [best, 'fixed'], flops(best), 1.0, expected='greater'),
-        *[results.claim(f"{name} reaches the target within 2× the fixed net's FLOPs (lecture: 1.5–2× the time)",
-                        'flops_ratio', [name, 'lecture'], flops(name), 2.0, expected='less')
-          for name in config.strategies],
-        *[results.claim(f'{name} reaches the target with fewer FLOPs than plain random units', 'flops_ratio',
-                        [name, 'random'], flops(name), flops('random'), expected='less')
-          for name in TRAINED if name in config.strategies and 'random' in config.strategies],
-    ]  # fmt: skip
+        results.claim(
+            f'{best}, the best strategy on validation, needs more FLOPs than the fixed net',
+            'flops_ratio',
+            [best, 'fixed'],
+            flops(best),
+            1.0,
+            expected='greater',
+        ),
+        *[
+            results.claim(
+                f"{name} reaches the target within 2× the fixed net's FLOPs (lecture: 1.5–2× the time)",
+                'flops_ratio',
+                [name, 'lecture'],
+                flops(name),
+                2.0,
+                expected='less',
+            )
+            for name in config.strategies
+        ],
+        *[
+            results.claim(
+                f'{name} reaches the target with fewer FLOPs than plain random units',
+                'flops_ratio',
+                [name, 'random'],
+                flops(name),
+                flops('random'),
+                expected='less',
+            )
+            for name in TRAINED
+            if name in config.strategies and 'random' in config.strategies
+        ],
+    ]
     small = f'{config.small_steps.strategy}_small_steps'
     if config.small_steps.strategy in config.strategies:
-        claims.append(results.claim(
-            f'growing by {config.small_steps.units} units at a time costs more than by '
-            f'{config.growth.units_per_growth}',
-            'flops_ratio', [small, config.small_steps.strategy], flops(small), flops(config.small_steps.strategy),
-            expected='greater',
-        ))  # fmt: skip
+        claims.append(
+            results.claim(
+                f'growing by {config.small_steps.units} units at a time costs more than by '
+                f'{config.growth.units_per_growth}',
+                'flops_ratio',
+                [small, config.small_steps.strategy],
+                flops(small),
+                flops(config.small_steps.strategy),
+                expected='greater',
+            )
+        )
     if exact := config.exact_shapes_strategy:
         seconds = lambda variant: ratios(measures, variant, 'seconds')
-        claims.append(results.claim(
-            'shape buckets reach the target sooner than a new shape at every growth', 'time_ratio',
-            [exact, f'{exact}_exact_shapes'], seconds(exact), seconds(f'{exact}_exact_shapes'), expected='less',
-        ))  # fmt: skip
+        claims.append(
+            results.claim(
+                'shape buckets reach the target sooner than a new shape at every growth',
+                'time_ratio',
+                [exact, f'{exact}_exact_shapes'],
+                seconds(exact),
+                seconds(f'{exact}_exact_shapes'),
+                expected='less',
+            )
+        )
     return claims
 
 
@@ -385,10 +445,13 @@ def describe(config, summary, variants) -> str:
         'largest loss jump': 'largest_loss_jump',
     }
     number = lambda value: 'none' if value is None else f'{value:.2f}'
-    ratio = lambda name, v: f'{number(summary[f"{name}_ratio_{v}"])} [{number(summary[f"{name}_ratio_low_{v}"])}, ' \
-                            f'{number(summary[f"{name}_ratio_high_{v}"])}]'  # fmt: skip
-    rows = [[v, ratio('flops', v), ratio('time', v), *(summary[f'{key}_{v}'] for key in columns.values())]
-            for v in variants]  # fmt: skip
+    ratio = lambda name, v: (
+        f'{number(summary[f"{name}_ratio_{v}"])} [{number(summary[f"{name}_ratio_low_{v}"])}, '
+        f'{number(summary[f"{name}_ratio_high_{v}"])}]'
+    )
+    rows = [
+        [v, ratio('flops', v), ratio('time', v), *(summary[f'{key}_{v}'] for key in columns.values())] for v in variants
+    ]
     best = summary['best_strategy']
     return (
         f'Adam, batch {config.batch_size}, seeds {list(config.seeds)}. The fixed 784-'
@@ -443,8 +506,10 @@ def plot_accuracy_against_time(path: str, config, runs, measures) -> str:
 def plot_ratios(path: str, config, summary, variants) -> str:
     """The FLOPs and wall-time ratios to the fixed net per variant with their 95% intervals, and the lecture's band;
     and both over the plateau tolerance."""
-    tolerance = sorted([(config.growth.tolerance, config.growth.tuning_strategy)] + [
-        (t, f'{config.growth.tuning_strategy}_tolerance_{t:g}') for t in config.tolerances])  # fmt: skip
+    tolerance = sorted(
+        [(config.growth.tolerance, config.growth.tuning_strategy)]
+        + [(t, f'{config.growth.tuning_strategy}_tolerance_{t:g}') for t in config.tolerances]
+    )
     value = lambda key: np.nan if summary[key] is None else summary[key]
     with report.figure(path, 1, 2, figsize=(13, 4)) as (_, axes):
         for axis, names, x in (

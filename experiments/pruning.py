@@ -146,16 +146,22 @@ def stages(run) -> dict:
     batch = (data.validation_images[: config.saliency_examples], data.validation_labels[: config.saliency_examples])
     steps = len(data.train_labels) // config.batch_size * config.epochs
     adam = lambda rate, schedule: {**config.optimizer.to_dict(), 'learning_rate': rate, 'schedule': schedule}
-    recipe = lambda rate: run.task({'optimizer': adam(rate, {'name': 'cosine_decay', 'decay_steps': steps})},
-                                   after_update=masks.apply_masks)  # fmt: skip
-    retrain = run.task({'optimizer': adam(config.retrain_learning_rate, {'name': 'constant'})},
-                       after_update=masks.apply_masks)  # fmt: skip
+    recipe = lambda rate: run.task(
+        {'optimizer': adam(rate, {'name': 'cosine_decay', 'decay_steps': steps})}, after_update=masks.apply_masks
+    )
+    retrain = run.task(
+        {'optimizer': adam(config.retrain_learning_rate, {'name': 'constant'})}, after_update=masks.apply_masks
+    )
     retrain_task = retrain[0]
     staged = {}
 
     # The dense recipe, chosen on validation by the development seeds; pruning.start keeps the initial weights.
-    _, tuning = run.variant('tune_dense', recipe(config.learning_rates[0]), seeds=config.development_seeds,
-                            sweep={RATE: config.learning_rates})  # fmt: skip
+    _, tuning = run.variant(
+        'tune_dense',
+        recipe(config.learning_rates[0]),
+        seeds=config.development_seeds,
+        sweep={RATE: config.learning_rates},
+    )
     rate, _ = run.select_swept('dense learning rate', tuning, RATE, metric='val_accuracy')
     task = recipe(rate)
     dense, _ = run.variant('dense', task, prepare_state=pruning.start, test_curve=True)
@@ -173,11 +179,18 @@ def stages(run) -> dict:
     test_error = lambda state: {'test_error': _errors(retrain_task, state, *test).tolist()}
     ladders = {}
     for criterion in config.criteria:
-        hook = pruning.ladder_hook(retrain_task, criterion, config.keep_levels, epochs_per_rung=config.retrain_epochs,
-                                   measure=test_error, **saliency)  # fmt: skip
+        hook = pruning.ladder_hook(
+            retrain_task,
+            criterion,
+            config.keep_levels,
+            epochs_per_rung=config.retrain_epochs,
+            measure=test_error,
+            **saliency,
+        )
         start = lambda s, c=criterion: pruning.ladder_start(dense, s, scores[c], config.keep_levels[0])
-        _, runs = run.variant(f'prune_{criterion}', retrain, epochs=ladder_epochs, prepare_state=start,
-                              on_epoch_end=hook)  # fmt: skip
+        _, runs = run.variant(
+            f'prune_{criterion}', retrain, epochs=ladder_epochs, prepare_state=start, on_epoch_end=hook
+        )
         ladders[criterion] = pruning.ladder_rungs(runs) | {'seeds': [member['seed'] for member in runs.values()]}
     staged['ladders'] = ladders
 
@@ -187,42 +200,67 @@ def stages(run) -> dict:
     points = {c: _operating_point(run, ladders[c], dense_error, c) for c in config.criteria}
     best = run.select(
         'criterion',
-        {c: (1 / np.mean(ladders[c]['kept'], 0)[points[c]] if points[c] is not None else 1.0,
-             -float(np.mean(ladders[c]['val']))) for c in config.criteria},
+        {
+            c: (
+                1 / np.mean(ladders[c]['kept'], 0)[points[c]] if points[c] is not None else 1.0,
+                -float(np.mean(ladders[c]['val'])),
+            )
+            for c in config.criteria
+        },
         metric='compression_within_val_error',
         note='(compression at <= the dense validation error, minus the mean validation error)',
-    )  # fmt: skip
+    )
     staged |= {'points': points, 'best': best}
 
     # The lecture's rule by |ΔL|, then its final masks retrained.
-    hook = pruning.lecture_hook(retrain_task, config.lecture_criterion, rounds=config.lecture_rounds,
-                                epochs_per_round=config.retrain_epochs, reference_error=dense_val,
-                                tolerance=config.lecture_tolerance, **saliency)  # fmt: skip
+    hook = pruning.lecture_hook(
+        retrain_task,
+        config.lecture_criterion,
+        rounds=config.lecture_rounds,
+        epochs_per_round=config.retrain_epochs,
+        reference_error=dense_val,
+        tolerance=config.lecture_tolerance,
+        **saliency,
+    )
     lecture_scores = scores.get(config.lecture_criterion)
     if lecture_scores is None:
         lecture_scores = pruning.member_saliency(config.lecture_criterion, task[0], dense, *batch, key)
     staged['lecture'], _ = run.variant(
-        'lecture', retrain, epochs=config.lecture_rounds * config.retrain_epochs + config.lecture_retrain_epochs,
+        'lecture',
+        retrain,
+        epochs=config.lecture_rounds * config.retrain_epochs + config.lecture_retrain_epochs,
         prepare_state=lambda s: pruning.lecture_start(dense, s, lecture_scores, config.lecture_step),
         on_epoch_end=hook,
-    )  # fmt: skip
+    )
 
     # Iterative magnitude pruning with rewinding; its last masks, at the initial weights and at fresh random ones
     # (seeds + 1000), train with the dense recipe.
     fractions = {module: config.imp_fraction for module in dense.params if module != 'output'}
     fractions['output'] = config.imp_fraction / 2
-    imp_hook = pruning.imp_hook(task[0], fractions, rounds=config.imp_rounds, epochs_per_round=config.imp_epochs,
-                                measure=test_error)  # fmt: skip
-    imp, _ = run.variant('imp', task, epochs=config.imp_rounds * config.imp_epochs, on_epoch_end=imp_hook,
-                         prepare_state=lambda s: pruning.imp_start(task[0], dense, s, fractions))  # fmt: skip
+    imp_hook = pruning.imp_hook(
+        task[0], fractions, rounds=config.imp_rounds, epochs_per_round=config.imp_epochs, measure=test_error
+    )
+    imp, _ = run.variant(
+        'imp',
+        task,
+        epochs=config.imp_rounds * config.imp_epochs,
+        on_epoch_end=imp_hook,
+        prepare_state=lambda s: pruning.imp_start(task[0], dense, s, fractions),
+    )
     staged['ticket_kept_fraction'] = float(np.mean(pruning.kept_fraction(imp)))
     for name, seeds in (('ticket', config.seeds), ('ticket_random_init', [s + 1000 for s in config.seeds])):
         start = lambda s, fresh=name != 'ticket': pruning.ticket_start(task[0], dense, s, imp.masks, fresh)
         run.variant(name, task, seeds=seeds, prepare_state=start)
 
     # Neuron removal by the exact unit saliency, retraining between cuts; the cut is chosen on validation.
-    hook = pruning.neuron_hook(retrain_task, config.neuron_widths, epochs_per_cut=config.retrain_epochs,
-                               images=batch[0], labels=batch[1], measure=test_error)  # fmt: skip
+    hook = pruning.neuron_hook(
+        retrain_task,
+        config.neuron_widths,
+        epochs_per_cut=config.retrain_epochs,
+        images=batch[0],
+        labels=batch[1],
+        measure=test_error,
+    )
     run.variant(
         'neurons',
         retrain,
@@ -237,8 +275,12 @@ def stages(run) -> dict:
         '-'.join(map(str, row['widths'])): (row['val_error'] <= dense_error + config.lecture_tolerance, cut)
         for cut, row in enumerate(staged['neurons'])
     }
-    staged['structured'] = run.select('neuron widths', within, metric='cut_within_val_error',
-                                      note='(within the tolerance of the dense validation error, cut)')  # fmt: skip
+    staged['structured'] = run.select(
+        'neuron widths',
+        within,
+        metric='cut_within_val_error',
+        note='(within the tolerance of the dense validation error, cut)',
+    )
     return staged
 
 
@@ -268,25 +310,60 @@ def verdicts(config, runs, staged) -> list[dict]:
     rung = [f'{k:.4f}' for k in config.keep_levels].index(f'{config.compared_level:.4f}')
     at = lambda c: rung_errors(ladders[c], rung)
     claims = [
-        results.claim(f'the dense net tests at most {config.dense_error_bound:.1%}', 'test_error',
-                      ['dense', 'issue 23'], errors('dense'), config.dense_error_bound, expected='less'),
-        *[results.claim(f'{c} at its operating point keeps the fine-tuned dense error (within ±{margin:g})',
-                        'test_error', [f'prune_{c}', 'dense_finetuned'], rung_errors(ladders[c], staged['points'][c]),
-                        errors('dense_finetuned'), expected='within', margin=margin)
-          for c in config.criteria],
-    ]  # fmt: skip
+        results.claim(
+            f'the dense net tests at most {config.dense_error_bound:.1%}',
+            'test_error',
+            ['dense', 'issue 23'],
+            errors('dense'),
+            config.dense_error_bound,
+            expected='less',
+        ),
+        *[
+            results.claim(
+                f'{c} at its operating point keeps the fine-tuned dense error (within ±{margin:g})',
+                'test_error',
+                [f'prune_{c}', 'dense_finetuned'],
+                rung_errors(ladders[c], staged['points'][c]),
+                errors('dense_finetuned'),
+                expected='within',
+                margin=margin,
+            )
+            for c in config.criteria
+        ],
+    ]
     pairs = (('exact_size', 'exact'), ('magnitude', 'random'))
     claims += [
-        results.claim(f'at {config.compared_level:g} kept, {a} prunes to a lower test error than {b}', 'test_error',
-                      [f'prune_{a}', f'prune_{b}'], at(a), at(b), expected='less')
-        for a, b in pairs if a in config.criteria and b in config.criteria
-    ]  # fmt: skip
+        results.claim(
+            f'at {config.compared_level:g} kept, {a} prunes to a lower test error than {b}',
+            'test_error',
+            [f'prune_{a}', f'prune_{b}'],
+            at(a),
+            at(b),
+            expected='less',
+        )
+        for a, b in pairs
+        if a in config.criteria and b in config.criteria
+    ]
     claims += [
-        results.claim(f"the lecture's rule, retrained, keeps the dense error (within ±{margin:g})", 'test_error',
-                      ['lecture', 'dense'], errors('lecture'), errors('dense'), expected='within', margin=margin),
-        results.claim(f'the IMP ticket keeps the dense error (within ±{margin:g})', 'test_error', ['ticket', 'dense'],
-                      errors('ticket'), errors('dense'), expected='within', margin=margin),
-    ]  # fmt: skip
+        results.claim(
+            f"the lecture's rule, retrained, keeps the dense error (within ±{margin:g})",
+            'test_error',
+            ['lecture', 'dense'],
+            errors('lecture'),
+            errors('dense'),
+            expected='within',
+            margin=margin,
+        ),
+        results.claim(
+            f'the IMP ticket keeps the dense error (within ±{margin:g})',
+            'test_error',
+            ['ticket', 'dense'],
+            errors('ticket'),
+            errors('dense'),
+            expected='within',
+            margin=margin,
+        ),
+    ]
     random_init = {seed - 1000: value for seed, value in errors('ticket_random_init').items()}
     claims.append(
         results.claim(
@@ -304,8 +381,10 @@ def verdicts(config, runs, staged) -> list[dict]:
 def summarize(run, staged: dict):
     """The headline numbers, claims, tables and figures."""
     config, runs, best = run.config, run.runs, staged['best']
-    summary = {'dense_test_error': results.mean_test(runs['dense'], 'error'),
-               'dense_finetuned_test_error': results.mean_test(runs['dense_finetuned'], 'error')}  # fmt: skip
+    summary = {
+        'dense_test_error': results.mean_test(runs['dense'], 'error'),
+        'dense_finetuned_test_error': results.mean_test(runs['dense_finetuned'], 'error'),
+    }
     scores = staged['scores']
     spearman = pruning.rank_agreement(scores)
     summary |= {f'spearman_{c}': value for c, value in spearman.items()}
@@ -330,8 +409,12 @@ def summarize(run, staged: dict):
     neurons, chosen = staged['neurons'], staged['structured']
     row = {'widths': config.model.hidden_widths, 'speedup': 1.0, 'test_error': summary['dense_test_error']}
     row = neurons[['-'.join(map(str, r['widths'])) for r in neurons].index(chosen)] if chosen != 'dense' else row
-    summary |= {'structured_speedup': row['speedup'], 'structured_widths': '-'.join(map(str, row['widths'])),
-                'structured_test_error': row['test_error'], 'wall_seconds': run.wall_seconds()}  # fmt: skip
+    summary |= {
+        'structured_speedup': row['speedup'],
+        'structured_widths': '-'.join(map(str, row['widths'])),
+        'structured_test_error': row['test_error'],
+        'wall_seconds': run.wall_seconds(),
+    }
 
     ladders = staged['ladders']
     figures = [
@@ -363,9 +446,15 @@ def describe(config, summary, ladders, neurons) -> str:
         for rung, level in enumerate(config.keep_levels)
     ]
     neuron_rows = [
-        ['-'.join(map(str, r['widths'])), r['weights'], f'{r["val_error"]:.4f}', f'{r["test_error"]:.4f}',
-         f'{r["speedup"]:.2f}×'] for r in neurons
-    ]  # fmt: skip
+        [
+            '-'.join(map(str, r['widths'])),
+            r['weights'],
+            f'{r["val_error"]:.4f}',
+            f'{r["test_error"]:.4f}',
+            f'{r["speedup"]:.2f}×',
+        ]
+        for r in neurons
+    ]
     published = '; '.join(f'{source}: {error:.2%} at {1 / kept:.0f}×' for kept, error, source in PUBLISHED)
     number = lambda value: 'none' if value is None else f'{value:.4f}'
     return (
