@@ -434,3 +434,20 @@ def test_the_hook_grows_each_member_on_its_own_plateau(data):
     # Next epoch member 1 stalls too; member 0's window starts at its growth, so it stalls as well.
     history.append({'train_loss': [1.0, 0.4]})
     assert units.active_units(hook(3, grown, history), 0).tolist() == [8, 6]
+
+
+def test_members_growing_at_once_near_the_maximum_take_the_smallest_room_left(data):
+    """Max 8, 3 units a growth: member 0 (6 active) has room for 2, member 1 (4 active) for 3, so both take 2 and
+    neither passes the maximum; a member that does not grow keeps its count."""
+    task, state = trained_state(data, widths=(4,))
+    state = growth.grow(state, 0, member_units('zero_outgoing', task, state, data, 2), 8, growing=[True, False])
+    assert units.active_units(state, 0).tolist() == [6, 4]
+    hook = growth.growth_hook(
+        task, growth.get_strategy('zero_outgoing'), layer=0, max_width=8, units_per_growth=3, window=1,
+        tolerance=10.0, images=data.train_images, labels=data.train_labels, key=jax.random.PRNGKey(0),
+    )  # fmt: skip
+    history = [{'train_loss': [1.0, 1.0]}, {'train_loss': [1.0, 1.0]}]
+    grown = hook(2, state, history)
+    assert units.active_units(grown, 0).tolist() == [8, 6] and history[-1]['units_added'] == [2, 2]
+    history.append({'train_loss': [1.0, 1.0]})
+    assert units.active_units(hook(3, grown, history), 0).tolist() == [8, 8]  # member 0 is full and stays

@@ -73,3 +73,11 @@ def test_unit_masks_keep_the_active_units_and_everything_else():
     np.testing.assert_array_equal(masks['dense_0']['bias'], [True, True, True, False])
     np.testing.assert_array_equal(masks['dense_1']['kernel'].all(1), [True, True, True, False])
     assert np.all(masks['output']['kernel']) and np.all(masks['batch_norm_0']['scale'])
+
+
+def test_unit_masks_keep_each_members_own_number_of_units():
+    masks = units.unit_masks(_tree(), 0, np.array([1, 3]))
+    np.testing.assert_array_equal(masks['dense_0']['bias'], [[True, False, False, False], [True, True, True, False]])
+    np.testing.assert_array_equal(masks['dense_0']['kernel'].all(-2), masks['dense_0']['bias'])
+    np.testing.assert_array_equal(masks['dense_1']['kernel'].all(-1), masks['dense_0']['bias'])
+    assert np.all(masks['output']['kernel']) and np.all(masks['batch_norm_0']['scale'])
