@@ -254,6 +254,8 @@ def test_no_two_fields_of_a_config_are_one_object(name):
         ('growth', 'growth.layer', 1, 'the index of a hidden layer of (16,) (0 to 0)'),
         ('growth', 'growth.start_width', 16, "below the fixed net's width 16"),
         ('pruning', 'saliency_examples', 301, 'at most validation_size (300)'),
+        ('pruning', 'rank_examples', 301, 'at most validation_size (300)'),
+        ('pruning', 'rank_members', 3, 'at most the 2 seeds'),
         ('pretraining', 'labels', ('105',), 'a multiple of the 10 classes'),
         ('pretraining', 'labels', ('3000',), 'at most the 2000 training images'),
         ('pretraining', 'passes', (20, 20), 'one entry per entry of labels'),
