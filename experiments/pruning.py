@@ -366,25 +366,18 @@ def verdicts(config, runs, staged) -> list[dict]:
         for a, b in pairs
         if a in config.criteria and b in config.criteria
     ]
+    within = {'lecture': "the lecture's rule, retrained,", 'ticket': 'the IMP ticket'}
     claims += [
         results.claim(
-            f"the lecture's rule, retrained, keeps the dense error (within ±{margin:g})",
+            f'{text} keeps the dense error (within ±{margin:g})',
             'test_error',
-            ['lecture', 'dense'],
-            errors('lecture'),
+            [name, 'dense'],
+            errors(name),
             errors('dense'),
             expected='within',
             margin=margin,
-        ),
-        results.claim(
-            f'the IMP ticket keeps the dense error (within ±{margin:g})',
-            'test_error',
-            ['ticket', 'dense'],
-            errors('ticket'),
-            errors('dense'),
-            expected='within',
-            margin=margin,
-        ),
+        )
+        for name, text in within.items()
     ]
     random_init = {seed - 1000: value for seed, value in errors('ticket_random_init').items()}
     claims.append(
