@@ -147,8 +147,8 @@ def grow(
     width = hidden_units.width_of(state.params, layer)
     capacity = max(capacity or 0, int(np.max(after)), width)
     masked = bool(np.any(after < capacity)) or state.masks is not None
-    return _grow(state, units, jnp.asarray(active, jnp.int32), jnp.asarray(growing), layer=layer, capacity=capacity,
-                 masked=masked)  # fmt: skip
+    active, growing = jnp.asarray(active, jnp.int32), jnp.asarray(growing)
+    return _grow(state, units, active, growing, layer=layer, capacity=capacity, masked=masked)
 
 
 @functools.partial(jax.jit, static_argnames=('layer', 'capacity', 'masked'))
