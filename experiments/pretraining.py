@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 
-import jax
 import ml_collections
 import numpy as np
 
@@ -202,8 +201,6 @@ def stages(run) -> dict:
     unlabeled = train.Data(data.train_images, None, data.validation_images, None)
     ae_state, _ = run.variant('autoencoder', ae_task, data=(unlabeled, test), epochs=config.autoencoder.epochs)
     encoders = pretraining.encoder(ae_state.params, ae_state.batch_stats)
-    if len(seeds) == 1:
-        encoders = jax.tree.map(lambda leaf: leaf[None], encoders)
     unit_task, unit_hparams = tasks.build(unit_config(config), input_shape)
     chosen_values, chosen_runs, sweeps, swept_paths, first_variant = {}, {}, {}, {}, {}
     for labels, passes, batch_size in zip(config.labels, config.passes, config.batch_sizes):
@@ -234,7 +231,6 @@ def stages(run) -> dict:
                 if method != 'random':
                     pretrained, order = (encoders, seeds) if method.startswith('ae') else (units, member_seeds)
                     chosen = pretraining.take_members(pretrained, [order.index(m['seed']) for m in members])
-                    chosen = chosen if len(members) > 1 else train.member(chosen, 0)  # one member is not stacked
                     prepare_state = lambda state, chosen=chosen: pretraining.with_encoder(state, chosen)
                 key = f'{method}_{labels}'
                 name = key if subset_seed is None else f'{key}_seed{subset_seed}'
@@ -265,8 +261,8 @@ def summarize(run, staged: dict):
     """The reconstruction error and every method's test error, the findings and the figures."""
     config, chosen_runs = run.config, staged['chosen_runs']
     ae_task, ae_state = staged['autoencoder'], run.states['autoencoder']
-    test_images, ae_seeds = run.data()[1][0], len(config.seeds)
-    mse = np.atleast_1d(pretraining.reconstruction_mse(ae_task, ae_state, test_images, members=ae_seeds > 1))
+    test_images = run.data()[1][0]
+    mse = np.asarray(pretraining.reconstruction_mse(ae_task, ae_state, test_images, members=True))
     summary = {'reconstruction_mse': float(mse.mean())}
     for labels in config.labels:
         for method in METHODS:
@@ -275,7 +271,7 @@ def summarize(run, staged: dict):
 
     def first(key: str) -> train.TrainState:  # the first seed's state of a method at a label count
         name = staged['first_variant'].get(key, key)
-        return train.member(run.states[name], 0) if len(run.runs[name]) > 1 else run.states[name]
+        return train.member(run.states[name], 0)
 
     kernel = lambda key: np.asarray(first(key).params['dense_0']['kernel'])
     first_layers = {m: kernel(f'{m}_{config.labels[-1]}') for m in METHODS}
@@ -283,9 +279,7 @@ def summarize(run, staged: dict):
     num_train = len(run.splits().train_labels)
     figures = [
         plot_error(os.path.join(run.workdir, 'test_error.png'), config, chosen_runs, num_train),
-        plot_reconstructions(
-            os.path.join(run.workdir, 'reconstructions.png'), ae_task, ae_state, test_images, ae_seeds
-        ),
+        plot_reconstructions(os.path.join(run.workdir, 'reconstructions.png'), ae_task, ae_state, test_images),
         plot_features(os.path.join(run.workdir, 'first_layer_features.png'), first_layers),
     ]
     return experiment.Report(
@@ -464,9 +458,9 @@ def plot_error(path: str, config, chosen_runs, num_train: int) -> str:
     return path
 
 
-def plot_reconstructions(path: str, task, state, images, num_seeds: int, count: int = 12) -> str:
+def plot_reconstructions(path: str, task, state, images, count: int = 12) -> str:
     """Test digits (top row) and the first seed's denoising autoencoder's reconstructions (bottom row)."""
-    first = train.member(state, 0) if num_seeds > 1 else state
+    first = train.member(state, 0)
     shown = images[:count]
     rebuilt = np.asarray(pretraining.reconstruct(task, first, shown))
     with report.figure(path, 2, count, figsize=(count, 2.2)) as (_, axes):

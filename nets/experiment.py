@@ -224,7 +224,7 @@ class Experiment:
             members = runner.grid(self.config.seeds if seeds is None else seeds, sweep)
         data, test = data if data is not None else self.data()
         if test_curve:
-            on_epoch_end = runner.chain(runner.evaluation_hook(task[0], *test, members=len(members) > 1), on_epoch_end)
+            on_epoch_end = runner.chain(runner.evaluation_hook(task[0], *test, members=True), on_epoch_end)
         state, runs = runner.run_variant(
             self.workdir,
             self.config,
@@ -240,16 +240,16 @@ class Experiment:
         )
         self.runs[name], self.states[name] = runs, state
         if test is not None:
-            self._tests[name] = (task[0], test, len(members) > 1)
+            self._tests[name] = (task[0], test)
         return state, runs
 
     def evaluate_test(self) -> None:
         """Every variant's final test metrics (each run's 'test'), computed once after all stages and choices, so
         that no stage can read them."""
-        for name, (task, test, stacked) in self._tests.items():
-            metrics = train.evaluate_members(task, self.states[name], *test, members=stacked)
+        for name, (task, test) in self._tests.items():
+            metrics = train.evaluate_members(task, self.states[name], *test, members=True)
             for index, run in enumerate(self.runs[name].values()):
-                run['test'] = results.member_entries(metrics, index, stacked)
+                run['test'] = results.member_entries(metrics, index)
 
     def probed_variant(self, name: str, task, probe, *, sweep=None, **options) -> tuple[dict, dict]:
         """`variant` with the test metrics after every epoch (curves that choose nothing) and the diagnostics on
@@ -257,14 +257,13 @@ class Experiment:
         runs and the diagnostics at init."""
         members = runner.grid(self.config.seeds, sweep)
         data, test = options.get('data') or self.data()
-        stacked = len(members) > 1
-        measure = diagnostics.prober(task[0], *probe, members=stacked)
+        measure = diagnostics.prober(task[0], *probe, members=True)
         at_init = measure(runner.initial_state(*task, members, data.train_images.shape[1:]))
         hook = diagnostics.epoch_hook(measure)
         state, runs = self.variant(name, task, members=members, on_epoch_end=hook, test_curve=True, **options)
         final = measure(state)  # of the final (restored, early-stopped) weights, also after a resume
         for index, member in enumerate(runs.values()):
-            member['final_diagnostics'] = results.member_entries(final, index, stacked)
+            member['final_diagnostics'] = results.member_entries(final, index)
         return runs, at_init
 
     def wall_seconds(self) -> float:

@@ -365,10 +365,10 @@ def growth_hook(
 ) -> Callable[[int, train.TrainState, list[dict]], train.TrainState]:
     """An epoch hook (`runner.train_variant(on_epoch_end=...)`) that grows hidden layer `layer` of each member by
     `units_per_growth` units (up to `max_width`) whenever that member's own `monitor` has `plateaued` over the
-    epochs since its last growth. The members of a sweep share one shape (a bucket wide enough for the widest) and
-    each keeps its own active units under its masks. The new units come from `strategy` (one call per member,
-    vmapped and jitted), trained on `images` and `labels`. When members that grow at once have room for different
-    numbers of units (near `max_width`), each takes the smallest of them.
+    epochs since its last growth. The state is stacked, as runner.train_variant's always is. The members share one
+    shape (a bucket wide enough for the widest) and each keeps its own active units under its masks. The new units
+    come from `strategy` (one call per member, vmapped and jitted), trained on `images` and `labels`. When members
+    that grow at once have room for different numbers of units (near `max_width`), each takes the smallest of them.
 
     It adds to the epoch's history row, per member: width (active units during the epoch), units_added, and with a
     `probe` (images, labels) the probe's loss before and after the growth, so that a report can show whether the
@@ -380,24 +380,22 @@ def growth_hook(
     @functools.partial(jax.jit, static_argnames='n')
     def new_units(keys, state, active, images, labels, n):
         call = lambda k, s, a: strategy(k, s, task=task, layer=layer, n=n, active=a, images=images, labels=labels)
-        return jax.vmap(call)(keys, state, active) if state.step.ndim else call(keys, state, active)
+        return jax.vmap(call)(keys, state, active)
 
     @jax.jit
     def probe_loss(state, images, labels):
         loss = lambda s: train.evaluate(task, s, images, labels)['loss']
-        return jax.vmap(loss)(state) if state.step.ndim else loss(state)
+        return jax.vmap(loss)(state)
 
-    def member_plateaued(history: list[dict], member: int | None) -> bool:
+    def member_plateaued(history: list[dict], member: int) -> bool:
         # The window starts at the member's last growth: its value, measured before that growth, is the reference.
-        pick = (lambda value: value) if member is None else (lambda value: value[member])
-        last = max((i for i, r in enumerate(history) if 'units_added' in r and pick(r['units_added'])), default=0)
-        return plateaued([pick(r[monitor]) for r in history[last:]], window, tolerance)
+        last = max((i for i, r in enumerate(history) if 'units_added' in r and r['units_added'][member]), default=0)
+        return plateaued([r[monitor][member] for r in history[last:]], window, tolerance)
 
     def hook(epoch: int, state: train.TrainState, history: list[dict]) -> train.TrainState:
         row = history[-1]
         active = hidden_units.active_units(state, layer)
-        members = [None] if active.ndim == 0 else list(range(active.shape[0]))
-        growing = np.array([member_plateaued(history, m) for m in members]).reshape(active.shape) & (active < max_width)
+        growing = np.array([member_plateaued(history, m) for m in range(len(active))]) & (active < max_width)
         row |= {
             'width': active.tolist(),
             'capacity': hidden_units.width_of(state.params, layer),
@@ -410,9 +408,7 @@ def growth_hook(
             return state
         started = time.perf_counter()
         n = int(min(units_per_growth, np.min(max_width - active[growing])))
-        keys = jax.random.fold_in(key, epoch)
-        if active.ndim:
-            keys = jax.random.split(keys, active.shape[0])
+        keys = jax.random.split(jax.random.fold_in(key, epoch), len(active))
         units = new_units(keys, state, jnp.asarray(active, jnp.int32), images, labels, n=n)
         capacity = capacity_for(int(np.max(active + n * growing)), max_width, bucket)
         state = jax.block_until_ready(grow(state, layer, units, capacity, growing))

@@ -109,10 +109,10 @@ def member_history(history: Sequence[Mapping[str, Any]], index: int) -> list[dic
     return [{key: value[index] if isinstance(value, list) else value for key, value in row.items()} for row in history]
 
 
-def member_entries(values: Mapping[str, Any], index: int, stacked: bool) -> dict[str, Any]:
-    """Member `index`'s entries of per-member results (each value a list over the members of a stacked sweep; the
-    one member's own values otherwise): its test metrics, its diagnostics."""
-    return {key: value[index] for key, value in values.items()} if stacked else dict(values)
+def member_entries(values: Mapping[str, Any], index: int) -> dict[str, Any]:
+    """Member `index`'s entries of per-member results (each value a list over the members of a stacked sweep): its
+    test metrics, its diagnostics."""
+    return {key: value[index] for key, value in values.items()}
 
 
 def steady_epoch_seconds(history: Sequence[Mapping[str, Any]]) -> float:

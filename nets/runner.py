@@ -52,15 +52,11 @@ def initial_state(
     input_shape: Sequence[int],
     architecture: Mapping[str, Any] | None = None,
 ) -> train.TrainState:
-    """The state a variant's members start from (see `grid`): stacked for several members, else the one member's.
+    """The state a variant's members start from (see `grid`), stacked on a leading member axis, also for one member.
     `architecture` overrides the configured shapes (the like-state of a grown or pruned checkpoint)."""
     member_hparams = [tasks.member_hparams(hparams, {k: v for k, v in m.items() if k != 'seed'}) for m in members]
-    keys = [jax.random.PRNGKey(member['seed']) for member in members]
-    if len(members) > 1:
-        return train.init_members(task, member_hparams, train.stack(keys), input_shape, architecture)
-    return jax.jit(lambda hp, key: train.init_state(task, hp, key, input_shape, architecture))(
-        member_hparams[0], keys[0]
-    )
+    keys = train.stack([jax.random.PRNGKey(member['seed']) for member in members])
+    return train.init_members(task, member_hparams, keys, input_shape, architecture)
 
 
 def train_variant(
@@ -106,7 +102,6 @@ def train_variant(
             f'{name}: batch_size {task.batch_size} is larger than the {data.train_images.shape[0]} training examples, '
             'so an epoch would train no step; use a batch of at most that'
         )
-    stacked = len(members) > 1
     init_keys = [jax.random.PRNGKey(member['seed']) for member in members]
     input_shape = data.train_images.shape[1:]
 
@@ -114,7 +109,7 @@ def train_variant(
         data_key = jax.random.PRNGKey(data_seed)
     else:
         order_keys = [jax.random.fold_in(key, 1) for key in init_keys]
-        data_key = train.stack(order_keys) if stacked else order_keys[0]
+        data_key = train.stack(order_keys)
 
     def start(architecture=None):
         state = initial_state(task, hparams, members, input_shape, architecture)
@@ -149,7 +144,7 @@ def train_variant(
         parallel.check_batch_size(task.batch_size, mesh)
         state, data, test, data_key = parallel.replicate((state, data, test, data_key), mesh)
         # A per-member batch order gathers [members, batch, ...]; otherwise the batch axis leads.
-        constrain_batch = parallel.batch_constraint(mesh, 1 if stacked and shuffle == 'per_member' else 0)
+        constrain_batch = parallel.batch_constraint(mesh, 1 if shuffle == 'per_member' else 0)
 
     board = report.TensorBoard(tensorboard_dir, name, labels) if tensorboard_dir else None
 
@@ -179,7 +174,7 @@ def train_variant(
         data,
         epochs=epochs,
         data_key=data_key,
-        members=stacked,
+        members=True,
         shuffle=shuffle,
         start_epoch=start_epoch,
         history=history,
@@ -190,16 +185,16 @@ def train_variant(
         saver.close()
     if board is not None:
         board.close()
-    test_metrics = train.evaluate_members(task, state, *test, members=stacked) if test is not None else {}
+    test_metrics = train.evaluate_members(task, state, *test, members=True) if test is not None else {}
     runs = {}
     for index, (label, member) in enumerate(zip(labels, members)):
         runs[label] = {
             'seed': member['seed'],
             'hparams': {k: v for k, v in member.items() if k != 'seed'},
-            'history': results.member_history(history, index) if stacked else history,
+            'history': results.member_history(history, index),
         }
         if test is not None:
-            runs[label]['test'] = results.member_entries(test_metrics, index, stacked)
+            runs[label]['test'] = results.member_entries(test_metrics, index)
         diverged_at = diverged_epoch(runs[label]['history'])
         if diverged_at is not None:
             runs[label]['diverged_epoch'] = diverged_at

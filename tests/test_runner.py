@@ -103,6 +103,21 @@ def test_one_seed_sweep_over_learning_rates_keeps_every_member(learning_rate_swe
     assert finals[0] < finals[2]  # 0.3 learns faster than 0.01 in two epochs
 
 
+def test_one_member_keeps_the_member_axis_and_trains_as_the_net_alone(data, task, test_split):
+    """No branch for one member: its state is stacked [1, ...], its history and test metrics are its own numbers,
+    and its weights are those of the same net trained alone (up to a vmapped matmul's summation order)."""
+    state, runs = runner.train_variant(*task, runner.grid([1]), data, test_split, epochs=2, name='one', log=quiet)
+    assert state.params['dense_0']['kernel'].shape == (1, 784, 32) and state.step.shape == (1,)
+    (run,) = runs.values()
+    assert isinstance(run['history'][-1]['val_loss'], float) and isinstance(run['test']['accuracy'], float)
+    key = jax.random.PRNGKey(1)
+    alone, history = train.fit(
+        task[0], train.init_state(task[0], task[1], key, (784,)), data, epochs=2, data_key=jax.random.PRNGKey(0)
+    )
+    assert_trees_close(train.member(state, 0).params, alone.params)
+    np.testing.assert_allclose(run['history'][-1]['val_loss'], history[-1]['val_loss'], rtol=1e-4)
+
+
 def test_duplicate_members_are_refused(data, task):
     with pytest.raises(ValueError, match='seed=0.*twice'):
         runner.train_variant(
