@@ -2,20 +2,17 @@
 lecture's prune–retrain–restore rule, iterative magnitude pruning and its lottery ticket, and neuron removal that
 really shrinks the network.
 
-The dense LeNet-300-100 (784-300-100-10, ReLU, Adam with a cosine decay to zero) takes its learning rate from a grid
-chosen on validation by the development seeds; the confirmation seeds then train it as one vmapped program. From it,
-each criterion (the exact loss increase, signed and by its size |ΔL|, OBD, first-order Taylor, magnitude, random)
-prunes the kernels down a ladder of kept fractions, retraining between rungs; the test error at every rung is a
-curve that chooses nothing. The control trains the dense net on for as many epochs as the ladder adds. Saliencies are
-measured on `saliency_examples` validation images, and the rankings are compared (signed ΔL and its size against
-every criterion) on `rank_examples` images for the first `rank_members` seeds; the operating points and the best
-criterion are chosen on
-validation. The lecture's rule (prune a step of what is left by |ΔL|, retrain, restore the group and halve the step
-if the validation error rose by more than a tolerance) runs on its own, then retrains its final masks. Iterative
-magnitude pruning with rewinding (Frankle & Carbin 2019: each layer loses 20% a round, the output layer 10%) gives
-the ticket, which trains with the dense recipe beside the same masks at fresh random weights. Neuron removal cuts the
-hidden layers by the exact unit saliency, retraining between cuts, and its inference speed-up is timed. The claims
-pair the variants by seed (95% Student t intervals). `:quick` is a seconds-scale version.
+The dense net (784-300-100-10, ReLU, Adam with a cosine decay to zero) takes its rate from a grid, chosen on
+validation by the development seeds. Each criterion (the size |ΔL| of the exact loss change, OBD, first-order
+Taylor, magnitude, random) prunes the kernels down a ladder of kept fractions, retraining between rungs, and a dense
+control trains on for as many epochs; operating points and the best criterion are chosen on validation, and the test
+error at every rung is a curve that chooses nothing. The rankings are compared with the signed ΔL and with |ΔL| on
+more validation images. The lecture's rule prunes a step of what is left by |ΔL|, retrains, restores the group and
+halves the step when the validation error rose by more than a tolerance, then retrains its final masks. Iterative
+magnitude pruning with rewinding (Frankle & Carbin 2019: 20% of each layer a round, 10% of the output layer) gives
+the ticket, trained beside its masks at fresh random weights. Neuron removal cuts the hidden layers by the exact
+unit saliency, retraining between cuts, and times the smaller net. Claims pair the variants by seed (95% Student t
+intervals). `:quick` is a seconds-scale version.
 """
 
 from __future__ import annotations
@@ -30,30 +27,43 @@ import numpy as np
 from nets import experiment, masks, pruning, report, results, tasks, train, validation
 
 RATE = 'optimizer.learning_rate'
+PUBLISHED = (  # (kept fraction, test error, source)
+    (1 / 12, 0.0159, 'Han et al. 2015'),
+    (1 / 56, 0.0199, 'Dynamic Network Surgery'),
+    (1 / 68, 0.0192, 'Sparse Variational Dropout'),
+)
+# The fields only this experiment has; nets.validation checks the shared ones (data, seeds, the task).
+CONFIG_RULES = {
+    **dict.fromkeys(('compared_level', 'dense_error_bound', 'imp_fraction', 'lecture_step'), validation.fraction),
+    **dict.fromkeys(('margin', 'retrain_learning_rate'), validation.positive),
+    **dict.fromkeys(
+        ('imp_epochs', 'imp_rounds', 'lecture_rounds', 'obd_probes', 'retrain_epochs', 'timing_repeats'),
+        validation.count,
+    ),
+    **dict.fromkeys(('saliency_examples', 'rank_examples', 'rank_members'), validation.count),
+    **dict.fromkeys(('lecture_retrain_epochs', 'saliency_seed'), validation.integer(0)),
+    'criteria': validation.several(validation.name_in(pruning.CRITERIA)),
+    'lecture_criterion': validation.name_in(pruning.CRITERIA),
+    'keep_levels': validation.several(validation.fraction),
+    'lecture_tolerance': validation.number(0.0),
+    'neuron_widths': validation.several(validation.several(validation.count, distinct=False)),
+}
 
 
-def _neuron_widths_cut_the_trained_net(config) -> None:
-    trained = tuple(config['model']['hidden_widths'])
-    previous = trained
+def _cuts_fit_the_trained_net(config) -> None:
+    """Each cut gives one width per hidden layer, from 1 to that of the cut before (a cut only removes units)."""
+    trained = previous = tuple(config['model']['hidden_widths'])
     for widths in config['neuron_widths']:
         if len(widths) != len(trained) or not all(1 <= w <= p for w, p in zip(widths, previous)):
-            validation.refuse(
-                'neuron_widths',
-                widths,
-                f'one width per hidden layer of the trained {trained}, from 1 to that of the cut before (cuts only '
-                'remove units)',
-            )
+            allowed = f'one width per hidden layer of the trained {trained}, from 1 to that of the cut before'
+            validation.refuse('neuron_widths', widths, allowed + ' (cuts only remove units)')
         previous = tuple(widths)
 
 
-def _compared_level_is_a_rung(config) -> None:
+def _rungs_and_samples_fit(config) -> None:
+    """The compared level is a rung; the saliency batches fit the validation split, the ranked members the seeds."""
     if not any(np.isclose(config['compared_level'], level) for level in config['keep_levels']):
-        validation.refuse(
-            'compared_level', config['compared_level'], f'one of keep_levels {tuple(config["keep_levels"])}'
-        )
-
-
-def _saliency_batch_fits_the_validation_split(config) -> None:
+        validation.refuse('compared_level', config['compared_level'], f'one of keep_levels {config["keep_levels"]}')
     for field in ('saliency_examples', 'rank_examples'):
         if config[field] > config['validation_size']:
             validation.refuse(field, config[field], f'at most validation_size ({config["validation_size"]})')
@@ -61,44 +71,14 @@ def _saliency_batch_fits_the_validation_split(config) -> None:
         validation.refuse('rank_members', config['rank_members'], f'at most the {len(config["seeds"])} seeds')
 
 
-CONFIG_CHECKS = (
-    _neuron_widths_cut_the_trained_net,
-    _compared_level_is_a_rung,
-    _saliency_batch_fits_the_validation_split,
-)
-PUBLISHED = (  # (kept fraction, test error, source)
-    (1 / 12, 0.0159, 'Han et al. 2015'),
-    (1 / 56, 0.0199, 'Dynamic Network Surgery'),
-    (1 / 68, 0.0192, 'Sparse Variational Dropout'),
-)
+CONFIG_CHECKS = (_cuts_fit_the_trained_net, _rungs_and_samples_fit)
 
 
-# The fields only this experiment has; nets.validation checks the shared ones (data, seeds, the task).
-CONFIG_RULES = {
-    'compared_level': validation.fraction,
-    'criteria': validation.several(validation.name_in(pruning.CRITERIA)),
-    'dense_error_bound': validation.fraction,
-    'imp_epochs': validation.count,
-    'imp_fraction': validation.fraction,
-    'imp_rounds': validation.count,
-    'keep_levels': validation.several(validation.fraction),
-    'learning_rates': validation.several(validation.positive),
-    'lecture_criterion': validation.name_in(pruning.CRITERIA),
-    'lecture_retrain_epochs': validation.integer(0),
-    'lecture_rounds': validation.count,
-    'lecture_step': validation.fraction,
-    'lecture_tolerance': validation.number(0.0),
-    'margin': validation.positive,
-    'neuron_widths': validation.several(validation.several(validation.count, distinct=False)),
-    'obd_probes': validation.count,
-    'retrain_epochs': validation.count,
-    'retrain_learning_rate': validation.positive,
-    'saliency_examples': validation.count,
-    'rank_examples': validation.count,
-    'rank_members': validation.count,
-    'saliency_seed': validation.integer(0),
-    'timing_repeats': validation.count,
-}
+# The lab history behind the config (nets.experiment prints it in the report).
+DEVELOPMENT = (
+    'In development (seeds 0-2, 20 epochs) the dense rates 5e-4, 1e-3 and 2e-3 ended at 1.96%, 1.65% and 1.62% mean '
+    'validation error; 2e-3 was the top of that grid, so the grid now reaches 4e-3 and drops 5e-4.'
+)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -109,26 +89,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer = tasks.optimizer_config('adam', schedule=None, transforms=())  # the stages set rate and schedule
     config.update(tasks.task_config())
     config.epochs = 20  # the dense net's, a cosine decay to zero over them
-    # The dense net's grid. In development (seeds 0-2, 20 epochs) 5e-4, 1e-3 and 2e-3 ended at 1.96%, 1.65% and
-    # 1.62% mean validation error: 2e-3 was the grid's top, so it now reaches 4e-3 and drops 5e-4.
-    config.learning_rates = (1e-3, 2e-3, 4e-3)
+    config.learning_rates = (1e-3, 2e-3, 4e-3)  # the dense net's grid
     config.dense_error_bound = 0.018  # the issue's strong baseline: dense test error at most 1.8%
     # Of pruning.CRITERIA. The signed exact ΔL is compared in the rankings only: its ladder would cost 8 minutes more.
     config.criteria = ('exact_size', 'obd', 'taylor', 'magnitude', 'random')
     config.keep_levels = (0.5, 0.3, 0.18, 0.12, 0.08, 0.05, 0.036, 0.027, 0.02)  # fractions of the kernel weights
     config.compared_level = 0.12  # where the claims compare criteria (about Han et al.'s 12×)
-    config.retrain_epochs = 1  # between two rungs
-    config.retrain_learning_rate = 5e-4
-    # Validation images that the ladders', the lecture rule's and the neuron cuts' saliencies are measured on. The
-    # exact criterion takes 160 s a member on 2,000 images here (a vmapped rank-one pass per weight), so only the
-    # rankings' comparison reads 2,000, on three members; the rule and the ladders read 256.
-    config.saliency_examples = 256
-    config.rank_examples, config.rank_members = 2000, 3
-    config.saliency_seed = 0
-    config.obd_probes = 16
+    config.retrain_epochs, config.retrain_learning_rate = 1, 5e-4  # between two rungs
+    # The validation images that saliencies are measured on. The exact criterion takes 160 s a member on 2,000 images
+    # here, so only the rankings' comparison reads 2,000, on three members; the rule and the ladders read 256.
+    config.saliency_examples, config.rank_examples, config.rank_members = 256, 2000, 3
+    config.saliency_seed, config.obd_probes = 0, 16
     config.lecture_criterion = 'exact_size'
-    config.lecture_rounds = 10  # the lecture's rule: prune a step of what is left, retrain, restore if worse
-    config.lecture_step = 0.5
+    config.lecture_rounds, config.lecture_step = 10, 0.5  # prune a step of what is left, retrain, restore if worse
     config.lecture_tolerance = 0.002  # validation error allowed above the dense net's
     config.lecture_retrain_epochs = 3  # after the last round's restore
     config.imp_fraction, config.imp_rounds, config.imp_epochs = 0.2, 15, 2  # 0.8^15 = 3.5% kept
@@ -165,16 +138,11 @@ def stages(run) -> dict:
     retrain = run.task(
         {'optimizer': adam(config.retrain_learning_rate, {'name': 'constant'})}, after_update=masks.apply_masks
     )
-    retrain_task = retrain[0]
-    staged = {}
+    retrain_task, staged = retrain[0], {}
 
     # The dense recipe, chosen on validation by the development seeds; pruning.start keeps the initial weights.
-    _, tuning = run.variant(
-        'tune_dense',
-        recipe(config.learning_rates[0]),
-        seeds=config.development_seeds,
-        sweep={RATE: config.learning_rates},
-    )
+    sweep = {RATE: config.learning_rates}
+    _, tuning = run.variant('tune_dense', recipe(config.learning_rates[0]), seeds=config.development_seeds, sweep=sweep)
     rate, _ = run.select_swept('dense learning rate', tuning, RATE, metric='val_accuracy')
     task = recipe(rate)
     dense, _ = run.variant('dense', task, prepare_state=pruning.start, test_curve=True)
@@ -189,46 +157,34 @@ def stages(run) -> dict:
     ranked = train.stack([train.member(dense, i) for i in range(config.rank_members)])
     rank_batch = (data.validation_images[: config.rank_examples], data.validation_labels[: config.rank_examples])
     signed = pruning.member_saliency('exact', task[0], ranked, *rank_batch, key)
-    staged['rank_scores'] = {'exact': signed} | {
-        c: jax.tree.map(abs, signed)
+    size_or_score = lambda c: (
+        jax.tree.map(abs, signed)
         if c == 'exact_size'
         else pruning.member_saliency(c, task[0], ranked, *rank_batch, key, config.obd_probes)
-        for c in config.criteria
-    }
+    )
+    staged['rank_scores'] = {'exact': signed} | {c: size_or_score(c) for c in config.criteria}
     staged['first_order'] = pruning.first_order_change(task[0], ranked, *rank_batch)
 
     # The ladder of kept fractions, one variant a criterion; its test error per rung is a curve that chooses nothing.
     test_error = lambda state: {'test_error': _errors(retrain_task, state, *test).tolist()}
-    ladders = {}
-    for criterion in config.criteria:
+    ladders = staged['ladders'] = {}
+    levels = config.keep_levels
+    for c in config.criteria:
         hook = pruning.ladder_hook(
-            retrain_task,
-            criterion,
-            config.keep_levels,
-            epochs_per_rung=config.retrain_epochs,
-            measure=test_error,
-            **saliency,
+            retrain_task, c, levels, epochs_per_rung=config.retrain_epochs, measure=test_error, **saliency
         )
-        start = lambda s, c=criterion: pruning.ladder_start(dense, s, scores[c], config.keep_levels[0])
-        _, runs = run.variant(
-            f'prune_{criterion}', retrain, epochs=ladder_epochs, prepare_state=start, on_epoch_end=hook
-        )
-        ladders[criterion] = pruning.ladder_rungs(runs) | {'seeds': [member['seed'] for member in runs.values()]}
-    staged['ladders'] = ladders
+        start = lambda s, c=c: pruning.ladder_start(dense, s, scores[c], levels[0])
+        _, runs = run.variant(f'prune_{c}', retrain, epochs=ladder_epochs, prepare_state=start, on_epoch_end=hook)
+        ladders[c] = pruning.ladder_rungs(runs) | {'seeds': [member['seed'] for member in runs.values()]}
 
     # Operating points and the best criterion, on validation: the most compressed rung whose mean validation error
     # is at most the dense net's, then the lower mean validation error over the ladder.
     dense_error = float(dense_val.mean())
     points = {c: _operating_point(run, ladders[c], dense_error, c) for c in config.criteria}
+    kept = lambda c: 1 / np.mean(ladders[c]['kept'], 0)[points[c]] if points[c] is not None else 1.0
     best = run.select(
         'criterion',
-        {
-            c: (
-                1 / np.mean(ladders[c]['kept'], 0)[points[c]] if points[c] is not None else 1.0,
-                -float(np.mean(ladders[c]['val'])),
-            )
-            for c in config.criteria
-        },
+        {c: (kept(c), -float(np.mean(ladders[c]['val']))) for c in config.criteria},
         metric='compression_within_val_error',
         note='(compression at <= the dense validation error, minus the mean validation error)',
     )
@@ -259,51 +215,37 @@ def stages(run) -> dict:
     # (seeds + 1000), train with the dense recipe.
     fractions = {module: config.imp_fraction for module in dense.params if module != 'output'}
     fractions['output'] = config.imp_fraction / 2
-    imp_hook = pruning.imp_hook(
-        task[0], fractions, rounds=config.imp_rounds, epochs_per_round=config.imp_epochs, measure=test_error
-    )
-    imp, _ = run.variant(
-        'imp',
-        task,
-        epochs=config.imp_rounds * config.imp_epochs,
-        on_epoch_end=imp_hook,
-        prepare_state=lambda s: pruning.imp_start(task[0], dense, s, fractions),
-    )
+    rounds, epochs = config.imp_rounds, config.imp_epochs
+    imp_hook = pruning.imp_hook(task[0], fractions, rounds=rounds, epochs_per_round=epochs, measure=test_error)
+    imp_start = lambda s: pruning.imp_start(task[0], dense, s, fractions)
+    imp, _ = run.variant('imp', task, epochs=rounds * epochs, on_epoch_end=imp_hook, prepare_state=imp_start)
     staged['ticket_kept_fraction'] = float(np.mean(pruning.kept_fraction(imp)))
     for name, seeds in (('ticket', config.seeds), ('ticket_random_init', [s + 1000 for s in config.seeds])):
         start = lambda s, fresh=name != 'ticket': pruning.ticket_start(task[0], dense, s, imp.masks, fresh)
         run.variant(name, task, seeds=seeds, prepare_state=start)
 
     # Neuron removal by the exact unit saliency, retraining between cuts; the cut is chosen on validation.
+    cuts = config.neuron_widths
     hook = pruning.neuron_hook(
-        retrain_task,
-        config.neuron_widths,
-        epochs_per_cut=config.retrain_epochs,
-        images=batch[0],
-        labels=batch[1],
-        measure=test_error,
+        retrain_task, cuts, epochs_per_cut=config.retrain_epochs, images=batch[0], labels=batch[1], measure=test_error
     )
-    run.variant(
-        'neurons',
-        retrain,
-        epochs=len(config.neuron_widths) * config.retrain_epochs,
-        on_epoch_end=hook,
-        prepare_state=lambda s: pruning.neuron_start(retrain_task, dense, s, *batch, config.neuron_widths[0]),
+    start = lambda s: pruning.neuron_start(retrain_task, dense, s, *batch, cuts[0])
+    _, runs = run.variant(
+        'neurons', retrain, epochs=len(cuts) * config.retrain_epochs, on_epoch_end=hook, prepare_state=start
     )
-    staged['neurons'] = pruning.neuron_cuts(
-        run.runs['neurons'], *task, config.model.hidden_widths, config.neuron_widths, test[0], config.timing_repeats
-    )
+    widths = config.model.hidden_widths
+    staged['neurons'] = pruning.neuron_cuts(runs, *task, widths, cuts, test[0], config.timing_repeats)
     within = {'dense': (True, -1)} | {
-        '-'.join(map(str, row['widths'])): (row['val_error'] <= dense_error + config.lecture_tolerance, cut)
+        _name(row['widths']): (row['val_error'] <= dense_error + config.lecture_tolerance, cut)
         for cut, row in enumerate(staged['neurons'])
     }
-    staged['structured'] = run.select(
-        'neuron widths',
-        within,
-        metric='cut_within_val_error',
-        note='(within the tolerance of the dense validation error, cut)',
-    )
+    note = '(within the tolerance of the dense validation error, cut)'
+    staged['structured'] = run.select('neuron widths', within, metric='cut_within_val_error', note=note)
     return staged
+
+
+def _name(widths) -> str:
+    return '-'.join(map(str, widths))
 
 
 def _operating_point(run, rungs: dict, bound: float, criterion: str) -> int | None:
@@ -323,83 +265,67 @@ def rung_errors(ladder: dict, rung: int | None) -> dict:
 
 def verdicts(config, runs, staged) -> list[dict]:
     """The claims, paired by seed on the test error: the dense baseline's bound; each criterion at its operating
-    point against the fine-tuned dense control; |ΔL| against the signed ΔL and magnitude against random at the
-    compared rung; the lecture rule's retrained net and the ticket against the dense net, the ticket against its
-    random init."""
-    error = lambda run: 1 - run['test']['accuracy']
-    errors = lambda name: results.by_seed(runs[name], error)
-    ladders, margin = staged['ladders'], config.margin
-    rung = [f'{k:.4f}' for k in config.keep_levels].index(f'{config.compared_level:.4f}')
-    at = lambda c: rung_errors(ladders[c], rung)
-    claims = [
-        results.claim(
-            f'the dense net tests at most {config.dense_error_bound:.1%}',
-            'test_error',
-            ['dense', 'issue 23'],
-            errors('dense'),
-            config.dense_error_bound,
-            expected='less',
+    point against the fine-tuned dense control; magnitude against random at the compared rung; the lecture rule's
+    retrained net and the ticket against the dense net, and the ticket against its random init."""
+    errors = lambda name: results.by_seed(runs[name], lambda run: 1 - run['test']['accuracy'])
+    claim = lambda text, variants, a, b, **kw: results.claim(text, 'test_error', variants, a, b, **kw)
+    margin, level, bound = config.margin, config.compared_level, config.dense_error_bound
+    within = lambda text: dict(text=f'{text} (within ±{margin:g})', expected='within', margin=margin)
+    at = lambda c, rung: rung_errors(staged['ladders'][c], rung)
+    rung = [f'{k:.4f}' for k in config.keep_levels].index(f'{level:.4f}')
+    random_init = {seed - 1000: value for seed, value in errors('ticket_random_init').items()}
+    fine_tuned = lambda c: within(f'{c} at its operating point keeps the fine-tuned dense error')
+    pairs = [('magnitude', 'random')] if {'magnitude', 'random'} <= set(config.criteria) else []
+    return [
+        claim(
+            f'the dense net tests at most {bound:.1%}', ['dense', 'issue 23'], errors('dense'), bound, expected='less'
         ),
         *[
-            results.claim(
-                f'{c} at its operating point keeps the fine-tuned dense error (within ±{margin:g})',
-                'test_error',
-                [f'prune_{c}', 'dense_finetuned'],
-                rung_errors(ladders[c], staged['points'][c]),
-                errors('dense_finetuned'),
-                expected='within',
-                margin=margin,
+            claim(
+                variants=[f'prune_{c}', 'dense_finetuned'],
+                a=at(c, staged['points'][c]),
+                b=errors('dense_finetuned'),
+                **fine_tuned(c),
             )
             for c in config.criteria
         ],
-    ]
-    pairs = (('magnitude', 'random'),)
-    claims += [
-        results.claim(
-            f'at {config.compared_level:g} kept, {a} prunes to a lower test error than {b}',
-            'test_error',
-            [f'prune_{a}', f'prune_{b}'],
-            at(a),
-            at(b),
-            expected='less',
-        )
-        for a, b in pairs
-        if a in config.criteria and b in config.criteria
-    ]
-    within = {'lecture': "the lecture's rule, retrained,", 'ticket': 'the IMP ticket'}
-    claims += [
-        results.claim(
-            f'{text} keeps the dense error (within ±{margin:g})',
-            'test_error',
-            [name, 'dense'],
-            errors(name),
-            errors('dense'),
-            expected='within',
-            margin=margin,
-        )
-        for name, text in within.items()
-    ]
-    random_init = {seed - 1000: value for seed, value in errors('ticket_random_init').items()}
-    claims.append(
-        results.claim(
+        *[
+            claim(
+                f'at {level:g} kept, {a} prunes to a lower test error than {b}',
+                [f'prune_{a}', f'prune_{b}'],
+                at(a, rung),
+                at(b, rung),
+                expected='less',
+            )
+            for a, b in pairs
+        ],
+        claim(
+            variants=['lecture', 'dense'],
+            a=errors('lecture'),
+            b=errors('dense'),
+            **within("the lecture's rule, retrained, keeps the dense error"),
+        ),
+        claim(
+            variants=['ticket', 'dense'],
+            a=errors('ticket'),
+            b=errors('dense'),
+            **within('the IMP ticket keeps the dense error'),
+        ),
+        claim(
             'the ticket beats its masks at fresh random weights',
-            'test_error',
             ['ticket', 'ticket_random_init'],
             errors('ticket'),
             random_init,
             expected='less',
-        )
-    )
-    return claims
+        ),
+    ]
 
 
 def summarize(run, staged: dict):
     """The headline numbers, claims, tables and figures."""
-    config, runs, best = run.config, run.runs, staged['best']
-    summary = {
-        'dense_test_error': results.mean_test(runs['dense'], 'error'),
-        'dense_finetuned_test_error': results.mean_test(runs['dense_finetuned'], 'error'),
-    }
+    config, runs, best, ladders = run.config, run.runs, staged['best'], staged['ladders']
+    error = lambda name: results.mean_test(runs[name], 'error')
+    summary = {'dense_test_error': error('dense'), 'dense_finetuned_test_error': error('dense_finetuned')}
     scores = staged['rank_scores']  # on rank_examples images, the first rank_members seeds
     spearman = pruning.rank_agreement(scores)
     summary |= {f'spearman_{c}': value for c, value in spearman.items()}
@@ -409,34 +335,34 @@ def summarize(run, staged: dict):
     summary['spearman_exact_first_order'] = pruning.rank_agreement(first_order)['first_order']
     summary['best_criterion'] = best
     for c in config.criteria:
-        rung, ladder = staged['points'][c], staged['ladders'][c]
+        rung, ladder = staged['points'][c], ladders[c]
         summary[f'compression_at_dense_error_{c}'] = 1 / np.mean(ladder['kept'], 0)[rung] if rung is not None else 1.0
-        test = float(np.mean(ladder['test'], 0)[rung]) if rung is not None else None
-        summary[f'test_error_at_dense_error_{c}'] = test
+        summary[f'test_error_at_dense_error_{c}'] = (
+            float(np.mean(ladder['test'], 0)[rung]) if rung is not None else None
+        )
     summary['compression_at_dense_error'] = summary[f'compression_at_dense_error_{best}']
     summary['test_error_at_dense_error'] = summary[f'test_error_at_dense_error_{best}']
     summary['lecture_compression'] = float(np.mean(1 / pruning.kept_fraction(staged['lecture'])))
-    summary['lecture_test_error'] = results.mean_test(runs['lecture'], 'error')
-    summary['lecture_restores'] = int(np.sum([row.get('restored', 0) for row in _rows(runs['lecture'])]))
-    summary['ticket_error'] = results.mean_test(runs['ticket'], 'error')
-    summary['ticket_random_init_error'] = results.mean_test(runs['ticket_random_init'], 'error')
+    summary['lecture_test_error'] = error('lecture')
+    rows = [row for member in runs['lecture'].values() for row in member['history']]
+    summary['lecture_restores'] = int(np.sum([row.get('restored', 0) for row in rows]))
+    summary |= {'ticket_error': error('ticket'), 'ticket_random_init_error': error('ticket_random_init')}
     summary['ticket_kept_fraction'] = staged['ticket_kept_fraction']
     neurons, chosen = staged['neurons'], staged['structured']
     row = {'widths': config.model.hidden_widths, 'speedup': 1.0, 'test_error': summary['dense_test_error']}
-    row = neurons[['-'.join(map(str, r['widths'])) for r in neurons].index(chosen)] if chosen != 'dense' else row
+    row = neurons[[_name(r['widths']) for r in neurons].index(chosen)] if chosen != 'dense' else row
     summary |= {
         'structured_speedup': row['speedup'],
-        'structured_widths': '-'.join(map(str, row['widths'])),
+        'structured_widths': _name(row['widths']),
         'structured_test_error': row['test_error'],
         'wall_seconds': run.wall_seconds(),
     }
-
-    ladders = staged['ladders']
+    path = lambda name: os.path.join(run.workdir, name)
     figures = [
-        plot_error_vs_kept(os.path.join(run.workdir, 'error_vs_kept.png'), config, ladders, summary),
-        plot_layer_kept(os.path.join(run.workdir, 'layer_kept.png'), config, ladders),
+        plot_error_vs_kept(path('error_vs_kept.png'), config, ladders, summary),
+        plot_layer_kept(path('layer_kept.png'), ladders),
+        plot_scatter(path('saliency_scatter.png'), scores, spearman),
     ]
-    figures.append(plot_scatter(os.path.join(run.workdir, 'saliency_scatter.png'), scores, spearman))
     return experiment.Report(
         'Pruning LeNet-300-100: saliency, restore, lottery ticket and neuron removal',
         summary,
@@ -448,65 +374,42 @@ def summarize(run, staged: dict):
     )
 
 
-def _rows(runs: dict) -> list[dict]:
-    return [row for run in runs.values() for row in run['history']]
-
-
 def describe(config, summary, ladders, neurons) -> str:
+    """The recipe, the test error at every rung and the neuron cuts (the summary table has the other numbers)."""
     criteria = list(ladders)
-    header = ['kept fraction', 'compression'] + [f'{c} test error' for c in criteria]
-    rows = [
+    rung_rows = [
         [f'{level:.3f}', f'{1 / level:.1f}×'] + [f'{np.mean(ladders[c]["test"], 0)[rung]:.4f}' for c in criteria]
         for rung, level in enumerate(config.keep_levels)
     ]
     neuron_rows = [
-        [
-            '-'.join(map(str, r['widths'])),
-            r['weights'],
-            f'{r["val_error"]:.4f}',
-            f'{r["test_error"]:.4f}',
-            f'{r["speedup"]:.2f}×',
-        ]
+        [_name(r['widths']), r['weights'], f'{r["val_error"]:.4f}', f'{r["test_error"]:.4f}', f'{r["speedup"]:.2f}×']
         for r in neurons
     ]
     published = '; '.join(f'{source}: {error:.2%} at {1 / kept:.0f}×' for kept, error, source in PUBLISHED)
-    number = lambda value: 'none' if value is None else f'{value:.4f}'
     return (
-        f'784-{"-".join(map(str, config.model.hidden_widths))}-10, Adam with a cosine decay over {config.epochs} '
-        f'epochs (dense; the rate chosen on validation by seeds {list(config.development_seeds)}), then '
-        f'{config.retrain_epochs} epoch(s) at {config.retrain_learning_rate} between rungs; seeds {list(config.seeds)};'
-        f' saliency on {config.saliency_examples} validation images (OBD: the Gauss–Newton diagonal), the rankings '
-        f'compared on {config.rank_examples} for the first {config.rank_members} seeds. Dense test error '
-        f"{summary['dense_test_error']:.4f} (bound {config.dense_error_bound}); trained on for the ladder's "
-        f'{len(config.keep_levels) * config.retrain_epochs} epochs: {summary["dense_finetuned_test_error"]:.4f}. '
-        f'Published: {published}.\n\n'
-        '## Test error at each rung (mean over seeds)\n\n' + report.markdown_table(header, rows) + '\n\n'
-        'Operating points and the best criterion are chosen on validation: the most compressed rung whose mean '
-        "validation error is at most the dense net's, then its test error is read. "
-        f'Best criterion: **{summary["best_criterion"]}**, {summary["compression_at_dense_error"]:.1f}× (test error '
-        f'{number(summary["test_error_at_dense_error"])}). Spearman ρ against the exact saliency (dense nets): '
-        + ', '.join(f'{c} {summary[f"spearman_{c}"]:.3f}' for c in criteria if f'spearman_{c}' in summary)
-        + '; against its size |ΔL|: '
-        + ', '.join(f'{c} {summary[f"spearman_abs_{c}"]:.3f}' for c in criteria if f'spearman_abs_{c}' in summary)
-        + f'. Spearman ρ between ΔL and its first-order term −g·w: {number(summary["spearman_exact_first_order"])}.'
-        ' Where that is high, the signed increase ranks by −g·w, whose sign on held-out images is noise.\n\n'
-        "## The lecture's rule\n\n"
-        f'{config.lecture_rounds} rounds by {config.lecture_criterion}; a step of {config.lecture_step} of the '
-        f'remaining weights, halved after a restore; tolerance {config.lecture_tolerance} validation error above the '
-        f'dense net; then {config.lecture_retrain_epochs} epochs of retraining. Final compression '
-        f'{summary["lecture_compression"]:.1f}×, test error {summary["lecture_test_error"]:.4f}, '
-        f'{summary["lecture_restores"]} restores over all seeds.\n\n'
-        '## Iterative magnitude pruning and the lottery ticket\n\n'
-        f'{config.imp_rounds} rounds of {config.imp_epochs} epoch(s), each layer losing {config.imp_fraction:.0%} of '
-        f'its weights a round (the output layer half that), rewound to the initial weights each round. Its masks '
-        f'({summary["ticket_kept_fraction"]:.2%} of the weights) at the initial weights, trained with the dense '
-        f'recipe: test error {summary["ticket_error"]:.4f} (dense {summary["dense_test_error"]:.4f}); at fresh random '
-        f'weights: {summary["ticket_random_init_error"]:.4f}.\n\n'
-        '## Neuron removal\n\n'
+        f'784-{_name(config.model.hidden_widths)}-10 for {config.epochs} epochs (the rate chosen by seeds '
+        f'{list(config.development_seeds)}), then {config.retrain_epochs} epoch(s) at {config.retrain_learning_rate} '
+        f'between rungs; seeds {list(config.seeds)}; saliency on {config.saliency_examples} validation images (OBD: '
+        f'the Gauss–Newton diagonal), rankings on {config.rank_examples} for {config.rank_members} seeds. The lecture '
+        f'rule: {config.lecture_rounds} rounds by {config.lecture_criterion}, a step of {config.lecture_step} of what '
+        f'is left, tolerance {config.lecture_tolerance}, then {config.lecture_retrain_epochs} epochs of retraining. '
+        f'IMP: {config.imp_rounds} rounds of {config.imp_epochs} epoch(s). Published: {published}. '
+        'The signed ΔL is dominated by its first-order term −g·w (spearman_exact_first_order), whose sign on '
+        'held-out images is noise; the rankings are therefore also compared with its size |ΔL| (spearman_abs_*).\n\n'
+        '## Test error at each rung (mean over seeds)\n\n'
+        + report.markdown_table(['kept fraction', 'compression'] + [f'{c} test error' for c in criteria], rung_rows)
+        + '\n\nOperating points and the best criterion are chosen on validation: the most compressed rung whose mean '
+        "validation error is at most the dense net's, then its test error is read.\n\n## Neuron removal\n\n"
         + report.markdown_table(['widths', 'weights', 'val error', 'test error', 'inference speed-up'], neuron_rows)
-        + f'\n\nChosen (the smallest within {config.lecture_tolerance} of the dense validation error): '
-        f'{summary["structured_widths"]}, speed-up {summary["structured_speedup"]:.2f}× on the test set in one pass.'
+        + f'\n\nChosen: the smallest within {config.lecture_tolerance} of the dense validation error; its speed-up '
+        'is timed on the test set in one pass.'
     )
+
+
+def _log_axes(axis, *axes: str) -> None:
+    for name in axes:
+        getattr(axis, f'{name}axis').set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axis.grid(alpha=0.3, which='both')
 
 
 def plot_error_vs_kept(path, config, ladders, summary) -> str:
@@ -521,25 +424,22 @@ def plot_error_vs_kept(path, config, ladders, summary) -> str:
             axis.scatter([kept], [error], marker='*', s=120, zorder=5, label=source)
         axis.set_xscale('log')
         axis.set_xticks(config.keep_levels, [f'{level:g}' for level in config.keep_levels], fontsize=7)
-        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.set(xlabel='fraction of kernel weights kept', ylabel='test error')
         top = max(np.mean(r['test'], 0).max() for r in ladders.values() if r is not ladders.get('random'))
         axis.set_ylim(0, min(0.06, max(0.03, top * 1.1)))
-        axis.grid(alpha=0.3, which='both')
+        _log_axes(axis, 'x')
         axis.legend(fontsize=7)
     return path
 
 
-def plot_layer_kept(path, config, ladders) -> str:
+def plot_layer_kept(path, ladders) -> str:
     """The kept fraction of each layer against the overall one, per criterion."""
     with report.figure(path, 1, len(ladders), figsize=(3.2 * len(ladders), 3.2), sharey=True) as (_, axes):
         for axis, (criterion, rungs) in zip(axes[0], ladders.items()):
             for layer, values in rungs['layers'].items():
                 axis.plot(np.mean(rungs['kept'], 0), np.mean(values, 0), marker='.', label=layer)
             axis.set(xscale='log', yscale='log', title=criterion, xlabel='kept overall')
-            for ticks in (axis.xaxis, axis.yaxis):
-                ticks.set_minor_formatter(matplotlib.ticker.NullFormatter())
-            axis.grid(alpha=0.3, which='both')
+            _log_axes(axis, 'x', 'y')
         axes[0][0].set_ylabel('kept in the layer')
         axes[0][0].legend(fontsize=7)
     return path

@@ -7,6 +7,7 @@ An experiment module gives
                       among results by a validation (or training) metric; a later stage reads the earlier choice
     summarize(run, staged)  its headline numbers, its own report sections and figures, as a `Report`, from the
                       run and what stages returned
+and may give DEVELOPMENT, its lab history (how the development seeds shaped the config), which the report prints.
 and `run(module, config, workdir, ...)` does the rest once for all: it loads each split once, builds the tasks,
 trains every variant with checkpoints (so that `--resume` continues across stages: a finished variant restores
 from its last checkpoint), records every choice in results.json under `choices`, evaluates every variant on the
@@ -320,6 +321,13 @@ def run(module, config, workdir: str, *, data_dir=None, cache_dir=None, resume: 
         _record_segment(workdir, time.perf_counter() - started)
 
 
+def _development(module) -> list[str]:
+    """The report's section on a module's `DEVELOPMENT`, its lab history: how the development seeds shaped the
+    config (a grid widened, a target fixed), kept out of the config itself."""
+    history = getattr(module, 'DEVELOPMENT', '')
+    return [f'## Development\n\n{history}'] if history else []
+
+
 def _run_stages(module, config, workdir: str, started: float, **options) -> dict:
     experiment = Experiment(config, workdir, started=started, **options)
     staged = module.stages(experiment)
@@ -335,7 +343,7 @@ def _run_stages(module, config, workdir: str, started: float, **options) -> dict
         config=config.to_dict(),
         runs=experiment.runs if result.runs is None else result.runs,
         curves=result.curves,
-        sections=list(result.sections),
+        sections=[*result.sections, *_development(module)],
         figures=result.figures,
         claims=result.claims,
         records={'choices': experiment.choices, **dict(result.records)},

@@ -1,5 +1,5 @@
-"""The protocol's pieces by hand: select's rule, its refusal of test metrics, NaN and ties; member_values; and the
-wall time summed over resumed segments."""
+"""The protocol's pieces by hand: select's rule, its refusal of test metrics, NaN and ties; member_values; the wall
+time summed over resumed segments; test metrics only after the stages; and the lab history in the report."""
 
 import json
 import math
@@ -137,8 +137,11 @@ def test_a_stage_sees_no_test_metric_and_summarize_gets_them_for_every_member(tm
         seen['expected'] = train.evaluate_members(run.task()[0], run.states['net'], *run.data()[1], members=True)
         return experiment.Report('test after stages', {'members': 2})
 
-    experiment.run(SimpleNamespace(stages=stages, summarize=summarize), config, str(tmp_path), data_dir=data_dir)
+    history = 'Seeds 0-2 chose 1e-3, the top of the grid, so it goes one step higher.'
+    module = SimpleNamespace(stages=stages, summarize=summarize, DEVELOPMENT=history)
+    experiment.run(module, config, str(tmp_path), data_dir=data_dir)
     assert seen['during'] and all('test' not in keys for keys in seen['during'])
     assert seen['after'] == [{metric: values[i] for metric, values in seen['expected'].items()} for i in range(2)]
     written = json.loads((tmp_path / 'results.json').read_text())['runs']['net']
     assert [member['test'] for member in written.values()] == seen['after']
+    assert f'## Development\n\n{history}' in (tmp_path / 'report.md').read_text()  # the lab history, not the config
