@@ -32,22 +32,49 @@ PUBLISHED = (  # (kept fraction, test error, source)
     (1 / 56, 0.0199, 'Dynamic Network Surgery'),
     (1 / 68, 0.0192, 'Sparse Variational Dropout'),
 )
-# The fields only this experiment has; nets.validation checks the shared ones (data, seeds, the task).
-CONFIG_RULES = {
-    **dict.fromkeys(('compared_level', 'dense_error_bound', 'imp_fraction', 'lecture_step'), validation.fraction),
-    **dict.fromkeys(('margin', 'retrain_learning_rate'), validation.positive),
-    **dict.fromkeys(
-        ('imp_epochs', 'imp_rounds', 'lecture_rounds', 'obd_probes', 'retrain_epochs', 'timing_repeats'),
-        validation.count,
-    ),
-    **dict.fromkeys(('saliency_examples', 'rank_examples', 'rank_members'), validation.count),
-    **dict.fromkeys(('lecture_retrain_epochs', 'saliency_seed'), validation.integer(0)),
-    'criteria': validation.several(validation.name_in(pruning.CRITERIA)),
-    'lecture_criterion': validation.name_in(pruning.CRITERIA),
-    'keep_levels': validation.several(validation.fraction),
-    'lecture_tolerance': validation.number(0.0),
-    'neuron_widths': validation.several(validation.several(validation.count, distinct=False)),
-}
+# The fields only this experiment has, each declared once: (default, rule). nets.validation checks the shared ones.
+FRACTION, COUNT, POSITIVE, CRITERION = (
+    validation.fraction,
+    validation.count,
+    validation.positive,
+    validation.name_in(pruning.CRITERIA),
+)
+DEFAULTS, CONFIG_RULES = validation.declare(
+    {
+        'learning_rates': ((1e-3, 2e-3, 4e-3), validation.several(POSITIVE)),  # the dense net's grid
+        'dense_error_bound': (0.018, FRACTION),  # the issue's strong baseline: dense test error at most 1.8%
+        # Of pruning.CRITERIA. The signed exact ΔL is compared in the rankings only: its ladder would cost 8 min more.
+        'criteria': (('exact_size', 'obd', 'taylor', 'magnitude', 'random'), validation.several(CRITERION)),
+        # Fractions of the kernel weights, and the rung where the claims compare criteria (about Han et al.'s 12×).
+        'keep_levels': ((0.5, 0.3, 0.18, 0.12, 0.08, 0.05, 0.036, 0.027, 0.02), validation.several(FRACTION)),
+        'compared_level': (0.12, FRACTION),
+        'retrain_epochs': (1, COUNT),  # between two rungs
+        'retrain_learning_rate': (5e-4, POSITIVE),
+        # Validation images that saliencies are measured on. The exact criterion takes 160 s a member on 2,000 images
+        # here, so only the rankings' comparison reads 2,000, on three members; the rule and the ladders read 256.
+        'saliency_examples': (256, COUNT),
+        'rank_examples': (2000, COUNT),
+        'rank_members': (3, COUNT),
+        'saliency_seed': (0, validation.integer(0)),
+        'obd_probes': (16, COUNT),
+        # The lecture's rule: prune a step of what is left, retrain, restore if the validation error rose by more
+        # than the tolerance over the dense net's; then retrain after the last round.
+        'lecture_criterion': ('exact_size', CRITERION),
+        'lecture_rounds': (10, COUNT),
+        'lecture_step': (0.5, FRACTION),
+        'lecture_tolerance': (0.002, validation.number(0.0)),
+        'lecture_retrain_epochs': (3, validation.integer(0)),
+        'imp_fraction': (0.2, FRACTION),  # IMP: 15 rounds of 2 epochs, 0.8^15 = 3.5% kept
+        'imp_rounds': (15, COUNT),
+        'imp_epochs': (2, COUNT),
+        'margin': (0.002, POSITIVE),  # the equivalence claims' margin of test error, declared before the run
+        'neuron_widths': (
+            ((200, 80), (150, 60), (100, 50), (70, 40), (50, 30), (35, 20)),
+            validation.several(validation.several(COUNT, distinct=False)),
+        ),
+        'timing_repeats': (20, COUNT),
+    }
+)
 
 
 def _cuts_fit_the_trained_net(config) -> None:
@@ -89,25 +116,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer = tasks.optimizer_config('adam', schedule=None, transforms=())  # the stages set rate and schedule
     config.update(tasks.task_config())
     config.epochs = 20  # the dense net's, a cosine decay to zero over them
-    config.learning_rates = (1e-3, 2e-3, 4e-3)  # the dense net's grid
-    config.dense_error_bound = 0.018  # the issue's strong baseline: dense test error at most 1.8%
-    # Of pruning.CRITERIA. The signed exact ΔL is compared in the rankings only: its ladder would cost 8 minutes more.
-    config.criteria = ('exact_size', 'obd', 'taylor', 'magnitude', 'random')
-    config.keep_levels = (0.5, 0.3, 0.18, 0.12, 0.08, 0.05, 0.036, 0.027, 0.02)  # fractions of the kernel weights
-    config.compared_level = 0.12  # where the claims compare criteria (about Han et al.'s 12×)
-    config.retrain_epochs, config.retrain_learning_rate = 1, 5e-4  # between two rungs
-    # The validation images that saliencies are measured on. The exact criterion takes 160 s a member on 2,000 images
-    # here, so only the rankings' comparison reads 2,000, on three members; the rule and the ladders read 256.
-    config.saliency_examples, config.rank_examples, config.rank_members = 256, 2000, 3
-    config.saliency_seed, config.obd_probes = 0, 16
-    config.lecture_criterion = 'exact_size'
-    config.lecture_rounds, config.lecture_step = 10, 0.5  # prune a step of what is left, retrain, restore if worse
-    config.lecture_tolerance = 0.002  # validation error allowed above the dense net's
-    config.lecture_retrain_epochs = 3  # after the last round's restore
-    config.imp_fraction, config.imp_rounds, config.imp_epochs = 0.2, 15, 2  # 0.8^15 = 3.5% kept
-    config.margin = 0.002  # the equivalence claims' margin of test error (0.2 points), declared before the run
-    config.neuron_widths = ((200, 80), (150, 60), (100, 50), (70, 40), (50, 30), (35, 20))
-    config.timing_repeats = 20
+    config.update(DEFAULTS)
     if experiment.is_quick(arg, 'pruning'):
         config.train_limit, config.test_limit, config.validation_size = 1024, 500, 300
         config.seeds, config.development_seeds, config.epochs = (0, 1), (2,), 2

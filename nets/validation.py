@@ -4,7 +4,8 @@ names the field, the value and what is allowed.
 A field's rule is found by its name (the longest suffix of its path with one): `RULES` here declares the fields
 `nets` reads or that several experiments share under one meaning (what runs and on what, the task schema of
 `nets.tasks`, the common sweeps), and each experiment declares the fields only it has in its `CONFIG_RULES`, beside
-its get_config. A field with no rule is itself refused, so a new field cannot go unchecked. A plural holds several
+its get_config, or declares each once, its default beside its rule, with `declare` (as experiments/pruning.py
+does). A field with no rule is itself refused, so a new field cannot go unchecked. A plural holds several
 (`learning_rates`), none twice: each becomes a member or a variant, and the results are keyed by it.
 Every sub-config that is a task (it has `model` and `optimizer`) is also built by `nets.tasks.build`, which checks
 the task schema against the input shape. No batch and no sample drawn from the training split (`probe_size`,
@@ -133,6 +134,14 @@ def grid(path: str, value: Any) -> None:
 
 count = integer(1)
 counts = several(count, distinct=False)
+
+
+def declare(fields: Mapping[str, tuple[Any, Rule]]) -> tuple[dict[str, Any], dict[str, Rule]]:
+    """An experiment's own fields, each declared once as `name: (default, rule)`: returns their defaults (which its
+    get_config sets) and their rules (its CONFIG_RULES), so that a field's check sits beside its default."""
+    return {name: default for name, (default, _) in fields.items()}, {name: rule for name, (_, rule) in fields.items()}
+
+
 ignored = lambda path, value: None  # checked by nets.tasks.build with the whole task (penalties, transforms, ...)
 
 # The fields that nets reads, or that several experiments share under one meaning: what runs and on what, the task
