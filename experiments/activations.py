@@ -238,37 +238,21 @@ def verdicts(config, runs: dict, dead_rate: float) -> list[dict]:
     after epoch 1), the shallow net (of equivalence: within config.shallow_margin), and dead units (ReLU against
     leaky ReLU at the headline rate)."""
     final = results.mean_of_last('test_accuracy', config.final_epochs)
-    late = f'test_accuracy, mean of the last {config.final_epochs} epochs'
-    epoch_1, first = 'test_accuracy after epoch 1', results.after_epoch('test_accuracy', 1)
+    late = (f'test_accuracy, mean of the last {config.final_epochs} epochs', final)
+    epoch_1 = ('test_accuracy after epoch 1', results.after_epoch('test_accuracy', 1))
+    pair = lambda text, a, b, key, **kw: results.compare(text, runs, a, b, *key, **kw)
     margin = config.shallow_margin
+    shallow = f'On a shallow net the activation does not matter much: ReLU and {{}} within {margin:g} of accuracy'
     claims = [
-        results.compare(
-            'Deep sigmoid nets train worse than deep ReLU nets (vanishing gradients)',
-            runs,
-            'deep_relu',
-            'deep_sigmoid',
-            late,
-            final,
+        pair(
+            'Deep sigmoid nets train worse than deep ReLU nets (vanishing gradients)', 'deep_relu', 'deep_sigmoid', late
         ),
-        results.compare(
-            'ReLU converges faster than tanh on the deep net', runs, 'deep_relu', 'deep_tanh', epoch_1, first
-        ),
-        results.compare(
-            'ReLU ends more accurate than tanh on the deep net', runs, 'deep_relu', 'deep_tanh', late, final
-        ),
-    ]
-    claims += [
-        results.compare(
-            f'On a shallow net the activation does not matter much: ReLU and {other} within {margin:g} of accuracy',
-            runs,
-            'shallow_relu',
-            f'shallow_{other}',
-            late,
-            final,
-            expected='within',
-            margin=margin,
-        )
-        for other in ('sigmoid', 'tanh', 'leaky_relu')
+        pair('ReLU converges faster than tanh on the deep net', 'deep_relu', 'deep_tanh', epoch_1),
+        pair('ReLU ends more accurate than tanh on the deep net', 'deep_relu', 'deep_tanh', late),
+        *[
+            pair(shallow.format(other), 'shallow_relu', f'shallow_{other}', late, expected='within', margin=margin)
+            for other in ('sigmoid', 'tanh', 'leaky_relu')
+        ],
     ]
     if not np.isnan(dead_rate):
         at_rate = {f'dead_{a}': dict(enumerate(_members_at(runs[f'dead_{a}'], dead_rate))) for a in DEAD}

@@ -379,64 +379,26 @@ def verdicts(config, measures: dict, best: str) -> list[dict]:
     every strategy's bound), training the new units first beats plain random ones, adding 8 units at a time costs
     more than adding 60; and on wall time, which only the buckets change, that shape buckets save time."""
     flops = lambda variant: ratios(measures, variant, 'flops')
+    claim = lambda text, variants, a, b, expected: results.claim(text, 'flops_ratio', variants, a, b, expected=expected)
+    small, step = config.small_steps, config.growth.units_per_growth
+    more = f'{best}, the best strategy on validation, needs more FLOPs than the fixed net'
+    within = "reaches the target within 2× the fixed net's FLOPs (lecture: 1.5–2× the time)"
+    fewer = 'reaches the target with fewer FLOPs than plain random units'
+    trained = [name for name in TRAINED if name in config.strategies and 'random' in config.strategies]
     claims = [
-        results.claim(
-            f'{best}, the best strategy on validation, needs more FLOPs than the fixed net',
-            'flops_ratio',
-            [best, 'fixed'],
-            flops(best),
-            1.0,
-            expected='greater',
-        ),
-        *[
-            results.claim(
-                f"{name} reaches the target within 2× the fixed net's FLOPs (lecture: 1.5–2× the time)",
-                'flops_ratio',
-                [name, 'lecture'],
-                flops(name),
-                2.0,
-                expected='less',
-            )
-            for name in config.strategies
-        ],
-        *[
-            results.claim(
-                f'{name} reaches the target with fewer FLOPs than plain random units',
-                'flops_ratio',
-                [name, 'random'],
-                flops(name),
-                flops('random'),
-                expected='less',
-            )
-            for name in TRAINED
-            if name in config.strategies and 'random' in config.strategies
-        ],
+        claim(more, [best, 'fixed'], flops(best), 1.0, 'greater'),
+        *[claim(f'{name} {within}', [name, 'lecture'], flops(name), 2.0, 'less') for name in config.strategies],
+        *[claim(f'{name} {fewer}', [name, 'random'], flops(name), flops('random'), 'less') for name in trained],
     ]
-    small = f'{config.small_steps.strategy}_small_steps'
-    if config.small_steps.strategy in config.strategies:
-        claims.append(
-            results.claim(
-                f'growing by {config.small_steps.units} units at a time costs more than by '
-                f'{config.growth.units_per_growth}',
-                'flops_ratio',
-                [small, config.small_steps.strategy],
-                flops(small),
-                flops(config.small_steps.strategy),
-                expected='greater',
-            )
-        )
+    if small.strategy in config.strategies:
+        variants = [f'{small.strategy}_small_steps', small.strategy]
+        text = f'growing by {small.units} units at a time costs more than by {step}'
+        claims.append(claim(text, variants, *map(flops, variants), 'greater'))
     if exact := config.exact_shapes_strategy:
         seconds = lambda variant: ratios(measures, variant, 'seconds')
-        claims.append(
-            results.claim(
-                'shape buckets reach the target sooner than a new shape at every growth',
-                'time_ratio',
-                [exact, f'{exact}_exact_shapes'],
-                seconds(exact),
-                seconds(f'{exact}_exact_shapes'),
-                expected='less',
-            )
-        )
+        variants = [exact, f'{exact}_exact_shapes']
+        text = 'shape buckets reach the target sooner than a new shape at every growth'
+        claims.append(results.claim(text, 'time_ratio', variants, *map(seconds, variants), expected='less'))
     return claims
 
 
