@@ -46,30 +46,42 @@ def _growth_fits_the_fixed_net(config) -> None:
 CONFIG_CHECKS = (_growth_fits_the_fixed_net,)
 
 
-# The fields only this experiment has; nets.validation checks the shared ones (data, seeds, the task).
-CONFIG_RULES = {
-    'best_of': validation.count,
-    'exact_shapes_strategy': validation.name_in(growth.STRATEGIES, optional=True),
-    'bucket': validation.name_in(growth.BUCKETS),
-    'layer': validation.integer(0),
-    'monitor': validation.name_in(('train_loss', 'val_loss')),
-    'seed': validation.integer(0),
-    'start_width': validation.count,
-    'tolerance': validation.positive,
-    'tolerances': validation.several(validation.positive),
-    'units_per_growth': validation.count,
-    'growth_epochs': validation.count,
-    'input_fraction': validation.fraction,
-    'strategies': validation.several(validation.name_in(growth.STRATEGIES)),
-    'strategy': validation.name_in(growth.STRATEGIES),
-    'tuning_strategy': validation.name_in(growth.STRATEGIES),
-    'sample_size': validation.count,
-    'learning_rates': validation.several(validation.positive),
-    'cosine_epochs': validation.several(validation.count),
-    'target': validation.fraction,
-    'smoothing': validation.count,
-    'units': validation.count,
-}
+# The fields only this experiment has, each declared once: (default, rule). nets.validation checks the shared ones.
+COUNT, POSITIVE, STRATEGY = validation.count, validation.positive, validation.name_in(growth.STRATEGIES)
+DEFAULTS, CONFIG_RULES = validation.declare(
+    {
+        # Both arms choose their rate from this grid on validation; the fixed net also its schedule: constant, or a
+        # cosine decay to zero over each of `cosine_epochs`.
+        'learning_rates': ((5e-4, 1e-3, 2e-3, 4e-3, 8e-3), validation.several(POSITIVE)),
+        'cosine_epochs': ((10,), validation.several(COUNT)),
+        'growth_epochs': (30, COUNT),  # every growing net: growth, then training at full width
+        'target': (0.975, validation.fraction),  # the fixed net's accuracy in development
+        'smoothing': (2, COUNT),  # epochs in the trailing mean the target is read on
+        'growth': {
+            'layer': (0, validation.integer(0)),
+            'start_width': (8, COUNT),
+            'units_per_growth': (60, COUNT),  # 8 -> 68 -> 128
+            'window': (1, COUNT),
+            'tolerance': (0.25, POSITIVE),
+            'bucket': ('power_of_two', validation.name_in(growth.BUCKETS)),
+            'monitor': ('train_loss', validation.name_in(('train_loss', 'val_loss'))),
+            'seed': (0, validation.integer(0)),
+            'tuning_strategy': ('zero_outgoing', STRATEGY),  # the growing nets' rate is chosen with this strategy
+        },
+        'strategies': (STRATEGIES, validation.several(STRATEGY)),
+        # Options of the strategies that train the new units (nets.growth.trained_units).
+        'trained': {'sample_size': (1024, COUNT), 'steps': (30, COUNT), 'learning_rate': (3e-3, POSITIVE)},
+        'best_of': (4, COUNT),  # best_of_k's starts
+        'input_fraction': (0.25, validation.fraction),  # random_inputs: the share of the inputs each new unit sees
+        # One strategy again with a new shape at every growth (no buckets): what the buckets save in compile time.
+        'exact_shapes_strategy': ('zero_outgoing', validation.name_in(growth.STRATEGIES, optional=True)),
+        # The curve over the plateau tolerance (config.growth's is one point of it), for zero_outgoing.
+        'tolerances': ((0.1, 1.0), validation.several(POSITIVE)),  # 1.0: grow at every check
+        # The lecture adds a neuron at a time: one strategy again by small steps.
+        'small_steps': {'strategy': ('random_subsample', STRATEGY), 'units': (8, COUNT)},
+        'probe_size': (5000, COUNT),  # training images whose loss is measured before and after every growth
+    }
+)
 
 
 # The lab history behind the config (nets.experiment prints it in the report).
@@ -92,37 +104,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer = tasks.optimizer_config('adam', schedule=None)  # rates and schedules are the stages'
     config.loss = 'softmax_cross_entropy'
     config.batch_size = 128
-    # Both arms choose their rate from this grid on validation; the fixed net also its schedule: constant, or a
-    # cosine decay to zero over each of `cosine_epochs`.
-    config.learning_rates = (5e-4, 1e-3, 2e-3, 4e-3, 8e-3)
-    config.cosine_epochs = (10,)
     config.epochs = 20  # the fixed net
-    config.growth_epochs = 30  # every growing net: growth, then training at full width
-    config.target = 0.975  # the fixed net's accuracy in development
-    config.smoothing = 2  # epochs in the trailing mean the target is read on
-    config.growth = dict(
-        layer=0,
-        start_width=8,
-        units_per_growth=60,  # 8 -> 68 -> 128
-        window=1,
-        tolerance=0.25,
-        bucket='power_of_two',
-        monitor='train_loss',
-        seed=0,
-        tuning_strategy='zero_outgoing',  # the growing nets' rate is chosen with this strategy
-    )
-    config.strategies = STRATEGIES
-    # Options of the strategies that train the new units (nets.growth.trained_units).
-    config.trained = dict(sample_size=1024, steps=30, learning_rate=3e-3)
-    config.best_of = 4  # best_of_k's starts
-    config.input_fraction = 0.25  # random_inputs: the share of the inputs each new unit sees
-    # One strategy again with a new shape at every growth (no buckets): what the buckets save in compile time.
-    config.exact_shapes_strategy = 'zero_outgoing'
-    # The curve over the plateau tolerance (config.growth's is one point of it), for zero_outgoing.
-    config.tolerances = (0.1, 1.0)  # 1.0: grow at every check
-    # The lecture adds a neuron at a time: one strategy again by small steps.
-    config.small_steps = dict(strategy='random_subsample', units=8)
-    config.probe_size = 5000  # training images whose loss is measured before and after every growth
+    config.update(DEFAULTS)
     if experiment.is_quick(arg, 'growth'):
         config.train_limit, config.validation_size, config.test_limit = 2000, 1000, 1000
         config.seeds, config.development_seeds, config.epochs, config.growth_epochs = (0, 1), (), 3, 4

@@ -136,10 +136,18 @@ count = integer(1)
 counts = several(count, distinct=False)
 
 
-def declare(fields: Mapping[str, tuple[Any, Rule]]) -> tuple[dict[str, Any], dict[str, Rule]]:
-    """An experiment's own fields, each declared once as `name: (default, rule)`: returns their defaults (which its
-    get_config sets) and their rules (its CONFIG_RULES), so that a field's check sits beside its default."""
-    return {name: default for name, (default, _) in fields.items()}, {name: rule for name, (_, rule) in fields.items()}
+def declare(fields: Mapping[str, Any], prefix: str = '') -> tuple[dict[str, Any], dict[str, Rule]]:
+    """An experiment's own fields, each declared once as `name: (default, rule)`, and its sub-configs as `name: {...}`
+    declared alike: returns their defaults (which its get_config sets) and their rules by path (its CONFIG_RULES),
+    so that a field's check sits beside its default."""
+    defaults, rules = {}, {}
+    for name, declared in fields.items():
+        if isinstance(declared, Mapping):
+            defaults[name], inner = declare(declared, f'{prefix}{name}.')
+            rules |= inner
+        else:
+            defaults[name], rules[prefix + name] = declared
+    return defaults, rules
 
 
 ignored = lambda path, value: None  # checked by nets.tasks.build with the whole task (penalties, transforms, ...)
