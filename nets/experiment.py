@@ -21,6 +21,7 @@ training and validation curves.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -41,22 +42,34 @@ def base_config(*, seeds: Sequence[int] = (0, 1, 2), **fields: Any) -> ml_collec
     """A config with the fields every experiment shares, then `fields` (which may override them): the dataset and
     its split (validation_size images of the training split held out, chosen by split_seed; train_limit and
     test_limit, unset, take the first images), the seeds (members), the batch order (data_seed, shuffle 'shared'
-    or 'per_member'), the development seeds and checkpoint_every (epochs)."""
+    or 'per_member'), the development seeds and checkpoint_every (epochs). split_seed and data_seed, unset, are
+    drawn from the seeds (see `drawn_from_the_seeds`)."""
     config = ml_collections.ConfigDict()
     config.dataset = 'mnist'
     config.validation_size = 10_000
-    config.split_seed = 0
+    config.split_seed = ml_collections.FieldReference(None, field_type=int)
     config.train_limit = ml_collections.FieldReference(None, field_type=int)
     config.test_limit = ml_collections.FieldReference(None, field_type=int)
     config.seeds = tuple(seeds)
     # The seeds the recipe was developed on (its grids, targets and verdicts fixed by looking at them); `seeds`, the
     # confirmation run's, may not reuse one.
     config.development_seeds = ()
-    config.data_seed = 0
+    config.data_seed = ml_collections.FieldReference(None, field_type=int)
     config.shuffle = 'shared'
     config.checkpoint_every = 1
     config.update(fields)
     return config
+
+
+def drawn_from_the_seeds(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of `config` whose unset split_seed and data_seed are its first seed: a confirmation run on fresh seeds
+    holds out its own validation split and orders its batches its own way, not the development's (whose first seed,
+    0, gives split 0 and order 0). The copy is what the run uses and what results.json records."""
+    drawn = copy.deepcopy(config)
+    for field in ('split_seed', 'data_seed'):
+        if field in drawn and drawn[field] is None:
+            drawn[field] = drawn.seeds[0]
+    return drawn
 
 
 def is_quick(arg: str | None, name: str) -> bool:
@@ -147,7 +160,7 @@ class Experiment:
     """One run of an experiment: its config, workdir and data, the variants trained so far and the choices made."""
 
     def __init__(self, config, workdir: str, *, data_dir=None, cache_dir=None, resume: bool = False, started=None):
-        self.config, self.workdir, self.resume = config, workdir, resume
+        self.config, self.workdir, self.resume = drawn_from_the_seeds(config), workdir, resume
         self.started = time.perf_counter() if started is None else started
         self.data_dir, self.cache_dir = data_dir, cache_dir
         self.runs: dict[str, dict] = {}
@@ -340,7 +353,7 @@ def _run_stages(module, config, workdir: str, started: float, **options) -> dict
         workdir,
         result.title,
         summary=summary,
-        config=config.to_dict(),
+        config=experiment.config.to_dict(),
         runs=experiment.runs if result.runs is None else result.runs,
         curves=result.curves,
         sections=[*result.sections, *_development(module)],

@@ -159,7 +159,8 @@ RULES: dict[str, Rule] = {
     'dataset': name_in(data_lib.DATASETS),
     'seeds': several(integer(0)),
     'development_seeds': several(integer(0), allow_empty=True),
-    **{name: integer(0) for name in ('data_seed', 'split_seed', 'problem_seed', 'validation_size')},
+    **{name: integer(0) for name in ('problem_seed', 'validation_size')},
+    **{name: integer(0, optional=True) for name in ('data_seed', 'split_seed')},  # None: drawn from the seeds
     'train_limit': integer(1, optional=True),
     'test_limit': integer(1, optional=True),
     'shuffle': name_in(('shared', 'per_member')),

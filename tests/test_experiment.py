@@ -5,6 +5,7 @@ import json
 import math
 import time
 
+import numpy as np
 import pytest
 
 from nets import experiment
@@ -145,3 +146,35 @@ def test_a_stage_sees_no_test_metric_and_summarize_gets_them_for_every_member(tm
     written = json.loads((tmp_path / 'results.json').read_text())['runs']['net']
     assert [member['test'] for member in written.values()] == seen['after']
     assert f'## Development\n\n{history}' in (tmp_path / 'report.md').read_text()  # the lab history, not the config
+
+
+def test_an_unset_split_and_batch_order_are_drawn_from_the_runs_first_seed_and_recorded(tmp_path, data_dir):
+    """Confirmation seeds 7, 8 hold out split 7 and order batches by 7 (development's seeds from 0 keep split 0);
+    a set value stays; results.json records what the run used."""
+    from types import SimpleNamespace
+
+    from nets import tasks
+
+    config = experiment.base_config(seeds=(7, 8), train_limit=256, test_limit=64, validation_size=128)
+    config.update(tasks.task_config(tasks.model_config(hidden_widths=(8,)), tasks.optimizer_config('sgd', 0.1)))
+    config.epochs = 1
+    drawn = experiment.drawn_from_the_seeds(config)
+    assert (drawn.split_seed, drawn.data_seed) == (7, 7) and config.split_seed is None  # the config is not changed
+    set_split = experiment.drawn_from_the_seeds(experiment.base_config(seeds=(7,), split_seed=3, data_seed=0))
+    assert (set_split.split_seed, set_split.data_seed) == (3, 0)
+    seen = {}
+
+    def stages(run):
+        seen['validation'] = run.splits().validation_labels
+        run.variant('net')
+
+    summarize = lambda run, staged: experiment.Report('drawn', {})
+    experiment.run(SimpleNamespace(stages=stages, summarize=summarize), config, str(tmp_path), data_dir=data_dir)
+    recorded = json.loads((tmp_path / 'results.json').read_text())['config']
+    assert (recorded['split_seed'], recorded['data_seed']) == (7, 7)
+    from nets import data
+
+    split_0 = data.load_splits('mnist', data_dir=data_dir, validation_size=128, split_seed=0, train_limit=256)
+    split_7 = data.load_splits('mnist', data_dir=data_dir, validation_size=128, split_seed=7, train_limit=256)
+    assert np.array_equal(seen['validation'], split_7.validation_labels)
+    assert not np.array_equal(split_7.validation_labels, split_0.validation_labels)
