@@ -225,7 +225,7 @@ def test_a_one_seed_sweep_of_three_l2_strengths_gives_three_members_each_equal_t
         jax.tree.map(
             lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5),
             train.member(sweep, index).params,
-            alone.params,
+            train.member(alone, 0).params,  # one member keeps the member axis
         )
         label = runner.member_label(member)
         np.testing.assert_allclose(
@@ -238,7 +238,7 @@ def test_a_one_seed_sweep_of_three_l2_strengths_gives_three_members_each_equal_t
     )
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
-        unpenalised.params,
+        train.member(unpenalised, 0).params,
         train.member(sweep, 0).params,
     )
 
