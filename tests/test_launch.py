@@ -197,8 +197,11 @@ def test_results_record_the_commit_the_device_and_every_config_field(quick_run):
     versions = results['versions']
     assert len(versions['git_commit']) == 40 and versions['git_dirty'] in ('true', 'false')
     assert versions['backend'] == jax.default_backend() and versions['device'] and versions['orbax-checkpoint']
-    assert results['config'] == json.loads(json.dumps(baseline.get_config('quick').to_dict()))
-    assert json.loads((workdir / 'config.json').read_text()) == results['config']
+    launched = json.loads(json.dumps(baseline.get_config('quick').to_dict()))
+    assert json.loads((workdir / 'config.json').read_text()) == launched  # what --resume must match
+    # results.json: what ran, the split and batch order drawn from the first seed (0) where the config left them unset
+    assert launched['split_seed'] is None and launched['data_seed'] is None
+    assert results['config'] == launched | {'split_seed': 0, 'data_seed': 0}
 
 
 @pytest.mark.slow
