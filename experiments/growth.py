@@ -65,7 +65,7 @@ DEFAULTS, CONFIG_RULES = validation.declare(
             'tolerance': (0.25, POSITIVE),
             'bucket': ('power_of_two', validation.name_in(growth.BUCKETS)),
             'monitor': ('train_loss', validation.name_in(('train_loss', 'val_loss'))),
-            'seed': (0, validation.integer(0)),
+            'seed': (0, validation.seed),
             'tuning_strategy': ('zero_outgoing', STRATEGY),  # the growing nets' rate is chosen with this strategy
         },
         'strategies': (STRATEGIES, validation.several(STRATEGY)),

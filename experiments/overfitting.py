@@ -44,7 +44,7 @@ CONFIG_RULES = {
     'dropout': validation.several(validation.rate),
     'epochs_by_size': validation.counts,
     'mc_samples': validation.count,
-    'mc_seed': validation.integer(0),
+    'mc_seed': validation.seed,
     'train_sizes': validation.several(validation.count),
 }
 

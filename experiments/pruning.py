@@ -55,7 +55,7 @@ DEFAULTS, CONFIG_RULES = validation.declare(
         'saliency_examples': (256, COUNT),
         'rank_examples': (2000, COUNT),
         'rank_members': (3, COUNT),
-        'saliency_seed': (0, validation.integer(0)),
+        'saliency_seed': (0, validation.seed),
         'obd_probes': (16, COUNT),
         # The lecture's rule: prune a step of what is left, retrain, restore if the validation error rose by more
         # than the tolerance over the dense net's; then retrain after the last round.

@@ -11,10 +11,12 @@ registry entry's `sweepable` may be a traced value, so that the members of one c
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from nets import regularizers
@@ -215,7 +217,15 @@ def _transforms(config: Mapping[str, Any]):
     for index, entry in enumerate(config.get('transforms') or ()):
         name, fields = _split(entry)
         component = lookup(TRANSFORMS, name, 'transform')
-        yield index, component, check_fields(component, fields, f'optimizer.transforms[{index}]')
+        values = check_fields(component, fields, f'optimizer.transforms[{index}]')
+        for field in component.sweepable:  # a strength: a clip norm, a decay, a radius, a factor
+            value = values[field]
+            if isinstance(value, (int, float)) and not (math.isfinite(value) and float(np.float32(value)) > 0):
+                raise ValueError(
+                    f'config.optimizer.transforms[{index}].{field} must be a finite number > 0 that float32 holds '
+                    f'(a strength of 0 or below does nothing or the opposite; leave the transform out), got {value!r}'
+                )
+        yield index, component, values
 
 
 def _learning_rate(config: Mapping[str, Any], learning_rate: Any) -> Any:

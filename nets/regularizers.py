@@ -12,11 +12,13 @@ neurons and not others, as the lecture allows.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from nets.registry import refuse_unknown
@@ -54,6 +56,14 @@ def check(entries: Sequence[Mapping[str, Any]], layer_widths: Mapping[str, int])
     per-unit weights of the wrong length. `layer_widths` maps each dense layer to its number of units."""
     for index, entry in enumerate(entries):
         refuse_unknown(entry, FIELDS, f'penalties[{index}]')
+        for name in STRENGTHS:
+            value = entry.get(name)
+            if isinstance(value, (int, float)) and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f'config.penalties[{index}].{name} must be a finite number >= 0, got {value!r}')
+            if isinstance(value, (int, float)) and value and not float(np.float32(value)):
+                raise ValueError(
+                    f'config.penalties[{index}].{name} must be 0 or at least 1.2e-38 (float32), got {value!r}'
+                )
         try:
             pattern = re.compile(entry.get('layers', '.*'))
         except (re.error, TypeError) as error:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
+
 from nets import activations, data as data_lib, initializers, losses, models, optimizers, orders, tasks
 
 Rule = Callable[[str, Any], None]
@@ -36,17 +38,29 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def integer(low: int, optional: bool = False) -> Rule:
-    """An integer >= low (or None when optional)."""
-    allowed = f'an integer >= {low}' + (' or None' if optional else '')
+def integer(low: int, optional: bool = False, high: int | None = None) -> Rule:
+    """An integer >= low, and <= high if given (or None when optional)."""
+    allowed = f'an integer >= {low}' if high is None else f'an integer from {low} to {high}'
+    allowed += ' or None' if optional else ''
 
     def rule(path: str, value: Any) -> None:
         if optional and value is None:
             return
-        if not _is_int(value) or value < low:
+        if not _is_int(value) or value < low or (high is not None and value > high):
             refuse(path, value, allowed)
 
     return rule
+
+
+SEED_MAX = 2**32 - 1  # jax.random.PRNGKey(seed) keeps 32 bits: 2**32 would be seed 0 again
+seed = integer(0, high=SEED_MAX)
+FLOAT32_TINY, FLOAT32_MAX = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
+
+
+def _fits_float32(value: float) -> bool:
+    """Whether float32, which every hyper-parameter becomes, holds `value`: not beyond its largest, and not so
+    small that it flushes to 0 (below its smallest normal, 1.2e-38)."""
+    return value == 0 or FLOAT32_TINY <= abs(value) <= FLOAT32_MAX
 
 
 def number(low: float = -math.inf, high: float = math.inf, *, low_open: bool = False, high_open: bool = False) -> Rule:
@@ -61,6 +75,8 @@ def number(low: float = -math.inf, high: float = math.inf, *, low_open: bool = F
         ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
         if not ok:
             refuse(path, value, allowed)
+        if not _fits_float32(value):
+            refuse(path, value, f'{allowed} that float32 holds (in size 1.2e-38 to 3.4e38, or 0)')
 
     return rule
 
@@ -157,10 +173,11 @@ ignored = lambda path, value: None  # checked by nets.tasks.build with the whole
 RULES: dict[str, Rule] = {
     # what runs and on what
     'dataset': name_in(data_lib.DATASETS),
-    'seeds': several(integer(0)),
-    'development_seeds': several(integer(0), allow_empty=True),
-    **{name: integer(0) for name in ('problem_seed', 'validation_size')},
-    **{name: integer(0, optional=True) for name in ('data_seed', 'split_seed')},  # None: drawn from the seeds
+    'seeds': several(seed),
+    'development_seeds': several(seed, allow_empty=True),
+    'problem_seed': seed,
+    'validation_size': integer(0),
+    **{name: integer(0, optional=True, high=SEED_MAX) for name in ('data_seed', 'split_seed')},  # None: the seeds'
     'train_limit': integer(1, optional=True),
     'test_limit': integer(1, optional=True),
     'shuffle': name_in(('shared', 'per_member')),

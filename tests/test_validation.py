@@ -205,14 +205,42 @@ def test_random_good_values_are_accepted(data):
         ('batch_size', 50_001, 'larger than the 50000 training examples'),
         ('model.activation', 'swish', "'relu'"),
         ('model.negative_slope', 1.0, '[0, 1)'),
+        # Issue 25's silent wrong values: PRNGKey keeps 32 bits (2**32 is seed 0 again), float32 flushes 1e-320
+        # to 0 and cannot hold 1e39, and a strength at or below 0 does nothing or the opposite.
+        ('seeds', (100, 2**32), 'from 0 to 4294967295'),
+        ('seeds', (2**64,), 'from 0 to 4294967295'),
+        ('split_seed', 2**32, 'from 0 to 4294967295'),
+        ('optimizer.learning_rate', 1e-320, 'that float32 holds'),
+        ('optimizer.learning_rate', 1e39, 'that float32 holds'),
+        ('optimizer.transforms', ({'name': 'add_decayed_weights', 'weight_decay': -1.0},), 'weight_decay must be'),
+        ('optimizer.transforms', ({'name': 'max_norm', 'max_norm': -3.0},), 'max_norm must be a finite number > 0'),
+        ('optimizer.transforms', ({'name': 'clip_by_global_norm', 'max_norm': 0.0},), 'max_norm must be'),
+        ('penalties', ({'kernel_l2': -0.1},), 'kernel_l2 must be a finite number >= 0'),
+        ('penalties', ({'bias_l1': 1e-320},), 'bias_l1 must be 0 or at least 1.2e-38'),
     ],
 )
 def test_the_issues_bad_inputs_name_what_is_allowed(path, value, words):
+    """Refused in one line that names the field and what it may hold; the good neighbours pass (below)."""
     from experiments import baseline
 
     with pytest.raises(ValueError, match=r'^config\.') as error:
         validation.check(with_value(baseline.get_config().to_dict(), path, value), baseline.CONFIG_RULES)
     assert words in str(error.value) and '\n' not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    'path,value',
+    [
+        ('seeds', (100, 2**32 - 1)),
+        ('optimizer.learning_rate', 1.2e-38),
+        ('optimizer.transforms', ({'name': 'clip_by_global_norm', 'max_norm': 1.0},)),
+        ('penalties', ({'kernel_l2': 0.0},)),  # a sweep's unpenalised control member
+    ],
+)
+def test_the_edges_of_the_ranges_pass(path, value):
+    from experiments import baseline
+
+    validation.check(with_value(baseline.get_config().to_dict(), path, value), baseline.CONFIG_RULES)
 
 
 def test_a_sub_task_is_built_whole_and_named_by_its_path():
