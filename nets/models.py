@@ -157,17 +157,21 @@ def hidden_widths(params) -> tuple[int, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """A registered model: its linen class, the fields a sweep may trace, and how to read its shapes from params."""
+    """A registered model: its linen class, the fields a sweep may trace, how to read its shapes from params, and
+    what its outputs are ('labels': class scores; 'inputs': a reconstruction), which the loss's targets must match."""
 
     module: type[nn.Module]
     sweepable: tuple[str, ...]
     architecture: Callable[[Any], dict[str, Any]]
+    outputs: str = 'labels'
 
 
 _MLP_SWEEPABLE = ('input_dropout', 'hidden_dropout', 'init_scale', 'negative_slope')
 MODELS: dict[str, ModelSpec] = {
     'mlp': ModelSpec(MLP, _MLP_SWEEPABLE, lambda params: {'hidden_widths': hidden_widths(params)}),
-    'autoencoder': ModelSpec(Autoencoder, _MLP_SWEEPABLE, lambda params: {'hidden_widths': hidden_widths(params)}),
+    'autoencoder': ModelSpec(
+        Autoencoder, _MLP_SWEEPABLE, lambda params: {'hidden_widths': hidden_widths(params)}, outputs='inputs'
+    ),
 }
 
 

@@ -267,13 +267,20 @@ def build(
             f'model {config["model"].get("name", "mlp")!r} outputs {outputs.shape[1:]}; use a model '
             'such as autoencoder'
         )
+    if loss.targets == 'labels' and spec.outputs == 'inputs':
+        raise ValueError(
+            f'config.loss={config.get("loss", "softmax_cross_entropy")!r} scores class labels, but model '
+            f'{config["model"]["name"]!r} reconstructs its input ({features} outputs, no classes); use a loss whose '
+            'targets are the inputs: '
+            + ', '.join(name for name, other in losses.LOSSES.items() if other.targets == 'inputs')
+        )
     if loss.targets == 'labels' and len(outputs.shape) != 2:
         raise ValueError(
             f'config.loss={config.get("loss")!r} needs class logits, got outputs of shape {outputs.shape[1:]}'
         )
-    if rule is not None:
-        monitors = [f'{prefix}{name}' for prefix in early_stopping_lib.PREFIXES for name in loss.metric_names]
-        lookup(dict.fromkeys(monitors), rule.monitor, 'config.early_stopping.monitor (a metric of this task)')
+    # The monitor must be a metric of this task also while early stopping is off: turning it on must not fail later.
+    monitors = [f'{prefix}{name}' for prefix in early_stopping_lib.PREFIXES for name in loss.metric_names]
+    lookup(dict.fromkeys(monitors), checked.monitor, 'config.early_stopping.monitor (a metric of this task)')
     return task, train.as_hparams(defaults)
 
 

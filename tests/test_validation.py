@@ -217,6 +217,7 @@ def test_random_good_values_are_accepted(data):
         ('optimizer.transforms', ({'name': 'clip_by_global_norm', 'max_norm': 0.0},), 'max_norm must be'),
         ('penalties', ({'kernel_l2': -0.1},), 'kernel_l2 must be a finite number >= 0'),
         ('penalties', ({'bias_l1': 1e-320},), 'bias_l1 must be 0 or at least 1.2e-38'),
+        ('model.name', 'autoencoder', 'reconstructs its input (784 outputs, no classes)'),
     ],
 )
 def test_the_issues_bad_inputs_name_what_is_allowed(path, value, words):
@@ -226,6 +227,14 @@ def test_the_issues_bad_inputs_name_what_is_allowed(path, value, words):
     with pytest.raises(ValueError, match=r'^config\.') as error:
         validation.check(with_value(baseline.get_config().to_dict(), path, value), baseline.CONFIG_RULES)
     assert words in str(error.value) and '\n' not in str(error.value)
+
+
+def test_an_early_stopping_monitor_that_is_no_metric_is_refused_also_while_early_stopping_is_off():
+    from experiments import baseline
+
+    config = with_value(baseline.get_config().to_dict(), 'early_stopping', {'enabled': False, 'monitor': 'val_typo'})
+    with pytest.raises(ValueError, match=r"config\.early_stopping\.monitor .*'val_typo'; allowed: train_loss"):
+        validation.check(config, baseline.CONFIG_RULES)
 
 
 @pytest.mark.parametrize(
