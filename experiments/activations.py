@@ -278,7 +278,8 @@ def _gradient_ends(values: dict) -> tuple[float, float]:
 def plot_activation_functions(path: str) -> str:
     """Each activation and its derivative."""
     figure = diagnostics.activation_figure(ACTIVATIONS, negative_slope=0.1)
-    figure.savefig(path, dpi=120)
+    with results.written_atomically(path, 'wb') as file:
+        figure.savefig(file, dpi=120, format='png')
     plt.close(figure)
     return path
 

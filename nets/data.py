@@ -11,7 +11,6 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
 import threading
 import urllib.parse
 
@@ -20,6 +19,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from nets.registry import lookup
+from nets.results import written_atomically
 
 DEFAULT_CACHE_DIR = os.path.join('~', '.cache', 'nets', 'tfds')
 _DATA_DIR_HINT = 'Pass --data_dir=<a TFDS data directory> or set TFDS_DATA_DIR.'
@@ -143,21 +143,12 @@ def _read_cache(path: str, num_examples: int) -> tuple[np.ndarray, np.ndarray] |
 
 def _write_cache(path: str, images: np.ndarray, labels: np.ndarray) -> None:
     """Writes the arrays to `path` atomically: readers see the old file or the whole new one, never a part."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path), suffix='.tmp')
-    try:
-        with os.fdopen(descriptor, 'wb') as file:
-            # Stored as a 0-d string array so that reading it needs no pickle.
-            np.savez(file, images=images, labels=labels, checksum=np.array(_arrays_checksum(images, labels)))
-            file.flush()
-            os.fsync(file.fileno())
-        # mkstemp makes the file private; the cache of shared data should be readable by everyone who reads the data.
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with written_atomically(path, 'wb') as file:
+        # Stored as a 0-d string array so that reading it needs no pickle.
+        np.savez(file, images=images, labels=labels, checksum=np.array(_arrays_checksum(images, labels)))
+        file.flush()
+        os.fsync(file.fileno())
 
 
 def _decode_split(data_source) -> tuple[np.ndarray, np.ndarray]:

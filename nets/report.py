@@ -27,6 +27,7 @@ from nets.results import (  # noqa: E402
     member_statistics,
     variant_statistics,
     write_results,
+    written_atomically,
 )
 
 
@@ -66,7 +67,7 @@ def write_history_csv(workdir: str, runs: Mapping[str, Any]) -> str:
     path = os.path.join(workdir, 'history.csv')
     if not is_primary():
         return path
-    with open(path, 'w', newline='') as f:
+    with written_atomically(path, newline='') as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
@@ -93,7 +94,8 @@ def figure(path: str, rows: int = 1, columns: int = 1, **options):
         yield drawn, axes
         drawn.tight_layout()
         if is_primary():
-            drawn.savefig(path, dpi=120)
+            with written_atomically(path, 'wb') as file:
+                drawn.savefig(file, dpi=120, format=os.path.splitext(path)[1][1:] or 'png')
     finally:
         plt.close(drawn)
 
@@ -157,7 +159,7 @@ def write_report(workdir: str, title: str, sections: Sequence[str]) -> str:
     path = os.path.join(workdir, 'report.md')
     if not is_primary():
         return path
-    with open(path, 'w') as f:
+    with written_atomically(path) as f:
         f.write(f'# {title}\n\n' + '\n\n'.join(sections) + '\n')
     return path
 

@@ -12,11 +12,13 @@ beside 0 for a claim that one side is larger, inside or outside ±margin for a c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import platform
 import subprocess
+import tempfile
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -151,15 +153,28 @@ def _strict(value: Any) -> Any:
     return value
 
 
+@contextlib.contextmanager
+def written_atomically(path: str, mode: str = 'w', **options):
+    """`with written_atomically(path) as file:` writes a new file, created exclusively beside `path` under a random
+    name (tempfile.mkstemp: never an existing file, never through a planted link), then renamed onto `path`, which
+    replaces a link there rather than following it. An interrupted write leaves `path` as it was."""
+    descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(path) or '.', prefix=f'.{os.path.basename(path)}.')
+    try:
+        with os.fdopen(descriptor, mode, **options) as file:
+            yield file
+        os.chmod(temporary, 0o644)  # mkstemp's file is private; a run's outputs are for everyone who reads the workdir
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
 def write_json(path: str, content: Any) -> None:
-    """Writes strict JSON (non-finite numbers as null) atomically, so that an interrupted run never leaves half a
-    file."""
+    """Writes strict JSON (non-finite numbers as null) atomically (see written_atomically)."""
     if not is_primary():
         return
-    temporary = f'{path}.tmp'
-    with open(temporary, 'w') as f:
+    with written_atomically(path) as f:
         json.dump(_strict(content), f, indent=2, sort_keys=False, default=_json_default, allow_nan=False)
-    os.replace(temporary, path)
 
 
 def _json_default(value):

@@ -1,5 +1,7 @@
 """nets/results.py's statistics: intervals over seeds, paired differences and verdicts, against scipy and by hand."""
 
+import json
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -203,3 +205,23 @@ def test_a_claim_against_a_number_records_it_and_the_table_names_the_number_and_
     assert found['reference'] == 2.0 and found['value'] == pytest.approx(-0.5)
     table = '\n'.join(report.claims_table([found]))
     assert 'time_ratio: grown − 2 (lecture) < 0' in table
+
+
+def test_a_write_never_follows_a_planted_link_and_an_interrupted_one_leaves_the_old_file(tmp_path):
+    """Issue 25, item 3: links planted at the old temporary name and at the path itself leave their targets alone;
+    a write that fails midway leaves the previous file and no temporary behind."""
+    victim = tmp_path / 'victim.txt'
+    victim.write_text('keep me')
+    workdir = tmp_path / 'run'
+    workdir.mkdir()
+    (workdir / 'results.json.tmp').symlink_to(victim)
+    (workdir / 'config.json').symlink_to(victim)
+    results.write_json(str(workdir / 'results.json'), {'a': 1})
+    results.write_json(str(workdir / 'config.json'), {'b': 2})
+    assert victim.read_text() == 'keep me'
+    assert not (workdir / 'config.json').is_symlink() and json.loads((workdir / 'config.json').read_text()) == {'b': 2}
+    assert json.loads((workdir / 'results.json').read_text()) == {'a': 1}
+    with pytest.raises(TypeError):
+        results.write_json(str(workdir / 'results.json'), {'a': object()})
+    assert json.loads((workdir / 'results.json').read_text()) == {'a': 1}
+    assert sorted(p.name for p in workdir.iterdir()) == ['config.json', 'results.json', 'results.json.tmp']
