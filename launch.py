@@ -46,6 +46,9 @@ FLAGS = flags.FLAGS
 
 RECORDED_CONFIG = 'config.json'  # the config a workdir's run was started with; --resume must match it
 LOCK_FILE = '.lock'
+# Written when a run starts: the workdir is this project's, so a later run may write into it. A run refuses a
+# non-empty directory without it (one made before the marker is known by its results.json or saved checkpoints).
+MARKER = '.nets-workdir'
 # Fields that --resume may change, and how: they do not alter the numbers of the epochs already trained.
 RESUMABLE_CHANGES = {
     'epochs': ('may only grow', lambda old, new: isinstance(new, int) and isinstance(old, int) and new >= old),
@@ -99,6 +102,17 @@ def check_workdir(workdir: str, resume: bool) -> None:
         )
 
 
+def foreign_entries(workdir: str) -> list[str]:
+    """What a workdir holds when no run of this project made it: not new, not empty (but for lock files), and with
+    no marker, results.json or saved checkpoint. A run refuses such a directory without touching it."""
+    if not os.path.isdir(workdir):
+        return []
+    names = sorted(name for name in os.listdir(workdir) if not name.startswith(LOCK_FILE))
+    if not names or MARKER in names or 'results.json' in names or saved_checkpoints(workdir):
+        return []
+    return names
+
+
 def lock_workdir(workdir: str, process_id: int | None = None):
     """An exclusive lock on the workdir, held until this process exits; a second run into it is refused at once.
     The hosts of one multi-host run share the workdir, so each takes the lock of its own process index."""
@@ -146,19 +160,20 @@ def check_resume(workdir: str, config: dict) -> None:
         )
 
 
-def remove_traces(workdir: str, created: bool, own_checkpoints: bool = False) -> None:
-    """After a run failed: removes what it made, so that a plain re-run may start. Checkpoints stay for --resume
-    unless `own_checkpoints` (a fresh run refused for its config: resuming it would be refused too)."""
+def remove_traces(workdir: str, before: set[str] | None, own_checkpoints: bool = False) -> None:
+    """After a run failed: removes exactly what it made (the workdir itself when `before`, the names it held at the
+    start, is None; else the names that were not there), so that a plain re-run may start. Checkpoints stay for
+    --resume unless `own_checkpoints` (a fresh run refused for its config: resuming it would be refused too)."""
     if os.path.exists(os.path.join(workdir, 'results.json')) or (saved_checkpoints(workdir) and not own_checkpoints):
         return
-    if created:
+    if before is None:
         shutil.rmtree(workdir, ignore_errors=True)
         return
-    for name in ('checkpoints', 'tensorboard', RECORDED_CONFIG):
+    for name in sorted(set(os.listdir(workdir)) - before):
         path = os.path.join(workdir, name)
-        if os.path.isdir(path):
+        if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path, ignore_errors=True)
-        elif os.path.exists(path):
+        else:
             os.remove(path)
 
 
@@ -194,7 +209,11 @@ def main(argv):
     config_path = config_flags.get_config_filename(FLAGS['config'])
     workdir = os.path.abspath(FLAGS.workdir or default_workdir(config_path))
     config = FLAGS.config.to_dict()
-    created = not os.path.exists(workdir)
+    before = set(os.listdir(workdir)) if os.path.isdir(workdir) else None  # None: this run creates the workdir
+    foreign = foreign_entries(workdir)
+    if foreign:
+        shown = ', '.join(foreign[:3]) + (f' and {len(foreign) - 3} more' if len(foreign) > 3 else '')
+        fail(f'--workdir={workdir} holds files that no run of this project made ({shown}); choose a new or empty one')
     try:
         os.makedirs(workdir, exist_ok=True)
         lock = lock_workdir(workdir, FLAGS.process_id)  # noqa: F841 (held until exit)
@@ -209,6 +228,10 @@ def main(argv):
         # First of all JAX calls (the checks below build the task abstractly, which starts the backend).
         parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
         check_workdir(workdir, FLAGS.resume)
+        if primary:
+            results.write_json(
+                os.path.join(workdir, MARKER), {'project': 'nets', 'note': 'a run of launch.py uses this'}
+            )
         fresh = not FLAGS.resume
         module = experiment_module(config_path)
         validation.check(
@@ -229,15 +252,15 @@ def main(argv):
         )
     except (Refused, ValueError, FileExistsError, data_lib.DataError) as error:
         if primary:  # the other hosts of a multi-host run leave the shared workdir to process 0
-            remove_traces(workdir, created, own_checkpoints=fresh)
+            remove_traces(workdir, before, own_checkpoints=fresh)
         fail(str(error))
     except OSError as error:
         if primary:  # the other hosts of a multi-host run leave the shared workdir to process 0
-            remove_traces(workdir, created)
+            remove_traces(workdir, before)
         fail(f'{error.strerror or type(error).__name__}: {error.filename or error}')
     except BaseException:
         if primary:  # the other hosts of a multi-host run leave the shared workdir to process 0
-            remove_traces(workdir, created)
+            remove_traces(workdir, before)
         raise
     report.log(json.dumps(summary))
     report.log(f'finished in {time.perf_counter() - started:.1f}s; report: {os.path.join(workdir, "report.md")}')

@@ -286,11 +286,40 @@ def test_a_fresh_run_refused_for_its_config_after_a_checkpoint_leaves_nothing_th
         return str(path)
 
     refused = workdir('refused')
-    launcher.remove_traces(refused, created=False, own_checkpoints=True)
+    launcher.remove_traces(refused, before=set(), own_checkpoints=True)
     launcher.check_workdir(refused, resume=False)  # a plain rerun may start
+    assert os.listdir(refused) == []
     crashed = workdir('crashed')
-    launcher.remove_traces(crashed, created=False)
+    launcher.remove_traces(crashed, before=set())
     assert launcher.saved_checkpoints(crashed) == ['dense/3']
     finished = workdir('finished', results=True)
-    launcher.remove_traces(finished, created=False, own_checkpoints=True)
+    launcher.remove_traces(finished, before=set(), own_checkpoints=True)
     assert launcher.saved_checkpoints(finished) == ['dense/3']
+
+
+def _users_files(workdir):
+    """Issue 25's directory: a user's config.json, TensorBoard events and a checkpoint of another tool."""
+    (workdir / 'tensorboard' / 'myexp').mkdir(parents=True)
+    (workdir / 'checkpoints' / 'old_model').mkdir(parents=True)
+    files = {'config.json': '{"mine": 1}', 'tensorboard/myexp/events.out': 'events', 'checkpoints/old_model/w.bin': 'w'}
+    for name, text in files.items():
+        (workdir / name).write_text(text)
+    return files
+
+
+@pytest.mark.parametrize('flags', [['--config.epochs=0'], []], ids=['failing', 'succeeding'])
+def test_a_directory_that_no_run_made_is_refused_untouched(launch, tmp_path, flags):
+    """Issue 25, items 1 and 2: a failing run used to delete the user's files, a succeeding one overwrote them."""
+    workdir = tmp_path / 'users'
+    files = _users_files(workdir)
+    line = _one_error_line(launch(f'--config={QUICK}', f'--workdir={workdir}', *flags, expect_success=False))
+    assert 'no run of this project made' in line and 'config.json' in line
+    assert {str(p.relative_to(workdir)) for p in workdir.rglob('*') if p.is_file()} == set(files)
+    assert all((workdir / name).read_text() == text for name, text in files.items())
+
+
+def test_a_failed_run_in_an_empty_directory_removes_exactly_what_it_made(launch, tmp_path):
+    workdir = tmp_path / 'empty'
+    workdir.mkdir()
+    _one_error_line(launch(f'--config={QUICK}', f'--workdir={workdir}', '--config.epochs=0', expect_success=False))
+    assert workdir.is_dir() and list(workdir.iterdir()) == []
