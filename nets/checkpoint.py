@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import pathlib
+import shutil
 import sys
 import traceback
 from typing import Any, Callable
@@ -16,6 +17,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 CHECKSUM = 'checksum'  # the metadata key of {'arrays': digest(state), 'metadata': sha256 of the rest}
 DAMAGED_PREFIX = 'damaged_'  # where restore_newest_good moves a damaged checkpoint, beside the good ones
@@ -40,6 +42,14 @@ def digest(state: Any) -> str:
         hasher.update(f'{jax.tree_util.keystr(path)} {array.dtype.name} {array.shape}\n'.encode())
         hasher.update(array.data)
     return hasher.hexdigest()
+
+
+def remove(directory: str) -> None:
+    """Deletes a variant's checkpoints, which no resume may continue (process 0 deletes; every process waits)."""
+    if jax.process_index() == 0:
+        shutil.rmtree(directory, ignore_errors=True)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(f'remove {directory}')
 
 
 def _json_digest(metadata: dict) -> str:

@@ -119,10 +119,14 @@ def train_variant(
     # Besides the newest checkpoints, keep the best epoch's by what early stopping monitors.
     best = None if rule is None else (rule.monitor, 'max' if rule.maximize else 'min')
     saver = checkpoint.Checkpointer(checkpoint_dir, best=best) if checkpoint_dir else None
-    start_epoch, history = 0, []
+    start_epoch, history, started_from = 0, [], None
     if saver is not None and saver.latest_epoch() is not None:
         if not resume:
             raise ValueError(f'{checkpoint_dir} already holds a checkpoint; pass --resume to continue it')
+        # The state this variant starts from now (an earlier stage's weights and the config shape it): checkpoints
+        # trained from another start are not continued.
+        fresh = start()
+        started_from = checkpoint.digest(fresh)
 
         def like(metadata):
             # The like-state takes the checkpoint's shapes, which growth or pruning may have changed, and its masks.
@@ -133,10 +137,24 @@ def train_variant(
 
         # A damaged newest checkpoint falls back to the one before, with a line that says so.
         state, metadata = saver.restore_newest_good(like, log)
-        start_epoch, history = metadata['epoch'], metadata['history']
-        log(f'{name}: resumed after epoch {start_epoch}')
+        if metadata.get('variant', name) != name:
+            raise ValueError(
+                f'{checkpoint_dir}: holds a checkpoint of variant {metadata["variant"]!r}, not of {name!r}; it was '
+                'copied or moved there, so it is not resumed: remove it, or start a fresh --workdir'
+            )
+        if metadata.get('started_from', started_from) == started_from:
+            start_epoch, history = metadata['epoch'], metadata['history']
+            log(f'{name}: resumed after epoch {start_epoch}')
+        else:
+            changed = 'an earlier stage trained on, or the config changed it'
+            log(f'{name}: its start changed since its checkpoints were saved ({changed}), so it trains again from it')
+            saver.close()
+            checkpoint.remove(checkpoint_dir)
+            saver = checkpoint.Checkpointer(checkpoint_dir, best=best)
+            state = fresh
     else:
         state = start()
+        started_from = None if saver is None else checkpoint.digest(state)
 
     constrain_batch = None
     if jax.device_count() > 1:
@@ -157,6 +175,8 @@ def train_variant(
                 epoch,
                 state,
                 {
+                    'variant': name,
+                    'started_from': started_from,  # the digest of the state the variant started from
                     'epoch': epoch,
                     'history': history,
                     'architecture': dict(task.architecture_of(state.params)),

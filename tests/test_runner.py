@@ -182,6 +182,40 @@ def test_checkpoint_refuses_overwrite_and_resumes_bit_for_bit(data, task, two_se
         assert [row['val_loss'] for row in got] == [row['val_loss'] for row in want]
 
 
+def test_a_resume_whose_start_changed_trains_again_from_it_and_equals_a_fresh_run(data, task, tmp_path):
+    """Issue 25, item 4: a variant's checkpoints were trained from one start (here weights halved, as an earlier
+    stage's result would be); its start is now another (weights scaled by 0.25), so the resume must not continue
+    them: it says so and trains from the new start, equal bit for bit to a fresh run from it."""
+    members = runner.grid([0])
+    directory = str(tmp_path / 'checkpoints')
+    scaled = lambda factor: lambda state: state.replace(params=jax.tree.map(lambda w: factor * w, state.params))
+    train = lambda **options: runner.train_variant(*task, members, data, None, epochs=2, name='v', **options)
+    train(checkpoint_dir=directory, prepare_state=scaled(0.5), log=quiet)
+    lines = []
+    resumed, resumed_runs = train(checkpoint_dir=directory, prepare_state=scaled(0.25), resume=True, log=lines.append)
+    assert any('v: its start changed' in line for line in lines) and 'v: resumed after epoch 2' not in lines
+    fresh, fresh_runs = train(prepare_state=scaled(0.25), log=quiet)
+    jax.tree.map(np.testing.assert_array_equal, resumed.params, fresh.params)
+    timeless = lambda runs: [{k: v for k, v in r.items() if 'seconds' not in k} for r in runs['seed=0']['history']]
+    assert timeless(resumed_runs) == timeless(fresh_runs)
+    lines.clear()  # the same start again: continued, not retrained
+    train(checkpoint_dir=directory, prepare_state=scaled(0.25), resume=True, log=lines.append)
+    assert 'v: resumed after epoch 2' in lines
+
+
+def test_a_checkpoint_copied_from_another_variant_is_refused_naming_both(data, task, tmp_path):
+    """Issue 25, item 5: growth's random_subsample checkpoint copied into net2net's folder was resumed as net2net."""
+    import shutil
+
+    members, root = runner.grid([0]), tmp_path / 'checkpoints'
+    runner.train_variant(*task, members, data, None, epochs=1, name='a', checkpoint_dir=str(root / 'a'), log=quiet)
+    shutil.copytree(root / 'a', root / 'b')
+    with pytest.raises(ValueError, match="variant 'a', not of 'b'"):
+        runner.train_variant(
+            *task, members, data, None, epochs=1, name='b', checkpoint_dir=str(root / 'b'), resume=True, log=quiet
+        )
+
+
 def test_hook_runs_every_epoch_before_the_checkpoint(data, task, tmp_path):
     """A state the hook returns (params halved after epoch 1) is what the checkpoint of that epoch holds."""
     directory = str(tmp_path / 'checkpoints')
