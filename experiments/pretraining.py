@@ -65,6 +65,8 @@ CONFIG_RULES = {  # the fields only this experiment has; nets.validation checks 
 
 
 def _group_width_divides_the_first_layer(config) -> None:
+    if not config['hidden_widths']:
+        validation.refuse('hidden_widths', config['hidden_widths'], 'at least one hidden layer (the encoder)')
     width, group = config['hidden_widths'][0], config['units']['group_width']
     if width % group:
         validation.refuse('units.group_width', group, f'a divisor of the first hidden layer ({width} units)')

@@ -88,7 +88,11 @@ def _cuts_fit_the_trained_net(config) -> None:
 
 
 def _rungs_and_samples_fit(config) -> None:
-    """The compared level is a rung; the saliency batches fit the validation split, the ranked members the seeds."""
+    """The ladder descends and the compared level is one of its rungs; the saliency batches fit the validation
+    split, the ranked members the seeds."""
+    levels = tuple(config['keep_levels'])
+    if any(later >= earlier for earlier, later in zip(levels, levels[1:])):
+        validation.refuse('keep_levels', levels, 'kept fractions that fall from rung to rung (a ladder only prunes)')
     if not any(np.isclose(config['compared_level'], level) for level in config['keep_levels']):
         validation.refuse('compared_level', config['compared_level'], f'one of keep_levels {config["keep_levels"]}')
     for field in ('saliency_examples', 'rank_examples'):

@@ -287,6 +287,8 @@ def test_no_two_fields_of_a_config_are_one_object(name):
         ('pruning', 'neuron_widths', ((16, 8), (24, 12)), 'from 1 to that of the cut before'),
         ('pruning', 'neuron_widths', ((16,),), 'one width per hidden layer'),
         ('pruning', 'compared_level', 0.3, 'one of keep_levels'),
+        ('pruning', 'keep_levels', (0.1, 0.2, 0.5), 'fall from rung to rung'),
+        ('pretraining', 'hidden_widths', (), 'at least one hidden layer'),
         ('pretraining', 'units.group_width', 3, 'a divisor of the first hidden layer (32 units)'),
         ('growth', 'growth.layer', 1, 'the index of a hidden layer of (16,) (0 to 0)'),
         ('growth', 'growth.start_width', 16, "below the fixed net's width 16"),
