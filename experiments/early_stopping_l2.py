@@ -88,7 +88,7 @@ def trajectory(config, name: str, data: train.Data, batch_size: int, learning_ra
     weights = []
 
     def record(epoch, state, history):
-        weights.append(np.asarray(state.params['output']['kernel'])[..., 0])
+        weights.append(np.asarray(state.params['output']['kernel'])[0, :, 0])  # the one member's column
 
     every = max(1, epochs // 5)
     log = lambda line: report.log(line) if int(line.split('epoch')[1].split()[0]) % every == 0 else None

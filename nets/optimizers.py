@@ -218,13 +218,13 @@ def _transforms(config: Mapping[str, Any]):
         name, fields = _split(entry)
         component = lookup(TRANSFORMS, name, 'transform')
         values = check_fields(component, fields, f'optimizer.transforms[{index}]')
-        for field in component.sweepable:  # a strength: a clip norm, a decay, a radius, a factor
-            value = values[field]
-            if isinstance(value, (int, float)) and not (math.isfinite(value) and float(np.float32(value)) > 0):
-                raise ValueError(
-                    f'config.optimizer.transforms[{index}].{field} must be a finite number > 0 that float32 holds '
-                    f'(a strength of 0 or below does nothing or the opposite; leave the transform out), got {value!r}'
-                )
+        for field in component.sweepable:  # a strength: a norm bound must be > 0, a decay or a factor may be 0 (off)
+            value, positive = values[field], field == 'max_norm'
+            if isinstance(value, (int, float)) and not (
+                math.isfinite(value) and (value > 0 if positive else value >= 0) and (not value or np.float32(value))
+            ):
+                allowed = 'a finite number ' + ('> 0' if positive else '>= 0') + ' that float32 holds'
+                raise ValueError(f'config.optimizer.transforms[{index}].{field} must be {allowed}, got {value!r}')
         yield index, component, values
 
 

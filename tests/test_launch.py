@@ -13,7 +13,7 @@ import optax
 import pytest
 
 from experiments import baseline
-from nets import checkpoint, tasks, train
+from nets import checkpoint, runner, tasks, train
 from test_report import strict_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -218,9 +218,9 @@ def test_none_valued_model_and_optimizer_fields_can_be_set_from_the_command_line
     assert results['config']['model']['negative_slope'] == 0.2
     assert results['config']['optimizer']['b2'] == 0.99
     task, hparams = tasks.build(results['config'], (784,))
-    state, _ = _final_state(workdir, train.init_state(task, hparams, jax.random.PRNGKey(0), (784,)))
+    state, _ = _final_state(workdir, runner.initial_state(task, hparams, [{'seed': 0}], (784,)))  # one member, stacked
     assert list(state.batch_stats) == ['batch_norm_0']  # the net that trained had batch norm
-    assert float(state.hparams['model.negative_slope']) == pytest.approx(0.2)
+    assert float(state.hparams['model.negative_slope'][0]) == pytest.approx(0.2)
     adam = [s for s in jax.tree.leaves(state.opt_state, is_leaf=lambda s: isinstance(s, optax.ScaleByAdamState))
             if isinstance(s, optax.ScaleByAdamState)]  # fmt: skip
     assert len(adam) == 1  # the run was Adam's, not the config file's RMSprop

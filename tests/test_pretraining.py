@@ -145,11 +145,15 @@ def test_runner_trains_from_the_transplanted_state(tmp_path):
     state, runs = train_variant(1, lambda state: pretraining.with_encoder(state, encoders))
     np.testing.assert_array_equal(state.params['dense_0']['kernel'], encoders['params']['dense_0']['kernel'])
 
-    other = jax.tree.map(jnp.zeros_like, encoders)
-    # Resuming takes the transplanted state from the checkpoint, whatever prepare_state would put in.
-    state, runs = train_variant(2, lambda state: pretraining.with_encoder(state, other), resume=True)
+    # Resuming with the same transplant continues the checkpoint (the frozen encoder is still there)...
+    state, runs = train_variant(2, lambda state: pretraining.with_encoder(state, encoders), resume=True)
     np.testing.assert_array_equal(state.params['dense_0']['kernel'], encoders['params']['dense_0']['kernel'])
     assert runs['seed=0']['history'][-1]['train_loss'] < runs['seed=0']['history'][0]['train_loss']
+    # ...and with another one, the variant's start changed: it trains again from it (issue 25, item 4).
+    other = jax.tree.map(jnp.zeros_like, encoders)
+    state, runs = train_variant(3, lambda state: pretraining.with_encoder(state, other), resume=True)
+    np.testing.assert_array_equal(state.params['dense_0']['kernel'], other['params']['dense_0']['kernel'])
+    assert [row['epoch'] for row in runs['seed=0']['history']] == [1, 2, 3]
 
 
 def _unit_params(groups=3, width=2, inputs=784, classes=10, seed=0):

@@ -212,7 +212,7 @@ def test_random_good_values_are_accepted(data):
         ('split_seed', 2**32, 'from 0 to 4294967295'),
         ('optimizer.learning_rate', 1e-320, 'that float32 holds'),
         ('optimizer.learning_rate', 1e39, 'that float32 holds'),
-        ('optimizer.transforms', ({'name': 'add_decayed_weights', 'weight_decay': -1.0},), 'weight_decay must be'),
+        ('optimizer.transforms', ({'name': 'add_decayed_weights', 'weight_decay': -1.0},), 'weight_decay must be a'),
         ('optimizer.transforms', ({'name': 'max_norm', 'max_norm': -3.0},), 'max_norm must be a finite number > 0'),
         ('optimizer.transforms', ({'name': 'clip_by_global_norm', 'max_norm': 0.0},), 'max_norm must be'),
         ('penalties', ({'kernel_l2': -0.1},), 'kernel_l2 must be a finite number >= 0'),
@@ -244,6 +244,7 @@ def test_an_early_stopping_monitor_that_is_no_metric_is_refused_also_while_early
         ('optimizer.learning_rate', 1.2e-38),
         ('optimizer.transforms', ({'name': 'clip_by_global_norm', 'max_norm': 1.0},)),
         ('penalties', ({'kernel_l2': 0.0},)),  # a sweep's unpenalised control member
+        ('optimizer.transforms', ({'name': 'add_decayed_weights', 'weight_decay': 0.0},)),  # a sweep's placeholder
     ],
 )
 def test_the_edges_of_the_ranges_pass(path, value):
