@@ -183,7 +183,9 @@ def write_run(
     into results.json and a table after the summary; `records` are the experiment's own named blocks of
     results.json. Returns the per-variant statistics."""
     statistics = variant_statistics(runs)
-    seeds = sorted(
+    # The run's own seeds, the confirmation seeds (not a development stage's, nor a control's offset seeds); a config
+    # without them records the seeds its runs trained.
+    seeds = list(config.get('seeds') or ()) or sorted(
         {run.get('seed') for by_member in runs.values() for run in by_member.values()},
         key=lambda seed: (seed is None, seed),
     )

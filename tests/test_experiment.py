@@ -167,11 +167,13 @@ def test_an_unset_split_and_batch_order_are_drawn_from_the_runs_first_seed_and_r
     def stages(run):
         seen['validation'] = run.splits().validation_labels
         run.variant('net')
+        run.variant('development', seeds=(3,))  # a development stage's seed is not one of the run's seeds
 
     summarize = lambda run, staged: experiment.Report('drawn', {})
     experiment.run(SimpleNamespace(stages=stages, summarize=summarize), config, str(tmp_path), data_dir=data_dir)
-    recorded = json.loads((tmp_path / 'results.json').read_text())['config']
-    assert (recorded['split_seed'], recorded['data_seed']) == (7, 7)
+    written = json.loads((tmp_path / 'results.json').read_text())
+    recorded = written['config']
+    assert (recorded['split_seed'], recorded['data_seed']) == (7, 7) and written['seeds'] == [7, 8]
     from nets import data
 
     split_0 = data.load_splits('mnist', data_dir=data_dir, validation_size=128, split_seed=0, train_limit=256)
