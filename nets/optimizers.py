@@ -16,12 +16,11 @@ from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from nets import regularizers
 from nets.masks import param_mask
-from nets.registry import lookup, refuse_unknown
+from nets.registry import fits_float32, lookup, refuse_unknown
 
 STAGES = ('gradient', 'decoupled', 'update')
 
@@ -221,7 +220,7 @@ def _transforms(config: Mapping[str, Any]):
         for field in component.sweepable:  # a strength: a norm bound must be > 0, a decay or a factor may be 0 (off)
             value, positive = values[field], field == 'max_norm'
             if isinstance(value, (int, float)) and not (
-                math.isfinite(value) and (value > 0 if positive else value >= 0) and (not value or np.float32(value))
+                math.isfinite(value) and (value > 0 if positive else value >= 0) and fits_float32(value)
             ):
                 allowed = 'a finite number ' + ('> 0' if positive else '>= 0') + ' that float32 holds'
                 raise ValueError(f'config.optimizer.transforms[{index}].{field} must be {allowed}, got {value!r}')

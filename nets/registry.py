@@ -25,3 +25,12 @@ def refuse_unknown(fields: Iterable[str], allowed: Iterable[str], where: str) ->
     unknown = sorted(set(fields) - set(allowed))
     if unknown:
         raise ValueError(f'unknown field {where}.{unknown[0]}; allowed: {", ".join(allowed) or "none"}')
+
+
+FLOAT32_TINY, FLOAT32_MAX = 1.1754943508222875e-38, 3.4028234663852886e38  # np.finfo(np.float32).tiny and .max
+
+
+def fits_float32(value: float) -> bool:
+    """Whether float32, which every hyper-parameter becomes, holds `value`: not beyond its largest, and not so
+    small that it flushes to 0 (below its smallest normal, 1.2e-38)."""
+    return value == 0 or FLOAT32_TINY <= abs(value) <= FLOAT32_MAX

@@ -18,10 +18,9 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from nets.registry import refuse_unknown
+from nets.registry import fits_float32, refuse_unknown
 
 TARGETS = ('kernel', 'bias', 'activity')
 
@@ -60,9 +59,10 @@ def check(entries: Sequence[Mapping[str, Any]], layer_widths: Mapping[str, int])
             value = entry.get(name)
             if isinstance(value, (int, float)) and not (math.isfinite(value) and value >= 0):
                 raise ValueError(f'config.penalties[{index}].{name} must be a finite number >= 0, got {value!r}')
-            if isinstance(value, (int, float)) and value and not float(np.float32(value)):
+            if isinstance(value, (int, float)) and not fits_float32(value):
                 raise ValueError(
-                    f'config.penalties[{index}].{name} must be 0 or at least 1.2e-38 (float32), got {value!r}'
+                    f'config.penalties[{index}].{name} must be 0 or at least 1.2e-38 and at most 3.4e38 (float32), '
+                    f'got {value!r}'
                 )
         try:
             pattern = re.compile(entry.get('layers', '.*'))

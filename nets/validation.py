@@ -18,9 +18,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
-
 from nets import activations, data as data_lib, initializers, losses, models, optimizers, orders, tasks
+from nets.registry import fits_float32
 
 Rule = Callable[[str, Any], None]
 
@@ -54,13 +53,6 @@ def integer(low: int, optional: bool = False, high: int | None = None) -> Rule:
 
 SEED_MAX = 2**32 - 1  # jax.random.PRNGKey(seed) keeps 32 bits: 2**32 would be seed 0 again
 seed = integer(0, high=SEED_MAX)
-FLOAT32_TINY, FLOAT32_MAX = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
-
-
-def _fits_float32(value: float) -> bool:
-    """Whether float32, which every hyper-parameter becomes, holds `value`: not beyond its largest, and not so
-    small that it flushes to 0 (below its smallest normal, 1.2e-38)."""
-    return value == 0 or FLOAT32_TINY <= abs(value) <= FLOAT32_MAX
 
 
 def number(low: float = -math.inf, high: float = math.inf, *, low_open: bool = False, high_open: bool = False) -> Rule:
@@ -75,7 +67,7 @@ def number(low: float = -math.inf, high: float = math.inf, *, low_open: bool = F
         ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
         if not ok:
             refuse(path, value, allowed)
-        if not _fits_float32(value):
+        if not fits_float32(value):
             refuse(path, value, f'{allowed} that float32 holds (in size 1.2e-38 to 3.4e38, or 0)')
 
     return rule
