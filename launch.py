@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import jax
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -146,8 +147,15 @@ def check_resume(workdir: str, config: dict) -> None:
             f'--resume: {workdir} has no {RECORDED_CONFIG}, so what it ran cannot be checked; start it '
             'again in a fresh --workdir'
         )
-    with open(path) as file:
-        recorded, requested = _flat(json.load(file)), _flat(json.loads(json.dumps(config)))
+    try:
+        with open(path) as file:
+            recorded = _flat(json.load(file))
+    except ValueError as error:
+        raise Refused(
+            f'--resume: {path} is not the JSON a run writes ({error}), so what it ran cannot be checked; start it '
+            'again in a fresh --workdir'
+        ) from None
+    requested = _flat(json.loads(json.dumps(config)))
     for key in sorted(set(recorded) | set(requested)):
         old, new = recorded.get(key, '<absent>'), requested.get(key, '<absent>')
         changeable = RESUMABLE_CHANGES.get(key)
@@ -202,8 +210,7 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+    del argv  # parse_flags refused any argument that is not a flag
     if not FLAGS['verbosity'].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     config_path = config_flags.get_config_filename(FLAGS['config'])
@@ -284,8 +291,8 @@ def parse_flags(argv: list[str]) -> list[str]:
     type) reported in one line instead of a traceback or the whole usage text."""
     try:
         remaining = FLAGS(argv)
-        FLAGS.config.keys()  # config_flags reports a config file that failed to load only when it is read
-        return remaining
+        config = FLAGS.config
+        getattr(config, 'keys', None)  # config_flags reports a config file that failed to load only when it is read
     except Exception as error:  # config_flags raises many kinds while it loads the file and applies overrides
         text = str(error).strip()
         message = text.splitlines()[0] if text else type(error).__name__
@@ -296,6 +303,15 @@ def parse_flags(argv: list[str]) -> list[str]:
         elif isinstance(error, AttributeError):  # an override of a field the config does not have
             message = f"unknown --config key {message.strip(chr(34) + chr(39))!r}; see the experiment's get_config"
         fail(message, code=2)
+    if not isinstance(config, ml_collections.ConfigDict):
+        path, kind = config_flags.get_config_filename(FLAGS['config']), type(config).__name__
+        fail(f'--config={path}: get_config returned {config!r} ({kind}), not an ml_collections.ConfigDict', 2)
+    if len(remaining) > 1:
+        fail(
+            f'unexpected arguments: {" ".join(remaining[1:])}; launch.py takes only flags (--config=..., ...)',
+            2,
+        )
+    return remaining
 
 
 if __name__ == '__main__':

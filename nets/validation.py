@@ -158,7 +158,14 @@ def declare(fields: Mapping[str, Any], prefix: str = '') -> tuple[dict[str, Any]
     return defaults, rules
 
 
-ignored = lambda path, value: None  # checked by nets.tasks.build with the whole task (penalties, transforms, ...)
+ignored = lambda path, value: None  # checked by nets.tasks.build with the whole task (schedule, early_stopping)
+
+
+def entries(path: str, value: Any) -> None:
+    """A tuple of dicts (penalties, transforms), whose fields nets.tasks.build checks with the whole task. On the
+    command line each dict is a literal: `dict(...)` is no literal, so absl passes the whole value as a string."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(entry, Mapping) for entry in value):
+        refuse(path, value, "a tuple of dicts, each written as a literal: ({'layers': '^dense_0$', 'kernel_l2': 0.1},)")
 
 # The fields that nets reads, or that several experiments share under one meaning: what runs and on what, the task
 # schema (nets.tasks) and the common sweeps. A field only one experiment has is declared in its CONFIG_RULES.
@@ -212,7 +219,8 @@ RULES: dict[str, Rule] = {
     # the task schema: loss and order, and the parts that nets.tasks.build checks as a whole
     'loss': name_in(losses.LOSSES),
     'order': name_in(orders.ORDERS),
-    **{name: ignored for name in ('penalties', 'transforms', 'schedule', 'early_stopping')},  # 'schedule': {}
+    **{name: entries for name in ('penalties', 'transforms')},
+    **{name: ignored for name in ('schedule', 'early_stopping')},  # 'schedule': {}
 }
 TASK_FIELDS = ('loss', 'penalties', 'early_stopping', 'batch_size', 'order')
 

@@ -141,6 +141,13 @@ def test_missing_data_dir_exits_with_one_clear_line(launch, tmp_path):
             ['--config=experiments/growth.py:quick', '--config.growth.layer=5'],
             ['config.growth.layer', '0 to 0', 'got 5'],
         ),
+        # Issue 25: the README's dict(...) form, which absl reads as a string, once gave a TypeError traceback; a
+        # stray positional argument printed the whole usage text.
+        (
+            [f'--config={QUICK}', "--config.penalties=(dict(layers='^dense_0$', kernel_l2=0.1),)"],
+            ['config.penalties', 'a tuple of dicts', "{'layers': '^dense_0$', 'kernel_l2': 0.1}"],
+        ),
+        ([f'--config={QUICK}', 'stray'], ['unexpected arguments: stray', 'only flags']),
     ],
 )
 def test_bad_input_exits_with_one_line_before_any_data_loads(launch, tmp_path, flags, words):
@@ -149,8 +156,26 @@ def test_bad_input_exits_with_one_line_before_any_data_loads(launch, tmp_path, f
     result = launch(*flags, f'--workdir={workdir}', '--data_dir=/no/such/tfds', expect_success=False)
     line = _one_error_line(result)
     assert all(word in line for word in words), line
-    assert 'Traceback' not in result.stderr
+    assert result.stderr.strip() == line.strip()  # one line and nothing else: no traceback, no usage text
     assert not workdir.exists()  # nothing left that would block a plain re-run
+
+
+def test_a_config_file_whose_get_config_returns_no_config_is_named(launch, tmp_path):
+    (tmp_path / 'five.py').write_text('def get_config():\n    return 5\n')
+    result = launch(f'--config={tmp_path / "five.py"}', f'--workdir={tmp_path / "run"}', expect_success=False)
+    line = _one_error_line(result)
+    assert result.returncode == 2 and 'five.py' in line and 'get_config returned 5 (int)' in line, line
+    assert result.stderr.strip() == line.strip() and not (tmp_path / 'run').exists()
+
+
+def test_a_resume_whose_config_json_is_corrupt_names_the_file_and_keeps_it(launch, tmp_path):
+    workdir = tmp_path / 'run'
+    workdir.mkdir()
+    (workdir / '.nets-workdir').write_text('{}')
+    (workdir / 'config.json').write_text('{"epochs": 1,')  # cut short, as by a full disk
+    line = _one_error_line(launch(f'--config={QUICK}', f'--workdir={workdir}', '--resume', expect_success=False))
+    assert f'{workdir / "config.json"} is not the JSON a run writes' in line, line
+    assert (workdir / 'config.json').read_text() == '{"epochs": 1,'  # the user's file is kept as it was
 
 
 def test_a_busy_workdir_is_refused_at_once(launch, tmp_path):
