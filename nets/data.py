@@ -1,8 +1,9 @@
 """TFDS data_source -> cached uint8 arrays -> normalized device arrays; splits; few-label subsets.
 
 A split is decoded once with `tfds.data_source` (random access, no TensorFlow) and cached as an uncompressed
-`.npz` with a sha256 of its arrays next to the prepared data, or in a cache directory when the data directory is
-read-only; a cache that cannot be read or fails its checksum is rebuilt. A download first asks the dataset's host
+`.npz` with a sha256 of its arrays and one of the prepared files it was decoded from, next to the prepared data, or
+in a cache directory when the data directory is read-only; a cache that cannot be read, fails its checksum or was
+decoded from other files is rebuilt. A download first asks the dataset's host
 once, so that a machine without network gets its error in seconds rather than after TFDS's minutes of retries.
 """
 
@@ -17,6 +18,7 @@ import urllib.parse
 import jax
 import numpy as np
 import tensorflow_datasets as tfds
+from etils import epath
 
 from nets.registry import lookup
 from nets.results import written_atomically
@@ -105,14 +107,36 @@ def _arrays_checksum(images: np.ndarray, labels: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _read_cache(path: str, num_examples: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """The arrays cached at `path`; None if absent, or with one warning if unreadable, stale or failing its checksum."""
+def _sources_fingerprint(data_source, split: str) -> str:
+    """sha256 hex digest of the names and bytes of the prepared files that `split` is read from, or DataError naming
+    the file that cannot be read. A cache records it, so that data prepared again (or damaged) since the cache was
+    made, even to the same length, rebuilds the cache instead of being hidden by it. (MNIST's train file, 23 MB, takes
+    tens of milliseconds.)"""
+    info = data_source.dataset_info
+    names = {name for part in split.split('+') for name in info.splits[part.split('[')[0].strip()].filenames}
+    digest = hashlib.sha256()
+    for name in sorted(names):
+        path = epath.Path(info.data_dir) / name
+        try:
+            digest.update(f'{name};'.encode() + path.read_bytes())
+        except OSError as error:
+            raise DataError(
+                f'The prepared file {path} of split {split!r} cannot be read ({error.strerror or _one_line(error)});'
+                f' prepare the dataset again. {_DATA_DIR_HINT}'
+            ) from None
+    return digest.hexdigest()
+
+
+def _read_cache(path: str, num_examples: int, sources: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The arrays cached at `path`; None if absent, or with one warning if unreadable, stale, failing its checksum or
+    decoded from other files than `sources` (their fingerprint) names."""
     if not os.path.isfile(path):
         return None
     try:
         with np.load(path, allow_pickle=False) as cache:
             images, labels = cache['images'], cache['labels']
             stored_checksum = str(cache['checksum']) if 'checksum' in cache.files else None
+            stored_sources = str(cache['sources']) if 'sources' in cache.files else None
     # A damaged file fails in many ways (BadZipFile, EOFError, zlib.error, ValueError, OSError, ...); a cache that
     # cannot be read is rebuilt whatever the reason, so no exception of it may stop the load.
     except Exception as error:
@@ -138,15 +162,20 @@ def _read_cache(path: str, num_examples: int) -> tuple[np.ndarray, np.ndarray] |
     if stored_checksum != _arrays_checksum(images, labels):
         _warn_rebuild(path, 'does not match its checksum')
         return None
+    if stored_sources != sources:
+        _warn_rebuild(path, 'was decoded from other data files than those now prepared (or records none)')
+        return None
     return images, labels
 
 
-def _write_cache(path: str, images: np.ndarray, labels: np.ndarray) -> None:
-    """Writes the arrays to `path` atomically: readers see the old file or the whole new one, never a part."""
+def _write_cache(path: str, images: np.ndarray, labels: np.ndarray, sources: str) -> None:
+    """Writes the arrays and their files' fingerprint to `path` atomically: readers see the old file or the whole
+    new one, never a part."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with written_atomically(path, 'wb') as file:
-        # Stored as a 0-d string array so that reading it needs no pickle.
-        np.savez(file, images=images, labels=labels, checksum=np.array(_arrays_checksum(images, labels)))
+        # Stored as 0-d string arrays so that reading them needs no pickle.
+        checksum, sources = np.array(_arrays_checksum(images, labels)), np.array(sources)
+        np.savez(file, images=images, labels=labels, checksum=checksum, sources=sources)
         file.flush()
         os.fsync(file.fileno())
 
@@ -242,16 +271,23 @@ def load_split_arrays(
     file_name = _cache_file_name(name, str(data_source.dataset_info.version), split)
     version_dir = str(data_source.dataset_info.data_dir)
     fallback_dir = os.path.expanduser(cache_dir or DEFAULT_CACHE_DIR)
+    sources = _sources_fingerprint(data_source, split)
     for directory in (version_dir, fallback_dir):
-        cached = _read_cache(os.path.join(directory, file_name), num_examples)
+        cached = _read_cache(os.path.join(directory, file_name), num_examples, sources)
         if cached is not None:
             return cached
 
     _logger.info("Decoding %d examples of '%s' split '%s' once; later loads read the cache.", num_examples, name, split)
-    images, labels = _decode_split(data_source)
+    try:
+        images, labels = _decode_split(data_source)
+    except Exception as error:  # array_record and the image decoders raise many kinds on a damaged file
+        raise DataError(
+            f"Dataset '{name}' (split '{split}') in {version_dir} cannot be decoded ({_error_name(error)}: "
+            f'{_one_line(error)}); its files may be damaged or cut short: prepare it again. {_DATA_DIR_HINT}'
+        ) from None
     target = version_dir if _is_writable_directory(version_dir) else fallback_dir
     try:
-        _write_cache(os.path.join(target, file_name), images, labels)
+        _write_cache(os.path.join(target, file_name), images, labels, sources)
     except OSError as error:
         # A missing cache only costs time on the next load; it is no reason to stop this run.
         _logger.warning('Could not write the cache in %s: %s', target, _one_line(error))

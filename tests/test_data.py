@@ -230,6 +230,42 @@ def test_cache_without_checksum_is_rebuilt(read_only_copy, test_split, tmp_path,
     _assert_rebuilt(cache_file, 'no checksum', read_only_copy, test_split, monkeypatch, caplog)
 
 
+def test_doctored_cache_with_its_own_matching_checksum_is_rebuilt(
+    read_only_copy, test_split, tmp_path, monkeypatch, caplog
+):
+    images, labels, _ = test_split
+    changed = images.copy()
+    changed[1234, 14, 14, 0] ^= 0xFF
+    cache_file = tmp_path / f'mnist-{VERSION}-test.npz'
+    # Consistent in itself: only the fingerprint of the prepared files it claims to come from can tell.
+    checksum, sources = np.array(data._arrays_checksum(changed, labels)), np.array('0' * 64)
+    np.savez(cache_file, images=changed, labels=labels, checksum=checksum, sources=sources)
+    _assert_rebuilt(cache_file, 'other data files', read_only_copy, test_split, monkeypatch, caplog)
+
+
+def test_a_cache_does_not_hide_a_prepared_file_that_changed(test_split, tmp_path, monkeypatch):
+    images, labels, _ = test_split
+    version_dir = _copy_test_split(tmp_path / 'tfds')
+    monkeypatch.setattr(data, '_decode_split', lambda data_source: (images, labels))
+    data.load_split_arrays('mnist', 'test', data_dir=str(tmp_path / 'tfds'), download=False)  # caches next to it
+    monkeypatch.undo()
+    record_file = version_dir / TEST_SPLIT_FILES[-1]
+    record_file.write_bytes(record_file.read_bytes()[:2_000_000])  # cut short, as by a full disk or a lost copy
+    with pytest.raises(data.DataError, match=r'cannot be decoded \(RuntimeError: .*prepare it again') as error:
+        data.load_split_arrays('mnist', 'test', data_dir=str(tmp_path / 'tfds'), download=False)
+    assert str(version_dir) in str(error.value) and '\n' not in str(error.value)
+
+
+def test_a_data_dir_with_only_the_json_files_names_the_missing_record_file(tmp_path):
+    version_dir = _copy_test_split(tmp_path / 'tfds')
+    (version_dir / TEST_SPLIT_FILES[-1]).unlink()
+    with pytest.raises(data.DataError, match='No such file') as error:
+        data.load_split_arrays(
+            'mnist', 'test', data_dir=str(tmp_path / 'tfds'), cache_dir=str(tmp_path), download=False
+        )
+    assert str(version_dir / TEST_SPLIT_FILES[-1]) in str(error.value) and '\n' not in str(error.value)
+
+
 def test_failed_cache_write_leaves_no_partial_file(read_only_copy, test_split, tmp_path, monkeypatch):
     images, labels, _ = test_split
 
