@@ -5,12 +5,14 @@ With no flags it runs the baseline into a fresh folder under runs/ and prints wh
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import importlib
 import importlib.util
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -21,7 +23,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from nets import data as data_lib, experiment, parallel, report, results, validation
+from nets import data as data_lib, experiment, parallel, report, results, runner, validation
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 
@@ -209,6 +211,32 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def stop_at_epoch_ends() -> None:
+    """SIGINT (Ctrl-C) and SIGTERM ask the run to stop at the end of the epoch that trains, after its checkpoint
+    (runner.Interrupted); a second one stops at once (KeyboardInterrupt, wherever it lands)."""
+
+    def handler(signal_number, frame):
+        if runner.stop_requested() is not None:
+            raise KeyboardInterrupt
+        runner.request_stop(signal_number)
+
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, handler)
+
+
+def exit_interrupted(workdir: str) -> None:
+    """One line, then exit with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM) at once: exit handlers
+    are skipped, since one of a writer cut short by the signal could wait forever, with the workdir's lock held. The
+    checkpoints and the files were written before; closing this process releases the lock."""
+    number = runner.stop_requested() or signal.SIGINT
+    kept = saved_checkpoints(workdir)
+    then = '--resume continues it from its newest checkpoint' if kept else 'nothing was saved yet: run it again'
+    print(f'launch.py: stopped by {signal.Signals(number).name}; {then} ({workdir})', file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(128 + number)
+
+
 def main(argv):
     del argv  # parse_flags refused any argument that is not a flag
     if not FLAGS['verbosity'].present:
@@ -229,6 +257,7 @@ def main(argv):
     except Refused as error:
         fail(str(error))
     started = time.perf_counter()
+    stop_at_epoch_ends()
     primary = not FLAGS.process_id
     fresh = False  # the workdir holds no earlier run's checkpoints: what is there now, this run made
     try:
@@ -262,9 +291,16 @@ def main(argv):
             remove_traces(workdir, before, own_checkpoints=fresh)
         fail(str(error))
     except OSError as error:
+        where = error.filename or workdir
+        if error.errno == errno.ENOSPC and not error.filename:  # a write deep in a library: say where, and how full
+            where = f'{workdir} ({shutil.disk_usage(workdir).free / 2**20:.1f} MiB free on its disk)'
         if primary:  # the other hosts of a multi-host run leave the shared workdir to process 0
             remove_traces(workdir, before)
-        fail(f'{error.strerror or type(error).__name__}: {error.filename or error}')
+        fail(f'{error.strerror or type(error).__name__}: {where}')
+    except (runner.Interrupted, KeyboardInterrupt):
+        if primary:  # an interrupted run keeps its checkpoints for --resume, and so what they need
+            remove_traces(workdir, before)
+        exit_interrupted(workdir)
     except BaseException:
         if primary:  # the other hosts of a multi-host run leave the shared workdir to process 0
             remove_traces(workdir, before)

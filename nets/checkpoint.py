@@ -3,6 +3,7 @@ architecture), verified by a checksum on restore, keeping the newest checkpoints
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -153,6 +154,28 @@ def score(metadata: dict, metric: str) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+# Room beyond a checkpoint's arrays and metadata: orbax's own files (a few kB) and the run's reports written after.
+SPACE_MARGIN = 1 << 20
+
+
+def _check_space(directory: str, epoch: int, state: Any, metadata: dict) -> None:
+    """OSError(ENOSPC) naming `directory`, the space a checkpoint needs and the space that is free, before orbax
+    starts a write that a full disk would cut short (it would leave a partial step and many lines of tracebacks)."""
+    needed = sum(getattr(leaf, 'nbytes', 0) for leaf in jax.tree.leaves(state)) + len(json.dumps(metadata))
+    needed += SPACE_MARGIN
+    existing = directory
+    while not os.path.isdir(existing):  # orbax makes the directory at the first save
+        existing = os.path.dirname(existing)
+    free = shutil.disk_usage(existing).free
+    if free < needed:
+        mib = lambda count: f'{count / 2**20:.1f} MiB'
+        raise OSError(
+            errno.ENOSPC,
+            f"No space left on device for epoch {epoch}'s checkpoint (it needs about {mib(needed)}; {mib(free)} free)",
+            directory,
+        )
+
+
 class Checkpointer:
     """Checksummed checkpoints in `directory`: the newest `max_to_keep` and, given `best=(metric, 'min' | 'max')`, the
     best epoch's by that metric in its history row (for a stacked sweep the mean of the members' finite values)."""
@@ -177,6 +200,7 @@ class Checkpointer:
         """Writes `state` and the JSON-serialisable `metadata` (plus their checksum) as the checkpoint of `epoch`,
         then deletes the checkpoints that neither the newest `max_to_keep` nor the best need."""
         stored = {**metadata, CHECKSUM: {'arrays': digest(state), 'metadata': _json_digest(metadata)}}
+        _check_space(self.directory, epoch, state, stored)
         self._manager.save(
             epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(stored))
         )

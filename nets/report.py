@@ -11,6 +11,7 @@ import contextlib
 import csv
 import math
 import os
+import threading
 import warnings
 from typing import Any, Mapping, Sequence
 
@@ -311,6 +312,15 @@ class TensorBoard:
                     writer.add_scalar(key, value, row['epoch'])
             writer.flush()
 
-    def close(self) -> None:
-        for writer in self._writers:
-            writer.close()
+    def close(self, timeout: float | None = None) -> None:
+        """Flushes and closes the writers, waiting at most `timeout` seconds (None: as long as it takes); a writer
+        that does not finish in time is left to its thread, and its last rows may be lost (results.json has them)."""
+
+        def close_all():
+            for writer in self._writers:
+                with contextlib.suppress(OSError):  # a full disk: the run's own error says so, once
+                    writer.close()
+
+        closing = threading.Thread(target=close_all, daemon=True)
+        closing.start()
+        closing.join(timeout)

@@ -16,6 +16,29 @@ import numpy as np
 from nets import checkpoint, data as data_lib, parallel, report, results, tasks, train
 
 EpochHook = Callable[[int, train.TrainState, list[dict]], 'train.TrainState | None']
+WRITER_CLOSE_SECONDS = 10.0  # the longest wait for the TensorBoard writers as a variant ends or stops
+
+
+class Interrupted(Exception):
+    """A stop that `request_stop` asked for, raised at the end of the epoch that was training, once that epoch's
+    checkpoint is saved: --resume continues from it."""
+
+
+class _StopRequest:
+    """Set by a signal handler (launch.py), read at the next epoch end: the one safe point, since a signal that
+    raised wherever it landed could leave a writer's queue or a checkpoint half done."""
+
+    signal: int | None = None
+
+
+def request_stop(signal_number: int) -> None:
+    """Asks every variant that trains to stop at the end of its current epoch (see Interrupted)."""
+    _StopRequest.signal = signal_number
+
+
+def stop_requested() -> int | None:
+    """The signal that asked for a stop, if one did."""
+    return _StopRequest.signal
 
 
 def device_data(splits: data_lib.Splits) -> tuple[train.Data, tuple[jax.Array, jax.Array]]:
@@ -170,7 +193,8 @@ def train_variant(
         if on_epoch_end is not None:
             state = on_epoch_end(epoch, state, history) or state
         stopped = bool(np.all(train.finished(history[-1])))  # every member has stopped early or diverged
-        if saver is not None and (epoch % checkpoint_every == 0 or epoch == epochs or stopped):
+        interrupted = stop_requested() is not None
+        if saver is not None and (epoch % checkpoint_every == 0 or epoch == epochs or stopped or interrupted):
             saver.save(
                 epoch,
                 state,
@@ -186,25 +210,29 @@ def train_variant(
         log(report.epoch_line(name, history[-1]))
         if board is not None:
             board.write(history[-1])
+        if interrupted:
+            raise Interrupted(f'{name} after epoch {epoch}')
         return state
 
-    state, history = train.fit(
-        task,
-        state,
-        data,
-        epochs=epochs,
-        data_key=data_key,
-        members=True,
-        shuffle=shuffle,
-        start_epoch=start_epoch,
-        history=history,
-        on_epoch_end=after_epoch,
-        constrain_batch=constrain_batch,
-    )
-    if saver is not None:
-        saver.close()
-    if board is not None:
-        board.close()
+    try:
+        state, history = train.fit(
+            task,
+            state,
+            data,
+            epochs=epochs,
+            data_key=data_key,
+            members=True,
+            shuffle=shuffle,
+            start_epoch=start_epoch,
+            history=history,
+            on_epoch_end=after_epoch,
+            constrain_batch=constrain_batch,
+        )
+    finally:  # also when training stops by an exception: no writer is left open for exit to wait on
+        if saver is not None:
+            saver.close()
+        if board is not None:
+            board.close(WRITER_CLOSE_SECONDS)
     test_metrics = train.evaluate_members(task, state, *test, members=True) if test is not None else {}
     runs = {}
     for index, (label, member) in enumerate(zip(labels, members)):

@@ -167,6 +167,7 @@ def entries(path: str, value: Any) -> None:
     if not isinstance(value, (list, tuple)) or not all(isinstance(entry, Mapping) for entry in value):
         refuse(path, value, "a tuple of dicts, each written as a literal: ({'layers': '^dense_0$', 'kernel_l2': 0.1},)")
 
+
 # The fields that nets reads, or that several experiments share under one meaning: what runs and on what, the task
 # schema (nets.tasks) and the common sweeps. A field only one experiment has is declared in its CONFIG_RULES.
 RULES: dict[str, Rule] = {

@@ -1,6 +1,7 @@
 """Verified checkpoints: a checksum refuses changed bytes that orbax would restore silently, a damaged or incomplete
 checkpoint gives one line and resume falls back to the one before, and retention keeps the newest and the best."""
 
+import errno
 import gc
 import glob
 import logging
@@ -417,3 +418,16 @@ def test_a_run_with_early_stopping_keeps_the_best_epoch_by_its_monitor_and_mode(
     losses = [np.mean(row['train_loss']) for row in next(iter(runs.values()))['history']]
     assert np.argmax(losses) == 0  # what the test relies on: the loss falls
     assert on_disk(directory) == [1, 3, 4]
+
+
+def test_a_save_that_the_disk_cannot_hold_is_refused_before_any_write(saved_state, tmp_path, monkeypatch):
+    saver = checkpoint.Checkpointer(str(tmp_path / 'checkpoints'))
+    saver.save(1, saved_state, {'epoch': 1})
+    needed = sum(leaf.nbytes for leaf in jax.tree.leaves(saved_state))
+    free = needed // 2  # less than the arrays alone
+    monkeypatch.setattr(checkpoint.shutil, 'disk_usage', lambda path: shutil._ntuple_diskusage(10 * needed, 0, free))
+    with pytest.raises(OSError) as error:
+        saver.save(2, saved_state, {'epoch': 2})
+    assert error.value.errno == errno.ENOSPC and error.value.filename == str(tmp_path / 'checkpoints')
+    assert "epoch 2's checkpoint" in error.value.strerror and f'{free / 2**20:.1f} MiB free' in error.value.strerror
+    assert saver.epochs() == [1] and sorted(os.listdir(tmp_path / 'checkpoints')) == ['1']  # nothing half-written

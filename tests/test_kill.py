@@ -305,3 +305,48 @@ def test_sigkill_and_resume_ends_bit_identical(experiment, command, tmp_path):
             failures.append(line)
     print(f'{experiment}: {len(plans)} killed runs compared bit for bit, {len(plans) - len(failures)} identical')
     assert not failures, '\n'.join(failures)
+
+
+def test_sigint_and_sigterm_stop_at_an_epoch_end_release_the_lock_and_resume_bit_identical(command, tmp_path):
+    """Signals at random times, SIGINT and SIGTERM in turn, some sent twice: each run ends within seconds with one
+    line and 130 or 143, holds no lock after, and the relaunches end where an uninterrupted run ends."""
+    import fcntl
+
+    longer = '--config.epochs=20'  # 40 epochs, each with its checkpoint: a few seconds of training after the start
+    reference = tmp_path / 'reference'
+    _run(command('baseline', reference, longer), tmp_path / 'reference.log', None, None)
+    started = time.monotonic()  # timed again with the programs compiled and cached, as the relaunches find them
+    _run(command('baseline', tmp_path / 'timed', longer), tmp_path / 'timed.log', None, None)
+    seconds = time.monotonic() - started
+    workdir, rng, outcomes = tmp_path / 'interrupted', np.random.default_rng(0), []
+    for attempt in range(20):
+        flags = [longer, '--resume'] if (workdir / 'checkpoints').is_dir() else [longer]
+        process = subprocess.Popen(command('baseline', workdir, *flags), cwd=REPO, stderr=subprocess.PIPE, text=True)
+        number = (signal.SIGINT, signal.SIGTERM)[attempt % 2]
+        try:
+            process.wait(timeout=rng.uniform(0.3, 0.9) * seconds)  # the start (imports, data) takes about half
+        except subprocess.TimeoutExpired:
+            process.send_signal(number)
+            if attempt % 3 == 2:  # a second signal stops at once, wherever it lands
+                time.sleep(rng.uniform(0.0, 0.3))
+                process.send_signal(number)
+        try:
+            _, stderr = process.communicate(timeout=60)  # an epoch here lasts well under a second
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise AssertionError(f'attempt {attempt}: no exit within 60 s of {number.name}') from None
+        if process.returncode == 0:
+            outcomes.append('done')
+            break
+        lines = stderr.strip().splitlines()
+        assert process.returncode == 128 + number, stderr[-3000:]
+        assert 'Traceback' not in stderr and f'launch.py: stopped by {number.name}' in lines[-1], stderr[-3000:]
+        assert sum('launch.py:' in line for line in lines) == 1, stderr[-3000:]
+        if workdir.is_dir():  # the lock is free: a next run may start at once
+            with open(workdir / '.lock', 'a+') as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        outcomes.append(number.name)
+    print(f'stopped by {", ".join(outcomes[:-1])}, then done')
+    assert outcomes[-1] == 'done' and len(outcomes) >= 4, outcomes
+    differences = _results_differences(reference, workdir) + _checkpoint_differences(reference, workdir)
+    assert not differences, differences

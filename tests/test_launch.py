@@ -4,6 +4,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -348,3 +349,29 @@ def test_a_failed_run_in_an_empty_directory_removes_exactly_what_it_made(launch,
     workdir.mkdir()
     _one_error_line(launch(f'--config={QUICK}', f'--workdir={workdir}', '--config.epochs=0', expect_success=False))
     assert workdir.is_dir() and list(workdir.iterdir()) == []
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MiB tmpfs, filled to 0.4 MiB free: a disk that holds the run's first files but not its first checkpoint.
+    Mounting needs root (as on this project's machines and CI); elsewhere the test is skipped."""
+    mount = tmp_path / 'disk'
+    mount.mkdir()
+    if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', str(mount)], capture_output=True).returncode:
+        pytest.skip('cannot mount a small tmpfs here (needs root)')
+    try:
+        (mount / 'filler').write_bytes(b'\0' * (3 * 2**20 - 400 * 2**10))
+        yield mount
+    finally:
+        subprocess.run(['umount', str(mount)], check=True)
+
+
+def test_a_full_disk_ends_with_one_line_naming_the_path_and_the_space(launch, small_disk):
+    """It once ended with 144-217 lines of orbax, asyncio and tensorboardX tracebacks before its line."""
+    workdir = small_disk / 'run'
+    result = launch(f'--config={QUICK}', f'--workdir={workdir}', expect_success=False)
+    line = _one_error_line(result)
+    assert result.stderr.strip() == line.strip(), result.stderr[-3000:]
+    assert 'No space left on device' in line and str(workdir / 'checkpoints' / 'baseline') in line, line
+    assert re.search(r'needs about [0-9.]+ MiB; 0\.[0-9] MiB free', line), line
+    assert sorted(path.name for path in small_disk.iterdir()) == ['filler']  # what the run made is gone
