@@ -109,6 +109,7 @@ def assert_one_line_naming(error, directory, epoch):
     assert str(directory) in message and f'epoch {epoch}' in message
 
 
+@pytest.mark.reliability
 def test_a_flipped_byte_that_still_decodes_is_refused_by_the_checksum(saved_state, tmp_path):
     saver = checkpoint.Checkpointer(str(tmp_path))
     saver.save(1, saved_state, {'epoch': 1})
@@ -123,6 +124,7 @@ def test_a_flipped_byte_that_still_decodes_is_refused_by_the_checksum(saved_stat
     saver.close()
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     'fault, reason',
     [
@@ -251,6 +253,7 @@ def resume(small, directory, lines):
         resume=True, log=lines.append)  # fmt: skip
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     'fault, reason',
     [
@@ -323,6 +326,7 @@ def test_a_like_state_is_never_built_from_metadata_that_changed_on_disk(saved_st
     saver.close()
 
 
+@pytest.mark.reliability
 def test_when_no_checkpoint_is_intact_resume_is_refused_with_one_line(saved_state, tmp_path):
     saver = checkpoint.Checkpointer(str(tmp_path))
     saver.save(1, saved_state, {'epoch': 1})
@@ -420,6 +424,7 @@ def test_a_run_with_early_stopping_keeps_the_best_epoch_by_its_monitor_and_mode(
     assert on_disk(directory) == [1, 3, 4]
 
 
+@pytest.mark.reliability
 def test_a_save_that_the_disk_cannot_hold_is_refused_before_any_write(saved_state, tmp_path, monkeypatch):
     saver = checkpoint.Checkpointer(str(tmp_path / 'checkpoints'))
     saver.save(1, saved_state, {'epoch': 1})

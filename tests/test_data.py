@@ -115,6 +115,7 @@ def test_cache_is_written_next_to_writable_data(tmp_path, test_split, monkeypatc
     assert np.array_equal(cached_images, images) and np.array_equal(cached_labels, labels)
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize('stale', ['fewer_examples', 'scalar_labels'])
 def test_stale_cache_is_replaced(stale, read_only_copy, test_split, tmp_path, monkeypatch, caplog):
     images, labels = test_split[:2]
@@ -196,6 +197,7 @@ def _corrupt(kind: str, cache_file: Path, good: bytes, images: np.ndarray, label
     return zlib.error
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize('kind', ['empty', 'truncated', 'garbage', 'flipped_in_zip', 'corrupt_deflate'])
 def test_damaged_cache_is_rebuilt_with_one_warning(kind, read_only_copy, test_split, tmp_path, monkeypatch, caplog):
     images, labels, cache_dir = test_split
@@ -208,6 +210,7 @@ def test_damaged_cache_is_rebuilt_with_one_warning(kind, read_only_copy, test_sp
     _assert_rebuilt(cache_file, 'unreadable', read_only_copy, test_split, monkeypatch, caplog)
 
 
+@pytest.mark.reliability
 def test_cache_whose_arrays_differ_from_its_checksum_is_rebuilt(
     read_only_copy, test_split, tmp_path, monkeypatch, caplog
 ):
@@ -222,6 +225,7 @@ def test_cache_whose_arrays_differ_from_its_checksum_is_rebuilt(
     _assert_rebuilt(cache_file, 'does not match its checksum', read_only_copy, test_split, monkeypatch, caplog)
 
 
+@pytest.mark.reliability
 def test_cache_without_checksum_is_rebuilt(read_only_copy, test_split, tmp_path, monkeypatch, caplog):
     images, labels, _ = test_split
     cache_file = tmp_path / f'mnist-{VERSION}-test.npz'
@@ -230,6 +234,7 @@ def test_cache_without_checksum_is_rebuilt(read_only_copy, test_split, tmp_path,
     _assert_rebuilt(cache_file, 'no checksum', read_only_copy, test_split, monkeypatch, caplog)
 
 
+@pytest.mark.reliability
 def test_doctored_cache_with_its_own_matching_checksum_is_rebuilt(
     read_only_copy, test_split, tmp_path, monkeypatch, caplog
 ):
@@ -243,6 +248,7 @@ def test_doctored_cache_with_its_own_matching_checksum_is_rebuilt(
     _assert_rebuilt(cache_file, 'other data files', read_only_copy, test_split, monkeypatch, caplog)
 
 
+@pytest.mark.reliability
 def test_a_cache_does_not_hide_a_prepared_file_that_changed(test_split, tmp_path, monkeypatch):
     images, labels, _ = test_split
     version_dir = _copy_test_split(tmp_path / 'tfds')
@@ -256,6 +262,7 @@ def test_a_cache_does_not_hide_a_prepared_file_that_changed(test_split, tmp_path
     assert str(version_dir) in str(error.value) and '\n' not in str(error.value)
 
 
+@pytest.mark.reliability
 def test_a_data_dir_with_only_the_json_files_names_the_missing_record_file(tmp_path):
     version_dir = _copy_test_split(tmp_path / 'tfds')
     (version_dir / TEST_SPLIT_FILES[-1]).unlink()
@@ -266,6 +273,7 @@ def test_a_data_dir_with_only_the_json_files_names_the_missing_record_file(tmp_p
     assert str(version_dir / TEST_SPLIT_FILES[-1]) in str(error.value) and '\n' not in str(error.value)
 
 
+@pytest.mark.reliability
 def test_failed_cache_write_leaves_no_partial_file(read_only_copy, test_split, tmp_path, monkeypatch):
     images, labels, _ = test_split
 

@@ -30,7 +30,7 @@ import time
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow  # every test here kills and resumes a launch.py subprocess
+pytestmark = [pytest.mark.slow, pytest.mark.reliability]  # every test here kills and resumes a launch.py subprocess
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TMP_SUFFIX = '.orbax-checkpoint-tmp'  # orbax writes a step into EPOCH.orbax-checkpoint-tmp*, then renames it

@@ -90,6 +90,7 @@ def _one_error_line(result) -> str:
     return lines[0]
 
 
+@pytest.mark.reliability
 def test_existing_workdir_is_not_overwritten(launch, quick_run):
     workdir, _ = quick_run
     before = (workdir / 'results.json').read_bytes()
@@ -98,6 +99,7 @@ def test_existing_workdir_is_not_overwritten(launch, quick_run):
     assert (workdir / 'results.json').read_bytes() == before
 
 
+@pytest.mark.reliability
 def test_unknown_activation_exits_with_one_clear_line(launch, tmp_path):
     result = launch(
         f'--config={QUICK}', f'--workdir={tmp_path / "run"}', '--config.model.activation=swish', expect_success=False
@@ -107,6 +109,7 @@ def test_unknown_activation_exits_with_one_clear_line(launch, tmp_path):
     assert not (tmp_path / 'run' / 'results.json').exists()
 
 
+@pytest.mark.reliability
 def test_missing_data_dir_exits_with_one_clear_line(launch, tmp_path):
     result = launch(
         f'--config={QUICK}', f'--workdir={tmp_path / "run"}', '--data_dir=/no/such/tfds', expect_success=False
@@ -116,6 +119,7 @@ def test_missing_data_dir_exits_with_one_clear_line(launch, tmp_path):
     assert not (tmp_path / 'run').exists()  # the run failed before its first checkpoint: no trace left behind
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     'flags,words',
     [
@@ -161,6 +165,7 @@ def test_bad_input_exits_with_one_line_before_any_data_loads(launch, tmp_path, f
     assert not workdir.exists()  # nothing left that would block a plain re-run
 
 
+@pytest.mark.reliability
 def test_a_config_file_whose_get_config_returns_no_config_is_named(launch, tmp_path):
     (tmp_path / 'five.py').write_text('def get_config():\n    return 5\n')
     result = launch(f'--config={tmp_path / "five.py"}', f'--workdir={tmp_path / "run"}', expect_success=False)
@@ -169,6 +174,7 @@ def test_a_config_file_whose_get_config_returns_no_config_is_named(launch, tmp_p
     assert result.stderr.strip() == line.strip() and not (tmp_path / 'run').exists()
 
 
+@pytest.mark.reliability
 def test_a_resume_whose_config_json_is_corrupt_names_the_file_and_keeps_it(launch, tmp_path):
     workdir = tmp_path / 'run'
     workdir.mkdir()
@@ -179,6 +185,7 @@ def test_a_resume_whose_config_json_is_corrupt_names_the_file_and_keeps_it(launc
     assert (workdir / 'config.json').read_text() == '{"epochs": 1,'  # the user's file is kept as it was
 
 
+@pytest.mark.reliability
 def test_a_busy_workdir_is_refused_at_once(launch, tmp_path):
     workdir = tmp_path / 'busy'
     workdir.mkdir()
@@ -189,6 +196,7 @@ def test_a_busy_workdir_is_refused_at_once(launch, tmp_path):
     assert sorted(path.name for path in workdir.iterdir()) == ['.lock']
 
 
+@pytest.mark.reliability
 def test_resume_with_a_changed_learning_rate_is_refused_naming_it(launch, quick_run):
     workdir, _ = quick_run
     before = (workdir / 'results.json').read_bytes()
@@ -201,6 +209,7 @@ def test_resume_with_a_changed_learning_rate_is_refused_naming_it(launch, quick_
     assert (workdir / 'results.json').read_bytes() == before
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_a_diverged_run_writes_strict_json_marks_the_member_and_exits_non_zero(launch, tmp_path):
     workdir = tmp_path / 'diverged'
@@ -260,6 +269,7 @@ def _final_state(workdir, like_state):
         saver.close()
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_resume_after_interruption_gives_bit_identical_params(launch, tmp_path):
     """A run stopped after epoch 1 and resumed to epoch 3 equals a run that went to epoch 3 at once."""
@@ -298,6 +308,7 @@ def test_the_lectures_keras_regularizers_fit_in_one_override(launch, quick_run, 
     assert penalised_loss != plain['runs']['baseline']['seed=0']['history'][0]['train_loss']
 
 
+@pytest.mark.reliability
 def test_a_fresh_run_refused_for_its_config_after_a_checkpoint_leaves_nothing_that_blocks_a_rerun(tmp_path):
     """A config error found mid-run: its own checkpoints go (a --resume would be refused for the changed config), a
     crash's stay for --resume, and nothing of an earlier run's is touched."""
@@ -333,6 +344,7 @@ def _users_files(workdir):
     return files
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize('flags', [['--config.epochs=0'], []], ids=['failing', 'succeeding'])
 def test_a_directory_that_no_run_made_is_refused_untouched(launch, tmp_path, flags):
     """Issue 25, items 1 and 2: a failing run used to delete the user's files, a succeeding one overwrote them."""
@@ -344,6 +356,7 @@ def test_a_directory_that_no_run_made_is_refused_untouched(launch, tmp_path, fla
     assert all((workdir / name).read_text() == text for name, text in files.items())
 
 
+@pytest.mark.reliability
 def test_a_failed_run_in_an_empty_directory_removes_exactly_what_it_made(launch, tmp_path):
     workdir = tmp_path / 'empty'
     workdir.mkdir()
@@ -366,6 +379,7 @@ def small_disk(tmp_path):
         subprocess.run(['umount', str(mount)], check=True)
 
 
+@pytest.mark.reliability
 def test_a_full_disk_ends_with_one_line_naming_the_path_and_the_space(launch, small_disk):
     """It once ended with 144-217 lines of orbax, asyncio and tensorboardX tracebacks before its line."""
     workdir = small_disk / 'run'

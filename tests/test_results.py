@@ -207,6 +207,7 @@ def test_a_claim_against_a_number_records_it_and_the_table_names_the_number_and_
     assert 'time_ratio: grown − 2 (lecture) < 0' in table
 
 
+@pytest.mark.reliability
 def test_a_write_never_follows_a_planted_link_and_an_interrupted_one_leaves_the_old_file(tmp_path):
     """Issue 25, item 3: links planted at the old temporary name and at the path itself leave their targets alone;
     a write that fails midway leaves the previous file and no temporary behind."""

@@ -159,6 +159,7 @@ def test_per_member_batch_order_equals_the_member_trained_alone(data, task, two_
         assert shared_runs[label]['history'][0]['train_loss'] != runs[label]['history'][0]['train_loss']
 
 
+@pytest.mark.reliability
 def test_checkpoint_refuses_overwrite_and_resumes_bit_for_bit(data, task, two_seeds_shared, tmp_path):
     """One epoch into a checkpoint, then resumed to two, equals two epochs straight, bit for bit."""
     members = runner.grid([0, 1])
@@ -182,6 +183,7 @@ def test_checkpoint_refuses_overwrite_and_resumes_bit_for_bit(data, task, two_se
         assert [row['val_loss'] for row in got] == [row['val_loss'] for row in want]
 
 
+@pytest.mark.reliability
 def test_a_resume_whose_start_changed_trains_again_from_it_and_equals_a_fresh_run(data, task, tmp_path):
     """Issue 25, item 4: a variant's checkpoints were trained from one start (here weights halved, as an earlier
     stage's result would be); its start is now another (weights scaled by 0.25), so the resume must not continue
@@ -203,6 +205,7 @@ def test_a_resume_whose_start_changed_trains_again_from_it_and_equals_a_fresh_ru
     assert 'v: resumed after epoch 2' in lines
 
 
+@pytest.mark.reliability
 def test_a_checkpoint_copied_from_another_variant_is_refused_naming_both(data, task, tmp_path):
     """Issue 25, item 5: growth's random_subsample checkpoint copied into net2net's folder was resumed as net2net."""
     import shutil

@@ -192,6 +192,7 @@ def test_random_good_values_are_accepted(data):
     validation.check(with_value(config, path, value), rules)
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     'path,value,words',
     [
@@ -229,6 +230,7 @@ def test_the_issues_bad_inputs_name_what_is_allowed(path, value, words):
     assert words in str(error.value) and '\n' not in str(error.value)
 
 
+@pytest.mark.reliability
 def test_an_early_stopping_monitor_that_is_no_metric_is_refused_also_while_early_stopping_is_off():
     from experiments import baseline
 
@@ -345,6 +347,7 @@ def test_the_shared_checks_know_no_topic_and_no_experiments_own_field():
     assert not own, f'fields of one experiment in nets.validation.RULES: {own}'
 
 
+@pytest.mark.reliability
 def test_a_confirmation_run_refuses_a_development_seed_before_any_data_loads():
     from experiments import baseline
 
