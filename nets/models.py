@@ -59,6 +59,10 @@ class MLP(nn.Module):
     # Keras defaults, so that numbers compare with the lecture's Keras experiments.
     batch_norm_momentum: float = 0.99
     batch_norm_epsilon: float = 1e-3
+    # The learned scale γ and shift β after normalising; without them γ = 1 and β = 0 (the ablation of
+    # experiments/batchnorm_affine).
+    batch_norm_scale: bool = True
+    batch_norm_shift: bool = True
 
     @nn.compact
     def __call__(self, inputs: jax.Array, train: bool) -> jax.Array:
@@ -104,6 +108,8 @@ class MLP(nn.Module):
             use_running_average=not train,
             momentum=self.batch_norm_momentum,
             epsilon=self.batch_norm_epsilon,
+            use_scale=self.batch_norm_scale,
+            use_bias=self.batch_norm_shift,
             name=f'batch_norm_{layer}',
         )
 

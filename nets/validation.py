@@ -203,6 +203,7 @@ RULES: dict[str, Rule] = {
     'batch_norm_layers': lambda path, value: value is None or several(integer(0), allow_empty=True)(path, value),
     'batch_norm_epsilon': positive,
     'batch_norm_momentum': rate,
+    **{name: boolean for name in ('batch_norm_scale', 'batch_norm_shift')},
     'tied_weights': boolean,
     # the task schema: the optimizer, its constants and its schedule (nets.tasks.optimizer_config lists them all)
     'optimizer.name': name_in(optimizers.OPTIMIZERS),
