@@ -62,6 +62,9 @@ ACTIVATIONS: dict[str, tuple[Callable, Callable]] = {
     'tanh': (jnp.tanh, _tanh_derivative),
     'relu': (jax.nn.relu, _relu_derivative),
     'leaky_relu': (_leaky_relu, _leaky_relu_derivative),
+    # σ(z) − ½: the sigmoid made zero-centred, with its slope (tanh(z) = 2σ(2z) − 1 is centred too, but 4× steeper),
+    # so that it isolates what the centring alone does (experiments/activation_centering).
+    'centered_sigmoid': (lambda z: jax.nn.sigmoid(_as_float(z)) - 0.5, _sigmoid_derivative),
 }
 
 

@@ -20,6 +20,7 @@ def _numpy_activation(name, z, slope=0.01):
         'tanh': np.tanh(z),
         'relu': np.maximum(z, 0),
         'leaky_relu': np.where(z >= 0, z, slope * z),
+        'centered_sigmoid': 1 / (1 + np.exp(-z)) - 0.5,
     }[name]
 
 
@@ -141,4 +142,4 @@ def test_unknown_activation_raises_one_line_listing_allowed(factory, bad):
 
 
 def test_public_names():
-    assert tuple(activations.ACTIVATIONS) == ('sigmoid', 'tanh', 'relu', 'leaky_relu')
+    assert tuple(activations.ACTIVATIONS) == ('sigmoid', 'tanh', 'relu', 'leaky_relu', 'centered_sigmoid')
