@@ -181,8 +181,7 @@ LECTURE: tuple[tuple[str, str, tuple[Claim, ...]], ...] = (
                     'tanh',
                     'leaky_relu',
                 ),
-                note='Mixed with the lecture: it holds for tanh and leaky ReLU, not for sigmoid; and a deep sigmoid '
-                'net stays at chance.',
+                note='On a deep net it does matter: a deep sigmoid net stays at chance (2.1).',
             ),
         ),
     ),
