@@ -12,7 +12,6 @@ epochs. The test set only draws curves. `:quick` is a seconds-scale version.
 from __future__ import annotations
 
 import ml_collections
-import numpy as np
 
 from nets import experiment, report, results, tasks
 
@@ -47,13 +46,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 def stages(run) -> dict:
     """Every activation with the rates as members and the test accuracy after every epoch (a curve that chooses
     nothing); its rate chosen on validation. Returns the chosen rate's runs per activation."""
-    config, chosen = run.config, {}
-    score = results.mean_of_last('val_accuracy', config.final_epochs)
-    for name in ACTIVATIONS:
-        changes = {'model': {**config.model.to_dict(), 'activation': name}}
-        _, runs = run.variant(name, changes=changes, sweep={RATE: config.learning_rates}, test_curve=True)
-        _, chosen[name] = run.select_swept(name, runs, RATE, metric='val_accuracy', key=score)
-    return {'chosen': chosen}
+    model = lambda name: {**run.config.model.to_dict(), 'activation': name}
+    return {
+        'chosen': {
+            name: run.tuned_variant(name, {'model': model(name)}, RATE, run.config.learning_rates)
+            for name in ACTIVATIONS
+        }
+    }
 
 
 def summarize(run, staged: dict) -> experiment.Report:
@@ -61,7 +60,7 @@ def summarize(run, staged: dict) -> experiment.Report:
     config, chosen = run.config, staged['chosen']
     first = results.after_epoch('test_accuracy', 1)
     final = results.mean_of_last('test_accuracy', config.final_epochs)
-    mean = lambda members, key: float(np.mean(list(results.by_seed(members, key).values())))
+    mean = results.mean_of
     summary, rows = {}, []
     for name, members in chosen.items():
         rate = next(iter(members.values()))['hparams'][RATE]

@@ -14,7 +14,6 @@ chosen rates: the test accuracy averaged over the last config.final_epochs epoch
 from __future__ import annotations
 
 import ml_collections
-import numpy as np
 
 from nets import experiment, report, results, tasks
 
@@ -53,13 +52,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 def stages(run) -> dict:
     """Every variant with the rates as members and the test accuracy after every epoch (a curve that chooses
     nothing); its rate chosen on validation. Returns the chosen rate's runs per variant."""
-    config, chosen = run.config, {}
-    score = results.mean_of_last('val_accuracy', config.final_epochs)
-    for name, (scale, shift) in VARIANTS.items():
-        changes = {'model': {**config.model.to_dict(), 'batch_norm_scale': scale, 'batch_norm_shift': shift}}
-        _, runs = run.variant(name, changes=changes, sweep={RATE: config.learning_rates}, test_curve=True)
-        _, chosen[name] = run.select_swept(name, runs, RATE, metric='val_accuracy', key=score)
-    return {'chosen': chosen}
+    model = lambda scale, shift: {**run.config.model.to_dict(), 'batch_norm_scale': scale, 'batch_norm_shift': shift}
+    return {
+        'chosen': {
+            name: run.tuned_variant(name, {'model': model(*affine)}, RATE, run.config.learning_rates)
+            for name, affine in VARIANTS.items()
+        }
+    }
 
 
 def summarize(run, staged: dict) -> experiment.Report:
@@ -71,8 +70,7 @@ def summarize(run, staged: dict) -> experiment.Report:
     summary, rows = {}, []
     for name, members in chosen.items():
         rate = next(iter(members.values()))['hparams'][RATE]
-        accuracy = float(np.mean(list(results.by_seed(members, final).values())))
-        loss = float(np.mean(list(results.by_seed(members, train_loss).values())))
+        accuracy, loss = results.mean_of(members, final), results.mean_of(members, train_loss)
         summary |= {f'{name}_learning_rate': rate, f'{name}_accuracy': accuracy, f'{name}_train_loss': loss}
         rows.append([name, f'{rate:g}', accuracy, loss])
     claims = []

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 
 import ml_collections
-import numpy as np
 
 from nets import experiment, report, results, tasks, validation
 
@@ -50,7 +49,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 def stages(run) -> dict:
     """Every width; the width validation prefers."""
-    config, mean = run.config, lambda members, key: float(np.mean(list(results.by_seed(members, key).values())))
+    config, mean = run.config, results.mean_of
     for width in config.widths:
         run.variant(f'width_{width}', changes={'model': {**config.model.to_dict(), 'hidden_widths': (width,)}})
     final_val = results.mean_of_last('val_accuracy', 1)
@@ -66,7 +65,7 @@ def gap(run_: dict) -> float:
 def summarize(run, staged: dict) -> experiment.Report:
     """Per width: training, validation and test accuracy and the gap; the claims; width.png."""
     config, chosen = run.config, staged['chosen']
-    mean = lambda members, key: float(np.mean(list(results.by_seed(members, key).values())))
+    mean = results.mean_of
     last = lambda metric: results.mean_of_last(metric, 1)
     summary, rows = {'chosen_width': chosen}, []
     for width in config.widths:

@@ -284,6 +284,15 @@ class Experiment:
         """The run's wall time so far, over every resumed segment."""
         return run_seconds(self.workdir, self.started)
 
+    def tuned_variant(self, name: str, changes: Mapping[str, Any], path: str, values: Sequence[Any], **options):
+        """Variant `name` (the base task with `changes`) with `values` of hparam `path` as members, times the seeds,
+        the test curve drawn; the value chosen on validation by the mean over the seeds of the validation accuracy
+        averaged over the last config.final_epochs epochs. Returns the chosen value's runs: each variant at its own
+        best setting, a matched budget."""
+        _, runs = self.variant(name, changes=changes, sweep={path: values}, test_curve=True, **options)
+        score = results.mean_of_last('val_accuracy', self.config.final_epochs)
+        return self.select_swept(name, runs, path, metric='val_accuracy', key=score)[1]
+
     def select_swept(self, what: str, runs: Mapping[str, Mapping], path: str, *, metric: str, rule='max', key=None):
         """`choose_swept`, recorded among the run's choices; returns (the chosen value, its members' runs)."""
         value, kept, choice = choose_swept(what, runs, path, metric=metric, rule=rule, key=key)

@@ -19,7 +19,7 @@ import os
 import platform
 import subprocess
 import tempfile
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -130,6 +130,11 @@ def mean_test(runs: Iterable[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]
     if metric == 'error':
         return float(np.mean([1 - run['test']['accuracy'] for run in runs]))
     return float(np.mean([run['test'][metric] for run in runs]))
+
+
+def mean_of(runs: Mapping[str, Mapping[str, Any]], key: Callable[[Mapping[str, Any]], float]) -> float:
+    """The mean over one variant's members {label: run} of key(run) (a `by_seed` key: mean_of_last, after_epoch)."""
+    return float(np.mean([key(run) for run in runs.values()]))
 
 
 def mean_at(runs: Iterable[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]], metric: str, epoch: int = -1) -> float:
