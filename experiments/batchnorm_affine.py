@@ -43,9 +43,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.update(tasks.task_config(batch_size=60))
     config.learning_rates = (0.03, 0.1, 0.3, 1.0, 3.0)
     if experiment.is_quick(arg, 'batchnorm_affine'):
-        config.validation_size, config.train_limit, config.test_limit, config.seeds = 500, 1200, 500, (0, 1)
-        config.development_seeds, config.final_epochs, config.epochs = (), 1, 2  # a smoke run: it confirms nothing
-        config.model.hidden_widths, config.learning_rates = (16, 16), (0.3, 1.0)
+        experiment.smoke(config, learning_rates=(0.3, 1.0)).model.hidden_widths = (16, 16)
     return config
 
 

@@ -42,8 +42,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer = tasks.optimizer_config('adam', 1e-3)
     config.update(tasks.task_config(batch_size=64))
     if experiment.is_quick(arg, 'width'):
-        config.validation_size, config.train_limit, config.test_limit, config.seeds = 300, 256, 500, (0, 1)
-        config.development_seeds, config.epochs, config.widths = (), 3, (2, 8, 32)  # a smoke run: it confirms nothing
+        experiment.smoke(config, validation_size=300, train_limit=256, epochs=3, widths=(2, 8, 32))
     return config
 
 

@@ -78,6 +78,17 @@ def is_quick(arg: str | None, name: str) -> bool:
     return arg not in (None, '') and lookup({'quick': True}, arg, f'{name} config argument')
 
 
+def smoke(config: ml_collections.ConfigDict, **fields: Any) -> ml_collections.ConfigDict:
+    """`config` made a seconds-scale :quick run: seeds 0 and 1 and no development seeds (a smoke run confirms
+    nothing), 1,200 training images of which 500 validate, 500 test images, 2 epochs, claims (config.final_epochs)
+    on the last; then `fields`."""
+    smallest = dict(validation_size=500, train_limit=1200, test_limit=500, seeds=(0, 1), development_seeds=(), epochs=2)
+    last = {'final_epochs': 1} if 'final_epochs' in config else {}
+    for name, value in {**smallest, **last, **fields}.items():
+        config[name] = value
+    return config
+
+
 def _refuse_test(metric: str) -> None:
     if 'test' in metric.split('_'):
         raise ValueError(f'select: {metric!r} is a test metric; choose by a validation or training metric')
