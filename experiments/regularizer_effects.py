@@ -31,8 +31,10 @@ CONFIG_RULES = {f'variants.{name}': validation.entries for name in VARIANTS}  # 
 
 # The lab history behind the config (nets.experiment prints it in the report).
 DEVELOPMENT = (
-    'The strengths were declared before any run. Seeds 0-2 were its development run, which checked that every '
-    'penalised net still trains.'
+    'The strengths and measures were declared before any run. Seeds 0-2 were its development run (2026-12-07): every '
+    'penalised net trains (test accuracy 0.955-0.964), and L2 raised the concentration of first-layer units (0.0093 '
+    'to 0.0114), against the lecture; a likely reason is that L2 also removes the random initial weights of inputs '
+    'that carry little signal, which the unpenalised net keeps. The measure stays as declared.'
 )
 
 
