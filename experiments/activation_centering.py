@@ -21,8 +21,8 @@ DESCRIBED = {'centered_sigmoid': 'The zero-centred sigmoid σ(x) − ½', 'tanh'
 
 # The lab history behind the config (nets.experiment prints it in the report).
 DEVELOPMENT = (
-    'The recipe was declared before any run. Seeds 0-2 were its development run, which checked that no chosen rate '
-    'sat on an end of the grid.'
+    'The recipe was declared before any run. Seeds 0-2 were its development run (2026-12-07): on the grid 0.03-3 both '
+    'sigmoids chose 3.0, its top, so the grid now reaches 10 (and drops 0.03, the worst for every activation).'
 )
 
 
@@ -35,7 +35,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model = tasks.model_config(hidden_widths=(100, 100, 100), activation='sigmoid')
     config.optimizer = tasks.optimizer_config('sgd', 0.1)  # the rate: learning_rates
     config.update(tasks.task_config(batch_size=100))
-    config.learning_rates = (0.03, 0.1, 0.3, 1.0, 3.0)
+    config.learning_rates = (0.1, 0.3, 1.0, 3.0, 10.0)
     if experiment.is_quick(arg, 'activation_centering'):
         experiment.smoke(config, learning_rates=(0.3, 1.0)).model.hidden_widths = (16, 16)
     return config
