@@ -29,3 +29,9 @@ def test_each_program_computes_its_own_activation(tmp_path):
     }
     assert 'tanh' in text['tanh'] and 'tanh' not in text['relu']
     assert any(op in text['sigmoid'] for op in ('logistic', 'exponential')) and 'logistic' not in text['relu']
+
+
+@pytest.mark.slow
+def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
+    """It reads no data at all today: a ratchet for later changes."""
+    sealed('activation_cost')
