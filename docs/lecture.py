@@ -259,7 +259,11 @@ LECTURE: tuple[tuple[str, str, tuple[Claim, ...]], ...] = (
             ),
             Claim(
                 'The scale and shift (γ, β) are learned, for more freedom.',
-                open='issue 24: BN with γ and β learned, fixed at 1 and 0, and each alone',
+                tuple(
+                    ('batchnorm_affine', f'{text} {what} than fixing them at 1 and 0')
+                    for text in ('Learning γ and β', 'Learning γ alone', 'Learning β alone')
+                    for what in ('makes a BN net more accurate', 'lets a BN net fit its training set better')
+                ),
             ),
         ),
     ),
