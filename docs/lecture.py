@@ -74,13 +74,24 @@ LECTURE: tuple[tuple[str, str, tuple[Claim, ...]], ...] = (
             ),
             Claim(
                 'L2 keeps a neuron from relying on one standout input.',
-                open='issue 24: the concentration of first-layer weights, and a planted spurious input, with and '
-                'without L2',
+                (('regularizer_effects', 'L2 keeps first-layer units from focusing on a few standout inputs'),),
+                note='The planted spurious input the issue suggests is not part of this test yet.',
             ),
             Claim('L2 acts much like dropout.', open='issue 24: weights and generalization gap at matched accuracy'),
             Claim(
                 "One neuron or one layer can be regularized alone, with Keras's kernel, bias and activity hooks.",
-                open="issue 24: activity L1's sparse codes, one layer against all, the lecture's Dense(256) example",
+                tuple(
+                    ('regularizer_effects', text)
+                    for text in (
+                        'Activity L1 gives sparser codes in the first hidden layer',
+                        'Activity L1 gives sparser codes in the second hidden layer',
+                        'L2 on the first layer alone shrinks the first layer',
+                        'L2 on the first layer alone leaves the second layer as large',
+                        'L2 on every layer shrinks the second layer too',
+                        "The lecture's Dense(256) regularizers give sparser first-layer codes",
+                        "The lecture's Dense(256) regularizers (kernel L1) concentrate first-layer units",
+                    )
+                ),
             ),
             Claim(
                 'Stopping gradient descent early acts like an L2 penalty.',
