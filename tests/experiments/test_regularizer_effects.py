@@ -3,6 +3,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from experiments import regularizer_effects
@@ -36,8 +37,30 @@ def test_each_variant_has_its_penalty_and_is_paired_with_none(quick):
     assert set(results['runs']) == set(regularizer_effects.VARIANTS)
     loss = lambda name: results['runs'][name]['seed=0']['history'][0]['train_loss']
     assert len({loss(name) for name in regularizer_effects.VARIANTS}) == len(regularizer_effects.VARIANTS)
-    assert [c['variants'] for c in results['claims']] == [[v, 'none'] for v, *_ in regularizer_effects.CLAIMS]
+    against = regularizer_effects.AGAINST
+    assert [c['variants'] for c in results['claims']] == [
+        [v, against.get(v, 'none')] for v, *_ in regularizer_effects.CLAIMS
+    ]
     assert set(results['measures']) == set(regularizer_effects.VARIANTS)
+    for name in regularizer_effects.PLANTED:  # measured on the planted runs, by seed
+        assert set(results['measures'][name]['reliance']) == {str(seed) for seed in config.seeds}
+    # The planted variants train on other inputs than their unplanted twins.
+    assert loss('spurious_none') != loss('none') and loss('spurious_l2') != loss('l2_all')
+
+
+def test_the_planted_input_tells_the_truth_on_the_agreeing_fraction_and_nothing_at_random():
+    images = jnp.full((4000, 5), 0.5)
+    labels = jnp.arange(4000) % 10
+    truth = (labels < 5).astype(jnp.float32)
+    key = jax.random.PRNGKey(0)
+    planted = lambda agreement: regularizer_effects.plant(images, labels, 3, agreement, key)
+    np.testing.assert_array_equal(planted(1.0)[:, 3], truth)
+    np.testing.assert_array_equal(planted(0.0)[:, 3], 1 - truth)
+    np.testing.assert_array_equal(planted(0.9)[:, [0, 1, 2, 4]], images[:, [0, 1, 2, 4]])  # only the pixel changes
+    assert float(jnp.mean(planted(0.9)[:, 3] == truth)) == pytest.approx(0.9, abs=0.02)
+    at_random = planted(None)[:, 3]
+    assert set(np.unique(at_random).tolist()) == {0.0, 1.0}
+    assert float(jnp.mean(at_random == truth)) == pytest.approx(0.5, abs=0.03)  # independent of the label
 
 
 @pytest.mark.slow
