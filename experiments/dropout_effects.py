@@ -220,7 +220,7 @@ def summarize(run, staged: dict) -> experiment.Report:
     ]
     summary['wall_seconds'] = run.wall_seconds()  # over every resumed segment
     header = ['variant', 'test accuracy', 'gap', 'noise drop', 'occlusion drop', 'unit loss 0', 'unit loss 1']
-    header += ['|corr| 0', '|corr| 1', '‖W0‖']
+    header += ['mean abs. correlation 0', 'mean abs. correlation 1', '‖W0‖']
     return experiment.Report(
         'What dropout does, and whether L2 does it too',
         summary,
