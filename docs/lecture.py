@@ -407,7 +407,7 @@ LECTURE: tuple[tuple[str, str, tuple[Claim, ...]], ...] = (
             ),
             Claim(
                 'Growing costs more than training the right size from the start.',
-                (('growth', 'best_of_k, the best strategy on validation, needs more FLOPs than the fixed net'),),
+                (('growth', 'zero_outgoing, the best strategy on validation, needs more FLOPs than the fixed net'),),
                 figure=('growth', 'time_ratio.png'),
             ),
             Claim(
