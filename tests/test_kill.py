@@ -324,7 +324,9 @@ def test_sigint_and_sigterm_stop_at_an_epoch_end_release_the_lock_and_resume_bit
         process = subprocess.Popen(command('baseline', workdir, *flags), cwd=REPO, stderr=subprocess.PIPE, text=True)
         number = (signal.SIGINT, signal.SIGTERM)[attempt % 2]
         try:
-            process.wait(timeout=rng.uniform(0.3, 0.9) * seconds)  # the start (imports, data) takes about half
+            # The start (imports, data) takes about half of `seconds`: a signal early in training leaves a resumed
+            # run enough to train for the next one (late ones let a quiet, fast machine finish after one signal).
+            process.wait(timeout=rng.uniform(0.3, 0.6) * seconds)
         except subprocess.TimeoutExpired:
             process.send_signal(number)
             if attempt % 3 == 2:  # a second signal stops at once, wherever it lands
@@ -347,6 +349,8 @@ def test_sigint_and_sigterm_stop_at_an_epoch_end_release_the_lock_and_resume_bit
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         outcomes.append(number.name)
     print(f'stopped by {", ".join(outcomes[:-1])}, then done')
-    assert outcomes[-1] == 'done' and len(outcomes) >= 4, outcomes
+    # At least one signal must have stopped a run; how many land before a resumed run ends depends on the machine's
+    # speed (a quiet machine once finished after one), so more is not demanded.
+    assert outcomes[-1] == 'done' and len(outcomes) >= 2, outcomes
     differences = _results_differences(reference, workdir) + _checkpoint_differences(reference, workdir)
     assert not differences, differences
