@@ -101,10 +101,15 @@ def measure(task: train.Task, state: train.TrainState, images: jax.Array, spread
     return jax.device_get(jax.jit(jax.vmap(one))(state))
 
 
+def tells_truth(labels: jax.Array, dtype) -> jax.Array:
+    """The planted input's true value: 1 for the labels 0-4, 0 for 5-9."""
+    return (labels < 5).astype(dtype)
+
+
 def plant(images: jax.Array, labels: jax.Array, pixel: int, agreement: float | None, key: jax.Array) -> jax.Array:
     """`images` (flattened) with `pixel` set to 1 for the labels 0-4 and 0 for 5-9 on a random fraction `agreement`
     of them, and the other way round on the rest; with `agreement` None, to 0 or 1 at random, whatever the label."""
-    truth = (labels < 5).astype(images.dtype)
+    truth = tells_truth(labels, images.dtype)
     draw = jax.random.uniform(key, labels.shape)
     value = (draw < 0.5).astype(images.dtype) if agreement is None else jnp.where(draw < agreement, truth, 1 - truth)
     return images.at[:, pixel].set(value)
@@ -148,7 +153,7 @@ def stages(run) -> dict:
 def reliance(run, task: train.Task, name: str) -> dict[int, float]:
     """{seed: test accuracy with the planted input telling the truth minus that with it lying} of variant `name`."""
     config, (_, (images, labels)) = run.config, run.data()
-    truth = (labels < 5).astype(images.dtype)
+    truth = tells_truth(labels, images.dtype)
     accuracy = lambda value: train.evaluate_members(
         task, run.states[name], images.at[:, config.spurious_pixel].set(value), labels, members=True
     )['accuracy']
