@@ -27,6 +27,11 @@ if os.path.isdir(COMPILATION_CACHE) and sum(e.stat().st_size for e in os.scandir
 jax.config.update('jax_compilation_cache_dir', COMPILATION_CACHE)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
 jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+# The in-process tests compile with most of XLA's optimizations off: the same programs, less optimised, about 40%
+# less time to compile, which is most of a test's time (tests/test_tasks.py and test_growth.py: 240 s -> 150 s). Every
+# comparison in them runs both sides in this process, so both compile alike. launch.py in a subprocess (the CLI and
+# kill-and-resume tests) compiles as users run it. NETS_TEST_OPTIMIZE=1 compiles the in-process tests that way too.
+jax.config.update('jax_disable_most_optimizations', os.environ.get('NETS_TEST_OPTIMIZE') != '1')
 
 
 def mnist_data_dir() -> str:
