@@ -28,20 +28,31 @@ def compilation_cache(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def launch(data_dir, compilation_cache):
-    def run(*flags, expect_success=True):
-        command = [
-            sys.executable,
-            'launch.py',
-            f'--data_dir={data_dir}',
-            f'--compilation_cache_dir={compilation_cache}',
-            *flags,
-        ]
-        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
-        if expect_success:
-            assert result.returncode == 0, result.stderr[-3000:]
-        return result
+    """launch(*flags) runs launch.py in a subprocess; launch(*flags, expect_success=False), a refusal, runs it in a
+    child forked from a server that has imported its libraries once (tests/launch_server.py): the same argv, exit
+    code, stdout and stderr, without the 3-5 s of imports."""
+    server = subprocess.Popen(
+        [sys.executable, os.path.join(REPO, 'tests', 'launch_server.py')],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
-    return run
+    def run(*flags, expect_success=True):
+        argv = ['launch.py', f'--data_dir={data_dir}', f'--compilation_cache_dir={compilation_cache}', *flags]
+        if expect_success:
+            result = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=600)
+            assert result.returncode == 0, result.stderr[-3000:]
+            return result
+        server.stdin.write(json.dumps({'argv': argv, 'cwd': REPO, 'timeout': 600}) + '\n')
+        server.stdin.flush()
+        answer = json.loads(server.stdout.readline())
+        return subprocess.CompletedProcess(argv, answer['returncode'], answer['stdout'], answer['stderr'])
+
+    yield run
+    server.stdin.close()
+    server.wait(timeout=60)
 
 
 @pytest.fixture(scope='module')
