@@ -11,13 +11,18 @@ def test_each_width_trains_its_own_net_and_the_claims_pair_the_ends(quick):
     assert set(runs) == {f'width_{width}' for width in config.widths}
     final_loss = {width: runs[f'width_{width}']['seed=0']['history'][-1]['train_loss'] for width in config.widths}
     assert len(set(final_loss.values())) == len(config.widths)  # a width that did not reach the model trains alike
-    (choice,) = results['choices']
+    choice, narrower = results['choices']
     assert choice['choice'] == 'width' and summary['chosen_width'] == choice['chosen'] in config.widths
+    # The second claim's reference is validation's choice among every width but the widest, never the widest itself.
+    assert narrower['choice'] == 'narrower width' and len(narrower['values']) == len(config.widths) - 1
+    assert summary['chosen_narrower_width'] == narrower['chosen'] in config.widths[:-1]
+    best = max(
+        config.widths[:-1],
+        key=lambda w: np.mean([r['history'][-1]['val_accuracy'] for r in runs[f'width_{w}'].values()]),
+    )
+    assert narrower['chosen'] == best
     first, second = results['claims']
-    assert first['variants'] == ['width_32', 'width_2'] and second['variants'] == [
-        'width_32',
-        f'width_{choice["chosen"]}',
-    ]
+    assert first['variants'] == ['width_32', 'width_2'] and second['variants'] == ['width_32', f'width_{best}']
     for width in config.widths:
         members = runs[f'width_{width}'].values()
         gap = np.mean([run['history'][-1]['train_accuracy'] - run['test']['accuracy'] for run in members])
