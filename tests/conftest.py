@@ -88,6 +88,7 @@ def mlp_task(
     return tasks.build(config, (784,), after_update=after_update)
 
 
+@pytest.hookimpl(optionalhook=True)  # without pytest-xdist (-p no:xdist) the hook does not exist
 def pytest_xdist_make_scheduler(config, log):
     """Under --dist loadfile, each experiment's kill-and-resume in tests/test_kill.py is a unit of its own (growth's
     and pruning's are the suite's two longest tests, and may run on the two workers at once); every other test runs
