@@ -63,12 +63,15 @@ LECTURE: tuple[tuple[str, str, tuple[Claim, ...]], ...] = (
                         'The generalization gap grows with the width: the widest net has a larger one than the '
                         'narrowest',
                     ),
-                    ('width', 'Too many neurons hurt: the widest net tests worse than the width validation chose'),
+                    (
+                        'width',
+                        'Too many neurons hurt: the widest net tests worse than the narrower width validation prefers',
+                    ),
                 ),
                 figure=('width', 'width.png'),
-                note='Mixed with the lecture: up to 8192 units on 1,000 images the test accuracy still rises with '
-                'the width and the gap falls after 4 units; validation chose the widest, so the second test compares '
-                'that net with itself and cannot decide.',
+                note='Not seen here: up to 8192 units on 1,000 images the test accuracy rises with every doubling of '
+                'the width and the gap falls after 4 units; the widest net tests no worse than the narrower width '
+                'validation prefers (4096), and validation prefers the widest of all.',
             ),
             Claim(
                 'An L2 penalty on the weights improves generalization.',
