@@ -90,8 +90,8 @@ def mlp_task(
 
 @pytest.hookimpl(optionalhook=True)  # without pytest-xdist (-p no:xdist) the hook does not exist
 def pytest_xdist_make_scheduler(config, log):
-    """Under --dist loadfile, each experiment's kill-and-resume in tests/test_kill.py is a unit of its own (growth's
-    and pruning's are the suite's two longest tests, and may run on the two workers at once); every other test runs
+    """Under --dist loadfile, each test of tests/test_kill.py is a unit of its own (growth's and pruning's
+    kill-and-resume are the suite's two longest tests, and may run on the two workers at once); every other test runs
     on the worker of its file, so that a module's or an experiment's shared run is made once. (--dist loadgroup would
     say this with marks, but pytest-xdist 3.8 does not group under pytest 9.)"""
     if config.getvalue('dist') != 'loadfile':
@@ -100,9 +100,6 @@ def pytest_xdist_make_scheduler(config, log):
 
     class Scheduling(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return nodeid if nodeid.startswith(KILL_AND_RESUME) else super()._split_scope(nodeid)
+            return nodeid if nodeid.startswith('tests/test_kill.py::') else super()._split_scope(nodeid)
 
     return Scheduling(config, log)
-
-
-KILL_AND_RESUME = 'tests/test_kill.py::test_sigkill_and_resume_ends_bit_identical['

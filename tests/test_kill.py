@@ -266,7 +266,7 @@ def _plans(experiment, reference) -> tuple[list[str], list[list[str]]]:
     return order, [[p] for p in points]
 
 
-# Each experiment's kill-and-resume may run on its own xdist worker (tests/conftest.py's scheduler).
+# Each test here may run on its own xdist worker (tests/conftest.py's scheduler).
 @pytest.mark.parametrize('experiment', list(EXPERIMENTS))
 def test_sigkill_and_resume_ends_bit_identical(experiment, command, tmp_path):
     reference = tmp_path / 'reference'

@@ -47,7 +47,9 @@ def launch(data_dir, compilation_cache):
             return result
         server.stdin.write(json.dumps({'argv': argv, 'cwd': REPO, 'timeout': 600}) + '\n')
         server.stdin.flush()
-        answer = json.loads(server.stdout.readline())
+        line = server.stdout.readline()
+        assert line, f'tests/launch_server.py ended (exit code {server.poll()}) instead of answering'
+        answer = json.loads(line)
         return subprocess.CompletedProcess(argv, answer['returncode'], answer['stdout'], answer['stderr'])
 
     yield run
