@@ -145,12 +145,9 @@ def stages(run) -> dict:
     batch = (data.validation_images[: config.saliency_examples], data.validation_labels[: config.saliency_examples])
     steps = len(data.train_labels) // config.batch_size * config.epochs
     adam = lambda rate, schedule: {**config.optimizer.to_dict(), 'learning_rate': rate, 'schedule': schedule}
-    recipe = lambda rate: run.task(
-        {'optimizer': adam(rate, {'name': 'cosine_decay', 'decay_steps': steps})}, after_update=masks.apply_masks
-    )
-    retrain = run.task(
-        {'optimizer': adam(config.retrain_learning_rate, {'name': 'constant'})}, after_update=masks.apply_masks
-    )
+    masked = lambda rate, schedule: run.task({'optimizer': adam(rate, schedule)}, after_update=masks.apply_masks)
+    recipe = lambda rate: masked(rate, {'name': 'cosine_decay', 'decay_steps': steps})
+    retrain = masked(config.retrain_learning_rate, {'name': 'constant'})
     retrain_task, staged = retrain[0], {}
 
     # The dense recipe, chosen on validation by the development seeds; pruning.start keeps the initial weights.
@@ -163,29 +160,23 @@ def stages(run) -> dict:
     ladder_epochs = len(config.keep_levels) * config.retrain_epochs
     run.variant('dense_finetuned', retrain, epochs=ladder_epochs, prepare_state=lambda s: pruning.start_from(dense, s))
 
-    # Every criterion on the dense nets: the ladder's first scores, and the rankings compared with the exact one.
+    # Every criterion on the dense nets: the ladders' (and the lecture rule's) first scores, and the rankings
+    # compared with the exact one on more images.
     key = jax.random.PRNGKey(config.saliency_seed)
     saliency = dict(images=batch[0], labels=batch[1], key=key, probes=config.obd_probes)
-    scores = {c: pruning.member_saliency(c, task[0], dense, *batch, key, config.obd_probes) for c in config.criteria}
+    named = dict.fromkeys((*config.criteria, config.lecture_criterion))
+    scores = {c: pruning.member_saliency(c, task[0], dense, *batch, key, config.obd_probes) for c in named}
     ranked = train.stack([train.member(dense, i) for i in range(config.rank_members)])
     rank_batch = (data.validation_images[: config.rank_examples], data.validation_labels[: config.rank_examples])
-    signed = pruning.member_saliency('exact', task[0], ranked, *rank_batch, key)
-    size_or_score = lambda c: (
-        jax.tree.map(abs, signed)
-        if c == 'exact_size'
-        else pruning.member_saliency(c, task[0], ranked, *rank_batch, key, config.obd_probes)
-    )
-    staged['rank_scores'] = {'exact': signed} | {c: size_or_score(c) for c in config.criteria}
+    staged['rank_scores'] = pruning.rank_scores(task[0], ranked, *rank_batch, key, config.criteria, config.obd_probes)
     staged['first_order'] = pruning.first_order_change(task[0], ranked, *rank_batch)
 
     # The ladder of kept fractions, one variant a criterion; its test error per rung is a curve that chooses nothing.
     test_error = lambda state: {'test_error': _errors(retrain_task, state, *test).tolist()}
-    ladders = staged['ladders'] = {}
-    levels = config.keep_levels
+    ladders, levels = {}, config.keep_levels
     for c in config.criteria:
-        hook = pruning.ladder_hook(
-            retrain_task, c, levels, epochs_per_rung=config.retrain_epochs, measure=test_error, **saliency
-        )
+        rung = dict(epochs_per_rung=config.retrain_epochs, measure=test_error)
+        hook = pruning.ladder_hook(retrain_task, c, levels, **rung, **saliency)
         start = lambda s, c=c: pruning.ladder_start(dense, s, scores[c], levels[0])
         _, runs = run.variant(f'prune_{c}', retrain, epochs=ladder_epochs, prepare_state=start, on_epoch_end=hook)
         ladders[c] = pruning.ladder_rungs(runs) | {'seeds': [member['seed'] for member in runs.values()]}
@@ -194,63 +185,44 @@ def stages(run) -> dict:
     # is at most the dense net's, then the lower mean validation error over the ladder.
     dense_error = float(dense_val.mean())
     points = {c: _operating_point(run, ladders[c], dense_error, c) for c in config.criteria}
-    kept = lambda c: 1 / np.mean(ladders[c]['kept'], 0)[points[c]] if points[c] is not None else 1.0
-    best = run.select(
-        'criterion',
-        {c: (kept(c), -float(np.mean(ladders[c]['val']))) for c in config.criteria},
-        metric='compression_within_val_error',
-        note='(compression at <= the dense validation error, minus the mean validation error)',
-    )
-    staged |= {'points': points, 'best': best}
+    values = {c: (_compression(ladders[c], points[c]), -float(np.mean(ladders[c]['val']))) for c in config.criteria}
+    note = '(compression at <= the dense validation error, minus the mean validation error)'
+    best = run.select('criterion', values, metric='compression_within_val_error', note=note)
+    staged |= {'ladders': ladders, 'points': points, 'best': best}
 
-    # The lecture's rule by |ΔL|, then its final masks retrained.
+    # The lecture's rule by its criterion, then its final masks retrained.
+    rule = dict(rounds=config.lecture_rounds, reference_error=dense_val, tolerance=config.lecture_tolerance)
     hook = pruning.lecture_hook(
-        retrain_task,
-        config.lecture_criterion,
-        rounds=config.lecture_rounds,
-        epochs_per_round=config.retrain_epochs,
-        reference_error=dense_val,
-        tolerance=config.lecture_tolerance,
-        **saliency,
+        retrain_task, config.lecture_criterion, epochs_per_round=config.retrain_epochs, **rule, **saliency
     )
-    lecture_scores = scores.get(config.lecture_criterion)
-    if lecture_scores is None:
-        lecture_scores = pruning.member_saliency(config.lecture_criterion, task[0], dense, *batch, key)
-    staged['lecture'], _ = run.variant(
-        'lecture',
-        retrain,
-        epochs=config.lecture_rounds * config.retrain_epochs + config.lecture_retrain_epochs,
-        prepare_state=lambda s: pruning.lecture_start(dense, s, lecture_scores, config.lecture_step),
-        on_epoch_end=hook,
-    )
+    start = lambda s: pruning.lecture_start(dense, s, scores[config.lecture_criterion], config.lecture_step)
+    epochs = config.lecture_rounds * config.retrain_epochs + config.lecture_retrain_epochs
+    staged['lecture'], _ = run.variant('lecture', retrain, epochs=epochs, prepare_state=start, on_epoch_end=hook)
 
     # Iterative magnitude pruning with rewinding; its last masks, at the initial weights and at fresh random ones
     # (seeds + 1000), train with the dense recipe.
-    fractions = {module: config.imp_fraction for module in dense.params if module != 'output'}
-    fractions['output'] = config.imp_fraction / 2
+    fractions = pruning.imp_fractions(dense.params, config.imp_fraction)
     rounds, epochs = config.imp_rounds, config.imp_epochs
-    imp_hook = pruning.imp_hook(task[0], fractions, rounds=rounds, epochs_per_round=epochs, measure=test_error)
-    imp_start = lambda s: pruning.imp_start(task[0], dense, s, fractions)
-    imp, _ = run.variant('imp', task, epochs=rounds * epochs, on_epoch_end=imp_hook, prepare_state=imp_start)
+    hook = pruning.imp_hook(task[0], fractions, rounds=rounds, epochs_per_round=epochs, measure=test_error)
+    start = lambda s: pruning.imp_start(task[0], dense, s, fractions)
+    imp, _ = run.variant('imp', task, epochs=rounds * epochs, on_epoch_end=hook, prepare_state=start)
     staged['ticket_kept_fraction'] = float(np.mean(pruning.kept_fraction(imp)))
     for name, seeds in (('ticket', config.seeds), ('ticket_random_init', [s + 1000 for s in config.seeds])):
         start = lambda s, fresh=name != 'ticket': pruning.ticket_start(task[0], dense, s, imp.masks, fresh)
         run.variant(name, task, seeds=seeds, prepare_state=start)
 
     # Neuron removal by the exact unit saliency, retraining between cuts; the cut is chosen on validation.
-    cuts = config.neuron_widths
+    cuts, epochs = config.neuron_widths, len(config.neuron_widths) * config.retrain_epochs
     hook = pruning.neuron_hook(
         retrain_task, cuts, epochs_per_cut=config.retrain_epochs, images=batch[0], labels=batch[1], measure=test_error
     )
     start = lambda s: pruning.neuron_start(retrain_task, dense, s, *batch, cuts[0])
-    _, runs = run.variant(
-        'neurons', retrain, epochs=len(cuts) * config.retrain_epochs, on_epoch_end=hook, prepare_state=start
-    )
+    _, runs = run.variant('neurons', retrain, epochs=epochs, on_epoch_end=hook, prepare_state=start)
     widths = config.model.hidden_widths
     staged['neurons'] = pruning.neuron_cuts(runs, *task, widths, cuts, test[0], config.timing_repeats)
+    bound = dense_error + config.lecture_tolerance
     within = {'dense': (True, -1)} | {
-        _name(row['widths']): (row['val_error'] <= dense_error + config.lecture_tolerance, cut)
-        for cut, row in enumerate(staged['neurons'])
+        _name(row['widths']): (row['val_error'] <= bound, cut) for cut, row in enumerate(staged['neurons'])
     }
     note = '(within the tolerance of the dense validation error, cut)'
     staged['structured'] = run.select('neuron widths', within, metric='cut_within_val_error', note=note)
@@ -261,19 +233,16 @@ def _name(widths) -> str:
     return '-'.join(map(str, widths))
 
 
+def _compression(ladder: dict, rung: int | None) -> float:
+    return 1 / np.mean(ladder['kept'], 0)[rung] if rung is not None else 1.0
+
+
 def _operating_point(run, rungs: dict, bound: float, criterion: str) -> int | None:
     """The index of the most compressed rung whose mean validation error is at most `bound` (None when none is),
     chosen on validation and recorded."""
-    kept, val = np.mean(rungs['kept'], 0), np.mean(rungs['val'], 0)
-    candidates = {'none': 1.0} | {f'{k:.4f}': 1 / k if v <= bound + 1e-9 else 0.0 for k, v in zip(kept, val)}
+    candidates = pruning.rung_compressions(rungs, bound)
     chosen = run.select(f'rung of {criterion} at dense_error', candidates, metric='compression_within_val_error')
-    return None if chosen == 'none' else [f'{k:.4f}' for k in kept].index(chosen)
-
-
-def rung_errors(ladder: dict, rung: int | None) -> dict:
-    """{seed: test error at `rung`} of a ladder (NaN for every seed when no rung was chosen)."""
-    pick = lambda row: float(row[rung]) if rung is not None else float('nan')
-    return {seed: pick(row) for seed, row in zip(ladder['seeds'], ladder['test'])}
+    return None if chosen == 'none' else list(candidates).index(chosen) - 1
 
 
 def verdicts(config, runs, staged) -> list[dict]:
@@ -281,62 +250,36 @@ def verdicts(config, runs, staged) -> list[dict]:
     point against the fine-tuned dense control; magnitude against random at the compared rung; the lecture rule's
     retrained net and the ticket against the dense net, and the ticket against its random init."""
     errors = lambda name: results.by_seed(runs[name], lambda run: 1 - run['test']['accuracy'])
-    claim = lambda text, variants, a, b, **kw: results.claim(text, 'test_error', variants, a, b, **kw)
+    at = lambda c, rung: pruning.rung_errors(staged['ladders'][c], rung)
     margin, level, bound = config.margin, config.compared_level, config.dense_error_bound
-    within = lambda text: dict(text=f'{text} (within ±{margin:g})', expected='within', margin=margin)
-    at = lambda c, rung: rung_errors(staged['ladders'][c], rung)
+    less = lambda text, variants, a, b: results.claim(text, 'test_error', variants, a, b, expected='less')
+    within = lambda text, variants, a, b: results.claim(
+        f'{text} (within ±{margin:g})', 'test_error', variants, a, b, expected='within', margin=margin
+    )
     rung = [f'{k:.4f}' for k in config.keep_levels].index(f'{level:.4f}')
+    dense, ticket = errors('dense'), errors('ticket')
     random_init = {seed - 1000: value for seed, value in errors('ticket_random_init').items()}
-    fine_tuned = lambda c: within(f'{c} at its operating point keeps the fine-tuned dense error')
     pairs = [('magnitude', 'random')] if {'magnitude', 'random'} <= set(config.criteria) else []
+    keeps = lambda c: f'{c} at its operating point keeps the fine-tuned dense error'
+    lower = lambda a, b: f'at {level:g} kept, {a} prunes to a lower test error than {b}'
     return [
-        claim(
-            f'the dense net tests at most {bound:.1%}', ['dense', 'issue 23'], errors('dense'), bound, expected='less'
-        ),
+        less(f'the dense net tests at most {bound:.1%}', ['dense', 'issue 23'], dense, bound),
         *[
-            claim(
-                variants=[f'prune_{c}', 'dense_finetuned'],
-                a=at(c, staged['points'][c]),
-                b=errors('dense_finetuned'),
-                **fine_tuned(c),
-            )
+            within(keeps(c), [f'prune_{c}', 'dense_finetuned'], at(c, staged['points'][c]), errors('dense_finetuned'))
             for c in config.criteria
         ],
-        *[
-            claim(
-                f'at {level:g} kept, {a} prunes to a lower test error than {b}',
-                [f'prune_{a}', f'prune_{b}'],
-                at(a, rung),
-                at(b, rung),
-                expected='less',
-            )
-            for a, b in pairs
-        ],
-        claim(
-            variants=['lecture', 'dense'],
-            a=errors('lecture'),
-            b=errors('dense'),
-            **within("the lecture's rule, retrained, keeps the dense error"),
-        ),
-        claim(
-            variants=['ticket', 'dense'],
-            a=errors('ticket'),
-            b=errors('dense'),
-            **within('the IMP ticket keeps the dense error'),
-        ),
-        claim(
-            'the ticket beats its masks at fresh random weights',
-            ['ticket', 'ticket_random_init'],
-            errors('ticket'),
-            random_init,
-            expected='less',
+        *[less(lower(a, b), [f'prune_{a}', f'prune_{b}'], at(a, rung), at(b, rung)) for a, b in pairs],
+        within("the lecture's rule, retrained, keeps the dense error", ['lecture', 'dense'], errors('lecture'), dense),
+        within('the IMP ticket keeps the dense error', ['ticket', 'dense'], ticket, dense),
+        less(
+            'the ticket beats its masks at fresh random weights', ['ticket', 'ticket_random_init'], ticket, random_init
         ),
     ]
 
 
 def summarize(run, staged: dict):
     """The headline numbers, claims, tables and figures."""
-    config, runs, best, ladders = run.config, run.runs, staged['best'], staged['ladders']
+    config, runs, best, ladders, points = run.config, run.runs, staged['best'], staged['ladders'], staged['points']
     error = lambda name: results.mean_test(runs[name], 'error')
     summary = {'dense_test_error': error('dense'), 'dense_finetuned_test_error': error('dense_finetuned')}
     scores = staged['rank_scores']  # on rank_examples images, the first rank_members seeds
@@ -348,11 +291,11 @@ def summarize(run, staged: dict):
     summary['spearman_exact_first_order'] = pruning.rank_agreement(first_order)['first_order']
     summary['best_criterion'] = best
     for c in config.criteria:
-        rung, ladder = staged['points'][c], ladders[c]
-        summary[f'compression_at_dense_error_{c}'] = 1 / np.mean(ladder['kept'], 0)[rung] if rung is not None else 1.0
-        summary[f'test_error_at_dense_error_{c}'] = (
-            float(np.mean(ladder['test'], 0)[rung]) if rung is not None else None
-        )
+        test_error = float(np.mean(ladders[c]['test'], 0)[points[c]]) if points[c] is not None else None
+        summary |= {
+            f'compression_at_dense_error_{c}': _compression(ladders[c], points[c]),
+            f'test_error_at_dense_error_{c}': test_error,
+        }
     summary['compression_at_dense_error'] = summary[f'compression_at_dense_error_{best}']
     summary['test_error_at_dense_error'] = summary[f'test_error_at_dense_error_{best}']
     summary['lecture_compression'] = float(np.mean(1 / pruning.kept_fraction(staged['lecture'])))
@@ -364,12 +307,8 @@ def summarize(run, staged: dict):
     neurons, chosen = staged['neurons'], staged['structured']
     row = {'widths': config.model.hidden_widths, 'speedup': 1.0, 'test_error': summary['dense_test_error']}
     row = neurons[[_name(r['widths']) for r in neurons].index(chosen)] if chosen != 'dense' else row
-    summary |= {
-        'structured_speedup': row['speedup'],
-        'structured_widths': _name(row['widths']),
-        'structured_test_error': row['test_error'],
-        'wall_seconds': run.wall_seconds(),
-    }
+    summary |= {'structured_speedup': row['speedup'], 'structured_widths': _name(row['widths'])}
+    summary |= {'structured_test_error': row['test_error'], 'wall_seconds': run.wall_seconds()}
     path = lambda name: os.path.join(run.workdir, name)
     figures = [
         plot_error_vs_kept(path('error_vs_kept.png'), config, ladders, summary),
@@ -390,8 +329,9 @@ def summarize(run, staged: dict):
 def describe(config, summary, ladders, neurons) -> str:
     """The recipe, the test error at every rung and the neuron cuts (the summary table has the other numbers)."""
     criteria = list(ladders)
+    mean_test = lambda c, rung: f'{np.mean(ladders[c]["test"], 0)[rung]:.4f}'
     rung_rows = [
-        [f'{level:.3f}', f'{1 / level:.1f}×'] + [f'{np.mean(ladders[c]["test"], 0)[rung]:.4f}' for c in criteria]
+        [f'{level:.3f}', f'{1 / level:.1f}×'] + [mean_test(c, rung) for c in criteria]
         for rung, level in enumerate(config.keep_levels)
     ]
     neuron_rows = [

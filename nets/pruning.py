@@ -571,6 +571,12 @@ def imp_round(task: train.Task, state: train.TrainState, fractions: Mapping[str,
     return jax.jit(jax.vmap(one))(state)
 
 
+def imp_fractions(params: Mapping[str, Any], fraction: float) -> dict[str, float]:
+    """Frankle & Carbin's per-layer rates for `imp_round`: `fraction` of every layer's kept weights a round, half
+    of it for the output layer."""
+    return {module: fraction / 2 if module == 'output' else fraction for module in params}
+
+
 def imp_start(task: train.Task, trained: train.TrainState, state: train.TrainState, fractions: Mapping[str, float]):
     """The trained sweep after its first round: pruned by magnitude, rewound."""
     return imp_round(task, start_from(trained, state), fractions)
@@ -660,6 +666,14 @@ def first_order_change(task: train.Task, state: train.TrainState, images, labels
     return jax.jit(jax.vmap(one))(state)
 
 
+def rank_scores(task: train.Task, state: train.TrainState, images, labels, key, criteria, probes: int = 64) -> dict:
+    """The signed exact saliency ('exact') and each of `criteria`'s scores for every member of `state`: what
+    `rank_agreement` compares ('exact_size' is the exact one's size, not scored again)."""
+    signed = member_saliency('exact', task, state, images, labels, key)
+    score = lambda c: member_saliency(c, task, state, images, labels, key, probes)
+    return {'exact': signed} | {c: jax.tree.map(abs, signed) if c == 'exact_size' else score(c) for c in criteria}
+
+
 def rank_agreement(scores: Mapping[str, Any], reference: Callable = lambda exact: exact) -> dict[str, float]:
     """Spearman's ρ between each criterion's kernel scores (stacked over members) and `reference` of the 'exact'
     ones, per member, mean over members."""
@@ -681,6 +695,21 @@ def ladder_rungs(runs: Mapping[str, Mapping]) -> dict:
         'val': (1 - np.array(pick('val_accuracy'))).tolist(),
         'layers': {key[len('kept_') :]: pick(key) for key in layers},
     }
+
+
+def rung_errors(ladder: Mapping[str, Any], rung: int | None) -> dict:
+    """{seed: test error at `rung`} of a ladder (`ladder_rungs` with its 'seeds'; NaN for every seed when no rung
+    was chosen): what a claim pairs."""
+    pick = lambda row: float(row[rung]) if rung is not None else float('nan')
+    return {seed: pick(row) for seed, row in zip(ladder['seeds'], ladder['test'])}
+
+
+def rung_compressions(rungs: Mapping[str, Any], bound: float) -> dict[str, float]:
+    """A ladder's rungs (`ladder_rungs`), labelled by their mean kept fraction and valued by their compression where
+    the mean validation error is at most `bound` (else 0), beside 'none' (1, the dense net): the largest value is
+    the operating point, the most compressed rung within the bound."""
+    kept, val = np.mean(rungs['kept'], 0), np.mean(rungs['val'], 0)
+    return {'none': 1.0} | {f'{k:.4f}': 1 / k if v <= bound + 1e-9 else 0.0 for k, v in zip(kept, val)}
 
 
 def inference_seconds(task: train.Task, hparams, widths, input_shape, images, repeats: int) -> float:

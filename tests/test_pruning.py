@@ -424,3 +424,30 @@ def test_a_schedule_starts_from_the_trained_weights_with_its_own_fresh_optimizer
     jax.tree.map(np.testing.assert_array_equal, started.params, trained.params)
     jax.tree.map(np.testing.assert_array_equal, started.opt_state, fresh.opt_state)
     assert int(started.step) == 0 and int(trained.step) == 5
+
+
+def test_an_operating_point_is_the_most_compressed_rung_whose_mean_validation_error_is_within_the_bound():
+    # Two members' rungs; the third rung's mean validation error (0.031) is above the bound, the second's is on it.
+    rungs = {'kept': [[0.5, 0.2, 0.1], [0.5, 0.2, 0.1]], 'val': [[0.02, 0.03, 0.032], [0.02, 0.03, 0.03]]}
+    candidates = pruning.rung_compressions(rungs, bound=0.03)
+    assert candidates == pytest.approx({'none': 1.0, '0.5000': 2.0, '0.2000': 5.0, '0.1000': 0.0})
+    assert max(candidates, key=candidates.get) == '0.2000'
+    assert max(pruning.rung_compressions(rungs, bound=0.01).values()) == 1.0  # none within: the dense net
+    ladder = {'seeds': [100, 101], 'test': [[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]}
+    assert pruning.rung_errors(ladder, 1) == {100: 0.2, 101: 0.5}
+    assert all(np.isnan(value) for value in pruning.rung_errors(ladder, None).values())
+
+
+def test_rank_scores_hold_the_signed_exact_change_and_its_size_and_imp_halves_the_output_layers_rate():
+    task, state, images, labels = _trained_tiny()
+    members = train.stack([state, state])
+    key = jax.random.PRNGKey(0)
+    scores = pruning.rank_scores(task, members, images, labels, key, ['exact_size', 'magnitude'])
+    assert list(scores) == ['exact', 'exact_size', 'magnitude']
+    signed = pruning.saliency('exact', task, state, images, labels, key)
+    np.testing.assert_allclose(scores['exact']['dense_0']['kernel'][1], signed['dense_0']['kernel'], rtol=1e-6)
+    np.testing.assert_array_equal(
+        scores['exact_size']['dense_0']['kernel'], np.abs(scores['exact']['dense_0']['kernel'])
+    )
+    np.testing.assert_array_equal(scores['magnitude']['output']['kernel'][0], np.abs(state.params['output']['kernel']))
+    assert pruning.imp_fractions(state.params, 0.2) == {'dense_0': 0.2, 'dense_1': 0.2, 'output': 0.1}
