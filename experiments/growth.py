@@ -223,24 +223,6 @@ def stages(run) -> dict:
     }
 
 
-def forward_flops(widths, examples: int) -> float:
-    """Multiply-adds of an MLP's forward pass over `examples`, counted as 2 FLOPs each (biases and activations
-    are negligible)."""
-    return 2.0 * examples * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
-
-
-def growth_flops(config, strategy: str, widths) -> float:
-    """The FLOPs of one growth's strategy for one member: its training steps (three forward passes each, every
-    start) and, for highest_loss, the scoring pass over the pool."""
-    if strategy not in TRAINED:
-        return 0.0
-    options = strategy_options(config, strategy)
-    flops = options.get('starts', 1) * options['steps'] * 3 * forward_flops(widths, options['sample_size'])
-    if strategy == 'highest_loss':
-        flops += forward_flops(widths, 8192)
-    return flops
-
-
 def member_measures(config, strategy: str | None, member: dict, sizes: dict) -> dict:
     """One member's cumulative seconds (its program's: epochs, compiles, growth), steps and FLOPs (three forward
     passes a training example and one a validation image, at the member's active width; the strategy's own
@@ -259,11 +241,12 @@ def member_measures(config, strategy: str | None, member: dict, sizes: dict) -> 
         width = row.get('width', full)
         seconds.append(row['seconds'] + row['compile_seconds'] + row.get('growth_seconds', 0.0))
         flops.append(
-            3 * forward_flops(shape(width), steps_per_epoch * config.batch_size)
-            + forward_flops(shape(width), sizes['num_validation'])
+            3 * growth.forward_flops(shape(width), steps_per_epoch * config.batch_size)
+            + growth.forward_flops(shape(width), sizes['num_validation'])
         )
         if row.get('units_added'):
-            flops[-1] += growth_flops(config, strategy, shape(width + row['units_added']))
+            options = strategy_options(config, strategy)
+            flops[-1] += growth.strategy_flops(strategy, shape(width + row['units_added']), **options)
     smoothed = lambda metric: results.trailing_mean([row[metric] for row in history], config.smoothing)
     jumps = [row['probe_loss_after_growth'] - row['probe_loss'] for row in history if row.get('units_added')]
     return {

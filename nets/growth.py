@@ -17,6 +17,7 @@ outgoing weights and a Net2Net split, the last two leaving the network's functio
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import time
 from typing import Any, Callable, Sequence
@@ -332,6 +333,27 @@ def get_strategy(name: str, **options) -> Callable[..., NewUnits]:
     """The strategy registered as `name`, with `options` (e.g. steps=30, starts=4) bound."""
     strategy = lookup(STRATEGIES, name, 'growth strategy')
     return functools.partial(strategy, **options) if options else strategy
+
+
+def forward_flops(widths: Sequence[int], examples: int) -> float:
+    """FLOPs of an MLP's forward pass over `examples` (layer sizes `widths`, input first): 2 a multiply-add; biases
+    and activations are negligible."""
+    return 2.0 * examples * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+
+
+def strategy_flops(name: str, widths: Sequence[int], **options) -> float:
+    """The FLOPs of one growth by strategy `name` with `options` (as `get_strategy` binds them) for one member of a
+    net of `widths` (the grown ones): the new units' training (three forward passes a step, for every start) and,
+    choosing the worst-fit examples, the pass that scores the pool; 0 for a strategy that trains nothing."""
+    strategy = get_strategy(name, **options)
+    if getattr(strategy, 'func', strategy) is not trained_units:
+        return 0.0
+    parameters = inspect.signature(trained_units).parameters.values()
+    bound = {p.name: p.default for p in parameters if p.default is not p.empty} | strategy.keywords
+    flops = bound['starts'] * bound['steps'] * 3 * forward_flops(widths, bound['sample_size'])
+    if bound['selection'] == 'highest_loss':
+        flops += forward_flops(widths, bound['pool_size'])
+    return flops
 
 
 # ---------------------------------------------------------------------------------------------------------------

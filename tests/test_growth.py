@@ -451,3 +451,18 @@ def test_members_growing_at_once_near_the_maximum_take_the_smallest_room_left(da
     assert units.active_units(grown, 0).tolist() == [8, 6] and history[-1]['units_added'] == [2, 2]
     history.append({'train_loss': [1.0, 1.0]})
     assert units.active_units(hook(3, grown, history), 0).tolist() == [8, 8]  # member 0 is full and stays
+
+
+def test_a_growths_flops_count_every_starts_training_steps_and_the_pass_that_scores_the_pool():
+    widths = [784, 68, 10]
+    forward = lambda examples: 2.0 * examples * (784 * 68 + 68 * 10)
+    flops = lambda name, **options: growth.strategy_flops(name, widths, **options)
+    assert growth.forward_flops(widths, 3) == pytest.approx(forward(3))
+    assert flops('random') == flops('zero_outgoing') == flops('net2net') == 0.0  # they train nothing
+    trained = 30 * 3 * forward(1024)
+    assert flops('random_subsample', steps=30, sample_size=1024) == pytest.approx(trained)
+    assert flops('random_inputs', steps=30, sample_size=1024) == pytest.approx(trained)
+    assert flops('best_of_k', steps=30, sample_size=1024, starts=4) == pytest.approx(4 * trained)
+    assert flops('best_of_k', steps=30, sample_size=1024) == pytest.approx(8 * trained)  # the registered K
+    assert flops('highest_loss', steps=30, sample_size=1024) == pytest.approx(trained + forward(8192))
+    assert flops('random_subsample') == pytest.approx(50 * 3 * forward(512))  # trained_units' defaults
