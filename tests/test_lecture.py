@@ -62,3 +62,12 @@ def test_the_lectures_claims_list_holds_the_eight_that_issue_24_names():
                   'e^x is expensive', '(γ, β)', 'too little data'):  # fmt: skip
         assert words in texts, words
     assert len(CLAIMS) >= 35
+
+
+def test_every_committed_run_confirms_on_its_own_seeds_that_its_development_never_used(results):
+    for name, result in results.items():
+        config = result['config']
+        development = set(config.get('development_seeds') or ())
+        assert not set(result['seeds']) & development, f'{name}: results.json seeds include development seeds'
+        if config.get('seeds'):  # the header names the run's confirmation seeds, not every seed a stage trained
+            assert result['seeds'] == list(config['seeds']), name
