@@ -22,7 +22,6 @@ would not fit the time budget. `:quick` is a seconds-scale version.
 from __future__ import annotations
 
 import os
-import time
 
 import ml_collections
 import numpy as np
@@ -148,7 +147,7 @@ def by_candidate(runs: dict, path: str, candidates: tuple, values: dict[str, flo
 def stages(run) -> dict:
     """Each variant's strength chosen on validation (test is never evaluated in these runs), then the table trained
     with it on all the training images; returns what summarize reads."""
-    started, config, selection = time.perf_counter(), run.config, run.config.selection
+    config, selection = run.config, run.config.selection
     data, _ = run.data(validation_size=selection.validation_size, split_seed=selection.split_seed)
     schedule = decay_schedule(config, len(data.train_labels))
     chosen, errors, saturations = {}, {}, {}
@@ -168,7 +167,7 @@ def stages(run) -> dict:
         if path == RADIUS:
             saturations[name] = by_candidate(runs, path, candidates, saturation(state, runs))
         chosen[name] = run.select(name, errors[name], metric='val_error', rule='min', note=path)
-    staged = {'started': started, 'selected': time.perf_counter(), 'selection_train': len(data.train_labels)}
+    staged = {'selection_train': len(data.train_labels)}
 
     data = run.data()
     schedule = decay_schedule(config, len(data[0].train_labels))
@@ -190,9 +189,9 @@ def summarize(run, staged: dict):
         if name in saturations:
             summary[f'saturation_{name}'] = float(np.mean(list(saturation(run.states[name], runs[name]).values())))
     summary |= {f'chosen_{name}': value for name, value in chosen.items()}
-    table_seconds = time.perf_counter() - staged['selected']
-    summary['wall_seconds'] = table_seconds  # nets.experiment sets the whole run's, over every resumed segment
-    summary['selection_seconds'] = staged['selected'] - staged['started']
+    # The run's wall time is nets.experiment's, over every resumed segment: a stage's own time would be only the last
+    # segment's (a resume restores the finished stages from their checkpoints).
+    summary['wall_seconds'] = run.wall_seconds()
     test_errors = lambda name: [1 - member['test']['accuracy'] for member in runs[name].values()]
     rows = [
         [
@@ -228,8 +227,7 @@ def summarize(run, staged: dict):
             report.prose(__doc__, 1, 2),
             f'784-{widths}-10, {config.epochs} epochs ({config.dropout_epochs} with dropout), seeds '
             f'{list(config.seeds)}; dropout {config.input_dropout} (input) and '
-            f'{config.hidden_dropout} (hidden). Wall time {table_seconds:.0f} s for the '
-            f'table, after {summary["selection_seconds"]:.0f} s choosing the strengths.',
+            f'{config.hidden_dropout} (hidden). Wall time {summary["wall_seconds"]:.0f} s over every resumed segment.',
             report.markdown_table(['variant', 'published error', 'our error (mean)', 'min', 'max'], rows),
             f'Our order, worst to best: {", ".join(order_ours)}; published: {", ".join(PUBLISHED_ERROR)}.',
             '## Strengths chosen on validation',

@@ -41,7 +41,7 @@ def test_regularization_table_quick_chooses_each_strength_on_validation_and_trai
     first_candidates = {'l2': config['l2'][0], 'dropout_l2': config['l2'][0], 'maxnorm': config['max_norm'][0]}
     first_candidates['dropout_maxnorm'] = config['max_norm'][0]
     assert any(summary[f'chosen_{name}'] != value for name, value in first_candidates.items())
-    assert summary['wall_seconds'] > 0 and summary['selection_seconds'] > 0
+    assert summary['wall_seconds'] > 0
     # Each variant really trains its own task: the penalties, transforms and dropout are in its config.
     first = lambda name: next(iter(runs[name].values()))['history']
     assert first('l2') != first('maxnorm')
