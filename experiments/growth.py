@@ -236,6 +236,7 @@ def member_measures(config, strategy: str | None, member: dict, sizes: dict) -> 
     ]
     steps_per_epoch = sizes['num_train'] // config.batch_size
     full = config.model.hidden_widths[layer]
+    options = strategy_options(config, strategy)  # none for the fixed net and the untrained strategies
     seconds, flops = [], []
     for row in history:
         width = row.get('width', full)
@@ -245,7 +246,6 @@ def member_measures(config, strategy: str | None, member: dict, sizes: dict) -> 
             + growth.forward_flops(shape(width), sizes['num_validation'])
         )
         if row.get('units_added'):
-            options = strategy_options(config, strategy)
             flops[-1] += growth.strategy_flops(strategy, shape(width + row['units_added']), **options)
     smoothed = lambda metric: results.trailing_mean([row[metric] for row in history], config.smoothing)
     jumps = [row['probe_loss_after_growth'] - row['probe_loss'] for row in history if row.get('units_added')]
