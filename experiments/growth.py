@@ -445,9 +445,10 @@ def plot_accuracy_against_time(path: str, config, runs, measures) -> str:
 def plot_ratios(path: str, config, summary, variants) -> str:
     """The FLOPs and wall-time ratios to the fixed net per variant with their 95% intervals, and the lecture's band;
     and both over the plateau tolerance."""
+    tuning = config.growth.tuning_strategy  # its config.growth.tolerance point is a variant when it is a strategy
     tolerance = sorted(
-        [(config.growth.tolerance, config.growth.tuning_strategy)]
-        + [(t, f'{config.growth.tuning_strategy}_tolerance_{t:g}') for t in config.tolerances]
+        [(config.growth.tolerance, tuning)] * (tuning in config.strategies)
+        + [(t, f'{tuning}_tolerance_{t:g}') for t in config.tolerances]
     )
     value = lambda key: np.nan if summary[key] is None else summary[key]
     with report.figure(path, 1, 2, figsize=(13, 4)) as (_, axes):
@@ -469,5 +470,5 @@ def plot_ratios(path: str, config, summary, variants) -> str:
             axis.legend(fontsize=8)
         axes[0][0].set_xticks(np.arange(len(variants)), variants, rotation=25, fontsize=7, ha='right')
         ends = (tolerance[0][0] / 1.5, tolerance[-1][0] * 1.5)
-        axes[0][1].set(xscale='log', xlim=ends, xlabel=f'plateau tolerance ({config.growth.tuning_strategy})')
+        axes[0][1].set(xscale='log', xlim=ends, xlabel=f'plateau tolerance ({tuning})')
     return path

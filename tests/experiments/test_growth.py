@@ -86,3 +86,22 @@ def test_growth_is_under_the_results_protocol(protocol):
 @pytest.mark.slow
 def test_permuted_test_labels_change_no_choice_and_no_curve(sealed):
     sealed('growth')
+
+
+def test_the_ratio_figure_draws_the_tolerance_curve_without_the_tuning_strategy_among_the_strategies(tmp_path):
+    """A config whose strategies leave out the tuning strategy (as the kill test's may) still gets its figure: the
+    tolerance curve then has only its tolerance_* variants (it once looked up the missing variant and failed the run
+    after training)."""
+    from experiments import growth
+
+    config = growth.get_config('quick')
+    config.strategies, config.tolerances = ('net2net',), (1.0, 20.0)
+    variants = ['net2net', 'zero_outgoing_tolerance_1', 'zero_outgoing_tolerance_20']
+    summary = {
+        f'{name}_ratio{end}_{variant}': 1.5
+        for name in ('flops', 'time')
+        for end in ('', '_low', '_high')
+        for variant in variants
+    }
+    path = growth.plot_ratios(str(tmp_path / 'ratios.png'), config, summary, variants)
+    assert (tmp_path / 'ratios.png').stat().st_size > 0 and path.endswith('ratios.png')
