@@ -170,9 +170,9 @@ class Report:
 class Experiment:
     """One run of an experiment: its config, workdir and data, the variants trained so far and the choices made."""
 
-    def __init__(self, config, workdir: str, *, data_dir=None, cache_dir=None, resume: bool = False, started=None):
+    def __init__(self, config, workdir: str, *, data_dir=None, cache_dir=None, resume: bool = False, segment=None):
         self.config, self.workdir, self.resume = drawn_from_the_seeds(config), workdir, resume
-        self.started = time.perf_counter() if started is None else started
+        self.segment = Segment(workdir) if segment is None else segment
         self.data_dir, self.cache_dir = data_dir, cache_dir
         self.runs: dict[str, dict] = {}
         self.states: dict[str, train.TrainState] = {}
@@ -260,7 +260,7 @@ class Experiment:
             None,  # the test metrics wait until every stage has run (evaluate_test)
             resume=self.resume,
             epochs=epochs,
-            on_epoch_end=on_epoch_end,
+            on_epoch_end=runner.chain(on_epoch_end, self.segment.record),  # the run's time, kept at every epoch
             prepare_state=prepare_state,
         )
         self.runs[name], self.states[name] = runs, state
@@ -293,7 +293,7 @@ class Experiment:
 
     def wall_seconds(self) -> float:
         """The run's wall time so far, over every resumed segment."""
-        return run_seconds(self.workdir, self.started)
+        return self.segment.total()
 
     def tuned_variant(self, name: str, changes: Mapping[str, Any], path: str, values: Sequence[Any], **options):
         """Variant `name` (the base task with `changes`) with `values` of hparam `path` as members, times the seeds,
@@ -317,41 +317,43 @@ class Experiment:
         return self.choices[-1]['chosen']
 
 
-def run_seconds(workdir: str, started: float) -> float:
-    """The wall time of the workdir's run: this segment's seconds (since `started`, a perf_counter reading) plus
-    those of every earlier segment (the first run and each --resume that ended, also by an exception)."""
-    return _earlier_seconds(workdir) + time.perf_counter() - started
+class Segment:
+    """This segment of a workdir's run (the first run, or a --resume): its wall time is written into segments.json
+    at every epoch end of a variant and when it ends, also by an exception, so that a run stopped without warning
+    (SIGKILL, the end of a machine's session) loses at most an epoch's time from the run's total."""
 
+    def __init__(self, workdir: str):
+        self.workdir, self.started = workdir, time.perf_counter()
+        path = os.path.join(workdir, SEGMENTS)
+        self.earlier = []
+        if os.path.exists(path):
+            with open(path) as file:
+                self.earlier = json.load(file)
 
-def _earlier_seconds(workdir: str) -> float:
-    path = os.path.join(workdir, SEGMENTS)
-    if not os.path.exists(path):
-        return 0.0
-    with open(path) as file:
-        return float(sum(json.load(file)))
+    def total(self) -> float:
+        """The run's wall time so far: every earlier segment's and this one's."""
+        return float(sum(self.earlier)) + time.perf_counter() - self.started
 
-
-def _record_segment(workdir: str, seconds: float) -> None:
-    path = os.path.join(workdir, SEGMENTS)
-    earlier = []
-    if os.path.exists(path):
-        with open(path) as file:
-            earlier = json.load(file)
-    results.write_json(path, [*earlier, seconds])
+    def record(self, *_) -> None:
+        """Writes this segment's seconds so far after the earlier ones (an epoch hook too: it returns nothing)."""
+        if os.path.isdir(self.workdir):
+            results.write_json(
+                os.path.join(self.workdir, SEGMENTS), [*self.earlier, time.perf_counter() - self.started]
+            )
 
 
 def run(module, config, workdir: str, *, data_dir=None, cache_dir=None, resume: bool = False) -> dict:
     """Runs an experiment module's stages, then its summarize, and writes the standard report; returns the summary.
     A module with its own `run(config, workdir, ...)` (one not yet declared as stages) runs that instead. Either
     way the segment's wall time is recorded in the workdir, so that a --resume reports the run's total."""
-    started = time.perf_counter()
+    segment = Segment(workdir)
     options = dict(data_dir=data_dir, cache_dir=cache_dir, resume=resume)
     try:
         if not hasattr(module, 'stages'):
             return module.run(config, workdir, **options)
-        return _run_stages(module, config, workdir, started, **options)
+        return _run_stages(module, config, workdir, segment, **options)
     finally:
-        _record_segment(workdir, time.perf_counter() - started)
+        segment.record()
 
 
 def _development(module) -> list[str]:
@@ -361,14 +363,14 @@ def _development(module) -> list[str]:
     return [f'## Development\n\n{history}'] if history else []
 
 
-def _run_stages(module, config, workdir: str, started: float, **options) -> dict:
-    experiment = Experiment(config, workdir, started=started, **options)
+def _run_stages(module, config, workdir: str, segment: Segment, **options) -> dict:
+    experiment = Experiment(config, workdir, segment=segment, **options)
     staged = module.stages(experiment)
     experiment.evaluate_test()
     result = module.summarize(experiment, staged)
     summary = dict(result.summary)
     if 'wall_seconds' in summary:
-        summary['wall_seconds'] = run_seconds(workdir, started)
+        summary['wall_seconds'] = segment.total()
     report.write_run(
         workdir,
         result.title,

@@ -91,11 +91,26 @@ def test_every_segment_of_a_workdirs_run_counts_in_its_wall_time_also_one_that_f
     class Resumed:
         @staticmethod
         def run(config, workdir, **options):
-            return {'wall_seconds': experiment.run_seconds(workdir, time.perf_counter())}
+            return {'wall_seconds': experiment.Segment(workdir).total()}
 
     with pytest.raises(KeyboardInterrupt):
         experiment.run(Interrupted, None, workdir)
     assert 0.05 <= experiment.run(Resumed, None, workdir)['wall_seconds'] < 1.0
+    with open(tmp_path / experiment.SEGMENTS) as file:
+        assert len(json.load(file)) == 2
+
+
+def test_a_segment_killed_without_warning_keeps_the_time_it_recorded_at_its_last_epoch_end(tmp_path):
+    """SIGKILL (or a machine's session ending) runs no `finally`: the time recorded at the last epoch end stays,
+    and the next segment adds to it rather than overwriting it."""
+    killed = experiment.Segment(str(tmp_path))
+    time.sleep(0.05)
+    killed.record()  # an epoch end; then the process dies
+    time.sleep(0.05)  # lost: after the last epoch end
+    resumed = experiment.Segment(str(tmp_path))
+    assert 0.05 <= resumed.total() < 0.1
+    resumed.record()
+    resumed.record()  # rewritten, not appended
     with open(tmp_path / experiment.SEGMENTS) as file:
         assert len(json.load(file)) == 2
 
@@ -132,6 +147,8 @@ def test_a_stage_sees_no_test_metric_and_summarize_gets_them_for_every_member(tm
     def stages(run):
         _, runs = run.variant('net')
         seen['during'] = [set(member) for member in runs.values()]
+        with open(tmp_path / experiment.SEGMENTS) as file:  # written at the variant's epoch end, before any finally
+            seen['segments'] = json.load(file)
 
     def summarize(run, staged):
         seen['after'] = [member['test'] for member in run.runs['net'].values()]
@@ -142,6 +159,7 @@ def test_a_stage_sees_no_test_metric_and_summarize_gets_them_for_every_member(tm
     module = SimpleNamespace(stages=stages, summarize=summarize, DEVELOPMENT=history)
     experiment.run(module, config, str(tmp_path), data_dir=data_dir)
     assert seen['during'] and all('test' not in keys for keys in seen['during'])
+    assert len(seen['segments']) == 1 and seen['segments'][0] > 0
     assert seen['after'] == [{metric: values[i] for metric, values in seen['expected'].items()} for i in range(2)]
     written = json.loads((tmp_path / 'results.json').read_text())['runs']['net']
     assert [member['test'] for member in written.values()] == seen['after']
