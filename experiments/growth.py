@@ -52,7 +52,7 @@ DEFAULTS, CONFIG_RULES = validation.declare(
     {
         # Both arms choose their rate from this grid on validation; the fixed net also its schedule: constant, or a
         # cosine decay to zero over each of `cosine_epochs`.
-        'learning_rates': ((5e-4, 1e-3, 2e-3, 4e-3, 8e-3), validation.several(POSITIVE)),
+        'learning_rates': ((1.25e-4, 2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3), validation.several(POSITIVE)),
         'cosine_epochs': ((10,), validation.several(COUNT)),
         'growth_epochs': (30, COUNT),  # every growing net: growth, then training at full width
         'target': (0.975, validation.fraction),  # the fixed net's accuracy in development
@@ -89,7 +89,10 @@ DEVELOPMENT = (
     'Seeds 0-2 developed the schedule (60 units at a plateau tolerance of 0.25, chosen on their validation time to '
     'target) and the target (0.975: the fixed net reached 0.9756 after 15 epochs of Adam at 1e-3). A confirmation run'
     ' on seeds 100-109 (2026-12-06) chose 4e-3, the top of the rate grid, for the fixed net: the grid now reaches '
-    "8e-3, and since that run's test numbers were read, its seeds joined the development seeds."
+    "8e-3, and since that run's test numbers were read, its seeds joined the development seeds. The next, on seeds "
+    '200-209 (2026-12-07), chose 5e-4, the bottom of the grid, for the growing nets (the only rate at which their '
+    'tuning reached the validation target in 30 epochs): the grid now starts two steps lower, at 1.25e-4, and those '
+    'seeds joined the development seeds too.'
 )
 
 
@@ -97,7 +100,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The full experiment, or with 'quick' a seconds-scale one."""
     # Ten confirmation seeds (the comparison is close); the development seeds are DEVELOPMENT's.
     config = experiment.base_config(
-        seeds=tuple(range(200, 210)), development_seeds=(0, 1, 2, *range(100, 110)), checkpoint_every=10
+        seeds=tuple(range(300, 310)),
+        development_seeds=(0, 1, 2, *range(100, 110), *range(200, 210)),
+        checkpoint_every=10,
     )
     # The fixed net; the growing nets are the same with hidden_widths=(start_width,).
     config.model = tasks.model_config(hidden_widths=(128,), activation='relu', kernel_init='glorot_uniform')
