@@ -648,8 +648,8 @@ def render(results: dict[str, dict]) -> str:
                     edges = _edge_choices(results[experiment])
                     if edges:
                         body.append(
-                            f"Not a clean confirmation: {edges} of the choices in {experiment}'s run sit on an end "
-                            'of their grid (see its report).'
+                            f"Not a clean confirmation: {edges} of the choices in {experiment}'s run "
+                            f'{"sits" if edges == 1 else "sit"} on an end of their grid (see its report).'
                         )
                 commands = [
                     f'`python launch.py --config=experiments/{experiment}.py --workdir=runs/{experiment} '

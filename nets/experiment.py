@@ -99,29 +99,43 @@ def select(values: Mapping[Any, Any], *, metric: str, rule: str = 'max') -> Any:
     (compared in order: a tie-break); NaN loses (a diverged candidate is never chosen); ties go to the first.
     Refuses a test metric."""
     _refuse_test(metric)
+    return RULES[rule](values, key=_scorer(values, rule))
+
+
+def _scorer(values: Mapping[Any, Any], rule: str) -> Callable[[Any], tuple]:
+    """A candidate's value as `select` compares it: a tuple of floats, NaN (or None) the worst."""
     worst = -np.inf if rule == 'max' else np.inf
-    finite = lambda value: float(np.nan_to_num(value, nan=worst))
-    score = lambda candidate: tuple(map(finite, np.atleast_1d(values[candidate])))
-    return RULES[rule](values, key=score)
+    finite = lambda value: worst if value is None else float(np.nan_to_num(value, nan=worst))
+    return lambda candidate: tuple(map(finite, np.atleast_1d(values[candidate])))
 
 
 def choose(what: str, values: Mapping[Any, Any], *, metric: str, rule: str = 'max', note: str = '') -> dict:
     """`select` among `values`, as one entry of results.json's `choices`: what was chosen (under 'chosen'), among
     what, by which metric and rule, with the values; among three or more numbers, also whether the chosen one is at
-    an end of the grid (`at_edge`: the grid may be too narrow, and the protocol extends it before a confirmation
-    run)."""
+    an end of the grid and beats its neighbour there (`at_edge`: the grid may be too narrow, and the protocol
+    extends it before a confirmation run). An end that only ties its neighbour (every rate at chance, say) is not
+    at an edge: nothing says that the best lies beyond it."""
     chosen = select(values, metric=metric, rule=rule)
-    numbers = [value for value in values if isinstance(value, (int, float)) and not isinstance(value, bool)]
-    edge = {'at_edge': chosen in (min(numbers), max(numbers))} if len(numbers) == len(values) >= 3 else {}
     return {
         'choice': what,
         'chosen': chosen,
         'metric': metric,
         'rule': rule,
         'values': [[candidate, value] for candidate, value in values.items()],
-        **edge,
+        **edge_of_grid(values, chosen, rule),
         **({'note': note} if note else {}),
     }
+
+
+def edge_of_grid(values: Mapping[Any, Any], chosen: Any, rule: str) -> dict:
+    """{'at_edge': ...} of a choice among three or more numbers (see `choose`); {} otherwise."""
+    numbers = sorted(value for value in values if isinstance(value, (int, float)) and not isinstance(value, bool))
+    if not len(numbers) == len(values) >= 3:
+        return {}
+    if chosen not in (numbers[0], numbers[-1]):
+        return {'at_edge': False}
+    score = _scorer(values, rule)
+    return {'at_edge': score(chosen) != score(numbers[1] if chosen == numbers[0] else numbers[-2])}
 
 
 def member_values(runs: Mapping[str, Mapping], key: Callable[[Mapping], float], by: str | None = None):

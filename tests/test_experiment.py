@@ -47,6 +47,11 @@ def test_the_run_records_every_choice_with_every_candidates_value(tmp_path):
         ({1e-4: 0.90, 1e-3: 0.91, 1e-2: 0.93}, True),  # the largest
         ({1e-2: 0.99, 1e-3: 0.91, 1e-4: 0.93}, True),  # the largest, listed first
         ({3: 0.90, 1: 0.95, 2: 0.93}, True),  # the smallest, listed in the middle
+        ({1e-3: 0.11, 3e-3: 0.11, 1e-2: 0.11}, False),  # the smallest by a tie (every rate at chance): no edge
+        ({1e-3: 0.11, 3e-3: 0.11, 1e-2: 0.10}, False),  # the smallest, tied with its neighbour
+        ({1e-3: 0.90, 3e-3: 0.93, 1e-2: 0.93}, False),  # the largest ties the middle one, which is chosen first
+        ({1e-3: 0.93, 3e-3: 0.93, 1e-2: 0.94}, True),  # the largest, beating its tied neighbours
+        ({1e-3: float('nan'), 3e-3: None, 1e-2: 0.5}, True),  # the only finite one, at an end
     ],
 )
 def test_a_choice_among_three_or_more_numbers_records_whether_it_is_at_an_end_of_its_grid(values, at_edge):
