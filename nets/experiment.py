@@ -361,6 +361,7 @@ def run(module, config, workdir: str, *, data_dir=None, cache_dir=None, resume: 
     A module with its own `run(config, workdir, ...)` (one not yet declared as stages) runs that instead. Either
     way the segment's wall time is recorded in the workdir, so that a --resume reports the run's total."""
     segment = Segment(workdir)
+    results.pin_revision()
     options = dict(data_dir=data_dir, cache_dir=cache_dir, resume=resume)
     try:
         if not hasattr(module, 'stages'):

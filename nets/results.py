@@ -54,8 +54,19 @@ def machine() -> dict[str, str]:
     return {'cpu': f'{name}{numbers}, {os.cpu_count()} cores, AVX-512: {avx512}', 'load_average': load}
 
 
+_PINNED: dict[str, str] = {}  # the code's git revision as a run started (pin_revision)
+
+
+def pin_revision() -> None:
+    """Reads the code's git revision now, as a run starts: results.json then records the commit whose code the
+    process loaded, not the one checked out when it ends (commits may land in the tree while a run trains)."""
+    _PINNED.clear()
+    _PINNED.update(git_revision())
+
+
 def versions() -> dict[str, str]:
-    """Library versions, the code's git commit, the backend that produced the numbers and the `machine`."""
+    """Library versions, the code's git commit (as pinned at the run's start, else now), the backend that produced
+    the numbers and the `machine`."""
     from importlib import metadata
 
     import jax
@@ -69,7 +80,7 @@ def versions() -> dict[str, str]:
             installed[package] = ''
     return {
         **installed,
-        **git_revision(),
+        **(_PINNED or git_revision()),
         'python': platform.python_version(),
         'backend': jax.default_backend(),
         'device': jax.devices()[0].device_kind,

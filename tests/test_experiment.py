@@ -203,3 +203,22 @@ def test_an_unset_split_and_batch_order_are_drawn_from_the_runs_first_seed_and_r
     split_7 = data.load_splits('mnist', data_dir=data_dir, validation_size=128, split_seed=7, train_limit=256)
     assert np.array_equal(seen['validation'], split_7.validation_labels)
     assert not np.array_equal(split_7.validation_labels, split_0.validation_labels)
+
+
+def test_results_record_the_commit_a_run_started_from_not_one_committed_while_it_ran(tmp_path, monkeypatch):
+    from nets import results
+
+    head = {'git_commit': 'a' * 40, 'git_dirty': 'false'}
+    monkeypatch.setattr(results, 'git_revision', lambda root=None: dict(head))
+    monkeypatch.setattr(results, '_PINNED', {})  # this process's pin is restored after the test
+
+    class Module:
+        @staticmethod
+        def run(config, workdir, **options):
+            head.update(git_commit='b' * 40, git_dirty='true')  # a commit lands, and the tree changes, mid-run
+            results.write_results(workdir, {}, {}, [0], runs={})
+            return {}
+
+    experiment.run(Module, None, str(tmp_path))
+    written = json.loads((tmp_path / 'results.json').read_text())['versions']
+    assert (written['git_commit'], written['git_dirty']) == ('a' * 40, 'false')
