@@ -260,7 +260,7 @@ LECTURE: tuple[tuple[str, str, tuple[Claim, ...]], ...] = (
             ),
             Claim(
                 'ReLU units can die under a large learning rate; leaky ReLU keeps them alive.',
-                (('activations', 'Under plain SGD at rate 0.1, ReLU units die and leaky ReLU units do not'),),
+                (('activations', 'Under plain SGD at rate 0.3, ReLU units die and leaky ReLU units do not'),),
                 figure=('activations', 'dead_units.png'),
             ),
             Claim(
