@@ -18,12 +18,24 @@ import tempfile
 import time
 from typing import Any
 
-import jax
-import ml_collections
-from absl import app, flags, logging
-from ml_collections import config_flags
 
-from nets import data as data_lib, experiment, parallel, report, results, runner, validation
+def _stopped_while_starting(signal_number, frame):
+    """SIGINT or SIGTERM while the run starts (imports, flags, the config), before main() installs the handler that
+    stops at an epoch end: nothing has been written yet, so one line and 128 + the signal's number at once."""
+    name = signal.Signals(signal_number).name
+    print(f'launch.py: stopped by {name} while starting; nothing was saved: run it again', file=sys.stderr)
+    os._exit(128 + signal_number)
+
+
+for _number in (signal.SIGINT, signal.SIGTERM):  # before the imports below, which take seconds
+    signal.signal(_number, _stopped_while_starting)
+
+import jax  # noqa: E402
+import ml_collections  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from nets import data as data_lib, experiment, parallel, report, results, runner, validation  # noqa: E402
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 

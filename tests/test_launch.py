@@ -5,8 +5,10 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -402,3 +404,18 @@ def test_a_full_disk_ends_with_one_line_naming_the_path_and_the_space(launch, sm
     assert 'No space left on device' in line and str(workdir / 'checkpoints' / 'baseline') in line, line
     assert re.search(r'needs about [0-9.]+ MiB; 0\.[0-9] MiB free', line), line
     assert sorted(path.name for path in small_disk.iterdir()) == ['filler']  # what the run made is gone
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize('number', [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_launch_py_imports_its_libraries_ends_it_with_one_line(number, tmp_path):
+    """A stop before main() installs its epoch-end handler (here 1 s in, while jax and the rest import) once killed
+    the process by SIGTERM's default action (-15, no line) or a KeyboardInterrupt traceback."""
+    command = [sys.executable, 'launch.py', f'--config={QUICK}', f'--workdir={tmp_path / "run"}']
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    process.send_signal(number)
+    _, stderr = process.communicate(timeout=60)
+    lines = stderr.strip().splitlines()
+    assert process.returncode == 128 + number, stderr[-3000:]
+    assert 'Traceback' not in stderr and f'launch.py: stopped by {number.name}' in lines[-1], stderr[-3000:]
