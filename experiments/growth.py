@@ -450,11 +450,11 @@ def plot_accuracy_against_time(path: str, config, runs, measures) -> str:
 def plot_ratios(path: str, config, summary, variants) -> str:
     """The FLOPs and wall-time ratios to the fixed net per variant with their 95% intervals, and the lecture's band;
     and both over the plateau tolerance."""
-    tuning = config.growth.tuning_strategy  # its config.growth.tolerance point is a variant when it is a strategy
-    tolerance = sorted(
-        [(config.growth.tolerance, tuning)] * (tuning in config.strategies)
-        + [(t, f'{tuning}_tolerance_{t:g}') for t in config.tolerances]
-    )
+    tuning = config.growth.tuning_strategy
+    tolerance = [(t, f'{tuning}_tolerance_{t:g}') for t in config.tolerances]
+    if tuning in config.strategies:  # its config.growth.tolerance point is then a variant of its own
+        tolerance.append((config.growth.tolerance, tuning))
+    tolerance.sort()
     value = lambda key: np.nan if summary[key] is None else summary[key]
     with report.figure(path, 1, 2, figsize=(13, 4)) as (_, axes):
         for axis, names, x in (

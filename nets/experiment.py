@@ -36,6 +36,7 @@ from nets.registry import lookup
 
 RULES = {'max': max, 'min': min}
 SEGMENTS = 'segments.json'  # the wall time of each segment (first run and every --resume) of a workdir's run
+SEGMENT_EVERY = 30.0  # seconds between a segment's writes of its time at epoch ends
 
 
 def base_config(*, seeds: Sequence[int] = (0, 1, 2), **fields: Any) -> ml_collections.ConfigDict:
@@ -274,7 +275,7 @@ class Experiment:
             None,  # the test metrics wait until every stage has run (evaluate_test)
             resume=self.resume,
             epochs=epochs,
-            on_epoch_end=runner.chain(on_epoch_end, self.segment.record),  # the run's time, kept at every epoch
+            on_epoch_end=runner.chain(on_epoch_end, self.segment.epoch_end),  # the run's time so far
             prepare_state=prepare_state,
         )
         self.runs[name], self.states[name] = runs, state
@@ -333,11 +334,12 @@ class Experiment:
 
 class Segment:
     """This segment of a workdir's run (the first run, or a --resume): its wall time is written into segments.json
-    at every epoch end of a variant and when it ends, also by an exception, so that a run stopped without warning
-    (SIGKILL, the end of a machine's session) loses at most an epoch's time from the run's total."""
+    at a variant's epoch ends (at most every SEGMENT_EVERY seconds: a write costs ~10 ms, a :quick epoch less) and
+    when it ends, also by an exception, so that a run stopped without warning (SIGKILL, the end of a machine's
+    session) loses at most that much, or an epoch, from the run's total."""
 
     def __init__(self, workdir: str):
-        self.workdir, self.started = workdir, time.perf_counter()
+        self.workdir, self.started, self.written = workdir, time.perf_counter(), -np.inf
         path = os.path.join(workdir, SEGMENTS)
         self.earlier = []
         if os.path.exists(path):
@@ -348,12 +350,16 @@ class Segment:
         """The run's wall time so far: every earlier segment's and this one's."""
         return float(sum(self.earlier)) + time.perf_counter() - self.started
 
-    def record(self, *_) -> None:
-        """Writes this segment's seconds so far after the earlier ones (an epoch hook too: it returns nothing)."""
+    def record(self) -> None:
+        """Writes this segment's seconds so far after the earlier ones."""
+        self.written = time.perf_counter()
         if os.path.isdir(self.workdir):
-            results.write_json(
-                os.path.join(self.workdir, SEGMENTS), [*self.earlier, time.perf_counter() - self.started]
-            )
+            results.write_json(os.path.join(self.workdir, SEGMENTS), [*self.earlier, self.written - self.started])
+
+    def epoch_end(self, *_) -> None:
+        """An epoch hook (it returns nothing): `record`, unless it did less than SEGMENT_EVERY seconds ago."""
+        if time.perf_counter() - self.written >= SEGMENT_EVERY:
+            self.record()
 
 
 def run(module, config, workdir: str, *, data_dir=None, cache_dir=None, resume: bool = False) -> dict:
