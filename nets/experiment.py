@@ -115,7 +115,8 @@ def choose(what: str, values: Mapping[Any, Any], *, metric: str, rule: str = 'ma
     what, by which metric and rule, with the values; among three or more numbers, also whether the chosen one is at
     an end of the grid and beats its neighbour there (`at_edge`: the grid may be too narrow, and the protocol
     extends it before a confirmation run). An end that only ties its neighbour (every rate at chance, say) is not
-    at an edge: nothing says that the best lies beyond it."""
+    at an edge: nothing says that the best lies beyond it. Nor is a chosen 0 at the bottom of a grid of strengths
+    (a penalty, a decay, a dropout rate): nothing lies below off."""
     chosen = select(values, metric=metric, rule=rule)
     return {
         'choice': what,
@@ -133,7 +134,7 @@ def edge_of_grid(values: Mapping[Any, Any], chosen: Any, rule: str) -> dict:
     numbers = sorted(value for value in values if isinstance(value, (int, float)) and not isinstance(value, bool))
     if not len(numbers) == len(values) >= 3:
         return {}
-    if chosen not in (numbers[0], numbers[-1]):
+    if chosen not in (numbers[0], numbers[-1]) or chosen == 0 == numbers[0]:
         return {'at_edge': False}
     score = _scorer(values, rule)
     return {'at_edge': score(chosen) != score(numbers[1] if chosen == numbers[0] else numbers[-2])}

@@ -52,6 +52,9 @@ def test_the_run_records_every_choice_with_every_candidates_value(tmp_path):
         ({1e-3: 0.90, 3e-3: 0.93, 1e-2: 0.93}, False),  # the largest ties the middle one, which is chosen first
         ({1e-3: 0.93, 3e-3: 0.93, 1e-2: 0.94}, True),  # the largest, beating its tied neighbours
         ({1e-3: float('nan'), 3e-3: None, 1e-2: 0.5}, True),  # the only finite one, at an end
+        ({0.0: 0.95, 1e-5: 0.93, 1e-4: 0.92}, False),  # off, at the bottom of a grid of strengths: a closed end
+        ({-1.0: 0.95, 0.0: 0.93, 1.0: 0.92}, True),  # the smallest, below 0
+        ({-1.0: 0.90, 0.0: 0.93, 1.0: 0.92}, False),  # 0 inside the grid
     ],
 )
 def test_a_choice_among_three_or_more_numbers_records_whether_it_is_at_an_end_of_its_grid(values, at_edge):
