@@ -41,7 +41,6 @@ CONFIG_CHECKS = (_one_epoch_count_per_size_and_batches_that_fit,)
 # The fields only this experiment has; nets.validation checks the shared ones (data, seeds, the task).
 CONFIG_RULES = {
     'decay': validation.one_or_several(validation.positive),
-    **{name: validation.several(validation.number(0.0)) for name in ('l1', 'l2')},  # 0: off
     'dropout': validation.several(validation.rate),
     'epochs_by_size': validation.counts,
     'mc_samples': validation.count,

@@ -188,7 +188,8 @@ RULES: dict[str, Rule] = {
     'noise': number(0.0),
     # common sweeps
     'learning_rates': several(positive),
-    **{name: one_or_several(positive) for name in ('l1', 'l2', 'max_norm')},
+    **{name: one_or_several(number(0.0)) for name in ('l1', 'l2')},  # a penalty's strengths; 0 is off
+    'max_norm': one_or_several(positive),
     # the task schema: the model
     'model.name': name_in(models.MODELS),
     'hidden_widths': several(count, distinct=False, allow_empty=True),

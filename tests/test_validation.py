@@ -214,6 +214,7 @@ def test_random_good_values_are_accepted(data):
         ('optimizer.learning_rate', 1e-320, 'that float32 holds'),
         ('optimizer.learning_rate', 1e39, 'that float32 holds'),
         ('optimizer.transforms', ({'name': 'add_decayed_weights', 'weight_decay': -1.0},), 'weight_decay must be a'),
+        ('l2', (0.0, -1e-6), 'l2[1] must be a finite number >= 0'),  # a grid of strengths: 0 is off, not below
         ('optimizer.transforms', ({'name': 'max_norm', 'max_norm': -3.0},), 'max_norm must be a finite number > 0'),
         ('optimizer.transforms', ({'name': 'clip_by_global_norm', 'max_norm': 0.0},), 'max_norm must be'),
         ('penalties', ({'kernel_l2': -0.1},), 'kernel_l2 must be a finite number >= 0'),
@@ -246,6 +247,7 @@ def test_an_early_stopping_monitor_that_is_no_metric_is_refused_also_while_early
         ('optimizer.learning_rate', 1.2e-38),
         ('optimizer.transforms', ({'name': 'clip_by_global_norm', 'max_norm': 1.0},)),
         ('penalties', ({'kernel_l2': 0.0},)),  # a sweep's unpenalised control member
+        ('l1', (0.0, 1e-7, 1e-6)),  # a grid of strengths that starts at off
         ('optimizer.transforms', ({'name': 'add_decayed_weights', 'weight_decay': 0.0},)),  # a sweep's placeholder
     ],
 )
