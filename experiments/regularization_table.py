@@ -2,21 +2,19 @@
 dropout + L2 and dropout + max-norm.
 
 They report 1.62%, 1.60%, 1.35%, 1.25% and 1.05% test error (784-1024-1024-2048; 1.08% for dropout with 2×1024
-units). One recipe for every variant: He init, Adam 1e-3 decayed ×0.98 an epoch, batch 128, trained on all 60,000
-training images for 40 epochs, the dropout variants for twice as long (Srivastava et al.: a dropout net takes 2–3
-times longer to train). Each variant's strength (the L2 λ, the L1 strength added to the L2 variant's chosen λ, or the
-max-norm radius c) is first chosen on validation, never on test: its candidates train as one vmapped program on
-50,000 training images for half the variant's epochs, and the candidate with the lowest validation error (mean over
-the last epochs and the selection seeds) is kept. The table then trains the chosen strengths on all 60,000 images;
-its test error is the final epoch's, mean over seeds (each variant's seeds are one vmapped program). The dropout
-rates (0.2 input, 0.5 hidden) are Srivastava et al.'s and are not swept. The schedule and the dropout variants'
-length were checked on an earlier validation probe (dropout + max-norm, c = 3, seed 0, 60 epochs): ×0.98 an epoch
-ended at 1.30% validation error (mean of the last 5 epochs) against 1.36% and 1.41% for a cosine decay to 0 from
-1e-3 and 2e-3. Since that doubled length was set after a test result was seen, `l2_long` is its control: the L2
-variant at its chosen λ for the dropout variants' epochs. The claims pair the variants over the seeds in the
-published order, by the test error averaged over the last config.final_epochs epochs (the rate is still 0.45e-3 at
-epoch 40, so one epoch's number is noisy). Three confirmation seeds, not the protocol's ten for close pairs: ten
-would not fit the time budget. `:quick` is a seconds-scale version.
+units). One recipe for every variant: He init, Adam 1e-3 decayed ×0.8 an epoch, batch 128, trained on all 60,000
+training images for 10 epochs, the dropout variants for twice as long (Srivastava et al.: a dropout net takes 2–3
+times longer to train): a short schedule, so that every experiment's full run fits the time budget. Each
+variant's strength (the L2 λ, the L1 strength added to the L2 variant's chosen λ, or the max-norm radius c) is
+first chosen on validation, never on test: its candidates train as one vmapped program on 50,000 training images
+for half the variant's epochs, and the candidate with the lowest validation error (mean over the last epochs and the
+selection seeds) is kept. The table then trains the chosen strengths on all 60,000 images; its test error is the
+final epoch's, mean over seeds (each variant's seeds are one vmapped program). The dropout
+rates (0.2 input, 0.5 hidden) are Srivastava et al.'s and are not swept. Since the dropout variants' doubled length
+was set after a test result was seen (in an earlier, longer schedule), `l2_long` is its control: the L2 variant at
+its chosen λ for the dropout variants' epochs. The claims pair the variants over the seeds in the published order,
+by the test error averaged over the last config.final_epochs epochs. Three confirmation seeds, not the protocol's
+ten for close pairs: ten would not fit the time budget. `:quick` is a seconds-scale version.
 """
 
 from __future__ import annotations
@@ -41,7 +39,13 @@ RADIUS = 'optimizer.transforms[0].max_norm'  # the max-norm variants' swept path
 # The lab history behind the config (nets.experiment prints it in the report).
 DEVELOPMENT = (
     'Seeds 0 and 1 developed the recipe. There every choice fell on an end of its grid (L2 3e-6, L1 1e-7, c = 2 and c'
-    ' = 4): each grid goes one step further there.'
+    ' = 4): each grid went one step further there. A confirmation run on seeds 100-102 (2026-12-07) trained 40 epochs '
+    '(80 with dropout) at x0.98 an epoch and took 3 h 59 min, past the time budget, and chose L2 1e-6, the bottom of '
+    'its grid; its seeds count as development. The schedule was then cut to 10 epochs (20) at x0.8 an epoch, a choice '
+    'made for the budget, not by any result. A development run of it on seeds 0-1 (2026-12-08; selection on seed 0, '
+    'read on validation only) chose L2 1e-6, L1 1e-6 (the top of its grid, 2.09% validation error against 2.13% at '
+    '3e-8), c = 2 (2 to 6 tie: the ball does not bind there) and dropout + L2 1e-6: the L2 and L1 grids now start at 0 '
+    '(off, a closed end) and L1 reaches 1e-5.'
 )
 
 
@@ -50,26 +54,28 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # The table trains on all the training images (no validation split); the strengths are chosen on
     # config.selection's split.
     # Three confirmation seeds (ten would not fit the time budget); 0 and 1 developed the recipe.
-    config = experiment.base_config(seeds=(100, 101, 102), development_seeds=(0, 1), validation_size=0)
+    config = experiment.base_config(seeds=(200, 201, 202), development_seeds=(0, 1, 100, 101, 102), validation_size=0)
     config.checkpoint_every = 5
-    config.final_epochs = 5  # the claims' test error: the mean over the last 5 epochs
-    config.epochs = 40
-    config.dropout_epochs = 80  # the dropout variants
+    config.final_epochs = 3  # the claims' test error: the mean over the last 3 epochs
+    config.epochs = 10
+    config.dropout_epochs = 20  # the dropout variants
     config.model = tasks.model_config(hidden_widths=(1024, 1024), activation='relu', kernel_init='he_normal')
     config.optimizer = tasks.optimizer_config('adam', 1e-3, schedule=None, transforms=())  # decay set in stages()
-    config.learning_rate_decay = 0.98  # per epoch
+    config.learning_rate_decay = 0.8  # per epoch
     config.update(tasks.task_config())
     # Each variant's candidates, chosen on validation (see `selection`).
-    config.l2 = (1e-6, 3e-6, 1e-5, 3e-5)  # λ of λ·Σw² on every kernel (the L2 and dropout + L2 variants)
-    config.l1 = (3e-8, 1e-7, 3e-7, 1e-6)  # added to the L2 variant's chosen λ
+    # λ of λ·Σw² on every kernel (the L2 and dropout + L2 variants), and the L1 strength added to the L2 variant's
+    # chosen λ: each grid starts at 0 (off), so it is closed below.
+    config.l2 = (0.0, 1e-7, 3e-7, 1e-6, 3e-6, 1e-5)
+    config.l1 = (0.0, 1e-7, 3e-7, 1e-6, 3e-6, 1e-5)
     config.max_norm = (1.5, 2.0, 3.0, 4.0, 6.0)  # Srivastava et al.'s c (the max-norm and dropout + max-norm variants)
     config.input_dropout, config.hidden_dropout = 0.2, 0.5
     config.selection = ml_collections.ConfigDict()
     config.selection.validation_size = 10_000  # held out from the training split while choosing
     config.selection.split_seed = 0
-    config.selection.seeds = (100,)  # the strengths are chosen anew in the confirmation run
+    config.selection.seeds = (200,)  # the strengths are chosen anew in the confirmation run
     config.selection.fraction = 0.5  # of each variant's epochs
-    config.selection.window = 5  # the validation error is the mean of the last `window` epochs
+    config.selection.window = 2  # the validation error is the mean of the last `window` epochs
     if experiment.is_quick(arg, 'regularization_table'):
         config.train_limit, config.test_limit, config.seeds = 1024, 500, (0,)
         config.development_seeds, config.selection.seeds, config.final_epochs = (), (0,), 1  # it confirms nothing
