@@ -57,7 +57,9 @@ DEVELOPMENT = (
     '(2026-12-07), put 5 of 14 at an end: L2 1e-6, L1 1e-7 and combined L2 0 at 1,000 images, each scoring below no '
     'penalty at all, so the L2 and L1 grids now start at 0 and are closed there; decay 3 at 1,000 (0.9135 against '
     '0.9133 at 1), so decay reaches 10; hidden dropout 0.2 at 5,000 (0.9600 against 0.9589 at 0.35), so dropout '
-    'reaches 0.1 and 0. Seeds 200-204 count as development.'
+    'reaches 0.1 and 0. Seeds 200-204 count as development. On seeds 300-304 (2026-12-08) 13 of 14 choices fell '
+    'inside; L2 at 1,000 images chose 1e-3, the top (validation accuracy 0.8965 to 0.8991 over the whole grid, flat '
+    'within noise), so L2 reaches 1e-2, and seeds 300-304 count as development.'
 )
 
 
@@ -66,8 +68,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # validation_size: held out from the training split; chooses every strength.
     # Five confirmation seeds; the development seeds are DEVELOPMENT's.
     config = experiment.base_config(
-        seeds=(300, 301, 302, 303, 304),
-        development_seeds=(0, 1, 2, *range(100, 105), *range(200, 205)),
+        seeds=(400, 401, 402, 403, 404),
+        development_seeds=(0, 1, 2, *range(100, 105), *range(200, 205), *range(300, 305)),
         validation_size=2000,
         checkpoint_every=10,
     )
@@ -78,7 +80,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.update(tasks.task_config(batch_size=64))
     # The candidates of each variant's sweep (its config path -> values); chosen on validation.
     # A grid of strengths that starts at 0 (off) is closed below: validation may choose no penalty.
-    config.l2 = (0.0, 1e-6, 1e-5, 1e-4, 1e-3)
+    config.l2 = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
     config.l1 = (0.0, 1e-7, 1e-6, 1e-5, 1e-4)
     config.decay = (0.01, 0.1, 1.0, 3.0, 10.0)  # decoupled, times the learning rate per step (AdamW)
     config.dropout = (0.0, 0.1, 0.2, 0.35, 0.5, 0.65)  # hidden layers; the input keeps 0.2 in the dropout variants
