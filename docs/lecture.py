@@ -16,6 +16,7 @@ import dataclasses
 import itertools
 import json
 import os
+import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -182,9 +183,7 @@ LECTURE: tuple[tuple[str, str, tuple[Claim, ...]], ...] = (
             ),
             Claim(
                 'Chosen on validation, the best regularizer generalizes better than none.',
-                _many(
-                    'overfitting', 'The best variant on validation (dropout) improves generalization ({})', SMALL, LARGE
-                ),
+                _many('overfitting', 'The best variant on validation (*) improves generalization ({})', SMALL, LARGE),
             ),
             Claim(
                 "Srivastava et al.'s Table 9 order on MNIST: L2, L2 + L1, max-norm, dropout + L2, dropout + max-norm.",
@@ -577,10 +576,16 @@ def load_results(root: str = ROOT) -> dict[str, dict]:
     return found
 
 
+def cites(text: str, claim: str) -> bool:
+    """Whether the evidence text `text` names the results' claim `claim` (a `*` in it: anything)."""
+    return re.fullmatch('.*'.join(map(re.escape, text.split('*'))), claim) is not None
+
+
 def find_claim(results: dict[str, dict], experiment: str, text: str) -> dict:
-    """The claim of `experiment` whose text is `text`, or KeyError naming both."""
+    """The claim of `experiment` whose text is `text`, or KeyError naming both. A `*` in `text` stands for what a
+    run chose and names in its claim (the best variant on validation, say)."""
     for claim in results.get(experiment, {}).get('claims', []):
-        if claim['claim'] == text:
+        if cites(text, claim['claim']):
             return claim
     raise KeyError(f'results/{experiment}/results.json has no claim {text!r}')
 
@@ -610,9 +615,9 @@ TABLE_HEAD = (
 )
 
 
-def _row(experiment: str, text: str, found: dict) -> str:
+def _row(experiment: str, found: dict) -> str:
     variants = ' vs '.join(f'`{variant}`' for variant in found['variants'])
-    where = f'[{experiment}](../results/{experiment}/report.md): {text} ({variants})'
+    where = f'[{experiment}](../results/{experiment}/report.md): {found["claim"]} ({variants})'
     cells = (where, found['metric'], _expected(found), _number(found), str(found['seeds']), f'**{found["verdict"]}**')
     return f'| {" | ".join(cells)} |'
 
@@ -639,7 +644,7 @@ def render(results: dict[str, dict]) -> str:
                 for experiment, text in claim.evidence:
                     found = find_claim(results, experiment, text)
                     verdicts.append(found['verdict'])
-                    body.append(_row(experiment, text, found))
+                    body.append(_row(experiment, found))
                 verdict = verdicts[0] if len(set(verdicts)) == 1 else 'mixed'
                 counts[verdict] = counts.get(verdict, 0) + 1
                 body += ['', f'Verdict: **{verdict}**.']
