@@ -45,7 +45,10 @@ DEVELOPMENT = (
     'made for the budget, not by any result. A development run of it on seeds 0-1 (2026-12-08; selection on seed 0, '
     'read on validation only) chose L2 1e-6, L1 1e-6 (the top of its grid, 2.09% validation error against 2.13% at '
     '3e-8), c = 2 (2 to 6 tie: the ball does not bind there) and dropout + L2 1e-6: the L2 and L1 grids now start at 0 '
-    '(off, a closed end) and L1 reaches 1e-5.'
+    '(off, a closed end) and L1 reaches 1e-5. Its confirmation on seeds 200-202 (2026-12-08, 40 min 43 s) chose '
+    'c = 1.5 for both max-norm variants, the bottom of that grid (0.0199 against 0.0200 validation error, and 0.0185 '
+    'against 0.0187): c now reaches 0.75, and 6 (which tied 4 in every run: the ball does not bind there) is dropped. '
+    'Seeds 200-202 count as development.'
 )
 
 
@@ -54,7 +57,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # The table trains on all the training images (no validation split); the strengths are chosen on
     # config.selection's split.
     # Three confirmation seeds (ten would not fit the time budget); 0 and 1 developed the recipe.
-    config = experiment.base_config(seeds=(200, 201, 202), development_seeds=(0, 1, 100, 101, 102), validation_size=0)
+    config = experiment.base_config(
+        seeds=(300, 301, 302), development_seeds=(0, 1, 100, 101, 102, 200, 201, 202), validation_size=0
+    )
     config.checkpoint_every = 5
     config.final_epochs = 3  # the claims' test error: the mean over the last 3 epochs
     config.epochs = 10
@@ -68,12 +73,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # chosen λ: each grid starts at 0 (off), so it is closed below.
     config.l2 = (0.0, 1e-7, 3e-7, 1e-6, 3e-6, 1e-5)
     config.l1 = (0.0, 1e-7, 3e-7, 1e-6, 3e-6, 1e-5)
-    config.max_norm = (1.5, 2.0, 3.0, 4.0, 6.0)  # Srivastava et al.'s c (the max-norm and dropout + max-norm variants)
+    config.max_norm = (0.75, 1.0, 1.5, 2.0, 3.0, 4.0)  # Srivastava et al.'s c (both max-norm variants)
     config.input_dropout, config.hidden_dropout = 0.2, 0.5
     config.selection = ml_collections.ConfigDict()
     config.selection.validation_size = 10_000  # held out from the training split while choosing
     config.selection.split_seed = 0
-    config.selection.seeds = (200,)  # the strengths are chosen anew in the confirmation run
+    config.selection.seeds = (300,)  # the strengths are chosen anew in the confirmation run
     config.selection.fraction = 0.5  # of each variant's epochs
     config.selection.window = 2  # the validation error is the mean of the last `window` epochs
     if experiment.is_quick(arg, 'regularization_table'):
